@@ -37,6 +37,7 @@ def to_units(value: Decimal | str | int | float, *, exact: bool = True) -> int:
     """
     if isinstance(value, bool):
         raise FixedPointError(f"not a number: {value!r}")
+    units: int
     if isinstance(value, int):
         units = value * ONE
     else:

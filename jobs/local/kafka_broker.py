@@ -1,0 +1,232 @@
+"""A single-node Apache Kafka 4.x broker in KRaft mode, started by the project itself.
+
+No Docker engine is assumed (DESIGN.md, "Local services"): the broker's jars come from Maven
+Central through Maven into a cache directory that every clone on the machine reuses, and the
+broker runs on the machine's Java 17 with its data under `<home>/kafka`. Every operation is
+idempotent: `start` on a running broker reports it and returns, `stop` on a stopped one is a
+no-op.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import logging
+import os
+import shutil
+import signal
+import subprocess
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+from confluent_kafka import KafkaException
+from confluent_kafka.admin import AdminClient
+
+log = logging.getLogger(__name__)
+
+HERE = Path(__file__).parent
+POM = HERE / "kafka-pom.xml"
+LOG4J_CONFIG = HERE / "kafka-log4j2.properties"
+START_TIMEOUT_S = 90.0
+
+
+class LocalServiceError(RuntimeError):
+    """A local service could not be prepared or started; the message says what to do."""
+
+
+def cache_root() -> Path:
+    env = os.environ.get("TAPEFLOW_CACHE_DIR")
+    base = Path(env) if env else Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"))
+    return base / "tapeflow" if not env else base
+
+
+def jars_dir() -> Path:
+    """Cache directory named by the pom's content, so a changed pom fetches afresh."""
+    digest = hashlib.sha256(POM.read_bytes()).hexdigest()[:12]
+    return cache_root() / f"kafka-jars-{digest}"
+
+
+def ensure_jars() -> Path:
+    """Fetch the broker's jars with Maven unless the cache already holds them."""
+    target = jars_dir()
+    marker = target / ".complete"
+    if marker.exists():
+        return target
+    mvn = shutil.which("mvn")
+    if mvn is None:
+        raise LocalServiceError(
+            "Maven (mvn) is not on PATH: it is needed once to fetch the Kafka broker's jars. "
+            "Install Maven, or point TAPEFLOW_KAFKA_BOOTSTRAP at an existing broker."
+        )
+    partial = target.with_name(target.name + ".partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    partial.mkdir(parents=True)
+    cmd = [mvn, "-q", "-B", "-f", str(POM), "dependency:copy-dependencies",
+           f"-DoutputDirectory={partial}", "-DincludeScope=runtime"]
+    log.info("fetching Kafka broker jars with Maven into %s", target)
+    done = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        tail = (done.stdout + done.stderr).strip().splitlines()[-5:]
+        raise LocalServiceError("Maven could not fetch the Kafka jars: " + " | ".join(tail))
+    shutil.rmtree(target, ignore_errors=True)
+    partial.rename(target)
+    marker.touch()
+    return target
+
+
+def broker_answers(bootstrap: str, timeout_s: float = 2.0) -> bool:
+    """True when a broker at `bootstrap` answers a metadata request within the timeout."""
+    admin = AdminClient({"bootstrap.servers": bootstrap, "socket.timeout.ms": 1000,
+                         "logger": logging.getLogger("tapeflow.kafka.admin")})
+    try:
+        meta = admin.list_topics(timeout=timeout_s)
+    except KafkaException:
+        return False
+    return bool(meta.brokers)
+
+
+@dataclass(frozen=True)
+class BrokerStatus:
+    running: bool
+    answering: bool
+    pid: int | None
+    bootstrap: str
+    log_file: Path
+
+    def describe(self) -> str:
+        if self.answering:
+            owner = f"pid {self.pid}" if self.pid else "another process"
+            return f"Kafka broker answering at {self.bootstrap} ({owner})"
+        if self.running:
+            return f"Kafka broker process {self.pid} is running but not answering yet"
+        return f"no Kafka broker at {self.bootstrap}"
+
+
+class LocalKafka:
+    """The local development broker under `<home>/kafka`, listening on 127.0.0.1:`port`."""
+
+    def __init__(self, home: Path, port: int = 9092) -> None:
+        self.dir = (home / "kafka").resolve()
+        self.port = port
+        self.controller_port = port + 1
+        self.bootstrap = f"127.0.0.1:{port}"
+        self.data_dir = self.dir / "data"
+        self.config_file = self.dir / "server.properties"
+        self.pid_file = self.dir / "broker.pid"
+        self.log_file = self.dir / "broker.log"
+
+    def _pid(self) -> int | None:
+        try:
+            pid = int(self.pid_file.read_text().strip())
+        except (OSError, ValueError):
+            return None
+        try:
+            # Reap it first if it is our own exited child, or it would linger as a zombie.
+            if os.waitpid(pid, os.WNOHANG)[0] == pid:
+                return None
+        except ChildProcessError:
+            pass
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return None
+        except PermissionError:
+            return pid
+        return pid
+
+    def status(self) -> BrokerStatus:
+        pid = self._pid()
+        return BrokerStatus(pid is not None, broker_answers(self.bootstrap), pid,
+                            self.bootstrap, self.log_file)
+
+    def _write_config(self) -> None:
+        self.dir.mkdir(parents=True, exist_ok=True)
+        lines = {
+            "process.roles": "broker,controller",
+            "node.id": "1",
+            "controller.quorum.voters": f"1@127.0.0.1:{self.controller_port}",
+            "listeners": f"PLAINTEXT://127.0.0.1:{self.port},"
+                         f"CONTROLLER://127.0.0.1:{self.controller_port}",
+            "advertised.listeners": f"PLAINTEXT://127.0.0.1:{self.port}",
+            "controller.listener.names": "CONTROLLER",
+            "listener.security.protocol.map": "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
+            "log.dirs": str(self.data_dir),
+            "num.partitions": "1",
+            "offsets.topic.replication.factor": "1",
+            "offsets.topic.num.partitions": "4",
+            "transaction.state.log.replication.factor": "1",
+            "transaction.state.log.min.isr": "1",
+            "share.coordinator.state.topic.replication.factor": "1",
+            "share.coordinator.state.topic.min.isr": "1",
+            "group.initial.rebalance.delay.ms": "0",
+            # Topics are created by `tapeflow init` with the configured partition count.
+            "auto.create.topics.enable": "false",
+            "log.retention.hours": "168",
+        }
+        self.config_file.write_text("".join(f"{k}={v}\n" for k, v in lines.items()))
+
+    def _java(self, jars: Path, main: str, *args: str) -> list[str]:
+        java = shutil.which("java")
+        if java is None:
+            raise LocalServiceError("Java (17 or newer) is not on PATH; the local broker needs it.")
+        return [java, "-Xms256m", "-Xmx1g", "-XX:+UseG1GC", "-Djava.awt.headless=true",
+                f"-Dlog4j2.configurationFile={LOG4J_CONFIG}", "-cp", f"{jars}/*", main, *args]
+
+    def _format(self, jars: Path) -> None:
+        if (self.data_dir / "meta.properties").exists():
+            return
+        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        cmd = self._java(jars, "kafka.tools.StorageTool", "format", "-t", cluster_id,
+                         "-c", str(self.config_file))
+        done = subprocess.run(cmd, capture_output=True, text=True, check=False)
+        if done.returncode != 0:
+            raise LocalServiceError(f"formatting Kafka storage failed: {done.stdout}{done.stderr}")
+
+    def start(self, timeout_s: float = START_TIMEOUT_S) -> BrokerStatus:
+        """Start the broker unless one answers already; wait until it answers."""
+        current = self.status()
+        if current.answering:
+            return current
+        if current.running and current.pid is not None:
+            return self._wait(current.pid, timeout_s)
+        jars = ensure_jars()
+        self._write_config()
+        self._format(jars)
+        with self.log_file.open("ab") as out:
+            proc = subprocess.Popen(
+                self._java(jars, "kafka.Kafka", str(self.config_file)),
+                stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                start_new_session=True,
+            )
+        self.pid_file.write_text(str(proc.pid))
+        return self._wait(proc.pid, timeout_s)
+
+    def _wait(self, pid: int, timeout_s: float) -> BrokerStatus:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if broker_answers(self.bootstrap, timeout_s=1.0):
+                return self.status()
+            if self._pid() is None:
+                break
+            time.sleep(0.5)
+        tail = self.log_file.read_text(errors="replace").splitlines()[-8:]
+        raise LocalServiceError(
+            f"the Kafka broker (pid {pid}) did not answer at {self.bootstrap} within "
+            f"{timeout_s:.0f} s; last log lines ({self.log_file}):\n" + "\n".join(tail)
+        )
+
+    def stop(self, timeout_s: float = 30.0) -> bool:
+        """Stop the broker this home started; returns False when none was running."""
+        pid = self._pid()
+        if pid is None:
+            return False
+        os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline and self._pid() is not None:
+            time.sleep(0.2)
+        if self._pid() is not None:
+            os.kill(pid, signal.SIGKILL)
+        self.pid_file.unlink(missing_ok=True)
+        return True

@@ -1,0 +1,77 @@
+"""Plain Kafka reading for batch work and tests: read a topic from the beginning.
+
+The flows read Kafka through Bytewax's connector; this is for jobs (alert subscriptions,
+status) and for tests that check what landed on a topic.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+from confluent_kafka import Consumer, KafkaError, Message, TopicPartition
+
+
+def read_all(conf: dict[str, Any], topic: str, *, timeout_s: float = 30.0,
+             expect: int | None = None) -> list[Message]:
+    """Every message on `topic` now, across partitions, ordered by (partition, offset).
+
+    Stops when each partition is read to the end it had when the call began (or when
+    `expect` messages arrived), or raises TimeoutError after `timeout_s`.
+    """
+    consumer = Consumer({**conf, "group.id": f"tapeflow-reader-{uuid.uuid4().hex}",
+                         "enable.auto.commit": False, "auto.offset.reset": "earliest"})
+    try:
+        meta = consumer.list_topics(topic, timeout=timeout_s)
+        parts = sorted(meta.topics[topic].partitions)
+        ends = {}
+        for p in parts:
+            low, high = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=timeout_s)
+            if high > low:
+                ends[p] = high
+        consumer.assign([TopicPartition(topic, p, 0) for p in parts])
+        out: list[Message] = []
+        deadline = time.monotonic() + timeout_s
+        done = {p: False for p in ends}
+
+        def finished() -> bool:
+            return len(out) >= expect if expect is not None else all(done.values())
+
+        while not finished():
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"read {len(out)} messages from {topic}, wanted more")
+            for msg in consumer.consume(1000, timeout=0.5):
+                if msg.error():
+                    if msg.error().code() == KafkaError._PARTITION_EOF:
+                        continue
+                    raise RuntimeError(str(msg.error()))
+                out.append(msg)
+                p = msg.partition()
+                if p in ends and msg.offset() + 1 >= ends[p]:
+                    done[p] = True
+        out.sort(key=lambda m: (m.partition(), m.offset()))
+        return out
+    finally:
+        consumer.close()
+
+
+def follow(conf: dict[str, Any], topics: list[str], group_id: str,
+           *, from_beginning: bool, poll_s: float = 0.5) -> Iterator[Message | None]:
+    """Yield messages as they arrive (None on an idle poll), committing as we go."""
+    consumer = Consumer({**conf, "group.id": group_id, "enable.auto.commit": True,
+                         "auto.offset.reset": "earliest" if from_beginning else "latest"})
+    consumer.subscribe(topics)
+    try:
+        while True:
+            msg = consumer.poll(poll_s)
+            if msg is None:
+                yield None
+            elif msg.error():
+                if msg.error().code() != KafkaError._PARTITION_EOF:
+                    raise RuntimeError(str(msg.error()))
+            else:
+                yield msg
+    finally:
+        consumer.close()

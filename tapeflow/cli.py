@@ -1,5 +1,0 @@
-"""Command line entry point."""
-
-
-def main() -> None:
-    raise SystemExit(0)

@@ -1,0 +1,96 @@
+"""The one settings object: built once at the entry point, frozen, passed down.
+
+Precedence: command-line flags, then `TAPEFLOW_*` environment variables (or a `.env` file), then
+the defaults below, which run everything locally (a broker on 127.0.0.1, chDB and embedded
+Postgres under `./.tapeflow/`). Secrets are `SecretStr`: they print as `**********` in logs,
+reprs and tracebacks, and are unwrapped only where a client is built.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_HOME = Path(".tapeflow")
+LOCAL_KAFKA_PORT = 9092
+
+_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
+_TOPIC_PREFIX = re.compile(r"^[A-Za-z0-9._-]{0,100}$")
+
+
+class Settings(BaseSettings):
+    """Everything a command needs to find its services. Immutable once built."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="TAPEFLOW_",
+        env_file=".env",
+        extra="ignore",
+        frozen=True,
+    )
+
+    home: Path = Field(DEFAULT_HOME, description="Local state: embedded stores, broker data.")
+    kafka_bootstrap: str = Field(f"127.0.0.1:{LOCAL_KAFKA_PORT}")
+    kafka_security_protocol: str | None = Field(None, description="librdkafka security.protocol")
+    kafka_sasl_mechanism: str | None = None
+    kafka_sasl_username: str | None = None
+    kafka_sasl_password: SecretStr | None = None
+    kafka_ssl_ca_location: str | None = None
+    schema_registry_url: str | None = Field(None, description="Unset: the local catalogue.")
+    schema_registry_basic_auth: SecretStr | None = Field(None, description="user:password")
+    clickhouse_dsn: SecretStr | None = Field(
+        None, description="chdb:///path (embedded, default) or http(s)://user:pw@host:8123"
+    )
+    clickhouse_database: str = "tapeflow"
+    postgres_dsn: SecretStr | None = Field(None, description="Unset: embedded Postgres.")
+    postgres_schema: str = "tapeflow"
+    topic_prefix: str = Field("", description="Prepended to every topic name (isolation).")
+    partitions: int = Field(4, ge=1, le=1024, description="Partitions for topics init creates.")
+
+    @field_validator("clickhouse_database", "postgres_schema")
+    @classmethod
+    def _plain_identifier(cls, value: str) -> str:
+        if not _IDENTIFIER.match(value):
+            raise ValueError(f"{value!r} is not a plain identifier (letters, digits, _)")
+        return value
+
+    @field_validator("topic_prefix")
+    @classmethod
+    def _topic_prefix(cls, value: str) -> str:
+        if not _TOPIC_PREFIX.match(value):
+            raise ValueError(f"{value!r} may hold only letters, digits, '.', '_' and '-'")
+        return value
+
+    def topic(self, name: str) -> str:
+        """The full name of one of DESIGN.md's topics under this deployment's prefix."""
+        return f"{self.topic_prefix}{name}"
+
+    def clickhouse_url(self) -> str:
+        if self.clickhouse_dsn is not None:
+            return self.clickhouse_dsn.get_secret_value()
+        return f"chdb://{(self.home / 'clickhouse').resolve()}"
+
+    def kafka_config(self) -> dict[str, Any]:
+        """librdkafka settings shared by every producer, consumer and admin client."""
+        conf: dict[str, Any] = {"bootstrap.servers": self.kafka_bootstrap}
+        optional = {
+            "security.protocol": self.kafka_security_protocol,
+            "sasl.mechanism": self.kafka_sasl_mechanism,
+            "sasl.username": self.kafka_sasl_username,
+            "ssl.ca.location": self.kafka_ssl_ca_location,
+        }
+        conf.update({k: v for k, v in optional.items() if v is not None})
+        if self.kafka_sasl_password is not None:
+            conf["sasl.password"] = self.kafka_sasl_password.get_secret_value()
+        return conf
+
+    def with_overrides(self, **changes: Any) -> Settings:
+        """A copy with flag values applied (flags win over the environment)."""
+        given = {k: v for k, v in changes.items() if v is not None}
+        if not given:
+            return self
+        merged = {**{name: getattr(self, name) for name in type(self).model_fields}, **given}
+        return type(self)(**merged)

@@ -1,0 +1,45 @@
+"""Hand-made records for every wire schema, including nulls and decimal edge values."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tapeflow.fixedpoint import MAX_UNITS
+from tapeflow.models import (
+    DeadLetter,
+    ExecType,
+    ExecutionReport,
+    OrderType,
+    OrdStatus,
+    Quote,
+    RiskAlert,
+    Severity,
+    Side,
+    Trade,
+)
+
+T0 = 1_767_623_400_000_000  # 2026-01-05T14:30:00Z in microseconds
+EDGE_UNITS = [0, 1, -1, MAX_UNITS, -MAX_UNITS, 12_345_678_901, 2**31, -(2**40)]
+
+
+def edge_records() -> list[Any]:
+    """One or more records per schema that exercise every optional field and decimal edge."""
+    out: list[Any] = []
+    for i, units in enumerate(EDGE_UNITS):
+        out.append(Trade("AAPL", "XNAS", T0 + i, i, units, abs(units), None, ()))
+        out.append(Trade("ÆØÅ 'x'; --", "X", 0, 2**62, units, 1, f"t{i}", ("@", "F", "T")))
+        out.append(Quote("MSFT", "ARCX", T0 - i, i, units, 0, MAX_UNITS, units))
+    out.append(ExecutionReport(
+        "e1", "o1", None, "ACC-1", "AAPL", Side.BUY, OrderType.MARKET, ExecType.NEW,
+        OrdStatus.NEW, 100 * 10**8, None, None, 0, None, 0, 100 * 10**8, None, None, None, T0))
+    out.append(ExecutionReport(
+        "e2", "o1", "c-1", "ACC-1", "AAPL", Side.SELL, OrderType.STOP_LIMIT, ExecType.PARTIAL_FILL,
+        OrdStatus.PARTIALLY_FILLED, MAX_UNITS, -MAX_UNITS, 1, 40 * 10**8, 10_012_345_678,
+        40 * 10**8, MAX_UNITS - 40 * 10**8, 10_012_345_678, 0, "no reason", T0 + 1))
+    for sev in Severity:
+        out.append(RiskAlert(f"a-{sev}", "fat_finger", sev, None, None, T0, None, None, "m", "e1"))
+    out.append(RiskAlert("a-x", "drawdown", Severity.CRITICAL, "ACC-1", "AAPL", T0, -MAX_UNITS,
+                         MAX_UNITS, "drawdown 12% > 10%", "e2"))
+    out.append(DeadLetter("md.trades", 3, 2**40, "bad_magic", "first byte 7", b"\x07\x00\xff", T0))
+    out.append(DeadLetter("md.quotes", 0, 0, "too_short", "", b"", 0))
+    return out
