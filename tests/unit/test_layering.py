@@ -1,0 +1,47 @@
+"""The layering contract (import-linter, pyproject.toml) holds, and fails when broken."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+PACKAGES = ["tapeflow", "flows", "sources", "sinks", "jobs", "schemas"]
+
+
+def _lint_imports(root: Path) -> subprocess.CompletedProcess[str]:
+    exe = Path(sys.executable).with_name("lint-imports")
+    env = {**os.environ, "PYTHONPATH": str(root)}
+    return subprocess.run([str(exe), "--no-cache"], cwd=root, env=env, capture_output=True,
+                          text=True, check=False)
+
+
+def _copy_repo(tmp_path: Path) -> Path:
+    for pkg in PACKAGES:
+        shutil.copytree(REPO / pkg, tmp_path / pkg,
+                        ignore=shutil.ignore_patterns("__pycache__", "*.sql", "*.avsc"))
+    shutil.copy(REPO / "pyproject.toml", tmp_path / "pyproject.toml")
+    return tmp_path
+
+
+def test_the_repository_keeps_its_contracts(tmp_path: Path) -> None:
+    result = _lint_imports(_copy_repo(tmp_path))
+    assert result.returncode == 0, result.stdout[-2000:]
+    assert "0 broken" in result.stdout
+
+
+@pytest.mark.parametrize("library", ["polars", "confluent_kafka", "bytewax", "psycopg",
+                                     "clickhouse_connect"])
+def test_a_core_module_importing_an_io_library_breaks_the_build(
+    tmp_path: Path, library: str
+) -> None:
+    root = _copy_repo(tmp_path)
+    (root / "tapeflow" / "sneaky.py").write_text(f"import {library}\n")
+    result = _lint_imports(root)
+    assert result.returncode != 0
+    assert "BROKEN" in result.stdout and "tapeflow.sneaky" in result.stdout
