@@ -7,6 +7,7 @@ job, a checkpoint). Delivery failures are counted and raised at `flush`, never l
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from confluent_kafka import KafkaError, Message, Producer
@@ -25,6 +26,7 @@ class KafkaWriter:
             "enable.idempotence": True,
             "acks": "all",
             "queue.buffering.max.messages": 500000,
+            "logger": logging.getLogger("tapeflow.kafka.producer"),
             **conf,
             **overrides,
         }

@@ -14,13 +14,26 @@ from typing import Any
 from confluent_kafka import Consumer, KafkaError, Message, TopicPartition
 
 
+def end_offsets(conf: dict[str, Any], topic: str, timeout_s: float = 30.0) -> dict[int, int]:
+    """The next offset to be written on each partition of `topic` (its high watermarks)."""
+    consumer = Consumer({**conf, "group.id": f"tapeflow-reader-{uuid.uuid4().hex}"})
+    try:
+        meta = consumer.list_topics(topic, timeout=timeout_s)
+        return {p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=timeout_s)[1]
+                for p in sorted(meta.topics[topic].partitions)}
+    finally:
+        consumer.close()
+
+
 def read_all(conf: dict[str, Any], topic: str, *, timeout_s: float = 30.0,
-             expect: int | None = None) -> list[Message]:
+             expect: int | None = None, start: dict[int, int] | None = None) -> list[Message]:
     """Every message on `topic` now, across partitions, ordered by (partition, offset).
 
-    Stops when each partition is read to the end it had when the call began (or when
-    `expect` messages arrived), or raises TimeoutError after `timeout_s`.
+    Reads from `start` offsets (default: the beginning) and stops when each partition is read
+    to the end it had when the call began (or when `expect` messages arrived), or raises
+    TimeoutError after `timeout_s`.
     """
+    start = start or {}
     consumer = Consumer({**conf, "group.id": f"tapeflow-reader-{uuid.uuid4().hex}",
                          "enable.auto.commit": False, "auto.offset.reset": "earliest"})
     try:
@@ -29,9 +42,9 @@ def read_all(conf: dict[str, Any], topic: str, *, timeout_s: float = 30.0,
         ends = {}
         for p in parts:
             low, high = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=timeout_s)
-            if high > low:
+            if high > max(low, start.get(p, 0)):
                 ends[p] = high
-        consumer.assign([TopicPartition(topic, p, 0) for p in parts])
+        consumer.assign([TopicPartition(topic, p, start.get(p, 0)) for p in parts])
         out: list[Message] = []
         deadline = time.monotonic() + timeout_s
         done = {p: False for p in ends}

@@ -76,10 +76,14 @@ def ensure_jars() -> Path:
     return target
 
 
+PROBE_LOG = logging.getLogger("tapeflow.kafka.probe")
+PROBE_LOG.setLevel(logging.CRITICAL)  # "connection refused" is the answer we ask for, not news
+
+
 def broker_answers(bootstrap: str, timeout_s: float = 2.0) -> bool:
     """True when a broker at `bootstrap` answers a metadata request within the timeout."""
     admin = AdminClient({"bootstrap.servers": bootstrap, "socket.timeout.ms": 1000,
-                         "logger": logging.getLogger("tapeflow.kafka.admin")})
+                         "logger": PROBE_LOG})
     try:
         meta = admin.list_topics(timeout=timeout_s)
     except KafkaException:

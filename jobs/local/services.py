@@ -10,7 +10,7 @@ import logging
 
 from confluent_kafka.admin import AdminClient
 
-from jobs.local.kafka_broker import LocalKafka, LocalServiceError
+from jobs.local.kafka_broker import PROBE_LOG, LocalKafka, LocalServiceError
 from jobs.local.postgres import start_embedded_postgres
 from tapeflow.config import LOCAL_KAFKA_PORT, Settings
 
@@ -42,7 +42,8 @@ def ensure_kafka(settings: Settings, *, start: bool = True, timeout_s: float = 1
 
 
 def _answers(settings: Settings, timeout_s: float) -> bool:
-    admin = AdminClient({**settings.kafka_config(), "socket.timeout.ms": int(timeout_s * 1000)})
+    admin = AdminClient({**settings.kafka_config(), "socket.timeout.ms": int(timeout_s * 1000),
+                         "logger": PROBE_LOG})
     try:
         return bool(admin.list_topics(timeout=timeout_s).brokers)
     except Exception:

@@ -46,8 +46,12 @@ def _one_line(exc: BaseException) -> str:
 
 
 def main() -> None:
-    logging.basicConfig(level=os.environ.get("TAPEFLOW_LOG_LEVEL", "WARNING").upper(),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    level = os.environ.get("TAPEFLOW_LOG_LEVEL", "WARNING").upper()
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if level == "WARNING":
+        # librdkafka reports transient broker states (a coordinator still loading) as warnings
+        # and retries them itself; errors still show.
+        logging.getLogger("tapeflow.kafka").setLevel(logging.ERROR)
     try:
         app()  # standalone: usage errors are printed and exit 2 by typer itself
     except Exception as exc:

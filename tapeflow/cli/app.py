@@ -116,7 +116,7 @@ def init(
     from jobs.init import run_init
     from jobs.local.services import resolve
 
-    settings = resolve(_settings(ctx, partitions=partitions), kafka=kafka)
+    settings = resolve(_settings(ctx, partitions=partitions), kafka=kafka, start_kafka=False)
     assert settings.postgres_dsn is not None
     report = run_init(settings, settings.postgres_dsn.get_secret_value(), kafka=kafka)
     for line in report.lines():
@@ -150,7 +150,7 @@ def generate(
         raise typer.BadParameter("say where to: --out DIR, --kafka, or both")
     settings = _settings(ctx)
     if kafka:
-        ensure_kafka(settings)
+        ensure_kafka(settings, start=False)
     request = MarketRequest(seed=seed, symbols=symbols, accounts=accounts, minutes=minutes,
                             fault_rate=fault_rate)
     for line in run_generate(settings, request, out=out, kafka=kafka).lines():
