@@ -9,6 +9,7 @@ from pathlib import Path
 from schemas.catalogue import LocalCatalogue, RegistryCatalogue
 from schemas.codec import Codec
 from sinks.kafka_producer import KafkaWriter
+from sources.parquet_out import write_parquet
 from sources.synthetic import Garbage, Market, MarketSpec, generate_market
 from tapeflow.config import Settings
 
@@ -66,8 +67,6 @@ def produce_market(settings: Settings, market: Market, codec: Codec) -> Counter[
 
 def run_generate(settings: Settings, request: MarketRequest, *, out: Path | None,
                  kafka: bool) -> GenerateReport:
-    from sources.parquet_out import write_parquet
-
     market = generate_market(request.spec())
     report = GenerateReport(summary=market.summary())
     if out is not None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 
 from confluent_kafka.admin import AdminClient, NewTopic
@@ -68,7 +69,25 @@ def create_topics(settings: Settings, timeout_s: float = 30.0) -> tuple[list[str
                 if "TOPIC_ALREADY_EXISTS" not in str(exc):
                     raise
                 existing[topic] = settings.partitions
+    _wait_for_leaders(admin, created, timeout_s)
     return created, existing
+
+
+def _wait_for_leaders(admin: AdminClient, topics: list[str], timeout_s: float) -> None:
+    """Return once every partition of `topics` has a leader: a new topic is not usable before."""
+    deadline = time.monotonic() + timeout_s
+    while topics:
+        meta = admin.list_topics(timeout=timeout_s)
+        ready = all(
+            t in meta.topics and meta.topics[t].error is None
+            and all(p.leader >= 0 for p in meta.topics[t].partitions.values())
+            for t in topics
+        )
+        if ready:
+            return
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"topics {', '.join(topics)} have no partition leaders yet")
+        time.sleep(0.1)
 
 
 def run_init(settings: Settings, postgres_dsn: str, *, kafka: bool = True) -> InitReport:
