@@ -143,7 +143,6 @@ def generate(
     Example: tapeflow generate --seed 7 --out data/   |   tapeflow generate --kafka
     """
     from jobs.generate import MarketRequest, run_generate
-
     from jobs.local.services import ensure_kafka
 
     if out is None and not kafka:
