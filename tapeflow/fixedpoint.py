@@ -10,7 +10,16 @@ documented at the call site.
 
 from __future__ import annotations
 
-from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation, localcontext
+from decimal import (
+    MAX_EMAX,
+    MAX_PREC,
+    MIN_EMIN,
+    ROUND_HALF_EVEN,
+    Context,
+    Decimal,
+    InvalidOperation,
+    localcontext,
+)
 
 SCALE = 8
 ONE = 10**SCALE
@@ -22,6 +31,9 @@ MAX_UNITS = 10**PRECISION - 1
 """Largest magnitude Avro decimal(18, 8) can carry: 9999999999.99999999."""
 
 _QUANTUM = Decimal(1).scaleb(-SCALE)
+_EXACT = Context(prec=MAX_PREC, Emax=MAX_EMAX, Emin=MIN_EMIN)
+"""A context that never rounds: `scaleb` rounds to the context precision (28 digits by default),
+which would silently cut a scale-16 notional of 29 digits or more."""
 
 
 class FixedPointError(ValueError):
@@ -60,8 +72,9 @@ def to_units(value: Decimal | str | int | float, *, exact: bool = True) -> int:
 
 
 def to_decimal(units: int, scale: int = SCALE) -> Decimal:
-    """Scale-`scale` units as an exact `Decimal` (for display and for the stores)."""
-    return Decimal(units).scaleb(-scale)
+    """Scale-`scale` units as an exact `Decimal` (for display and for the stores), whatever the
+    number of digits and whatever the caller's decimal context."""
+    return Decimal(units).scaleb(-scale, _EXACT)
 
 
 def div_round(numerator: int, denominator: int) -> int:

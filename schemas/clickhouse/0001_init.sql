@@ -36,8 +36,12 @@ ENGINE = ReplacingMergeTree
 PARTITION BY toYYYYMM(ts_event)
 ORDER BY (symbol, ts_event, venue, seq);
 
--- Every rejected tick with its reason: nothing is dropped silently. The tick's own fields are
--- kept (nullable where the kind does not have them) so a rejection can be audited.
+-- Every rejected tick with its reason: nothing is dropped silently. The tick is kept whole
+-- (the fields its kind does not have are NULL, `conditions` empty) so a rejection can be audited.
+-- The key is the whole tick plus the reason: a replayed rejection is one row, and two ticks that
+-- differ in any field (a re-sent seq with another price) are two rows. Identical content that
+-- arrived twice with the same reason is one row: no replay-safe identity tells such arrivals
+-- apart from a replay (docs/stores.md). `detail` is an explanation, not identity: not in the key.
 CREATE TABLE IF NOT EXISTS rejected_ticks
 (
     kind        LowCardinality(String),   -- 'trade' or 'quote'
@@ -48,6 +52,8 @@ CREATE TABLE IF NOT EXISTS rejected_ticks
     seq         Int64,
     price       Nullable(Decimal(18, 8)),
     size        Nullable(Decimal(18, 8)),
+    trade_id    Nullable(String),
+    conditions  Array(String),
     bid_px      Nullable(Decimal(18, 8)),
     bid_sz      Nullable(Decimal(18, 8)),
     ask_px      Nullable(Decimal(18, 8)),
@@ -57,7 +63,9 @@ CREATE TABLE IF NOT EXISTS rejected_ticks
 )
 ENGINE = ReplacingMergeTree
 PARTITION BY toYYYYMM(ts_event)
-ORDER BY (kind, symbol, venue, ts_event, seq, reason);
+ORDER BY (kind, symbol, venue, ts_event, seq, reason,
+          price, size, trade_id, conditions, bid_px, bid_sz, ask_px, ask_sz)
+SETTINGS allow_nullable_key = 1;
 
 -- Final candles. `version` rises with each late correction; the highest wins.
 -- volume and notional are exact sums (notional = sum(price * size) at scale 16).
