@@ -38,7 +38,9 @@ class FilterConfig:
       holds `outlier_min_history` (5); a trade is an outlier when it is further from the
       rolling median than max(`outlier_iqr_multiple` (3) x IQR, `outlier_min_ticks` (10)
       ticks, `outlier_median_fraction` (0.5 %) of the median); `reanchor_count` (5)
-      consecutive agreeing outliers are accepted as a level shift;
+      consecutive agreeing outliers are accepted as a level shift; a trade more than
+      `outlier_max_age_us` (10 s) older than the newest trade in the reference is not judged
+      by this rule and does not join the reference (`None`: judge every trade);
     - wide spread: wider than max(`spread_multiple` (10) x rolling median of the last
       `spread_window` (50) spreads, `spread_min_ticks` (10) ticks), once
       `spread_min_history` (5) spreads are known;
@@ -62,6 +64,24 @@ class FilterConfig:
     outlier_min_ticks: int = 10
     outlier_median_fraction: Decimal = Decimal("0.005")
     reanchor_count: int = 5
+    outlier_max_age_us: int | None = 10_000_000
+    """A trade whose ts_event is more than this older than the newest ts_event in its price
+    reference (a late delivery) is neither judged by the outlier rule nor added to the
+    reference: the reference says where the market is now, not where it was minutes ago, and
+    a minutes-old print judged (or judging) against it is wrong whenever the market moved.
+
+    Why 10 s: it is the reporting deadline of US equity trade reporting (a print reported
+    later is a late report) and the age to which `quote_max_age_us` already trusts a quote;
+    ordinary reordering stays well inside it (feed-handler jitter, the synthetic market's
+    out-of-order ticks held at most 3 s, the candle builder's 5 s allowed lateness), so a
+    normally ordered feed is judged trade by trade. And the market rarely moves by the rule's
+    0.5 % floor in 10 s (one standard deviation is about 0.04 % at 2 % daily volatility, 0.1 %
+    for a volatile name in a burst), against 0.1-1 % over the 1-10 minutes a late print can
+    lag. Measured on the synthetic market (5 seeds x 30 min, ~1,200 late trades): 98 late
+    trades wrongly rejected with no age limit, 1 with 30 s or 60 s, none with 10 s or 5 s.
+    The price of the exemption: a bad print delivered that late is caught only by the
+    deterministic rules and by `outside_quote` (which ignores a quote newer than the trade).
+    """
     spread_window: int = 50
     spread_min_history: int = 5
     spread_multiple: Decimal = Decimal(10)
@@ -84,6 +104,8 @@ class FilterConfig:
             raise ValueError("outlier_min_history must be between 1 and outlier_window")
         if not 1 <= self.spread_min_history <= self.spread_window:
             raise ValueError("spread_min_history must be between 1 and spread_window")
+        if self.outlier_max_age_us is not None and self.outlier_max_age_us < 0:
+            raise ValueError("outlier_max_age_us must be None or at least 0")
         if self.reanchor_count > self.outlier_window:
             raise ValueError("reanchor_count must not exceed outlier_window")
         if self.default_tick_size <= 0 or any(v <= 0 for v in self.tick_sizes.values()):

@@ -24,6 +24,9 @@ from __future__ import annotations
 from tapeflow.filter_config import FilterConfig
 from tapeflow.sequence import SeqTracker
 
+NO_TIME = -(2**64)
+"""Below any Avro-long timestamp: nothing has joined the price reference yet."""
+
 
 class KeyState:
     """Everything the filter remembers about one (venue, symbol)."""
@@ -33,6 +36,7 @@ class KeyState:
         "bid",
         "prices",
         "prices_band",
+        "prices_newest",
         "prices_pos",
         "prices_sorted",
         "prices_stale",
@@ -59,6 +63,10 @@ class KeyState:
         self.prices_sorted: list[int] = []
         self.prices_stale = 0
         self.prices_band = 0
+        # The newest ts_event of a trade that joined the reference (a running maximum; it is
+        # not lowered when that trade leaves the window or on a re-anchor): the clock against
+        # which a late trade is recognised (`FilterConfig.outlier_max_age_us`).
+        self.prices_newest = NO_TIME
         self.run: list[int] = []
         self.spreads: list[int] = []
         self.spreads_pos = 0
@@ -83,8 +91,9 @@ class FilterState:
     """Per-(venue, symbol) filter memory plus counters per kind and reason.
 
     Counter names: `trade.accepted`, `trade.<reason code>`, `trade.seq_gaps`,
-    `trade.seq_missing`, `trade.seq_gap_fills`, `trade.seq_resets`, `trade.reanchors`, and the
-    same with `quote.`.
+    `trade.seq_missing`, `trade.seq_gap_fills`, `trade.seq_resets`, `trade.reanchors`,
+    `trade.outlier_skipped_stale` (late trades the outlier rule did not judge), and the same
+    with `quote.` where they apply.
     """
 
     __slots__ = ("counters", "keys")

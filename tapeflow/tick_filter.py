@@ -37,6 +37,16 @@ Rules, in the order they are applied; a tick gets the code of the first rule it 
    the new level. The earlier m-1 stay rejected: the filter never revises a verdict.
    Rules 6 and 7 update the reference and the outlier run from the price alone, whichever
    verdict wins, so the reference does not depend on the quote stream.
+   Late trades: a trade whose ts_event is more than `outlier_max_age_us` (10 s) older than the
+   newest ts_event that joined the reference (a running maximum per venue and symbol) is not
+   judged by rule 7, is not added to the reference and leaves the re-anchor run as it is; it
+   is counted in `trade.outlier_skipped_stale`. The reference describes the market now; a
+   print minutes old would be judged against prices the market reached after it (a false
+   `price_outlier` whenever it moved), and once in the window it would drag the median back.
+   Rules 1-6 still apply (rule 6 only if the prevailing quote is not newer than the trade).
+   The clock only moves forward, so a trade with a bogus future timestamp that got past
+   rule 4 (a backfill without receive times) exempts the following trades of its key until
+   event time catches up; the counter shows it.
 
 State: `FilterState` is a mutable object owned by one partition of keys (one Bytewax key, or a
 whole backfill). Copying k-price windows on every tick would cost more than the rest of the
@@ -157,44 +167,57 @@ def filter_trade(  # noqa: PLR0915 - the per-trade path is inlined on purpose (s
 
     # Rule 7's reference, judged before this price joins it (causal). The band test is the
     # proven shortcut of `tapeflow.filter_state`; `price_outlier` is the exact rule.
-    ring = ks.prices
-    n = len(ring)
     outlier = False
     reanchored = False
     limit = 0
-    window = config.outlier_window
-    if n >= config.outlier_min_history:
-        d = ks.prices_stale
-        h = n >> 1
-        if d < h:
-            srt = ks.prices_sorted
-            band = ks.prices_band
-            if not srt[h + d] - band <= price <= srt[h - 1 - d] + band:
+    n = 0
+    newest = ks.prices_newest
+    if ts >= newest:
+        ks.prices_newest = ts
+        fresh = True
+    else:
+        max_age = config.outlier_max_age_us
+        fresh = max_age is None or newest - ts <= max_age
+        if not fresh:
+            # Late: the reference is newer than this print by more than the market can be
+            # trusted to stand still. Not judged, not added, the re-anchor run left alone.
+            count(state.counters, "trade.outlier_skipped_stale")
+    if fresh:
+        ring = ks.prices
+        n = len(ring)
+        window = config.outlier_window
+        if n >= config.outlier_min_history:
+            d = ks.prices_stale
+            h = n >> 1
+            if d < h:
+                srt = ks.prices_sorted
+                band = ks.prices_band
+                if not srt[h + d] - band <= price <= srt[h - 1 - d] + band:
+                    outlier, limit = price_outlier(ks, price, config)
+            else:
                 outlier, limit = price_outlier(ks, price, config)
-        else:
-            outlier, limit = price_outlier(ks, price, config)
-    if outlier:
-        run = ks.run
-        run.append(price)
-        m = config.reanchor_count
-        if len(run) > m:
-            del run[0]
-        if len(run) == m and max(run) - min(run) <= limit:
-            reanchored = True
-            reseed(ks, run, window)
-            count(state.counters, "trade.reanchors")
-    elif ks.run:
-        ks.run.clear()
-    if not reanchored:
-        if n < window:
-            ring.append(price)
-            ks.prices_stale = window  # growing: the snapshot bound does not apply
-        else:
-            pos = ks.prices_pos
-            ring[pos] = price
-            pos += 1
-            ks.prices_pos = 0 if pos == window else pos
-            ks.prices_stale += 1
+        if outlier:
+            run = ks.run
+            run.append(price)
+            m = config.reanchor_count
+            if len(run) > m:
+                del run[0]
+            if len(run) == m and max(run) - min(run) <= limit:
+                reanchored = True
+                reseed(ks, run, window)
+                count(state.counters, "trade.reanchors")
+        elif ks.run:
+            ks.run.clear()
+        if not reanchored:
+            if n < window:
+                ring.append(price)
+                ks.prices_stale = window  # growing: the snapshot bound does not apply
+            else:
+                pos = ks.prices_pos
+                ring[pos] = price
+                pos += 1
+                ks.prices_pos = 0 if pos == window else pos
+                ks.prices_stale += 1
 
     quote_ts = ks.quote_ts
     ratio = config.quote_ratio

@@ -18,6 +18,9 @@ from tests.unit.market_builders import T0, S, px, quote, quotes_at, trade, trade
 R = RejectReason
 FLAT_100 = trades_at(["100.00"] * 10, start_seq=1)
 QUOTE_100 = [quote("100.00", "100.02", ts=T0, seq=1)]
+LATER = T0 + 60 * S
+FLAT_100_LATER = trades_at(["100.00"] * 10, start_seq=1, ts=LATER)  # newest at LATER + 9
+MAX_AGE = DEFAULT_FILTER_CONFIG.outlier_max_age_us or 0
 SPREADS_2C = quotes_at([("100.00", "100.02")] * 5, start_seq=1)
 
 
@@ -130,6 +133,20 @@ CASES = [
     Case(R.PRICE_OUTLIER, "beyond the IQR limit",
          trades_at(["99", "100", "101", "99", "100", "101", "99", "100", "101"], start_seq=1),
          trade("106.01", seq=10), True),
+    # price_outlier, late trades: judged only within outlier_max_age_us (10 s) of the newest
+    # trade in the reference (here LATER + 9)
+    Case(R.PRICE_OUTLIER, "late beyond the max age: not judged", FLAT_100_LATER,
+         trade("110", ts=LATER + 9 - MAX_AGE - 1, seq=11), False),
+    Case(R.PRICE_OUTLIER, "late exactly the max age: judged", FLAT_100_LATER,
+         trade("110", ts=LATER + 9 - MAX_AGE, seq=11), True),
+    Case(R.PRICE_OUTLIER, "slightly late (1 s): judged", FLAT_100_LATER,
+         trade("110", ts=LATER + 9 - S, seq=11), True),
+    Case(R.PRICE_OUTLIER, "late, minutes old: not judged", FLAT_100_LATER,
+         trade("110", ts=T0, seq=11), False),
+    Case(R.PRICE_OUTLIER, "late, no age limit: judged", FLAT_100_LATER,
+         trade("110", ts=T0, seq=11), True, FilterConfig(outlier_max_age_us=None)),
+    Case(R.PRICE_OUTLIER, "late, shorter age limit", FLAT_100_LATER,
+         trade("110", ts=LATER + 9 - S - 1, seq=11), False, FilterConfig(outlier_max_age_us=S)),
 ]  # fmt: skip
 
 FILTER_REASONS = set(R) - {R.TOO_LATE, R.NON_FINITE}
@@ -268,6 +285,44 @@ def test_older_quote_does_not_replace_the_prevailing_one() -> None:
     assert rejection is None
 
 
+def test_a_late_trade_neither_joins_the_reference_nor_breaks_the_run() -> None:
+    state = FilterState()
+    for t in trades_at(["100.00"] * 20, start_seq=1, ts=LATER):
+        state, _, _ = filter_trade(state, t, None)
+    # Four fresh outliers at 110 start a re-anchor run.
+    reasons = []
+    for t in trades_at(["110"] * 4, start_seq=21, ts=LATER + 20):
+        state, rejection, _ = filter_trade(state, t, None)
+        reasons.append(None if rejection is None else rejection.reason)
+    # Late prints at the old level, minutes old: accepted, not judged, not added, and the run
+    # of 110s goes on (a judged 100 would have been accepted and broken it).
+    for i, t in enumerate(trades_at(["100.00", "90", "130"], start_seq=25, ts=T0)):
+        state, rejection, _ = filter_trade(state, t, None)
+        assert rejection is None
+        assert state.counters["trade.outlier_skipped_stale"] == i + 1
+    state, rejection, _ = filter_trade(state, trade("110", ts=LATER + 30, seq=28), None)
+    reasons.append(None if rejection is None else rejection.reason)
+    assert reasons == [R.PRICE_OUTLIER] * 4 + [None]
+    assert state.counters["trade.reanchors"] == 1
+    assert state.keys[("XNAS", "AAA")].prices == [px(110)] * 5  # 90 and 130 never joined
+
+
+def test_a_late_trade_is_still_held_to_the_deterministic_rules_and_an_older_quote() -> None:
+    state = FilterState()
+    state, _, _ = filter_quote(state, quote("100.00", "100.02", ts=T0, seq=1), None)
+    for t in trades_at(["100.01"] * 10, start_seq=1, ts=LATER):
+        state, _, _ = filter_trade(state, t, None)
+    # 59 s before the newest trade: no outlier rule, but the quote at T0 is older than it.
+    state, rejection, _ = filter_trade(state, trade("100.50", ts=T0 + S, seq=11), None)
+    assert rejection is not None and rejection.reason == R.OUTSIDE_QUOTE
+    state, rejection, _ = filter_trade(state, trade("0", ts=T0 + S, seq=12), None)
+    assert rejection is not None and rejection.reason == R.NON_POSITIVE_PRICE
+    # Older than the quote: the rule does not apply, the price is not judged at all.
+    state, rejection, _ = filter_trade(state, trade("100.50", ts=T0 - S, seq=13), None)
+    assert rejection is None
+    assert state.counters["trade.outlier_skipped_stale"] == 2
+
+
 def _tape(seed: int, n: int = 3000) -> list[Trade | Quote]:
     rng = random.Random(seed)
     ticks: list[Trade | Quote] = []
@@ -338,13 +393,21 @@ def test_config_validation() -> None:
     assert FilterConfig().tick_size("AAA") == px("0.01")
 
 
-def _naive_outliers(prices: list[int], config: FilterConfig, tick: int) -> list[bool]:
+def _naive_outliers(
+    prices: list[int], config: FilterConfig, tick: int, times: list[int]
+) -> list[bool]:
     """Rule 7 the slow, obvious way: sort the last k prices for every trade."""
     window: list[int] = []
     run: list[int] = []
     out = []
     m = config.reanchor_count
-    for p in prices:
+    newest = None
+    max_age = config.outlier_max_age_us
+    for p, ts in zip(prices, times, strict=True):
+        if newest is not None and max_age is not None and newest - ts > max_age:
+            out.append(False)  # late: not judged, not added, run untouched
+            continue
+        newest = ts if newest is None else max(newest, ts)
         outlier = False
         limit = 0
         if len(window) >= config.outlier_min_history:
@@ -439,10 +502,22 @@ def test_shortcut_gives_exactly_the_naive_verdicts(seed: int) -> None:
             price = max(tick, price + rng.choice((-1, 1)) * rng.randint(20, 2000) * tick)  # shift
         price = max(tick, price + rng.randint(-4, 4) * tick)
         prices.append(price * rng.choice((10, 1)) if r > 0.99 else price)
-    trades = [Trade("AAA", "XNAS", T0 + i, i + 1, p, px(1)) for i, p in enumerate(prices)]
-    got = [d.rejection is not None for d in run_filter(trades, config)]
-    assert got == _naive_outliers(prices, config, tick)
+    # Event times 0.1 s apart, 2 % of the trades late by up to a minute (some within the max
+    # age). Drawn separately, so the prices and spreads are those of the other draws.
+    late = random.Random(seed + 1000)
+    times = [
+        T0 + i * S // 10 - (late.randint(0, 60 * S) if late.random() < 0.02 else 0)
+        for i in range(len(prices))
+    ]
+    trades = [
+        Trade("AAA", "XNAS", ts, i + 1, p, px(1))
+        for i, (p, ts) in enumerate(zip(prices, times, strict=True))
+    ]
+    state = FilterState()
+    got = [d.rejection is not None for d in run_filter(trades, config, state=state)]
+    assert got == _naive_outliers(prices, config, tick, times)
     assert sum(got) > 5
+    assert state.counters.get("trade.outlier_skipped_stale", 0) > 0
 
     choices = tuple(range(12)) if noisy else (0, 1, 1, 2, 2, 3, 5, 30, 200)
     spreads = [rng.choice(choices) * tick for _ in range(1500)]
