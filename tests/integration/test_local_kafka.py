@@ -1,0 +1,68 @@
+"""`tapeflow dev kafka start|stop|status`: the project's own broker, idempotent."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from jobs.local.kafka_broker import ensure_jars, jars_dir
+
+
+def _free_port_pair() -> int:
+    """A port p with p+1 also free (the broker's controller listens on p+1)."""
+    for _ in range(50):
+        with socket.socket() as a:
+            a.bind(("127.0.0.1", 0))
+            port = a.getsockname()[1]
+        try:
+            with socket.socket() as b:
+                b.bind(("127.0.0.1", port + 1))
+            return port
+        except OSError:
+            continue
+    raise RuntimeError("no free port pair")
+
+
+def _dev_kafka(action: str, home: Path, port: int) -> subprocess.CompletedProcess[str]:
+    exe = Path(sys.executable).with_name("tapeflow")
+    env = {**os.environ, "TAPEFLOW_HOME": str(home),
+           "TAPEFLOW_KAFKA_BOOTSTRAP": f"127.0.0.1:{port}"}
+    return subprocess.run([str(exe), "dev", "kafka", action], env=env, capture_output=True,
+                          text=True, check=False, timeout=180)
+
+
+def test_start_is_idempotent_and_stop_stops(tmp_path: Path) -> None:
+    port = _free_port_pair()
+    assert _dev_kafka("status", tmp_path, port).returncode == 1
+
+    first = _dev_kafka("start", tmp_path, port)
+    assert first.returncode == 0, first.stderr
+    assert f"answering at 127.0.0.1:{port}" in first.stdout
+    pid = (tmp_path / "kafka" / "broker.pid").read_text()
+
+    started = time.monotonic()
+    again = _dev_kafka("start", tmp_path, port)
+    assert again.returncode == 0 and f"pid {pid}" in again.stdout
+    assert time.monotonic() - started < 20  # it found the running broker, it did not restart
+
+    status = _dev_kafka("status", tmp_path, port)
+    assert status.returncode == 0 and "answering" in status.stdout
+
+    assert "stopped" in _dev_kafka("stop", tmp_path, port).stdout
+    assert _dev_kafka("status", tmp_path, port).returncode == 1
+    assert "no local Kafka broker" in _dev_kafka("stop", tmp_path, port).stdout
+
+
+def test_the_jar_cache_is_reused() -> None:
+    ensure_jars()
+    marker = jars_dir() / ".complete"
+    before = marker.stat().st_mtime_ns
+    started = time.monotonic()
+    assert ensure_jars() == jars_dir()
+    assert time.monotonic() - started < 1.0
+    assert marker.stat().st_mtime_ns == before
+    assert any(p.name.startswith("kafka_2.13-4.") for p in jars_dir().iterdir())
