@@ -1,0 +1,297 @@
+"""A batching Postgres writer for the trading tables: one transaction per flush, retried.
+
+Why batches in one transaction: a flush is all or nothing, so after any failure the store
+holds either the whole batch or none of it, and the batch stays buffered for the next flush
+(or for the replay after a crash). Rows are sent with `executemany`, which psycopg 3 runs in
+pipeline mode: one round trip per batch rather than per row.
+
+Why replays and retries are safe: the statements (`schemas/postgres/statements.sql`) are
+idempotent. `orders`, `positions` and `accounts` are upserts guarded by the monotonic
+`version` (`WHERE t.version < EXCLUDED.version`), so an older or equal version never moves a
+row backwards; `execution_log` and `alerts` are `ON CONFLICT DO NOTHING`, so the first row
+per key stays (and operators' acknowledgement columns are never touched). A commit whose
+outcome is unknown (the connection dropped during COMMIT) can therefore be sent again.
+
+The buffer holds one row per key: for a versioned table the highest version (an equal or
+lower one would be refused by the guard anyway), for an append-only table the first. That
+bounds memory by distinct keys and avoids sending rows the database would discard.
+
+Errors: connection-level failures (`psycopg.OperationalError`: SQLSTATE classes 08, 53, 57,
+serialization failures 40001 and deadlocks 40P01) and a store that does not answer when
+reconnecting are retried with exponential backoff and jitter (tenacity), each retry logged
+with the store's name; a broken connection is replaced from the factory. Anything else (a
+constraint, a bad value, a missing table) raises `PostgresWriteError` at once with the
+SQLSTATE, chained to psycopg's exception class for that SQLSTATE. Either way nothing is
+dropped: the batch stays buffered.
+
+One writer belongs to one thread (one Bytewax partition, one job) and owns its connection.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterable
+from types import TracebackType
+from typing import Any
+
+import psycopg
+from psycopg import pq
+from tenacity import (
+    RetryCallState,
+    RetryError,
+    Retrying,
+    retry_if_exception,
+    stop_after_attempt,
+    wait_exponential,
+    wait_random,
+)
+
+from sinks.postgres_rows import TABLE_COLUMNS, TABLE_KEYS, VERSIONED_TABLES, Row, trading_rows
+from sinks.postgres_sql import statement
+from sinks.stores import StoreUnavailableError, _redact, connect_postgres
+from tapeflow.models import ExecutionReport
+from tapeflow.trading import TradingOutput
+
+log = logging.getLogger("tapeflow.sinks.postgres")
+
+ConnFactory = Callable[[], "psycopg.Connection[Any]"]
+
+STATEMENT_OF: dict[str, str] = {
+    "orders": "upsert_orders",
+    "positions": "upsert_positions",
+    "accounts": "upsert_accounts",
+    "execution_log": "insert_execution_log",
+    "alerts": "insert_alerts",
+}
+"""Table -> its statement in schemas/postgres/statements.sql."""
+
+RETRYABLE_SQLSTATES = frozenset({"40001", "40P01"})
+"""Serialization failure and deadlock: the same transaction may succeed when sent again."""
+
+
+class PostgresWriteError(RuntimeError):
+    """A batch could not be written. Its rows are still buffered in the writer."""
+
+    def __init__(self, message: str, *, rows: int, attempts: int, transient: bool,
+                 sqlstate: str | None) -> None:
+        super().__init__(message)
+        self.rows = rows
+        self.attempts = attempts
+        self.transient = transient
+        self.sqlstate = sqlstate
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Whether sending the same transaction again can help."""
+    if isinstance(exc, StoreUnavailableError | psycopg.OperationalError):
+        return True
+    sqlstate = getattr(exc, "sqlstate", None) or ""
+    return sqlstate.startswith("08") or sqlstate in RETRYABLE_SQLSTATES
+
+
+class PostgresWriter:
+    """Buffers trading rows per table and writes them in one transaction per flush.
+
+    `connect` returns a new connection whose search_path leads to the tapeflow schema
+    (`from_dsn` builds one with `sinks.stores.connect_postgres`); it is called lazily and
+    again after a connection breaks. `store` names the store in logs and errors.
+    """
+
+    def __init__(
+        self,
+        connect: ConnFactory,
+        *,
+        max_rows: int = 5_000,
+        max_age_s: float = 1.0,
+        attempts: int = 5,
+        backoff_s: float = 0.2,
+        max_backoff_s: float = 10.0,
+        store: str = "Postgres",
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        if max_rows < 1:
+            raise ValueError("max_rows must be at least 1")
+        if max_age_s < 0:
+            raise ValueError("max_age_s must not be negative")
+        if attempts < 1:
+            raise ValueError("attempts must be at least 1")
+        self._connect = connect
+        self.max_rows = max_rows
+        self.max_age_s = max_age_s
+        self.attempts = attempts
+        self._backoff_s = backoff_s
+        self._max_backoff_s = max_backoff_s
+        self.store = store
+        self._clock = clock
+        self._sleep = sleep
+        self._conn: psycopg.Connection[Any] | None = None
+        self._buffers: dict[str, dict[tuple[Any, ...], Row]] = {t: {} for t in TABLE_COLUMNS}
+        self._oldest: float | None = None
+        self.rows_written = 0
+        self.batches_written = 0
+        self.retries = 0
+
+    @classmethod
+    def from_dsn(cls, dsn: str, schema: str, **kwargs: Any) -> PostgresWriter:
+        """A writer connecting to `dsn` with `schema` first on the search_path."""
+        kwargs.setdefault("store", f"Postgres {_redact(dsn)} (schema {schema})")
+        return cls(lambda: connect_postgres(dsn, schema, autocommit=True), **kwargs)
+
+    @property
+    def pending(self) -> int:
+        """Rows buffered (one per key) and not yet written."""
+        return sum(len(rows) for rows in self._buffers.values())
+
+    def add(self, table: str, row: Row, now: float | None = None) -> int:
+        """Buffer one row; flush when a bound is reached. Returns the rows written by this call."""
+        buffer = self._buffers.get(table)
+        if buffer is None:
+            known = ", ".join(TABLE_COLUMNS)
+            raise KeyError(f"no statement for table {table!r}; known tables: {known}")
+        key = tuple(row[column] for column in TABLE_KEYS[table])
+        held = buffer.get(key)
+        if held is None or (table in VERSIONED_TABLES and row["version"] > held["version"]):
+            buffer[key] = row
+        if self._oldest is None:
+            self._oldest = self._now(now)
+        return self.flush_if_due(now)
+
+    def add_many(self, rows: Iterable[tuple[str, Row]], now: float | None = None) -> int:
+        """Buffer (table, row) pairs in order; returns the rows written meanwhile."""
+        return sum(self.add(table, row, now) for table, row in rows)
+
+    def add_output(self, output: TradingOutput, report: ExecutionReport | None = None,
+                   now: float | None = None) -> int:
+        """Buffer every row of one trading step (`report` gives the execution_log row)."""
+        return self.add_many(trading_rows(output, report), now)
+
+    def due(self, now: float | None = None) -> bool:
+        """Whether a bound is reached: `max_rows` pending, or the oldest row `max_age_s` old."""
+        if self._oldest is None:
+            return False
+        return self.pending >= self.max_rows or self._now(now) - self._oldest >= self.max_age_s
+
+    def flush_if_due(self, now: float | None = None) -> int:
+        """Flush when `due`; call it when idle so a quiet stream still lands in time."""
+        return self.flush() if self.due(now) else 0
+
+    def flush(self) -> int:
+        """Write every buffered row in one transaction. Returns the rows written; raises
+        `PostgresWriteError` with every row still buffered."""
+        batch = {table: list(rows.values()) for table, rows in self._buffers.items() if rows}
+        count = sum(len(rows) for rows in batch.values())
+        if not count:
+            self._oldest = None
+            return 0
+        retrying = Retrying(
+            stop=stop_after_attempt(self.attempts),
+            wait=wait_exponential(multiplier=self._backoff_s, max=self._max_backoff_s)
+            + wait_random(0, self._backoff_s),
+            retry=retry_if_exception(is_transient),
+            sleep=self._sleep,
+            before_sleep=self._before_retry,
+        )
+        try:
+            retrying(self._write, batch)
+        except RetryError as exc:
+            last = exc.last_attempt.exception()
+            raise PostgresWriteError(
+                f"{self.store}: flush of {count} rows ({_tables(batch)}) failed "
+                f"{self.attempts} times on connection-level errors; the rows stay buffered; "
+                f"last: {_describe(last)}",
+                rows=count, attempts=self.attempts, transient=True, sqlstate=_sqlstate(last),
+            ) from last
+        except Exception as exc:
+            attempt = retrying.statistics.get("attempt_number", 1)
+            raise PostgresWriteError(
+                f"{self.store}: flush of {count} rows ({_tables(batch)}) failed and is not "
+                f"retryable (attempt {attempt}); the whole batch was rolled back and stays "
+                f"buffered: {_describe(exc)}",
+                rows=count, attempts=attempt, transient=False, sqlstate=_sqlstate(exc),
+            ) from exc
+        for table in batch:
+            self._buffers[table].clear()
+        self._oldest = None
+        self.rows_written += count
+        self.batches_written += 1
+        return count
+
+    def close(self) -> None:
+        """Write whatever is pending, then close the connection."""
+        try:
+            self.flush()
+        finally:
+            self._drop_connection()
+
+    def __enter__(self) -> PostgresWriter:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        # On an error the rows stay unwritten on purpose: the replay will bring them again.
+        if exc_type is None:
+            self.close()
+        else:
+            self._drop_connection()
+
+    def _now(self, now: float | None) -> float:
+        return self._clock() if now is None else now
+
+    def _connection(self) -> psycopg.Connection[Any]:
+        conn = self._conn
+        if conn is not None and not conn.closed and not conn.broken:
+            return conn
+        self._drop_connection()
+        conn = self._connect()
+        if conn.info.transaction_status != pq.TransactionStatus.IDLE:
+            conn.commit()  # keep the factory's session setup (search_path), then autocommit
+        conn.autocommit = True  # so `transaction()` is a real BEGIN ... COMMIT
+        self._conn = conn
+        return conn
+
+    def _drop_connection(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            try:
+                conn.close()
+            except psycopg.Error:
+                log.debug("%s: closing a broken connection failed", self.store, exc_info=True)
+
+    def _write(self, batch: dict[str, list[Row]]) -> None:
+        conn = self._connection()
+        try:
+            with conn.transaction(), conn.cursor() as cur:
+                for table, rows in batch.items():
+                    cur.executemany(statement(STATEMENT_OF[table]), rows)
+        except Exception:
+            if conn.closed or conn.broken:
+                self._drop_connection()
+            raise
+
+    def _before_retry(self, state: RetryCallState) -> None:
+        self.retries += 1
+        exc = state.outcome.exception() if state.outcome else None
+        wait = state.next_action.sleep if state.next_action else 0.0
+        log.warning("%s: write attempt %d of %d failed, retrying in %.2fs: %s", self.store,
+                    state.attempt_number, self.attempts, wait, _describe(exc))
+
+
+def _tables(batch: dict[str, list[Row]]) -> str:
+    return ", ".join(f"{table} {len(rows)}" for table, rows in batch.items())
+
+
+def _sqlstate(exc: BaseException | None) -> str | None:
+    return getattr(exc, "sqlstate", None)
+
+
+def _describe(exc: BaseException | None) -> str:
+    """Exception class, SQLSTATE and the first line of the message."""
+    if exc is None:
+        return "no exception"
+    text = str(exc).strip()
+    first = text.splitlines()[0] if text else ""
+    state = _sqlstate(exc)
+    prefix = f"{type(exc).__name__}" + (f" [SQLSTATE {state}]" if state else "")
+    return f"{prefix}: {first}" if first else prefix

@@ -1,0 +1,51 @@
+"""One account's trading, run through the real core, as input for the Postgres sink tests:
+orders that are acknowledged, filled, cancelled; a duplicate; an invalid report with its
+alert; marks. Shared by the unit tests of the mappers and the integration tests of the sink."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import NamedTuple
+
+from tapeflow.fixedpoint import ONE, to_units
+from tapeflow.models import ExecutionReport
+from tapeflow.positions import Mark
+from tapeflow.risk_limits import RiskLimitBook, RiskLimits
+from tapeflow.trading import (
+    TradingConfig,
+    TradingOutput,
+    new_trading_state,
+    on_execution,
+    on_mark,
+)
+from tests.unit.trading_builders import T0, OrderSim
+
+
+class Step(NamedTuple):
+    output: TradingOutput
+    report: ExecutionReport | None
+
+
+def scenario(account: str = "ACC-1", symbol: str = "XYZ") -> Iterator[Step]:
+    """Steps in event order; every kind of row appears at least once."""
+    config = TradingConfig(RiskLimitBook(RiskLimits(max_order_qty=500 * ONE)))
+    state = new_trading_state(account, cash=1_000_000 * ONE)
+    marks: dict[str, Mark] = {}
+    a = OrderSim("O1", 300 * ONE, account_id=account, symbol=symbol)
+    b = OrderSim("O2", 900 * ONE, account_id=account, symbol=symbol, ts=T0 + 10_000_000)
+    acked = a.new()
+    first_fill = a.fill(100 * ONE, to_units("100.12345678"), to_units("0.5"))
+    last_fill = a.fill(200 * ONE, to_units("100.5"))
+    # first_fill again: a duplicate. O2 is bigger than max_order_qty: an alert.
+    reports = [acked, first_fill, last_fill, first_fill, b.new(), b.cancel()]
+    for report in reports:
+        state, out = on_execution(state, report, config, marks)
+        yield Step(out, report)
+    ghost = OrderSim("GHOST", ONE, account_id=account, symbol=symbol).fill(ONE, 100 * ONE)
+    state, out = on_execution(state, ghost, config, marks)  # unknown order: invalid + alert
+    yield Step(out, ghost)
+    for n, px in enumerate(("101", "99.99999999", "102.5")):
+        mark = Mark(symbol, to_units(px), T0 + 20_000_000 + n * 1_000_000, f"m{n}")
+        marks[symbol] = mark
+        state, out = on_mark(state, mark, config, marks)
+        yield Step(out, None)
