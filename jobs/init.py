@@ -12,13 +12,14 @@ from schemas.catalogue import (
     TOPIC_ALERTS,
     TOPIC_DLQ,
     TOPIC_EXECUTIONS,
+    TOPIC_MARKS,
     TOPIC_QUOTES,
     TOPIC_TRADES,
 )
 from sinks.stores import connect_postgres, open_clickhouse
 from tapeflow.config import Settings
 
-ALL_TOPICS = (TOPIC_TRADES, TOPIC_QUOTES, TOPIC_EXECUTIONS, TOPIC_ALERTS, TOPIC_DLQ)
+ALL_TOPICS = (TOPIC_TRADES, TOPIC_QUOTES, TOPIC_EXECUTIONS, TOPIC_ALERTS, TOPIC_DLQ, TOPIC_MARKS)
 
 
 @dataclass

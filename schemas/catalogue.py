@@ -22,6 +22,9 @@ TOPIC_QUOTES = "md.quotes"
 TOPIC_EXECUTIONS = "oms.executions"
 TOPIC_ALERTS = "risk.alerts"
 TOPIC_DLQ = "tapeflow.dlq"
+TOPIC_MARKS = "md.marks"
+"""Marks for the trading flow: the last clean trade per symbol, throttled, as a `Trade` record
+(key: symbol). Written by the market flow; see docs/flows.md."""
 
 RECORD_SUBJECTS = {
     "Trade": f"{TOPIC_TRADES}-value",

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from confluent_kafka.schema_registry import SchemaRegistryClient
 
-from jobs.init import create_topics
+from jobs.init import ALL_TOPICS, create_topics
 from schemas.catalogue import RECORD_SUBJECTS, Catalogue, LocalCatalogue, RegistryCatalogue
 from schemas.codec import Codec
 from sinks.kafka_producer import KafkaWriter
@@ -80,7 +80,7 @@ def test_init_creates_topics_with_the_configured_partition_count(
 
     local = settings.with_overrides(partitions=partitions)
     created, existing = create_topics(local)
-    assert len(created) == 5 and not existing
+    assert len(created) == len(ALL_TOPICS) and not existing
     meta = AdminClient(local.kafka_config()).list_topics(timeout=10)
     for topic in created:
         assert len(meta.topics[topic].partitions) == partitions

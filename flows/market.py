@@ -1,0 +1,161 @@
+"""The market dataflow: the tape in, clean ticks, rejections, candles and marks out.
+
+```
+md.trades + md.quotes --(Kafka source, errors logged)--> decode --undecodable--> tapeflow.dlq
+    --> key by symbol --> one stateful step per symbol (tapeflow.market_step: merge trades and
+        quotes, tick filter, candles, marks; notify_at closes idle buckets)
+    --> clean trades/quotes, rejected_ticks, candles_* --> ClickHouse (batched, idempotent)
+    --> marks (last clean trade, throttled) --> md.marks
+```
+
+Composition only: the rules are in `tapeflow/`, the writers in `sinks/`. `build_flow` is a
+factory so tests can swap the source and the sinks. Run it with
+`python -m bytewax.run flows.market:flow` (built from `Settings()` on first access) or
+`flows.market:get_flow()`. See docs/flows.md.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, cast
+
+import bytewax.operators as op
+from bytewax.connectors.kafka import KafkaError, KafkaSource
+from bytewax.dataflow import Dataflow
+from bytewax.inputs import Source
+from bytewax.outputs import Sink
+from confluent_kafka import OFFSET_BEGINNING
+
+from flows._ops import Decoder, SymbolLogic, kafka_error_letter
+from schemas.catalogue import (
+    TOPIC_DLQ,
+    TOPIC_MARKS,
+    TOPIC_QUOTES,
+    TOPIC_TRADES,
+    LocalCatalogue,
+    RegistryCatalogue,
+)
+from schemas.codec import Codec
+from sinks.bytewax_sinks import ClickHouseSink, KafkaRecordSink
+from sinks.stores import open_clickhouse
+from tapeflow.config import Settings
+from tapeflow.market_step import DEFAULT_MARKET_CONFIG, Arrival, Mark, MarketConfig
+from tapeflow.models import DeadLetter
+from tapeflow.rejections import SequenceGap
+
+FLOW_ID = "tapeflow-market"
+
+
+@dataclass(frozen=True)
+class MarketSinks:
+    """Where the flow's outputs go; each takes (key, record) pairs."""
+
+    clickhouse: Sink[Any]
+    """Trade, Quote, Rejection and Candle records."""
+    dlq: Sink[Any]
+    """(original Kafka key, DeadLetter) pairs."""
+    marks: Sink[Any]
+    """`tapeflow.market_step.Mark` records."""
+
+
+def make_codec(settings: Settings) -> Codec:
+    """The codec for these settings: the registry when one is configured, else the catalogue."""
+    if settings.schema_registry_url:
+        auth = settings.schema_registry_basic_auth
+        extra = {"basic.auth.user.info": auth.get_secret_value()} if auth else None
+        return Codec(RegistryCatalogue.from_url(settings.schema_registry_url, extra))
+    return Codec(LocalCatalogue.load())
+
+
+def kafka_source(settings: Settings, *, tail: bool = True, batch_size: int = 1000) -> Source[Any]:
+    """Bytewax's Kafka source over md.trades and md.quotes, errors as items (not raised).
+
+    `tail=False` reads to the end each partition had when it was reached, then stops (batch).
+    """
+    conf = settings.kafka_config()
+    brokers = conf.pop("bootstrap.servers").split(",")
+    return KafkaSource(
+        brokers,
+        [settings.topic(TOPIC_TRADES), settings.topic(TOPIC_QUOTES)],
+        tail=tail,
+        starting_offset=OFFSET_BEGINNING,
+        add_config={k: str(v) for k, v in conf.items()},
+        batch_size=batch_size,
+        raise_on_errors=False,
+    )
+
+
+def default_sinks(settings: Settings, codec: Codec) -> MarketSinks:
+    url = settings.clickhouse_url()
+    database = settings.clickhouse_database
+    conf = settings.kafka_config()
+    return MarketSinks(
+        clickhouse=ClickHouseSink(lambda: open_clickhouse(url, database)),
+        dlq=KafkaRecordSink(conf, settings.topic(TOPIC_DLQ), lambda kv: codec.encode(kv[1]),
+                            key=lambda kv: kv[0] or None),
+        marks=KafkaRecordSink(conf, settings.topic(TOPIC_MARKS), lambda m: codec.encode(m.trade),
+                              key=lambda m: m.symbol),
+    )
+
+
+def build_flow(
+    settings: Settings,
+    *,
+    source: Source[Any] | None = None,
+    sinks: MarketSinks | None = None,
+    config: MarketConfig = DEFAULT_MARKET_CONFIG,
+    tail: bool = True,
+    codec: Codec | None = None,
+) -> Dataflow:
+    """The market dataflow for `settings`.
+
+    `source` emits Kafka-shaped messages (`bytewax.connectors.kafka.KafkaSourceMessage`: topic,
+    partition, offset, key, value, timestamp) or `KafkaError`s; default: the Kafka topics
+    (`tail=False` for a batch run to the current end). `sinks` default to ClickHouse and
+    Kafka from `settings`.
+    """
+    codec = codec or make_codec(settings)
+    source = source or kafka_source(settings, tail=tail)
+    sinks = sinks or default_sinks(settings, codec)
+    decoder = Decoder(codec, {settings.topic(TOPIC_TRADES): "Trade",
+                              settings.topic(TOPIC_QUOTES): "Quote"})
+
+    flow = Dataflow(FLOW_ID)
+    inp = op.input("md_in", flow, source)
+    split = op.branch("kafka_errors", inp, lambda m: isinstance(m, KafkaError))
+    op.inspect("log_kafka_errors", split.trues, lambda _step, err: kafka_error_letter(err))
+
+    # Keyed by the decoder: (symbol of the decoded tick, Arrival) or (original key, DeadLetter).
+    decoded = op.map("decode", split.falses, decoder)
+    by_decode = op.branch("undecodable", decoded, lambda kv: isinstance(kv[1], DeadLetter))
+    ticks = cast("op.KeyedStream[Arrival]", by_decode.falses)
+
+    outputs = op.stateful("market", ticks, lambda resume: SymbolLogic(config, resume))
+    is_letter = op.branch("process_errors", outputs, lambda kv: isinstance(kv[1], DeadLetter))
+    is_mark = op.branch("marks", is_letter.falses, lambda kv: isinstance(kv[1], Mark))
+    stored = op.filter("drop_gaps", is_mark.falses,
+                       lambda kv: not isinstance(kv[1], SequenceGap))
+
+    # The DLQ sink takes (original key, DeadLetter) values: it writes the letter under its key.
+    letters = op.map(
+        "dead_letters",
+        op.merge("all_dead_letters", by_decode.trues, is_letter.trues),
+        lambda kv: (TOPIC_DLQ, kv),
+    )
+    op.output("dlq_out", letters, sinks.dlq)
+    op.output("clickhouse_out", stored, sinks.clickhouse)
+    op.output("marks_out", is_mark.trues, sinks.marks)
+    return flow
+
+
+def get_flow() -> Dataflow:
+    """The flow from `Settings()` (environment and defaults): `flows.market:get_flow()`."""
+    return build_flow(Settings())
+
+
+def __getattr__(name: str) -> Any:
+    # `python -m bytewax.run flows.market:flow`: built on first access, not at import, so
+    # importing this module (tests, the CLI) reads no settings and opens nothing.
+    if name == "flow":
+        return get_flow()
+    raise AttributeError(name)

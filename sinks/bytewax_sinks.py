@@ -1,0 +1,131 @@
+"""Bytewax sinks over the batching writers: ClickHouse rows and Kafka records.
+
+Both are `FixedPartitionedSink`s because their partitions get a `snapshot()` call at the end of
+every epoch (checked with bytewax 0.21.1: also without recovery configured). That is where they
+flush: rows buffered during an epoch are written before the epoch's snapshot is taken, so a
+snapshot never covers output that only lived in memory (a crash replays everything after the
+last snapshot, and the tables and topics are idempotent or deduplicated by their readers).
+Between checkpoints the writers' own bounds apply (ClickHouse: `max_rows` / `max_age_s`;
+Kafka: librdkafka's `linger.ms` batching), so a busy stream is not cut into tiny inserts.
+
+Errors: a record that cannot be mapped (a value out of its column's range) is logged and
+skipped, never raised (one exception kills the dataflow). A store or broker that still fails
+after the writer's retries is logged at `write_batch` (the rows stay buffered for the next
+try) and raised at the checkpoint: the flow stops rather than commit offsets for output that
+was not written, and resumes from its last snapshot once restarted.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from bytewax.outputs import FixedPartitionedSink, StatefulSinkPartition
+
+from sinks.clickhouse_rows import RowRangeError, to_row
+from sinks.clickhouse_sink import ClickHouseWriteError, ClickHouseWriter
+from sinks.kafka_producer import KafkaWriter
+
+log = logging.getLogger("tapeflow.sinks.bytewax")
+
+
+class _ClickHousePartition(StatefulSinkPartition[Any, None]):
+    def __init__(self, writer: ClickHouseWriter) -> None:
+        self._writer = writer
+        self.skipped = 0
+
+    def write_batch(self, values: list[Any]) -> None:
+        writer = self._writer
+        for record in values:
+            try:
+                table, row = to_row(record)
+            except (RowRangeError, TypeError) as exc:
+                self.skipped += 1
+                log.error("not stored in ClickHouse: %s", exc)
+                continue
+            try:
+                writer.add(table, row)
+            except ClickHouseWriteError as exc:
+                log.error("ClickHouse write failed, rows kept for the next flush: %s", exc)
+        try:
+            writer.flush_if_due()
+        except ClickHouseWriteError as exc:
+            log.error("ClickHouse write failed, rows kept for the next flush: %s", exc)
+
+    def snapshot(self) -> None:
+        self._writer.flush()
+
+    def close(self) -> None:
+        self._writer.flush()
+
+
+class ClickHouseSink(FixedPartitionedSink[Any, None]):
+    """Market records (Trade, Quote, Rejection, Candle) into their ClickHouse tables.
+
+    `client_factory` opens a clickhouse-connect client (`sinks.stores.open_clickhouse`); it is
+    called when the partition is built, on the worker that writes. One partition: the embedded
+    chDB allows one writer process anyway, and a server takes batches from one writer per flow
+    process easily (docs/stores.md: 100-200k rows/s).
+    """
+
+    def __init__(self, client_factory: Callable[[], Any], *, max_rows: int = 20_000,
+                 max_age_s: float = 1.0) -> None:
+        self._client_factory = client_factory
+        self._max_rows = max_rows
+        self._max_age_s = max_age_s
+
+    def list_parts(self) -> list[str]:
+        return ["clickhouse"]
+
+    def build_part(self, step_id: str, for_part: str,
+                   resume_state: None) -> _ClickHousePartition:
+        writer = ClickHouseWriter(self._client_factory(), max_rows=self._max_rows,
+                                  max_age_s=self._max_age_s)
+        return _ClickHousePartition(writer)
+
+
+class _KafkaPartition(StatefulSinkPartition[Any, None]):
+    def __init__(self, writer: KafkaWriter, topic: str, encode: Callable[[Any], bytes],
+                 key: Callable[[Any], str | None]) -> None:
+        self._writer = writer
+        self._topic = topic
+        self._encode = encode
+        self._key = key
+        self.skipped = 0
+
+    def write_batch(self, values: list[Any]) -> None:
+        for record in values:
+            try:
+                value = self._encode(record)
+                key = self._key(record)
+            except Exception as exc:
+                self.skipped += 1
+                log.error("not written to %s: %s: %r", self._topic, exc, record)
+                continue
+            self._writer.send(self._topic, value, key=key)
+
+    def snapshot(self) -> None:
+        self._writer.flush()
+
+    def close(self) -> None:
+        self._writer.flush()
+
+
+class KafkaRecordSink(FixedPartitionedSink[Any, None]):
+    """Core records, encoded by `encode` (the codec), to one topic through a batched producer
+    (`sinks.kafka_producer.KafkaWriter`: librdkafka batches, flushed at each checkpoint instead
+    of after every Bytewax batch as the stock KafkaSink does)."""
+
+    def __init__(self, conf: dict[str, Any], topic: str, encode: Callable[[Any], bytes],
+                 key: Callable[[Any], str | None]) -> None:
+        self._conf = conf
+        self._topic = topic
+        self._encode = encode
+        self._key = key
+
+    def list_parts(self) -> list[str]:
+        return [self._topic]
+
+    def build_part(self, step_id: str, for_part: str, resume_state: None) -> _KafkaPartition:
+        return _KafkaPartition(KafkaWriter(self._conf), self._topic, self._encode, self._key)

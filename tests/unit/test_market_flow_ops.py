@@ -1,0 +1,96 @@
+"""The market flow on Bytewax's testing source and sinks: no services, only the composition and
+its error handling (nothing a record or the core does may raise out of user code)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from bytewax.connectors.kafka import KafkaError, KafkaSourceMessage
+from bytewax.testing import TestingSink, TestingSource, run_main
+from confluent_kafka import KafkaError as ConfluentKafkaError
+
+from flows._ops import SymbolLogic
+from flows.market import MarketSinks, build_flow
+from schemas.catalogue import LocalCatalogue
+from schemas.codec import Codec
+from sources.synthetic import Garbage, MarketSpec, generate_market
+from tapeflow.candles import Candle
+from tapeflow.config import Settings
+from tapeflow.fixedpoint import ONE
+from tapeflow.market_step import Arrival, Mark, MarketConfig
+from tapeflow.models import DeadLetter, Quote, Trade
+from tapeflow.rejections import Rejection
+
+SETTINGS = Settings(topic_prefix="x.")
+
+
+def _messages(codec: Codec) -> tuple[Any, list[Any]]:
+    market = generate_market(MarketSpec(seed=3, n_symbols=3, duration_s=8.0, fault_rate=0.05))
+    out: list[Any] = []
+    offsets: dict[str, int] = {}
+    for topic, key, rec in market.stream():
+        if not topic.startswith("md."):
+            continue
+        value = rec.frame(codec.encode) if isinstance(rec, Garbage) else codec.encode(rec)
+        offset = offsets[topic] = offsets.get(topic, -1) + 1
+        out.append(KafkaSourceMessage(key.encode(), value, topic=SETTINGS.topic(topic),
+                                      partition=0, offset=offset, timestamp=(1, 1_800_000_000_000)))
+    return market, out
+
+
+def test_the_flow_routes_every_output_and_survives_bad_input() -> None:
+    codec = Codec(LocalCatalogue.load())
+    market, messages = _messages(codec)
+    error = KafkaError(ConfluentKafkaError(ConfluentKafkaError._TRANSPORT),
+                       KafkaSourceMessage(None, None, topic="x.md.trades", partition=0))
+    unknown = KafkaSourceMessage(b"k", codec.encode(market.trades[0]), topic="x.other",
+                                 partition=0, offset=0, timestamp=(0, 0))
+    ch: list[Any] = []
+    dlq: list[Any] = []
+    marks: list[Any] = []
+    sinks = MarketSinks(TestingSink(ch), TestingSink(dlq), TestingSink(marks))
+    flow = build_flow(SETTINGS, source=TestingSource([error, unknown, *messages]), sinks=sinks,
+                      codec=codec)
+    run_main(flow)
+
+    records = [v for _k, v in ch]
+    keys = [v[0] for _k, v in dlq]
+    letters = [v[1] for _k, v in dlq]
+    garbage = [g for g in market.garbage if g.topic.startswith("md.")]
+    assert sorted(lt.reason for lt in letters) == sorted(
+        [g.variant for g in garbage] + ["unknown_topic"])
+    assert all(isinstance(lt, DeadLetter) and lt.raw for lt in letters)
+    assert sorted(keys) == sorted([g.key for g in garbage] + ["k"])
+    assert any(isinstance(r, Trade) for r in records)
+    assert any(isinstance(r, Quote) for r in records)
+    assert any(isinstance(r, Rejection) for r in records)
+    assert any(isinstance(r, Candle) for r in records)
+    assert marks and all(isinstance(m, Mark) for _k, m in marks)
+
+
+def test_an_exception_in_the_core_becomes_a_dead_letter() -> None:
+    logic = SymbolLogic(MarketConfig(merge_max_wait_us=0), None)
+    broken = Trade("AAA", "XNAS", 1, 1, "not a price", ONE)  # type: ignore[arg-type]
+    out, retain = logic.on_item(Arrival(broken, 5, ("x.md.trades", 2, 7)))
+    (letter,) = list(out)
+    assert isinstance(letter, DeadLetter)
+    assert (letter.topic, letter.partition, letter.offset) == ("x.md.trades", 2, 7)
+    assert letter.reason == "process_error"
+    assert retain is False  # StatefulLogic.RETAIN: the key keeps its state
+    good = Trade("AAA", "XNAS", 2, 2, 100 * ONE, ONE)
+    out, _ = logic.on_item(Arrival(good, 5, ("x.md.trades", 2, 8)))
+    assert good in list(out)
+    assert logic.snapshot() is not logic.snapshot()
+
+
+def test_a_resumed_key_is_woken_without_new_ticks() -> None:
+    """A snapshot may hold ticks the merge has not released: the resumed key must be notified."""
+    config = MarketConfig(merge_max_wait_us=10**12)
+    first = SymbolLogic(config, None)
+    trade = Trade("AAA", "XNAS", 1_000_000, 1, 100 * ONE, ONE)
+    out, _ = first.on_item(Arrival(trade, None))
+    assert list(out) == []  # held for a quote
+    resumed = SymbolLogic(config, first.snapshot())
+    assert resumed.notify_at() is not None
+    out, _ = resumed.on_eof()
+    assert trade in list(out)

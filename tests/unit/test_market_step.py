@@ -1,0 +1,166 @@
+"""tapeflow.market_step: merged interleaving, filter + candles + marks per symbol, resumable."""
+
+from __future__ import annotations
+
+import pickle
+from collections import Counter
+from itertools import pairwise
+from typing import Any
+
+from sources.synthetic import MarketSpec, generate_market
+from tapeflow.candle_batch import build_candles, final_candles
+from tapeflow.candles import Candle
+from tapeflow.fixedpoint import ONE
+from tapeflow.market_step import (
+    Arrival,
+    Mark,
+    MarketConfig,
+    SymbolMarket,
+    on_arrival,
+    on_end,
+    on_wall_clock,
+)
+from tapeflow.models import Quote, Trade
+from tapeflow.rejections import Rejection
+
+SPEC = MarketSpec(seed=11, n_symbols=3, duration_s=20.0, fault_rate=0.03)
+WIDE = MarketConfig(merge_max_wait_us=10**12)
+
+
+def _ticks() -> tuple[Any, list[Trade | Quote]]:
+    market = generate_market(SPEC)
+    ticks = [rec for _t, _k, rec in market.stream() if isinstance(rec, Trade | Quote)]
+    return market, ticks
+
+
+def _run(arrivals: list[Trade | Quote], config: MarketConfig = WIDE) -> list[Any]:
+    states: dict[str, SymbolMarket] = {}
+    out: list[Any] = []
+    for tick in arrivals:
+        state = states.setdefault(tick.symbol, SymbolMarket())
+        out += on_arrival(state, Arrival(tick, None), None, config)[1]
+    for state in states.values():
+        out += on_end(state, config)[1]
+    return out
+
+
+def _per_symbol(out: list[Any]) -> dict[str, list[Any]]:
+    by: dict[str, list[Any]] = {}
+    for o in out:
+        symbol = o.tick.symbol if isinstance(o, Rejection) else o.symbol
+        by.setdefault(symbol, []).append(o)
+    return by
+
+
+def test_the_interleaving_of_the_two_topics_does_not_change_anything() -> None:
+    _, ticks = _ticks()
+    trades = [t for t in ticks if isinstance(t, Trade)]
+    quotes = [t for t in ticks if isinstance(t, Quote)]
+    as_arrived = _per_symbol(_run(ticks))
+    assert as_arrived == _per_symbol(_run(trades + quotes))
+    assert as_arrived == _per_symbol(_run(quotes + trades))
+
+
+def test_verdicts_match_the_labels() -> None:
+    market, ticks = _ticks()
+    out = _run(ticks)
+    got = Counter((o.kind.value, o.tick, o.reason.value) for o in out if isinstance(o, Rejection))
+    want: Counter[tuple[str, Any, str]] = Counter()
+    for lab in market.labels:
+        if lab.kind in ("trade", "quote") and lab.expected_reason is not None:
+            rec = market.trades[lab.row] if lab.kind == "trade" else market.quotes[lab.row]
+            want[(lab.kind, rec, lab.expected_reason)] += 1
+    assert sum(want.values()) > 10
+    assert got == want
+
+
+def test_candles_are_the_batch_fold_of_the_accepted_trades() -> None:
+    _, ticks = _ticks()
+    out = _run(ticks)
+    accepted = [o for o in out if isinstance(o, Trade)]
+    streamed = final_candles(o for o in out if isinstance(o, Candle))
+    batch = final_candles(build_candles(accepted)[0])
+    assert streamed == batch
+
+
+def test_marks_are_clean_monotonic_and_throttled() -> None:
+    _, ticks = _ticks()
+    config = MarketConfig(merge_max_wait_us=10**12, mark_interval_us=2_000_000)
+    out = _run(ticks, config)
+    accepted = {o for o in out if isinstance(o, Trade)}
+    for symbol, items in _per_symbol(out).items():
+        marks = [o.trade for o in items if isinstance(o, Mark)]
+        assert marks and all(m in accepted for m in marks)
+        assert all(a.ts_event <= b.ts_event for a, b in pairwise(marks))
+        assert all(b.ts_event - a.ts_event >= 2_000_000
+                   for a, b in pairwise(marks[:-1]))
+        last = max(t.ts_event for t in accepted if t.symbol == symbol)
+        assert marks[-1].ts_event == last
+
+
+def test_a_rejected_trade_never_marks() -> None:
+    state = SymbolMarket()
+    good = Trade("AAA", "XNAS", 1_000_000, 1, 100 * ONE, ONE)
+    bad = Trade("AAA", "XNAS", 3_000_000, 2, 0, ONE)
+    _, out = on_arrival(state, Arrival(good, None), None, MarketConfig(merge_max_wait_us=0))
+    assert Mark(good) in out
+    _, out = on_arrival(state, Arrival(bad, None), None, MarketConfig(merge_max_wait_us=0))
+    assert not any(isinstance(o, Mark) for o in out)
+    _, out = on_end(state)
+    assert not any(isinstance(o, Mark) for o in out)
+
+
+def test_a_pickled_state_resumes_identically() -> None:
+    _, ticks = _ticks()
+    whole = _run(ticks)
+    states: dict[str, SymbolMarket] = {}
+    out: list[Any] = []
+    half = len(ticks) // 2
+    for i, tick in enumerate(ticks):
+        if i == half:
+            states = pickle.loads(pickle.dumps(states))
+        state = states.setdefault(tick.symbol, SymbolMarket())
+        out += on_arrival(state, Arrival(tick, None), None, WIDE)[1]
+    for state in states.values():
+        out += on_end(state, WIDE)[1]
+    assert _per_symbol(out) == _per_symbol(whole)
+
+
+def test_one_kind_is_held_only_up_to_the_merge_wait() -> None:
+    config = MarketConfig(merge_max_wait_us=5_000_000)
+    state = SymbolMarket()
+    first = Trade("AAA", "XNAS", 1_000_000, 1, 100 * ONE, ONE)
+    _, out = on_arrival(state, Arrival(first, None), None, config)
+    assert out == []  # waiting for a quote to compare with
+    later = Trade("AAA", "XNAS", 6_000_001, 2, 100 * ONE, ONE)
+    _, out = on_arrival(state, Arrival(later, None), None, config)
+    assert first in out and later not in out
+
+
+def test_a_future_timestamp_does_not_hold_its_kind_back() -> None:
+    """The merge key is capped at the receive time: a quote stamped far in the future is
+    merged where it arrived (and rejected there), not held until trades reach its time."""
+    state = SymbolMarket()
+    recv = 10_000_000
+    bogus = Quote("AAA", "XNAS", 10**15, 1, 99 * ONE, ONE, 100 * ONE, ONE)
+    quote = Quote("AAA", "XNAS", recv + 1, 2, 99 * ONE, ONE, 100 * ONE, ONE)
+    trade = Trade("AAA", "XNAS", recv + 2, 1, 100 * ONE, ONE)
+    on_arrival(state, Arrival(bogus, recv), None, WIDE)
+    on_arrival(state, Arrival(quote, recv + 1), None, WIDE)
+    _, out = on_arrival(state, Arrival(trade, recv + 2), None, WIDE)
+    rejected = [o for o in out if isinstance(o, Rejection)]
+    assert [r.reason.value for r in rejected] == ["future_timestamp"]
+    assert quote in out and trade not in out  # the trade waits for the next quote
+
+
+def test_the_wall_clock_releases_a_quiet_symbol() -> None:
+    config = MarketConfig(quiet_us=5_000_000)
+    state = SymbolMarket()
+    trade = Trade("AAA", "XNAS", 1_000_000, 1, 100 * ONE, ONE)
+    _, out = on_arrival(state, Arrival(trade, None), 100_000_000, config)
+    assert out == []
+    _, out = on_wall_clock(state, 101_000_000, config)
+    assert out == []
+    _, out = on_wall_clock(state, 105_000_000, config)
+    assert trade in out and Mark(trade) in out
+    assert any(isinstance(o, Candle) for o in out)  # idle buckets closed by the wall clock
