@@ -11,7 +11,24 @@ import uuid
 from collections.abc import Iterator
 from typing import Any
 
-from confluent_kafka import Consumer, KafkaError, Message, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
+
+_RETRIABLE = {KafkaError.NOT_LEADER_FOR_PARTITION, KafkaError.LEADER_NOT_AVAILABLE,
+              KafkaError.UNKNOWN_TOPIC_OR_PART, KafkaError._TIMED_OUT}
+
+
+def _watermarks(consumer: Consumer, tp: TopicPartition, timeout_s: float) -> tuple[int, int]:
+    """(low, high) offsets; retries while a just-created partition's leader settles."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            low, high = consumer.get_watermark_offsets(tp, timeout=max(1.0, timeout_s / 10))
+            return int(low), int(high)
+        except KafkaException as exc:
+            code = exc.args[0].code() if exc.args else None
+            if code not in _RETRIABLE or time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
 
 
 def end_offsets(conf: dict[str, Any], topic: str, timeout_s: float = 30.0) -> dict[int, int]:
@@ -19,7 +36,7 @@ def end_offsets(conf: dict[str, Any], topic: str, timeout_s: float = 30.0) -> di
     consumer = Consumer({**conf, "group.id": f"tapeflow-reader-{uuid.uuid4().hex}"})
     try:
         meta = consumer.list_topics(topic, timeout=timeout_s)
-        return {p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=timeout_s)[1]
+        return {p: _watermarks(consumer, TopicPartition(topic, p), timeout_s)[1]
                 for p in sorted(meta.topics[topic].partitions)}
     finally:
         consumer.close()
@@ -41,7 +58,7 @@ def read_all(conf: dict[str, Any], topic: str, *, timeout_s: float = 30.0,
         parts = sorted(meta.topics[topic].partitions)
         ends = {}
         for p in parts:
-            low, high = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=timeout_s)
+            low, high = _watermarks(consumer, TopicPartition(topic, p), timeout_s)
             if high > max(low, start.get(p, 0)):
                 ends[p] = high
         consumer.assign([TopicPartition(topic, p, start.get(p, 0)) for p in parts])

@@ -173,3 +173,55 @@ def demo(
 
     for line in run_demo(_settings(ctx), minutes=minutes, seed=seed):
         typer.echo(line)
+
+
+@app.command("run")
+def run_flow(
+    ctx: typer.Context,
+    flow: Annotated[str, typer.Argument(help="market or trading")],
+    workers: Annotated[int, typer.Option(min=1, help="Worker threads per process.")] = 1,
+    processes: Annotated[
+        int, typer.Option(min=1, help="Local processes of one cluster (one per core).")
+    ] = 1,
+    recovery: Annotated[
+        bool, typer.Option(help="Snapshot state and Kafka offsets; resume after a crash.")
+    ] = True,
+    recovery_dir: Annotated[
+        Path | None, typer.Option(help="Recovery partitions [default: HOME/recovery/FLOW].")
+    ] = None,
+    recovery_partitions: Annotated[
+        int, typer.Option(min=1, help="Recovery partitions, fixed once created.")
+    ] = 1,
+    snapshot_interval: Annotated[
+        float, typer.Option(min=0.1, help="Seconds between recovery snapshots.")
+    ] = 10.0,
+    batch: Annotated[
+        bool, typer.Option(help="Stop at the end of what the topics hold now.")
+    ] = False,
+    process_id: Annotated[
+        int | None, typer.Option(help="This process's index in a cluster (with --addresses).")
+    ] = None,
+    addresses: Annotated[
+        str | None, typer.Option(help='Cluster addresses, "host:port;host:port".')
+    ] = None,
+) -> None:
+    """Run a dataflow continuously, with recovery, until stopped.
+
+    Example: tapeflow run market --processes 2
+    """
+    from jobs.local.services import ensure_postgres
+    from tapeflow.cli.run import FLOW_MODULES, RunOptions
+    from tapeflow.cli.run import run as run_dataflow
+
+    if flow not in FLOW_MODULES:
+        raise typer.BadParameter(f"unknown flow {flow!r}; choose from {', '.join(FLOW_MODULES)}")
+    if (process_id is None) != (addresses is None):
+        raise typer.BadParameter("--process-id and --addresses go together")
+    options = RunOptions(flow=flow, workers=workers, processes=processes, recovery=recovery,
+                         recovery_dir=recovery_dir, recovery_partitions=recovery_partitions,
+                         snapshot_s=snapshot_interval, batch=batch, process_id=process_id,
+                         addresses=addresses)
+    settings = _settings(ctx)
+    if flow == "trading":
+        settings = ensure_postgres(settings)
+    raise typer.Exit(run_dataflow(settings, options))

@@ -1,0 +1,5 @@
+"""`python -m tapeflow.cli`: the same as the `tapeflow` command."""
+
+from tapeflow.cli import main
+
+main()

@@ -1,0 +1,139 @@
+"""`tapeflow run market|trading`: pre-flight checks, recovery, workers and processes.
+
+Why a wrapper and not `python -m bytewax.run` directly: an unreachable broker makes Bytewax hang
+at start-up forever (DESIGN.md), recovery needs its partitions initialised once, and several
+local processes need addresses handed out. This module does those three things and then calls
+Bytewax's own `cli_main`, so the runtime behaves exactly as `bytewax.run` would.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import os
+import signal
+import socket
+import subprocess
+import sys
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+from tapeflow.config import Settings
+
+log = logging.getLogger("tapeflow.run")
+FLOW_MODULES = {"market": "flows.market", "trading": "flows.trading"}
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    flow: str
+    workers: int = 1
+    processes: int = 1
+    recovery: bool = True
+    recovery_dir: Path | None = None
+    recovery_partitions: int = 1
+    snapshot_s: float = 10.0
+    batch: bool = False
+    process_id: int | None = None
+    addresses: str | None = None
+
+    def recovery_path(self, settings: Settings) -> Path:
+        return (self.recovery_dir or settings.home / "recovery" / self.flow).resolve()
+
+
+def preflight(settings: Settings, flow: str) -> None:
+    """Fail fast, naming the service and its address, when a service does not answer."""
+    from jobs.local.services import ensure_kafka
+    from sinks.stores import connect_postgres, open_clickhouse
+
+    ensure_kafka(settings, start=False, timeout_s=10.0)
+    open_clickhouse(settings.clickhouse_url(), settings.clickhouse_database).command("SELECT 1")
+    if flow == "trading":
+        assert settings.postgres_dsn is not None
+        with connect_postgres(settings.postgres_dsn.get_secret_value(),
+                              settings.postgres_schema) as conn:
+            conn.execute("SELECT 1")
+
+
+def ensure_recovery_dir(path: Path, partitions: int) -> None:
+    """Create the recovery partitions once; their count is fixed forever after."""
+    from bytewax.recovery import init_db_dir
+
+    existing = sorted(path.glob("part-*.sqlite3")) if path.exists() else []
+    if existing:
+        if len(existing) != partitions:
+            log.warning("recovery dir %s has %d partitions (not %d); keeping them", path,
+                        len(existing), partitions)
+        return
+    path.mkdir(parents=True, exist_ok=True)
+    init_db_dir(path, partitions)
+
+
+def build(settings: Settings, options: RunOptions) -> Any:
+    module = importlib.import_module(FLOW_MODULES[options.flow])
+    source = module.kafka_source(settings, tail=not options.batch)
+    return module.build_flow(settings, source=source)
+
+
+def _free_ports(count: int) -> list[int]:
+    socks = [socket.socket() for _ in range(count)]
+    try:
+        for s in socks:
+            s.bind(("127.0.0.1", 0))
+        return [s.getsockname()[1] for s in socks]
+    finally:
+        for s in socks:
+            s.close()
+
+
+def _spawn_local_cluster(settings: Settings, options: RunOptions) -> int:
+    """Run `processes` local processes of one Bytewax cluster; stop them all together."""
+    if options.recovery:
+        ensure_recovery_dir(options.recovery_path(settings), options.recovery_partitions)
+    addresses = ";".join(f"127.0.0.1:{p}" for p in _free_ports(options.processes))
+    base = [sys.executable, "-m", "tapeflow.cli", "run", options.flow,
+            "--workers", str(options.workers), "--addresses", addresses,
+            "--snapshot-interval", str(options.snapshot_s),
+            "--recovery-partitions", str(options.recovery_partitions)]
+    if not options.recovery:
+        base.append("--no-recovery")
+    if options.recovery_dir is not None:
+        base += ["--recovery-dir", str(options.recovery_dir)]
+    if options.batch:
+        base.append("--batch")
+    children = [subprocess.Popen([*base, "--process-id", str(i)], env=os.environ.copy())
+                for i in range(options.processes)]
+
+    def forward(signum: int, _frame: object) -> None:
+        for child in children:
+            if child.poll() is None:
+                child.send_signal(signum)
+
+    signal.signal(signal.SIGTERM, forward)
+    signal.signal(signal.SIGINT, forward)
+    codes = [child.wait() for child in children]
+    return max(codes, key=abs)
+
+
+def run(settings: Settings, options: RunOptions) -> int:
+    """Run one flow until it ends (batch) or is stopped; returns the exit code."""
+    if options.processes > 1 and options.process_id is None:
+        return _spawn_local_cluster(settings, options)
+    preflight(settings, options.flow)
+    from bytewax.recovery import RecoveryConfig
+    from bytewax.run import cli_main
+
+    recovery_config = None
+    epoch = timedelta(seconds=options.snapshot_s)
+    if options.recovery:
+        path = options.recovery_path(settings)
+        if options.process_id is None:
+            ensure_recovery_dir(path, options.recovery_partitions)
+        recovery_config = RecoveryConfig(path, timedelta(0))
+    flow = build(settings, options)
+    cli_main(flow, workers_per_process=options.workers, process_id=options.process_id,
+             addresses=options.addresses.split(";") if options.addresses else None,
+             epoch_interval=epoch, recovery_config=recovery_config)
+    return 0
