@@ -2,9 +2,8 @@
 
 Why a file and not string literals: the statements are the contract with the DDL next to
 them (`0001_init.sql`), so they are reviewed, diffed and tested together, and a reader finds
-every statement the sinks send in one place. Each statement starts at a line
-`-- name: <name>`; full-line comments are dropped (a `%` in a comment would otherwise be
-taken for a parameter by psycopg). Statements are parsed once, at first use.
+every statement the sinks send in one place. The file format is `schemas.sql_files`'
+(`-- name: <name>` starts a statement); statements are parsed once, at first use.
 """
 
 from __future__ import annotations
@@ -17,30 +16,10 @@ from types import MappingProxyType
 
 from psycopg import sql
 
+from schemas.sql_files import parse_statements
+
 STATEMENTS_FILE = Path(__file__).resolve().parent.parent / "schemas" / "postgres" / "statements.sql"
-_NAME = re.compile(r"^--\s*name:\s*([a-z_][a-z0-9_]*)\s*$")
 _PARAM = re.compile(r"%\((\w+)\)s")
-
-
-def parse_statements(text: str) -> dict[str, str]:
-    """Named statements of a SQL file: `-- name: x` lines start one; comments are dropped."""
-    found: dict[str, list[str]] = {}
-    current: list[str] | None = None
-    for line in text.splitlines():
-        match = _NAME.match(line.strip())
-        if match:
-            name = match.group(1)
-            if name in found:
-                raise ValueError(f"statement {name!r} is defined twice")
-            current = found[name] = []
-        elif current is not None and not line.lstrip().startswith("--"):
-            current.append(line)
-    statements = {name: "\n".join(lines).strip().rstrip(";").strip()
-                  for name, lines in found.items()}
-    empty = [name for name, body in statements.items() if not body]
-    if empty:
-        raise ValueError(f"empty statements: {', '.join(empty)}")
-    return statements
 
 
 @cache
