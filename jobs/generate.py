@@ -10,8 +10,10 @@ from schemas.catalogue import LocalCatalogue, RegistryCatalogue
 from schemas.codec import Codec
 from sinks.kafka_producer import KafkaWriter
 from sources.parquet_out import write_parquet
-from sources.synthetic import Garbage, Market, MarketSpec, generate_market
+from sources.synthetic import DEFAULT_START_US, Garbage, Market, MarketSpec, generate_market
 from tapeflow.config import Settings
+
+US_PER_DAY = 86_400_000_000
 
 
 @dataclass(frozen=True)
@@ -21,10 +23,13 @@ class MarketRequest:
     accounts: int = 5
     minutes: float = 5.0
     fault_rate: float = 0.01
+    day: int = 0
+    """Trading days after the generator's default start (2026-01-05); 0 is that day."""
 
     def spec(self) -> MarketSpec:
         return MarketSpec(seed=self.seed, n_symbols=self.symbols, n_accounts=self.accounts,
-                          duration_s=self.minutes * 60.0, fault_rate=self.fault_rate)
+                          duration_s=self.minutes * 60.0, fault_rate=self.fault_rate,
+                          start_us=DEFAULT_START_US + self.day * US_PER_DAY)
 
 
 @dataclass

@@ -165,11 +165,11 @@ def demo(
     """Run Tapeflow locally end to end on the embedded defaults and summarise what came out.
 
     Starts the local broker and embedded stores, initialises them, generates a synthetic
-    market with faults into Kafka, and reports what is there.
+    market with faults into Kafka, runs the dataflows over it, and summarises what came out.
 
     Example: tapeflow demo
     """
-    from jobs.demo import run_demo
+    from tapeflow.cli.demo import run_demo
 
     for line in run_demo(_settings(ctx), minutes=minutes, seed=seed):
         typer.echo(line)

@@ -8,7 +8,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-from jobs.demo import run_demo
 from jobs.generate import MarketRequest, run_generate
 from tapeflow.config import Settings
 
@@ -54,20 +53,23 @@ def test_generate_to_kafka_produces_every_record(settings: Settings) -> None:
     assert report.produced[settings.topic("md.trades")] > 0
 
 
-def test_demo_reads_back_what_it_produced(settings: Settings) -> None:
-    lines = list(run_demo(settings, minutes=0.2, seed=3))
-    text = "\n".join(lines)
-    summary = re.search(r"trades ([\d,]+), quotes ([\d,]+), executions ([\d,]+), "
-                        r"garbage ([\d,]+)", text)
-    assert summary, text
-    trades, quotes, executions, garbage = (int(g.replace(",", "")) for g in summary.groups())
-    decoded = {m.group(1): (int(m.group(2).replace(",", "")), int(m.group(3)))
-               for m in re.finditer(r"(md\.trades|md\.quotes|oms\.executions): ([\d,]+) decoded,"
-                                    r" (\d+) for the DLQ", text)}
-    assert decoded["md.trades"][0] == trades
-    assert decoded["md.quotes"][0] == quotes
-    assert decoded["oms.executions"][0] == executions
-    assert sum(dead for _, dead in decoded.values()) == garbage
+def test_demo_runs_the_flows_and_accounts_for_every_tick(settings: Settings) -> None:
+    """Every generated trade and quote ends up clean or rejected with a reason: none is lost."""
+    from tapeflow.cli.demo import run_demo
+
+    text = "\n".join(run_demo(settings, minutes=0.2, seed=3))
+    generated = re.search(r"([\d,]+) trades, ([\d,]+) quotes", text)
+    ticks = re.search(r"ticks: ([\d,]+) clean trades, ([\d,]+) clean quotes", text)
+    assert generated and ticks, text
+    trades, quotes = (int(g.replace(",", "")) for g in generated.groups())
+    clean_trades, clean_quotes = (int(g.replace(",", "")) for g in ticks.groups())
+    rejected = {kind: 0 for kind in ("trade", "quote")}
+    for kind, _reason, n in re.findall(r"rejected (trade|quote) +(\w+) +([\d,]+)", text):
+        rejected[kind] += int(n.replace(",", ""))
+    assert clean_trades + rejected["trade"] == trades
+    assert clean_quotes + rejected["quote"] == quotes
+    assert "ran the market flow" in text
+    assert re.search(r"candles: [1-9][\d,]* of 1 s", text)
 
 
 def test_an_unreachable_broker_is_a_one_line_error(tmp_path: Path) -> None:
