@@ -57,7 +57,9 @@ def test_demo_runs_the_flows_and_accounts_for_every_tick(settings: Settings) -> 
     """Every generated trade and quote ends up clean or rejected with a reason: none is lost."""
     from tapeflow.cli.demo import run_demo
 
-    text = "\n".join(run_demo(settings, minutes=0.2, seed=3))
+    own = settings.with_overrides(clickhouse_database=f"{settings.clickhouse_database}_demo",
+                                  postgres_schema=f"{settings.postgres_schema}_demo")
+    text = "\n".join(run_demo(own, minutes=0.2, seed=3))
     generated = re.search(r"([\d,]+) trades, ([\d,]+) quotes", text)
     ticks = re.search(r"ticks: ([\d,]+) clean trades, ([\d,]+) clean quotes", text)
     assert generated and ticks, text

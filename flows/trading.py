@@ -1,0 +1,277 @@
+"""The trading dataflow: execution reports and marks in; orders, positions, P&L and alerts out.
+
+```
+oms.executions + md.marks --(Kafka source, errors logged)--> decode --undecodable--> tapeflow.dlq
+    --> reports keyed by their executions partition; each mark broadcast to every partition key
+    --> one stateful step per partition (tapeflow.trading_step: accounts + own marks table;
+        order state machine, positions and P&L, risk rules; notify_at runs the timer rules
+        and emits provisional P&L snapshots)
+    --> orders, positions, accounts, execution_log, alerts --> Postgres (batched, versioned)
+    --> executions, pnl_snapshots, alerts --> ClickHouse (batched, idempotent)
+    --> alerts --> risk.alerts (batched producer; ids already on the topic are not re-sent)
+```
+
+Risk limits and session hours come from Postgres (`risk_limits`, `instruments`) at start and
+are reloaded every `limits_refresh_s` of wall time (`sinks.postgres_limits`). Before the
+dataflow is built, every service must answer within `timeout_s` (`check_services`).
+
+Composition only: the rules are in `tapeflow/`, the writers in `sinks/`. `build_flow` is a
+factory so tests can swap the source, the sinks and the limits. Run it with
+`python -m bytewax.run flows.trading:flow` (built from `Settings()` on first access). See
+docs/flows.md, "Trading flow".
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any, cast
+
+import bytewax.operators as op
+from bytewax.connectors.kafka import KafkaError, KafkaSource
+from bytewax.dataflow import Dataflow, Stream
+from bytewax.inputs import Source
+from bytewax.outputs import Sink
+from confluent_kafka import OFFSET_BEGINNING
+from confluent_kafka.admin import AdminClient
+
+from flows._ops import kafka_error_letter
+from flows._trading_ops import FeedGapLogic, Incoming, ShardLogic, TradingDecoder, shard_key
+from flows.market import make_codec
+from schemas.catalogue import TOPIC_ALERTS, TOPIC_DLQ, TOPIC_EXECUTIONS, TOPIC_MARKS
+from schemas.codec import Codec
+from sinks.bytewax_sinks import KafkaRecordSink
+from sinks.bytewax_trading_sinks import DedupKafkaRecordSink, PostgresSink, TradingClickHouseSink
+from sinks.postgres_limits import RefreshingConfig, postgres_loader
+from sinks.postgres_sink import PostgresWriter
+from sinks.stores import StoreUnavailableError, open_clickhouse
+from tapeflow.config import Settings
+from tapeflow.models import DeadLetter, RiskAlert
+from tapeflow.rejections import SequenceGap
+from tapeflow.trading import TradingConfig
+from tapeflow.trading_step import (
+    DEFAULT_SHARD_CONFIG,
+    ExecutionResult,
+    PnlSnapshot,
+    ShardConfig,
+    ShardOutput,
+    StateChange,
+    is_redelivery,
+)
+
+FLOW_ID = "tapeflow-trading"
+
+
+@dataclass(frozen=True)
+class TradingSinks:
+    """Where the flow's outputs go; each takes (key, record) pairs."""
+
+    postgres: Sink[Any]
+    """`ExecutionResult` and `StateChange` records."""
+    clickhouse: Sink[Any]
+    """`ExecutionResult`, `PnlSnapshot` and `RiskAlert` records."""
+    alerts: Sink[Any]
+    """`RiskAlert` records (risk.alerts)."""
+    dlq: Sink[Any]
+    """`DeadLetter` records."""
+
+
+@dataclass(frozen=True)
+class ServiceReport:
+    executions_partitions: int
+
+
+def postgres_dsn(settings: Settings) -> str:
+    if settings.postgres_dsn is None:
+        raise StoreUnavailableError(
+            "no Postgres DSN: set TAPEFLOW_POSTGRES_DSN, or start the flow with "
+            "`tapeflow run trading`, which starts the embedded Postgres")
+    return settings.postgres_dsn.get_secret_value()
+
+
+def topic_partitions(settings: Settings, topic: str, timeout_s: float = 10.0) -> int:
+    """The partition count of `topic`; raises when the broker does not answer in time (the
+    Kafka source itself would wait forever) or the topic does not exist."""
+    admin = AdminClient(settings.kafka_config())
+    try:
+        meta = admin.list_topics(topic, timeout=timeout_s)
+    except Exception as exc:
+        raise StoreUnavailableError(
+            f"Kafka at {settings.kafka_bootstrap} did not answer within {timeout_s} s: {exc}"
+        ) from None
+    found = meta.topics.get(topic)
+    if found is None or found.error is not None or not found.partitions:
+        why = found.error if found is not None and found.error is not None else "no partitions"
+        raise StoreUnavailableError(f"topic {topic} is not usable ({why}); run `tapeflow init`")
+    return len(found.partitions)
+
+
+def check_services(settings: Settings, timeout_s: float = 10.0) -> ServiceReport:
+    """Kafka, Postgres and ClickHouse must each answer within `timeout_s`, before the flow
+    starts: a clear error now instead of a hang or a panic inside the dataflow."""
+    parts = topic_partitions(settings, settings.topic(TOPIC_EXECUTIONS), timeout_s)
+    topic_partitions(settings, settings.topic(TOPIC_MARKS), timeout_s)
+    postgres_loader(postgres_dsn(settings), settings.postgres_schema,
+                    connect_timeout=max(1, int(timeout_s)))()
+    client = open_clickhouse(settings.clickhouse_url(), settings.clickhouse_database)
+    try:
+        client.command("SELECT 1")
+    except Exception as exc:
+        raise StoreUnavailableError(f"ClickHouse did not answer: {exc}") from None
+    return ServiceReport(parts)
+
+
+def kafka_source(settings: Settings, *, tail: bool = True, batch_size: int = 1000
+                 ) -> Source[Any]:
+    """Bytewax's Kafka source over oms.executions and md.marks, errors as items.
+
+    `tail=False` reads to the end each partition had when it was reached, then stops (batch).
+    """
+    conf = settings.kafka_config()
+    brokers = conf.pop("bootstrap.servers").split(",")
+    return KafkaSource(
+        brokers,
+        [settings.topic(TOPIC_EXECUTIONS), settings.topic(TOPIC_MARKS)],
+        tail=tail,
+        starting_offset=OFFSET_BEGINNING,
+        add_config={k: str(v) for k, v in conf.items()},
+        batch_size=batch_size,
+        raise_on_errors=False,
+    )
+
+
+def default_sinks(settings: Settings, codec: Codec) -> TradingSinks:
+    url = settings.clickhouse_url()
+    database = settings.clickhouse_database
+    dsn, schema = postgres_dsn(settings), settings.postgres_schema
+    conf = settings.kafka_config()
+    return TradingSinks(
+        postgres=PostgresSink(lambda: PostgresWriter.from_dsn(dsn, schema)),
+        clickhouse=TradingClickHouseSink(lambda: open_clickhouse(url, database)),
+        alerts=DedupKafkaRecordSink(
+            conf, settings.topic(TOPIC_ALERTS), encode=codec.encode,
+            key=lambda alert: alert.account_id, identity=lambda alert: alert.alert_id,
+            read_identity=lambda raw: codec.decode(raw, expect="RiskAlert").alert_id),
+        dlq=KafkaRecordSink(conf, settings.topic(TOPIC_DLQ), codec.encode,
+                            key=lambda letter: None),
+    )
+
+
+def _alerts_of(item: ShardOutput) -> tuple[RiskAlert, ...]:
+    if isinstance(item, ExecutionResult | StateChange):
+        return item.output.alerts
+    return ()
+
+
+def _clickhouse_records(item: ShardOutput) -> list[ExecutionResult | PnlSnapshot | RiskAlert]:
+    if isinstance(item, ExecutionResult):
+        return list(item.output.alerts) if is_redelivery(item) else [item, *item.output.alerts]
+    if isinstance(item, PnlSnapshot):
+        return [item]
+    return list(item.output.alerts)
+
+
+def build_flow(
+    settings: Settings,
+    *,
+    source: Source[Any] | None = None,
+    sinks: TradingSinks | None = None,
+    limits: Callable[[], TradingConfig] | None = None,
+    shard_config: ShardConfig = DEFAULT_SHARD_CONFIG,
+    partitions: Sequence[int] | None = None,
+    tail: bool = True,
+    codec: Codec | None = None,
+    limits_refresh_s: float = 30.0,
+    tick: timedelta = timedelta(seconds=5),
+    timeout_s: float = 10.0,
+) -> Dataflow:
+    """The trading dataflow for `settings`.
+
+    Defaults: the Kafka topics (`tail=False` for a batch run to the current end), the stores
+    and topics of `settings`, limits from Postgres refreshed every `limits_refresh_s`, and
+    the executions partitions from the broker's metadata; the services are checked first
+    (`check_services`). A test passing `source`, `sinks`, `limits` (a callable returning the
+    current `TradingConfig`) and `partitions` touches no service.
+    """
+    uses_services = source is None or sinks is None or limits is None or partitions is None
+    if uses_services:
+        report = check_services(settings, timeout_s)
+        partitions = partitions if partitions is not None else range(
+            report.executions_partitions)
+    assert partitions is not None
+    codec = codec or make_codec(settings)
+    source = source or kafka_source(settings, tail=tail)
+    sinks = sinks or default_sinks(settings, codec)
+    if limits is None:
+        loader = postgres_loader(postgres_dsn(settings), settings.postgres_schema)
+        limits = RefreshingConfig(loader, every_s=limits_refresh_s).current
+    keys = [shard_key(p) for p in partitions]
+    decoder = TradingDecoder(codec, settings.topic(TOPIC_EXECUTIONS),
+                             settings.topic(TOPIC_MARKS), keys)
+
+    flow = Dataflow(FLOW_ID)
+    inp = op.input("trading_in", flow, source)
+    split = op.branch("kafka_errors", inp, lambda m: isinstance(m, KafkaError))
+    op.inspect("log_kafka_errors", split.trues, lambda _step, err: kafka_error_letter(err))
+
+    decoded = op.flat_map("decode", split.falses, decoder)
+    by_decode = op.branch("undecodable", decoded, lambda x: isinstance(x, DeadLetter))
+    events = cast("op.KeyedStream[Incoming]", by_decode.falses)
+    dead = cast("Stream[DeadLetter]", by_decode.trues)
+
+    config = limits
+    outputs = op.stateful(
+        "trading", events, lambda resume: ShardLogic(config, shard_config, tick, resume))
+    _write_outputs("", outputs, sinks, dead)
+    return flow
+
+
+def _write_outputs(prefix: str, outputs: op.KeyedStream[ShardOutput | DeadLetter],
+                   sinks: TradingSinks, dead: Stream[DeadLetter] | None = None) -> None:
+    """Route a stateful step's outputs to the sinks (step ids under `prefix`)."""
+    is_letter = op.branch(f"{prefix}process_errors", outputs,
+                          lambda kv: isinstance(kv[1], DeadLetter))
+    results = cast("op.KeyedStream[ShardOutput]", is_letter.falses)
+    letters: Stream[Any] = is_letter.trues
+    if dead is not None:
+        letters = op.merge(f"{prefix}dead_letters",
+                           op.key_on(f"{prefix}key_decode_letters", dead, lambda d: d.topic),
+                           letters)
+    op.output(f"{prefix}dlq_out", letters, sinks.dlq)
+
+    to_postgres = op.filter(f"{prefix}postgres_records", results,
+                            lambda kv: isinstance(kv[1], ExecutionResult | StateChange))
+    op.output(f"{prefix}postgres_out", to_postgres, sinks.postgres)
+    to_clickhouse = op.flat_map_value(f"{prefix}clickhouse_records", results,
+                                      _clickhouse_records)
+    op.output(f"{prefix}clickhouse_out", to_clickhouse, sinks.clickhouse)
+    alerts = op.flat_map_value(f"{prefix}alerts", results, _alerts_of)
+    op.output(f"{prefix}alerts_out", alerts, sinks.alerts)
+
+
+def add_gap_alerts(gaps: op.KeyedStream[SequenceGap], limits: Callable[[], TradingConfig],
+                   sinks: TradingSinks, *, tick: timedelta = timedelta(seconds=5),
+                   prefix: str = "feed_gap_") -> None:
+    """Feed sequence gaps -> feed-gap alerts -> Postgres/ClickHouse alerts and risk.alerts.
+
+    For the flow that has the gaps: the market flow's per-symbol step emits
+    `tapeflow.rejections.SequenceGap`s keyed by symbol; pass that stream here (state stays on
+    the symbol's worker; no exchange). `sinks` may be `default_sinks(settings, codec)`, or
+    alert-only sinks; only `StateChange` alerts reach them.
+    """
+    outputs = op.stateful(f"{prefix}state", gaps,
+                          lambda resume: FeedGapLogic(limits, tick, resume))
+    _write_outputs(prefix, outputs, sinks)
+
+
+def get_flow() -> Dataflow:
+    """The flow from `Settings()` (environment and defaults): `flows.trading:get_flow()`."""
+    return build_flow(Settings())
+
+
+def __getattr__(name: str) -> Any:
+    # `python -m bytewax.run flows.trading:flow`: built on first access, not at import.
+    if name == "flow":
+        return get_flow()
+    raise AttributeError(name)

@@ -1,0 +1,259 @@
+"""Bytewax sinks for the trading flow: Postgres state and ClickHouse trading tables.
+
+Same contract as `sinks.bytewax_sinks` (read that docstring): `FixedPartitionedSink`s with one
+partition, flushed at every epoch's `snapshot()` so a recovery snapshot never covers output
+that only lived in memory; between checkpoints the writers' own size and age bounds apply.
+A record that cannot be mapped is logged and skipped (never raised: one exception kills the
+dataflow); a store that still fails after the writer's retries is logged at `write_batch`
+(rows stay buffered) and raised at the checkpoint, so the flow stops rather than snapshot
+offsets for output that was not written.
+
+`DedupKafkaRecordSink` writes records with a deterministic identity (alerts) to a topic once:
+it reads the identities of the topic's recent records when its partition is built.
+
+Idempotence is the stores': Postgres upserts guarded by a monotonic version, first-wins
+inserts for `execution_log` and `alerts` (docs/postgres-sink.md); ClickHouse
+ReplacingMergeTree keys (`sinks.clickhouse_trading_rows`).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+from bytewax.outputs import FixedPartitionedSink, StatefulSinkPartition
+from confluent_kafka import Consumer, TopicPartition
+
+from sinks.clickhouse_rows import RowRangeError
+from sinks.clickhouse_sink import ClickHouseWriteError, ClickHouseWriter
+from sinks.clickhouse_trading_rows import TABLE_COLUMNS, to_row
+from sinks.kafka_producer import KafkaWriter
+from sinks.postgres_rows import PgRangeError, trading_rows
+from sinks.postgres_sink import PostgresWriteError, PostgresWriter
+from tapeflow.trading_step import ExecutionResult, StateChange
+
+log = logging.getLogger("tapeflow.sinks.bytewax")
+
+
+class _PostgresPartition(StatefulSinkPartition[Any, None]):
+    def __init__(self, writer: PostgresWriter) -> None:
+        self._writer = writer
+        self.skipped = 0
+
+    def write_batch(self, values: list[Any]) -> None:
+        writer = self._writer
+        for item in values:
+            try:
+                if isinstance(item, ExecutionResult):
+                    rows = trading_rows(item.output, item.report)
+                elif isinstance(item, StateChange):
+                    rows = trading_rows(item.output)
+                else:
+                    raise TypeError(f"no Postgres table for {type(item).__name__} records")
+            except (PgRangeError, TypeError, ValueError) as exc:
+                self.skipped += 1
+                log.error("not stored in Postgres: %s", exc)
+                continue
+            try:
+                writer.add_many(rows)
+            except PostgresWriteError as exc:
+                log.error("Postgres write failed, rows kept for the next flush: %s", exc)
+        try:
+            writer.flush_if_due()
+        except PostgresWriteError as exc:
+            log.error("Postgres write failed, rows kept for the next flush: %s", exc)
+
+    def snapshot(self) -> None:
+        self._writer.flush()
+
+    def close(self) -> None:
+        self._writer.close()
+
+
+class PostgresSink(FixedPartitionedSink[Any, None]):
+    """`ExecutionResult` and `StateChange` items into orders, positions, accounts,
+    execution_log and alerts. `writer_factory` builds a `PostgresWriter` on the worker that
+    writes (`lambda: PostgresWriter.from_dsn(dsn, schema)`)."""
+
+    def __init__(self, writer_factory: Callable[[], PostgresWriter]) -> None:
+        self._writer_factory = writer_factory
+
+    def list_parts(self) -> list[str]:
+        return ["postgres"]
+
+    def build_part(self, step_id: str, for_part: str,
+                   resume_state: None) -> _PostgresPartition:
+        return _PostgresPartition(self._writer_factory())
+
+
+class _ClickHousePartition(StatefulSinkPartition[Any, None]):
+    def __init__(self, writer: ClickHouseWriter,
+                 mapper: Callable[[Any], tuple[str, Any]]) -> None:
+        self._writer = writer
+        self._mapper = mapper
+        self.skipped = 0
+
+    def write_batch(self, values: list[Any]) -> None:
+        writer = self._writer
+        for record in values:
+            try:
+                table, row = self._mapper(record)
+            except (RowRangeError, TypeError, ValueError) as exc:
+                self.skipped += 1
+                log.error("not stored in ClickHouse: %s", exc)
+                continue
+            try:
+                writer.add(table, row)
+            except ClickHouseWriteError as exc:
+                log.error("ClickHouse write failed, rows kept for the next flush: %s", exc)
+        try:
+            writer.flush_if_due()
+        except ClickHouseWriteError as exc:
+            log.error("ClickHouse write failed, rows kept for the next flush: %s", exc)
+
+    def snapshot(self) -> None:
+        self._writer.flush()
+
+    def close(self) -> None:
+        self._writer.flush()
+
+
+class TradingClickHouseSink(FixedPartitionedSink[Any, None]):
+    """`ExecutionResult`, `PnlSnapshot` and `RiskAlert` records into `executions`,
+    `pnl_snapshots` and `alerts` (`sinks.clickhouse_trading_rows.to_row`)."""
+
+    def __init__(self, client_factory: Callable[[], Any], *, max_rows: int = 20_000,
+                 max_age_s: float = 1.0) -> None:
+        self._client_factory = client_factory
+        self._max_rows = max_rows
+        self._max_age_s = max_age_s
+
+    def list_parts(self) -> list[str]:
+        return ["clickhouse"]
+
+    def build_part(self, step_id: str, for_part: str,
+                   resume_state: None) -> _ClickHousePartition:
+        writer = ClickHouseWriter(self._client_factory(), max_rows=self._max_rows,
+                                  max_age_s=self._max_age_s, columns=TABLE_COLUMNS)
+        return _ClickHousePartition(writer, to_row)
+
+
+def recent_keys(conf: dict[str, Any], topic: str, key_of: Callable[[bytes], str | None],
+                per_partition: int, timeout_s: float = 30.0) -> list[str]:
+    """The identities (`key_of(value)`) of the last `per_partition` records of each partition
+    of `topic`, oldest first; values `key_of` cannot read are skipped."""
+    consumer = Consumer({**conf, "group.id": f"tapeflow-dedup-{uuid.uuid4().hex}",
+                         "enable.auto.commit": False})
+    found: list[str] = []
+    try:
+        meta = consumer.list_topics(topic, timeout=timeout_s)
+        if topic not in meta.topics:
+            return found
+        ends: dict[int, int] = {}
+        starts: list[TopicPartition] = []
+        for p in sorted(meta.topics[topic].partitions):
+            low, high = consumer.get_watermark_offsets(TopicPartition(topic, p),
+                                                       timeout=timeout_s)
+            if high > low:
+                ends[p] = high
+                starts.append(TopicPartition(topic, p, max(low, high - per_partition)))
+        if not starts:
+            return found
+        consumer.assign(starts)
+        deadline = time.monotonic() + timeout_s
+        while ends:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"reading the tail of {topic} took over {timeout_s} s")
+            msg = consumer.poll(0.2)
+            if msg is None or msg.error() is not None:
+                continue
+            try:
+                key = key_of(msg.value() or b"")
+            except Exception:
+                key = None
+            if key is not None:
+                found.append(key)
+            part, offset = msg.partition(), msg.offset()
+            if part is not None and offset is not None and offset + 1 >= ends.get(part, 0):
+                ends.pop(part, None)
+    finally:
+        consumer.close()
+    return found
+
+
+class _DedupKafkaPartition(StatefulSinkPartition[Any, None]):
+    def __init__(self, writer: KafkaWriter, topic: str, *, encode: Callable[[Any], bytes],
+                 key: Callable[[Any], str | None], identity: Callable[[Any], str],
+                 seen: list[str], remember: int) -> None:
+        self._writer = writer
+        self._topic = topic
+        self._encode = encode
+        self._key = key
+        self._identity = identity
+        self._order: deque[str] = deque(seen[-remember:], maxlen=remember)
+        self._seen = set(self._order)
+        self.skipped = 0
+        self.suppressed = 0
+
+    def _remember(self, ident: str) -> None:
+        if len(self._order) == self._order.maxlen:
+            self._seen.discard(self._order[0])
+        self._order.append(ident)
+        self._seen.add(ident)
+
+    def write_batch(self, values: list[Any]) -> None:
+        for record in values:
+            try:
+                ident = self._identity(record)
+                if ident in self._seen:
+                    self.suppressed += 1
+                    continue
+                value = self._encode(record)
+                key = self._key(record)
+            except Exception as exc:
+                self.skipped += 1
+                log.error("not written to %s: %s: %r", self._topic, exc, record)
+                continue
+            self._writer.send(self._topic, value, key=key)
+            self._remember(ident)
+
+    def snapshot(self) -> None:
+        self._writer.flush()
+
+    def close(self) -> None:
+        self._writer.flush()
+
+
+class DedupKafkaRecordSink(FixedPartitionedSink[Any, None]):
+    """Like `sinks.bytewax_sinks.KafkaRecordSink`, for records with a deterministic identity
+    (alerts: `alert_id`): a record whose identity is already among the topic's last
+    `remember` records per partition (read when the partition is built, so after a restart or
+    a replay too), or was sent by this partition, is not sent again. A replay over the same
+    input therefore adds nothing to the topic, as long as what it repeats is that recent.
+    `read_identity` gets the identity back from a stored value (the codec's decode)."""
+
+    def __init__(self, conf: dict[str, Any], topic: str, *, encode: Callable[[Any], bytes],
+                 key: Callable[[Any], str | None], identity: Callable[[Any], str],
+                 read_identity: Callable[[bytes], str | None],
+                 remember: int = 100_000) -> None:
+        self._conf = conf
+        self._topic = topic
+        self._encode = encode
+        self._key = key
+        self._identity = identity
+        self._read_identity = read_identity
+        self._remember = remember
+
+    def list_parts(self) -> list[str]:
+        return [self._topic]
+
+    def build_part(self, step_id: str, for_part: str,
+                   resume_state: None) -> _DedupKafkaPartition:
+        seen = recent_keys(self._conf, self._topic, self._read_identity, self._remember)
+        return _DedupKafkaPartition(KafkaWriter(self._conf), self._topic, encode=self._encode,
+                                    key=self._key, identity=self._identity, seen=seen,
+                                    remember=self._remember)
