@@ -29,11 +29,10 @@ from datetime import timedelta
 from typing import Any, cast
 
 import bytewax.operators as op
-from bytewax.connectors.kafka import KafkaError, KafkaSource
+from bytewax.connectors.kafka import KafkaError
 from bytewax.dataflow import Dataflow, Stream
 from bytewax.inputs import Source
 from bytewax.outputs import Sink
-from confluent_kafka import OFFSET_BEGINNING
 from confluent_kafka.admin import AdminClient
 
 from flows._ops import kafka_error_letter
@@ -46,6 +45,7 @@ from sinks.bytewax_trading_sinks import DedupKafkaRecordSink, PostgresSink, Trad
 from sinks.postgres_limits import RefreshingConfig, postgres_loader
 from sinks.postgres_sink import PostgresWriter
 from sinks.stores import StoreUnavailableError, open_clickhouse
+from sources.kafka_input import kafka_source as sharded_kafka_source
 from tapeflow.config import Settings
 from tapeflow.models import DeadLetter, RiskAlert
 from tapeflow.rejections import SequenceGap
@@ -122,23 +122,19 @@ def check_services(settings: Settings, timeout_s: float = 10.0) -> ServiceReport
     return ServiceReport(parts)
 
 
-def kafka_source(settings: Settings, *, tail: bool = True, batch_size: int = 1000
-                 ) -> Source[Any]:
+def kafka_source(settings: Settings, *, tail: bool = True, batch_size: int = 1000,
+                 shard: tuple[int, int] | None = None) -> Source[Any]:
     """Bytewax's Kafka source over oms.executions and md.marks, errors as items.
 
-    `tail=False` reads to the end each partition had when it was reached, then stops (batch).
+    Every shard reads all of md.marks: any of its accounts may hold any symbol.
+
+    `tail=False` stops at the end of what the partitions hold (batch); `shard=(i, K)` reads
+    only partitions p with p % K == i (sources/kafka_input.py).
     """
-    conf = settings.kafka_config()
-    brokers = conf.pop("bootstrap.servers").split(",")
-    return KafkaSource(
-        brokers,
-        [settings.topic(TOPIC_EXECUTIONS), settings.topic(TOPIC_MARKS)],
-        tail=tail,
-        starting_offset=OFFSET_BEGINNING,
-        add_config={k: str(v) for k, v in conf.items()},
-        batch_size=batch_size,
-        raise_on_errors=False,
-    )
+    marks = settings.topic(TOPIC_MARKS)
+    return sharded_kafka_source(settings, [settings.topic(TOPIC_EXECUTIONS), marks], tail=tail,
+                                batch_size=batch_size, shard=shard,
+                                shared_topics=frozenset({marks}))
 
 
 def default_sinks(settings: Settings, codec: Codec) -> TradingSinks:
