@@ -204,10 +204,18 @@ def run_flow(
     addresses: Annotated[
         str | None, typer.Option(help='Cluster addresses, "host:port;host:port".')
     ] = None,
+    shard: Annotated[
+        str | None,
+        typer.Option(help="Run shard I of K (I/K): only partitions p with p % K == I, as an "
+                     "independent flow with its own recovery store."),
+    ] = None,
 ) -> None:
     """Run a dataflow continuously, with recovery, until stopped.
 
-    Example: tapeflow run market --processes 2
+    Scale out with independent shards, one process per core (the fastest way, DESIGN.md):
+    tapeflow run market --shard 0/2 & tapeflow run market --shard 1/2
+
+    Example: tapeflow run market
     """
     from jobs.local.services import ensure_postgres
     from tapeflow.cli.run import FLOW_MODULES, RunOptions
@@ -217,10 +225,16 @@ def run_flow(
         raise typer.BadParameter(f"unknown flow {flow!r}; choose from {', '.join(FLOW_MODULES)}")
     if (process_id is None) != (addresses is None):
         raise typer.BadParameter("--process-id and --addresses go together")
+    shard_of: tuple[int, int] | None = None
+    if shard is not None:
+        index, _, count = shard.partition("/")
+        if not (index.isdigit() and count.isdigit() and int(index) < int(count)):
+            raise typer.BadParameter(f"--shard takes I/K with 0 <= I < K, not {shard!r}")
+        shard_of = (int(index), int(count))
     options = RunOptions(flow=flow, workers=workers, processes=processes, recovery=recovery,
                          recovery_dir=recovery_dir, recovery_partitions=recovery_partitions,
                          snapshot_s=snapshot_interval, batch=batch, process_id=process_id,
-                         addresses=addresses)
+                         addresses=addresses, shard=shard_of)
     settings = _settings(ctx)
     if flow == "trading":
         settings = ensure_postgres(settings)

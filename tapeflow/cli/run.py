@@ -38,9 +38,14 @@ class RunOptions:
     batch: bool = False
     process_id: int | None = None
     addresses: str | None = None
+    shard: tuple[int, int] | None = None
 
     def recovery_path(self, settings: Settings) -> Path:
-        return (self.recovery_dir or settings.home / "recovery" / self.flow).resolve()
+        """One recovery store per flow and shard: shards are independent dataflows."""
+        name = self.flow
+        if self.shard is not None:
+            name += f"-shard{self.shard[0]}of{self.shard[1]}"
+        return (self.recovery_dir or settings.home / "recovery" / name).resolve()
 
 
 def preflight(settings: Settings, flow: str) -> None:
@@ -73,7 +78,7 @@ def ensure_recovery_dir(path: Path, partitions: int) -> None:
 
 def build(settings: Settings, options: RunOptions) -> Any:
     module = importlib.import_module(FLOW_MODULES[options.flow])
-    source = module.kafka_source(settings, tail=not options.batch)
+    source = module.kafka_source(settings, tail=not options.batch, shard=options.shard)
     return module.build_flow(settings, source=source)
 
 
