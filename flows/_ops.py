@@ -95,6 +95,18 @@ def _wall_us() -> int:
     return time.time_ns() // 1000
 
 
+class FirstTick:
+    """Wall time at which one dataflow's market step, in this process, got its first tick.
+    Shared by all keys of the step (`build_flow` makes one per flow)."""
+
+    def __init__(self) -> None:
+        self.wall_us: int | None = None
+
+    def note(self, wall_us: int) -> None:
+        if self.wall_us is None:
+            self.wall_us = wall_us
+
+
 def _error_letter(stage: str, exc: BaseException, arrival: Arrival | None,
                   symbol: str) -> DeadLetter:
     topic, partition, offset = arrival.origin if arrival is not None else ("", -1, -1)
@@ -113,36 +125,65 @@ class SymbolLogic(StatefulLogic[Arrival, Output | DeadLetter, SymbolMarket]):
     (the DESIGN.md rule: wall clock only closes idle buckets early). End of input flushes.
     An exception in the core is logged and becomes a dead letter with reason
     `<stage>_error`; the key keeps its state and carries on.
+
+    Wall-clock quiet is judged on what *this process observed*, because the core's own rule
+    (no arrival for `quiet_us`) cannot tell a quiet symbol from a process that did not run:
+    - a key resumed from a snapshot carries the wall time of its last arrival in the process
+      that crashed, which looks quiet at once; until it gets a tick, it counts from this
+      process's first tick (`FirstTick`, shared by the step's keys) and does nothing before;
+    - a notification that fires late (more than `quiet_us / 20`: a long sink write, a stall,
+      CPU starvation) means the process was not reading: the key skips that wake-up and counts
+      quiet time from it.
+    Releasing a merge in either case would judge trades against other quotes than an
+    uninterrupted run did (found by tests/integration/test_market_recovery.py).
     """
 
     def __init__(self, config: MarketConfig, resume: SymbolMarket | None,
-                 wall_us: Callable[[], int] = _wall_us) -> None:
+                 wall_us: Callable[[], int] = _wall_us,
+                 first_tick: FirstTick | None = None) -> None:
         self._symbol = "?"  # Bytewax does not pass the key to the builder; set from the ticks
         self._config = config
         self._state = resume if resume is not None else SymbolMarket()
         self._wall_us = wall_us
-        self._period = timedelta(microseconds=config.quiet_us)
+        self._stall_us = config.quiet_us // 20
+        self._first_tick = first_tick if first_tick is not None else FirstTick()
+        self._observed_from: int | None = None
+        """Since when this process has watched the key without missing a wake-up (None: a
+        resumed key without a tick yet)."""
         # A resumed key may hold merged-but-unreleased ticks or a pending mark: wake it even if
         # no new tick arrives.
-        self._wake: datetime | None = (
-            None if resume is None else datetime.now(UTC) + self._period
-        )
+        self._wake_us: int | None = None if resume is None else self._wall_us() + config.quiet_us
 
     def on_item(self, value: Arrival) -> tuple[Iterable[Output | DeadLetter], bool]:
         self._symbol = value.tick.symbol
+        wall_us = self._wall_us()
+        self._first_tick.note(wall_us)
+        self._observed_from = wall_us
         try:
-            self._state, out = on_arrival(self._state, value, self._wall_us(), self._config)
+            self._state, out = on_arrival(self._state, value, wall_us, self._config)
         except Exception as exc:
             log.exception("market step failed for %s", self._symbol)
             return [_error_letter("process", exc, value, self._symbol)], StatefulLogic.RETAIN
-        if self._wake is None:
-            self._wake = datetime.now(UTC) + self._period
+        if self._wake_us is None:
+            self._wake_us = wall_us + self._config.quiet_us
         return out, StatefulLogic.RETAIN
 
     def on_notify(self) -> tuple[Iterable[Output | DeadLetter], bool]:
-        self._wake = datetime.now(UTC) + self._period
+        now = self._wall_us()
+        late = now - self._wake_us if self._wake_us is not None else 0
+        self._wake_us = now + self._config.quiet_us
+        if late > self._stall_us:  # the process did not run: nothing was observed meanwhile
+            if self._observed_from is not None:
+                self._observed_from = now
+            return [], StatefulLogic.RETAIN
+        since = self._observed_from
+        if since is None:  # resumed, no tick yet: count from this process's first tick
+            since = self._first_tick.wall_us
+            if since is None or now - since < self._config.quiet_us:
+                return [], StatefulLogic.RETAIN
+        quiet = now - since >= self._config.quiet_us
         try:
-            self._state, out = on_wall_clock(self._state, self._wall_us(), self._config)
+            self._state, out = on_wall_clock(self._state, now, self._config, quiet=quiet)
         except Exception as exc:
             log.exception("wall-clock step failed for %s", self._symbol)
             return [_error_letter("idle", exc, None, self._symbol)], StatefulLogic.RETAIN
@@ -157,7 +198,9 @@ class SymbolLogic(StatefulLogic[Arrival, Output | DeadLetter, SymbolMarket]):
         return out, StatefulLogic.RETAIN
 
     def notify_at(self) -> datetime | None:
-        return self._wake
+        if self._wake_us is None:
+            return None
+        return datetime(1970, 1, 1, tzinfo=UTC) + timedelta(microseconds=self._wake_us)
 
     def snapshot(self) -> SymbolMarket:
         # The core advances its state in place: hand Bytewax an independent copy.

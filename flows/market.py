@@ -20,13 +20,12 @@ from dataclasses import dataclass
 from typing import Any, cast
 
 import bytewax.operators as op
-from bytewax.connectors.kafka import KafkaError, KafkaSource
+from bytewax.connectors.kafka import KafkaError
 from bytewax.dataflow import Dataflow
 from bytewax.inputs import Source
 from bytewax.outputs import Sink
-from confluent_kafka import OFFSET_BEGINNING
 
-from flows._ops import Decoder, SymbolLogic, kafka_error_letter
+from flows._ops import Decoder, FirstTick, SymbolLogic, kafka_error_letter
 from schemas.catalogue import (
     TOPIC_DLQ,
     TOPIC_MARKS,
@@ -38,6 +37,7 @@ from schemas.catalogue import (
 from schemas.codec import Codec
 from sinks.bytewax_sinks import ClickHouseSink, KafkaRecordSink
 from sinks.stores import open_clickhouse
+from sources.kafka_input import kafka_source as sharded_kafka_source
 from tapeflow.config import Settings
 from tapeflow.market_step import DEFAULT_MARKET_CONFIG, Arrival, Mark, MarketConfig
 from tapeflow.models import DeadLetter
@@ -67,22 +67,15 @@ def make_codec(settings: Settings) -> Codec:
     return Codec(LocalCatalogue.load())
 
 
-def kafka_source(settings: Settings, *, tail: bool = True, batch_size: int = 1000) -> Source[Any]:
-    """Bytewax's Kafka source over md.trades and md.quotes, errors as items (not raised).
+def kafka_source(settings: Settings, *, tail: bool = True, batch_size: int = 1000,
+                 shard: tuple[int, int] | None = None) -> Source[Any]:
+    """Bytewax's Kafka source over md.trades and md.quotes, errors as items.
 
-    `tail=False` reads to the end each partition had when it was reached, then stops (batch).
+    `tail=False` stops at the end of what the partitions hold (batch); `shard=(i, K)` reads
+    only partitions p with p % K == i (sources/kafka_input.py).
     """
-    conf = settings.kafka_config()
-    brokers = conf.pop("bootstrap.servers").split(",")
-    return KafkaSource(
-        brokers,
-        [settings.topic(TOPIC_TRADES), settings.topic(TOPIC_QUOTES)],
-        tail=tail,
-        starting_offset=OFFSET_BEGINNING,
-        add_config={k: str(v) for k, v in conf.items()},
-        batch_size=batch_size,
-        raise_on_errors=False,
-    )
+    topics = [settings.topic(TOPIC_TRADES), settings.topic(TOPIC_QUOTES)]
+    return sharded_kafka_source(settings, topics, tail=tail, batch_size=batch_size, shard=shard)
 
 
 def default_sinks(settings: Settings, codec: Codec) -> MarketSinks:
@@ -130,7 +123,9 @@ def build_flow(
     by_decode = op.branch("undecodable", decoded, lambda kv: isinstance(kv[1], DeadLetter))
     ticks = cast("op.KeyedStream[Arrival]", by_decode.falses)
 
-    outputs = op.stateful("market", ticks, lambda resume: SymbolLogic(config, resume))
+    first_tick = FirstTick()  # shared by the keys: resumed keys measure quiet time from it
+    outputs = op.stateful("market", ticks,
+                          lambda resume: SymbolLogic(config, resume, first_tick=first_tick))
     is_letter = op.branch("process_errors", outputs, lambda kv: isinstance(kv[1], DeadLetter))
     is_mark = op.branch("marks", is_letter.falses, lambda kv: isinstance(kv[1], Mark))
     stored = op.filter("drop_gaps", is_mark.falses,

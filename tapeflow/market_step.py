@@ -145,13 +145,19 @@ def on_arrival(
 
 
 def on_wall_clock(
-    state: SymbolMarket, wall_us: int, config: MarketConfig = DEFAULT_MARKET_CONFIG
+    state: SymbolMarket, wall_us: int, config: MarketConfig = DEFAULT_MARKET_CONFIG,
+    quiet: bool | None = None,
 ) -> tuple[SymbolMarket, list[Output]]:
     """Periodic wall-clock call: a quiet symbol releases its merge and its pending mark, and
-    its idle candle buckets are closed (`tapeflow.candles.on_idle`)."""
+    its idle candle buckets are closed (`tapeflow.candles.on_idle`).
+
+    `quiet` None: quiet when no tick arrived for `config.quiet_us`; a caller that knows better
+    (a stream that can tell its own stalls from a quiet feed) passes the verdict."""
     out: list[Output] = []
     last = state.last_arrival_wall
-    if last is None or wall_us - last >= config.quiet_us:
+    if quiet is None:
+        quiet = last is None or wall_us - last >= config.quiet_us
+    if quiet:
         _release(state, None, config, out)
         _send_pending_mark(state, out)
     state.candles, candles = on_idle(state.candles, wall_us, config.candles)

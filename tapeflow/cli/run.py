@@ -96,7 +96,10 @@ def _free_ports(count: int) -> list[int]:
 def _spawn_local_cluster(settings: Settings, options: RunOptions) -> int:
     """Run `processes` local processes of one Bytewax cluster; stop them all together."""
     if options.recovery:
+        from flows.recovery import discard_uncommitted_snapshots
+
         ensure_recovery_dir(options.recovery_path(settings), options.recovery_partitions)
+        discard_uncommitted_snapshots(options.recovery_path(settings))
     addresses = ";".join(f"127.0.0.1:{p}" for p in _free_ports(options.processes))
     base = [sys.executable, "-m", "tapeflow.cli", "run", options.flow,
             "--workers", str(options.workers), "--addresses", addresses,
@@ -135,7 +138,12 @@ def run(settings: Settings, options: RunOptions) -> int:
     if options.recovery:
         path = options.recovery_path(settings)
         if options.process_id is None:
+            from flows.recovery import discard_uncommitted_snapshots
+
             ensure_recovery_dir(path, options.recovery_partitions)
+            # Bytewax 0.21.1 keeps snapshots of an epoch a killed process never finished and
+            # would load them over older offsets on the next resume (docs/flows.md).
+            discard_uncommitted_snapshots(path)
         recovery_config = RecoveryConfig(path, timedelta(0))
     flow = build(settings, options)
     cli_main(flow, workers_per_process=options.workers, process_id=options.process_id,

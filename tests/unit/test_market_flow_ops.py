@@ -9,7 +9,7 @@ from bytewax.connectors.kafka import KafkaError, KafkaSourceMessage
 from bytewax.testing import TestingSink, TestingSource, run_main
 from confluent_kafka import KafkaError as ConfluentKafkaError
 
-from flows._ops import SymbolLogic
+from flows._ops import FirstTick, SymbolLogic
 from flows.market import MarketSinks, build_flow
 from schemas.catalogue import LocalCatalogue
 from schemas.codec import Codec
@@ -93,4 +93,46 @@ def test_a_resumed_key_is_woken_without_new_ticks() -> None:
     resumed = SymbolLogic(config, first.snapshot())
     assert resumed.notify_at() is not None
     out, _ = resumed.on_eof()
+    assert trade in list(out)
+
+
+def test_a_resumed_key_is_not_released_by_the_crashed_process_wall_clock() -> None:
+    """After a restart, the snapshot's last arrival is the dead process's wall time. A resumed
+    key must not count that as quiet (its held trade would be judged without the quotes still
+    to be read again); it waits until this process has received ticks for `quiet_us`."""
+    config = MarketConfig(merge_max_wait_us=10**12, quiet_us=5_000_000)
+    now = [1_000_000_000]
+    first = SymbolLogic(config, None, wall_us=lambda: now[0])
+    trade = Trade("AAA", "XNAS", 1_000_000, 1, 100 * ONE, ONE)
+    out, _ = first.on_item(Arrival(trade, None))
+    assert list(out) == []  # held for a quote
+    now[0] += 60_000_000  # the restart took a minute
+    started = FirstTick()
+    resumed = SymbolLogic(config, first.snapshot(), wall_us=lambda: now[0], first_tick=started)
+    out, _ = resumed.on_notify()
+    assert list(out) == []  # no tick in this process yet: not quiet
+    other = SymbolLogic(config, None, wall_us=lambda: now[0], first_tick=started)
+    other.on_item(Arrival(Trade("BBB", "XNAS", 1_000_000, 1, 100 * ONE, ONE), None))
+    now[0] += 1_000_000
+    out, _ = resumed.on_notify()
+    assert list(out) == []  # this process has read for 1 s only
+    now[0] += 5_000_000
+    out, _ = resumed.on_notify()
+    assert trade in list(out)  # quiet for 5 s while the input flowed: released
+
+
+def test_a_late_wake_up_is_a_stall_not_quiet() -> None:
+    """A wake-up that fires late means the process did not run (a long write, CPU starvation):
+    the symbol was not observed to be quiet, so its held trade stays held."""
+    config = MarketConfig(merge_max_wait_us=10**12, quiet_us=5_000_000)
+    now = [1_000_000_000]
+    logic = SymbolLogic(config, None, wall_us=lambda: now[0])
+    trade = Trade("AAA", "XNAS", 1_000_000, 1, 100 * ONE, ONE)
+    out, _ = logic.on_item(Arrival(trade, None))
+    assert list(out) == []
+    now[0] += 8_000_000  # due at +5 s, fired at +8 s
+    out, _ = logic.on_notify()
+    assert list(out) == []
+    now[0] += 5_000_000  # on time, and nothing arrived for 5 s of observed time
+    out, _ = logic.on_notify()
     assert trade in list(out)
