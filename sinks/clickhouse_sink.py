@@ -32,20 +32,12 @@ import itertools
 import logging
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from types import TracebackType
 from typing import Any
 
 from clickhouse_connect.driver import exceptions as ch_errors
-from tenacity import (
-    RetryCallState,
-    RetryError,
-    Retrying,
-    retry_if_exception,
-    stop_after_attempt,
-    wait_exponential,
-    wait_random,
-)
+from tenacity import RetryCallState
 
+from sinks.batching import BatchPolicy, BatchWriter
 from sinks.clickhouse_rows import TABLE_COLUMNS, Row, to_row
 
 log = logging.getLogger("tapeflow.sinks.clickhouse")
@@ -89,7 +81,7 @@ def is_transient(exc: BaseException) -> bool:
     return isinstance(exc, ch_errors.OperationalError | ConnectionError | TimeoutError)
 
 
-class ClickHouseWriter:
+class ClickHouseWriter(BatchWriter):
     """Buffers rows per table and inserts them in batches, with retries.
 
     `columns` maps each table to its column list, the order of every row added for it (the
@@ -109,28 +101,13 @@ class ClickHouseWriter:
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
-        if max_rows < 1:
-            raise ValueError("max_rows must be at least 1")
-        if max_age_s < 0:
-            raise ValueError("max_age_s must not be negative")
-        if attempts < 1:
-            raise ValueError("attempts must be at least 1")
+        super().__init__(BatchPolicy(max_rows, max_age_s, attempts, backoff_s, max_backoff_s),
+                         clock=clock, sleep=sleep)
         self._client = client
-        self.max_rows = max_rows
-        self.max_age_s = max_age_s
-        self.attempts = attempts
-        self._backoff_s = backoff_s
-        self._max_backoff_s = max_backoff_s
         self._columns = {table: tuple(cols) for table, cols in columns.items()}
-        self._clock = clock
-        self._sleep = sleep
         self._buffers: dict[str, list[Row | Sequence[Any]]] = {}
         self._contexts: dict[str, Any] = {}
         self._pending = 0
-        self._oldest: float | None = None
-        self.rows_written = 0
-        self.batches_written = 0
-        self.retries = 0
 
     @property
     def pending(self) -> int:
@@ -144,8 +121,7 @@ class ClickHouseWriter:
             buffer = self._new_buffer(table)
         buffer.append(row)
         self._pending += 1
-        if self._oldest is None:
-            self._oldest = self._now(now)
+        self._started(now)
         return self.flush_if_due(now)
 
     def add_many(self, table: str, rows: Iterable[Row | Sequence[Any]],
@@ -163,8 +139,7 @@ class ClickHouseWriter:
                 buffer = self._new_buffer(table)
             buffer.extend(chunk)
             self._pending += len(chunk)
-            if self._oldest is None:
-                self._oldest = self._now(now)
+            self._started(now)
             if self._pending >= self.max_rows:
                 written += self.flush()
 
@@ -175,16 +150,6 @@ class ClickHouseWriter:
             table, row = to_row(record)
             written += self.add(table, row, now)
         return written
-
-    def due(self, now: float | None = None) -> bool:
-        """Whether a bound is reached: `max_rows` pending, or the oldest row `max_age_s` old."""
-        if self._pending >= self.max_rows:
-            return True
-        return self._oldest is not None and self._now(now) - self._oldest >= self.max_age_s
-
-    def flush_if_due(self, now: float | None = None) -> int:
-        """Flush when `due`; call it when idle so a quiet stream still lands in time."""
-        return self.flush() if self.due(now) else 0
 
     def flush(self) -> int:
         """Insert every buffered table, one batch each, in the order tables were first added.
@@ -197,24 +162,8 @@ class ClickHouseWriter:
                 written += len(rows)
                 self._pending -= len(rows)
             del self._buffers[table]
-        self._oldest = None
+        self._flushed()
         return written
-
-    def close(self) -> None:
-        """Write whatever is pending."""
-        self.flush()
-
-    def __enter__(self) -> ClickHouseWriter:
-        return self
-
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
-        # On an error the rows stay unwritten on purpose: the replay will bring them again.
-        if exc_type is None:
-            self.flush()
-
-    def _now(self, now: float | None) -> float:
-        return self._clock() if now is None else now
 
     def _new_buffer(self, table: str) -> list[Row | Sequence[Any]]:
         if table not in self._columns:
@@ -225,30 +174,16 @@ class ClickHouseWriter:
         return buffer
 
     def _insert_with_retries(self, table: str, rows: list[Row | Sequence[Any]]) -> None:
-        retrying = Retrying(
-            stop=stop_after_attempt(self.attempts),
-            wait=wait_exponential(multiplier=self._backoff_s, max=self._max_backoff_s)
-            + wait_random(0, self._backoff_s),
-            retry=retry_if_exception(is_transient),
-            sleep=self._sleep,
-            before_sleep=self._before_retry,
-        )
-        try:
-            retrying(self._insert, table, rows)
-        except RetryError as exc:
-            last = exc.last_attempt.exception()
+        failure = self._with_retries(is_transient, self._insert, table, rows)
+        if failure is not None:
+            outcome = (f"failed {failure.attempts} times on transient errors; last"
+                       if failure.transient else
+                       f"failed and is not retryable (attempt {failure.attempts})")
             raise ClickHouseWriteError(
-                f"insert of {len(rows)} rows into {table} failed {self.attempts} times on "
-                f"transient errors; last: {_first_line(last)}",
-                table=table, rows=len(rows), attempts=self.attempts, transient=True,
-            ) from last
-        except Exception as exc:
-            attempt = retrying.statistics.get("attempt_number", 1)
-            raise ClickHouseWriteError(
-                f"insert of {len(rows)} rows into {table} failed and is not retryable "
-                f"(attempt {attempt}): {_first_line(exc)}",
-                table=table, rows=len(rows), attempts=attempt, transient=False,
-            ) from exc
+                f"insert of {len(rows)} rows into {table} {outcome}: {_first_line(failure.error)}",
+                table=table, rows=len(rows), attempts=failure.attempts,
+                transient=failure.transient,
+            ) from failure.error
         self.rows_written += len(rows)
         self.batches_written += 1
 
@@ -266,9 +201,7 @@ class ClickHouseWriter:
         finally:
             context.data = None
 
-    def _before_retry(self, state: RetryCallState) -> None:
-        self.retries += 1
-        exc = state.outcome.exception() if state.outcome else None
+    def _log_retry(self, state: RetryCallState, exc: BaseException | None) -> None:
         log.warning("ClickHouse insert attempt %d of %d failed, retrying: %s",
                     state.attempt_number, self.attempts, _first_line(exc))
 

@@ -32,21 +32,13 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Iterable
-from types import TracebackType
 from typing import Any
 
 import psycopg
 from psycopg import pq
-from tenacity import (
-    RetryCallState,
-    RetryError,
-    Retrying,
-    retry_if_exception,
-    stop_after_attempt,
-    wait_exponential,
-    wait_random,
-)
+from tenacity import RetryCallState
 
+from sinks.batching import BatchPolicy, BatchWriter
 from sinks.postgres_rows import TABLE_COLUMNS, TABLE_KEYS, VERSIONED_TABLES, Row, trading_rows
 from sinks.postgres_sql import statement
 from sinks.stores import StoreUnavailableError, _redact, connect_postgres
@@ -90,7 +82,7 @@ def is_transient(exc: BaseException) -> bool:
     return sqlstate.startswith("08") or sqlstate in RETRYABLE_SQLSTATES
 
 
-class PostgresWriter:
+class PostgresWriter(BatchWriter):
     """Buffers trading rows per table and writes them in one transaction per flush.
 
     `connect` returns a new connection whose search_path leads to the tapeflow schema
@@ -111,27 +103,12 @@ class PostgresWriter:
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
-        if max_rows < 1:
-            raise ValueError("max_rows must be at least 1")
-        if max_age_s < 0:
-            raise ValueError("max_age_s must not be negative")
-        if attempts < 1:
-            raise ValueError("attempts must be at least 1")
+        super().__init__(BatchPolicy(max_rows, max_age_s, attempts, backoff_s, max_backoff_s),
+                         clock=clock, sleep=sleep)
         self._connect = connect
-        self.max_rows = max_rows
-        self.max_age_s = max_age_s
-        self.attempts = attempts
-        self._backoff_s = backoff_s
-        self._max_backoff_s = max_backoff_s
         self.store = store
-        self._clock = clock
-        self._sleep = sleep
         self._conn: psycopg.Connection[Any] | None = None
         self._buffers: dict[str, dict[tuple[Any, ...], Row]] = {t: {} for t in TABLE_COLUMNS}
-        self._oldest: float | None = None
-        self.rows_written = 0
-        self.batches_written = 0
-        self.retries = 0
 
     @classmethod
     def from_dsn(cls, dsn: str, schema: str, **kwargs: Any) -> PostgresWriter:
@@ -154,8 +131,7 @@ class PostgresWriter:
         held = buffer.get(key)
         if held is None or (table in VERSIONED_TABLES and row["version"] > held["version"]):
             buffer[key] = row
-        if self._oldest is None:
-            self._oldest = self._now(now)
+        self._started(now)
         return self.flush_if_due(now)
 
     def add_many(self, rows: Iterable[tuple[str, Row]], now: float | None = None) -> int:
@@ -167,53 +143,29 @@ class PostgresWriter:
         """Buffer every row of one trading step (`report` gives the execution_log row)."""
         return self.add_many(trading_rows(output, report), now)
 
-    def due(self, now: float | None = None) -> bool:
-        """Whether a bound is reached: `max_rows` pending, or the oldest row `max_age_s` old."""
-        if self._oldest is None:
-            return False
-        return self.pending >= self.max_rows or self._now(now) - self._oldest >= self.max_age_s
-
-    def flush_if_due(self, now: float | None = None) -> int:
-        """Flush when `due`; call it when idle so a quiet stream still lands in time."""
-        return self.flush() if self.due(now) else 0
-
     def flush(self) -> int:
         """Write every buffered row in one transaction. Returns the rows written; raises
         `PostgresWriteError` with every row still buffered."""
         batch = {table: list(rows.values()) for table, rows in self._buffers.items() if rows}
         count = sum(len(rows) for rows in batch.values())
         if not count:
-            self._oldest = None
+            self._flushed()
             return 0
-        retrying = Retrying(
-            stop=stop_after_attempt(self.attempts),
-            wait=wait_exponential(multiplier=self._backoff_s, max=self._max_backoff_s)
-            + wait_random(0, self._backoff_s),
-            retry=retry_if_exception(is_transient),
-            sleep=self._sleep,
-            before_sleep=self._before_retry,
-        )
-        try:
-            retrying(self._write, batch)
-        except RetryError as exc:
-            last = exc.last_attempt.exception()
+        failure = self._with_retries(is_transient, self._write, batch)
+        if failure is not None:
+            outcome = (f"failed {failure.attempts} times on connection-level errors; the rows "
+                       "stay buffered; last" if failure.transient else
+                       f"failed and is not retryable (attempt {failure.attempts}); the whole "
+                       "batch was rolled back and stays buffered")
             raise PostgresWriteError(
-                f"{self.store}: flush of {count} rows ({_tables(batch)}) failed "
-                f"{self.attempts} times on connection-level errors; the rows stay buffered; "
-                f"last: {_describe(last)}",
-                rows=count, attempts=self.attempts, transient=True, sqlstate=_sqlstate(last),
-            ) from last
-        except Exception as exc:
-            attempt = retrying.statistics.get("attempt_number", 1)
-            raise PostgresWriteError(
-                f"{self.store}: flush of {count} rows ({_tables(batch)}) failed and is not "
-                f"retryable (attempt {attempt}); the whole batch was rolled back and stays "
-                f"buffered: {_describe(exc)}",
-                rows=count, attempts=attempt, transient=False, sqlstate=_sqlstate(exc),
-            ) from exc
+                f"{self.store}: flush of {count} rows ({_tables(batch)}) {outcome}: "
+                f"{_describe(failure.error)}",
+                rows=count, attempts=failure.attempts, transient=failure.transient,
+                sqlstate=_sqlstate(failure.error),
+            ) from failure.error
         for table in batch:
             self._buffers[table].clear()
-        self._oldest = None
+        self._flushed()
         self.rows_written += count
         self.batches_written += 1
         return count
@@ -225,19 +177,8 @@ class PostgresWriter:
         finally:
             self._drop_connection()
 
-    def __enter__(self) -> PostgresWriter:
-        return self
-
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
-        # On an error the rows stay unwritten on purpose: the replay will bring them again.
-        if exc_type is None:
-            self.close()
-        else:
-            self._drop_connection()
-
-    def _now(self, now: float | None) -> float:
-        return self._clock() if now is None else now
+    def _abandon(self) -> None:
+        self._drop_connection()
 
     def _connection(self) -> psycopg.Connection[Any]:
         conn = self._conn
@@ -270,9 +211,7 @@ class PostgresWriter:
                 self._drop_connection()
             raise
 
-    def _before_retry(self, state: RetryCallState) -> None:
-        self.retries += 1
-        exc = state.outcome.exception() if state.outcome else None
+    def _log_retry(self, state: RetryCallState, exc: BaseException | None) -> None:
         wait = state.next_action.sleep if state.next_action else 0.0
         log.warning("%s: write attempt %d of %d failed, retrying in %.2fs: %s", self.store,
                     state.attempt_number, self.attempts, wait, _describe(exc))

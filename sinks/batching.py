@@ -1,0 +1,197 @@
+"""What the batching store writers share: the bounds of a batch, the retry schedule, the age clock.
+
+`BatchPolicy` holds the validated numbers: a batch is written when `max_rows` are pending (size
+bound) or when the oldest pending row is `max_age_s` old (time bound); a write failing on a
+transient error is tried up to `attempts` times, with exponential backoff from `backoff_s`
+capped at `max_backoff_s`, plus up to `backoff_s` of jitter (tenacity).
+
+`BatchWriter` is the mechanism around a writer's own buffers: the oldest-row clock (`due`,
+`flush_if_due`; time is the injected clock unless the caller passes `now`), the counters, the
+retry loop that counts and logs each retry, and the context manager (write what is pending on a
+clean exit; on an error leave it unwritten, because the replay will bring it again). What a
+writer buffers and how it writes a batch stay in the writer (`sinks.clickhouse_sink`,
+`sinks.postgres_sink`).
+"""
+
+from __future__ import annotations
+
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import dataclass
+from types import TracebackType
+from typing import ParamSpec, Self
+
+from tenacity import (
+    RetryCallState,
+    RetryError,
+    Retrying,
+    retry_if_exception,
+    stop_after_attempt,
+    wait_exponential,
+    wait_random,
+)
+
+P = ParamSpec("P")
+
+
+@dataclass(frozen=True, slots=True)
+class BatchPolicy:
+    """When a batch is due and how its write is retried."""
+
+    max_rows: int
+    max_age_s: float = 1.0
+    attempts: int = 5
+    backoff_s: float = 0.2
+    max_backoff_s: float = 10.0
+
+    def __post_init__(self) -> None:
+        if self.max_rows < 1:
+            raise ValueError("max_rows must be at least 1")
+        if self.max_age_s < 0:
+            raise ValueError("max_age_s must not be negative")
+        if self.attempts < 1:
+            raise ValueError("attempts must be at least 1")
+
+    def retrying(
+        self,
+        is_transient: Callable[[BaseException], bool],
+        before_sleep: Callable[[RetryCallState], None] | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> Retrying:
+        """A tenacity loop: `attempts` tries while `is_transient` says the error is, sleeping
+        min(backoff_s * 2**(n-1), max_backoff_s) plus up to backoff_s of jitter after try n."""
+        return Retrying(
+            stop=stop_after_attempt(self.attempts),
+            wait=wait_exponential(multiplier=self.backoff_s, max=self.max_backoff_s)
+            + wait_random(0, self.backoff_s),
+            retry=retry_if_exception(is_transient),
+            sleep=sleep,
+            before_sleep=before_sleep,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Failure:
+    """A write that did not succeed: the last error, the tries made, and whether it gave up on
+    transient errors (True) or stopped at an error no retry can fix (False)."""
+
+    error: BaseException | None
+    attempts: int
+    transient: bool
+
+
+def call_with_retries(retrying: Retrying, fn: Callable[P, object], *args: P.args,
+                      **kwargs: P.kwargs) -> Failure | None:
+    """Run `fn` under `retrying`; None when it succeeded, else the `Failure` to report."""
+    try:
+        retrying(fn, *args, **kwargs)
+    except RetryError as exc:
+        last = exc.last_attempt
+        return Failure(last.exception(), last.attempt_number, True)
+    except Exception as exc:
+        return Failure(exc, retrying.statistics.get("attempt_number", 1), False)
+    return None
+
+
+class BatchWriter(ABC):
+    """A writer that buffers rows and writes them in batches under a `BatchPolicy`.
+
+    A subclass keeps its buffers, reports them in `pending`, writes them in `flush` (through
+    `_with_retries`), calls `_started(now)` whenever it buffers a row, and says how a retry is
+    logged in `_log_retry`.
+    """
+
+    def __init__(self, policy: BatchPolicy, *, clock: Callable[[], float] = time.monotonic,
+                 sleep: Callable[[float], None] = time.sleep) -> None:
+        self.policy = policy
+        self._clock = clock
+        self._sleep = sleep
+        self._oldest: float | None = None
+        self.rows_written = 0
+        self.batches_written = 0
+        self.retries = 0
+
+    @property
+    def max_rows(self) -> int:
+        return self.policy.max_rows
+
+    @property
+    def max_age_s(self) -> float:
+        return self.policy.max_age_s
+
+    @property
+    def attempts(self) -> int:
+        return self.policy.attempts
+
+    @property
+    @abstractmethod
+    def pending(self) -> int:
+        """Rows buffered and not yet written."""
+
+    @abstractmethod
+    def flush(self) -> int:
+        """Write every buffered row; returns the rows written. Must call `_flushed` once the
+        buffers are empty."""
+
+    def close(self) -> None:
+        """Write whatever is pending."""
+        self.flush()
+
+    def due(self, now: float | None = None) -> bool:
+        """Whether a bound is reached: `max_rows` pending, or the oldest row `max_age_s` old."""
+        # On every `add`, so kept cheap: the policy's fields, not the properties, and no `_now`.
+        oldest = self._oldest
+        if oldest is None:
+            return False
+        policy = self.policy
+        if self.pending >= policy.max_rows:
+            return True
+        return (self._clock() if now is None else now) - oldest >= policy.max_age_s
+
+    def flush_if_due(self, now: float | None = None) -> int:
+        """Flush when `due`; call it when idle so a quiet stream still lands in time."""
+        return self.flush() if self.due(now) else 0
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        # On an error the rows stay unwritten on purpose: the replay will bring them again.
+        if exc_type is None:
+            self.close()
+        else:
+            self._abandon()
+
+    def _abandon(self) -> None:
+        """Release what the writer holds when leaving on an error, writing nothing (by default
+        there is nothing to release)."""
+        return
+
+    def _now(self, now: float | None) -> float:
+        return self._clock() if now is None else now
+
+    def _started(self, now: float | None) -> None:
+        """A row was buffered: start the age clock if it is not running."""
+        if self._oldest is None:
+            self._oldest = self._now(now)
+
+    def _flushed(self) -> None:
+        """The buffers are empty: stop the age clock."""
+        self._oldest = None
+
+    def _with_retries(self, is_transient: Callable[[BaseException], bool],
+                      fn: Callable[P, object], *args: P.args, **kwargs: P.kwargs
+                      ) -> Failure | None:
+        """Run `fn` under the policy's retries, counting and logging each retry."""
+        retrying = self.policy.retrying(is_transient, self._before_retry, self._sleep)
+        return call_with_retries(retrying, fn, *args, **kwargs)
+
+    def _before_retry(self, state: RetryCallState) -> None:
+        self.retries += 1
+        self._log_retry(state, state.outcome.exception() if state.outcome else None)
+
+    @abstractmethod
+    def _log_retry(self, state: RetryCallState, exc: BaseException | None) -> None:
+        """Log one failed try that is about to be retried."""
