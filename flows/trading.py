@@ -40,8 +40,10 @@ from flows._trading_ops import FeedGapLogic, Incoming, ShardLogic, TradingDecode
 from flows.market import make_codec
 from schemas.catalogue import TOPIC_ALERTS, TOPIC_DLQ, TOPIC_EXECUTIONS, TOPIC_MARKS
 from schemas.codec import Codec
-from sinks.bytewax_sinks import KafkaRecordSink
-from sinks.bytewax_trading_sinks import DedupKafkaRecordSink, PostgresSink, TradingClickHouseSink
+from sinks.bytewax_sinks import ClickHouseSink, KafkaRecordSink
+from sinks.bytewax_trading_sinks import DedupKafkaRecordSink, PostgresSink
+from sinks.clickhouse_trading_rows import TABLE_COLUMNS as TRADING_COLUMNS
+from sinks.clickhouse_trading_rows import to_row as trading_to_row
 from sinks.postgres_limits import RefreshingConfig, postgres_loader
 from sinks.postgres_sink import PostgresWriter
 from sinks.stores import StoreUnavailableError, open_clickhouse
@@ -144,7 +146,8 @@ def default_sinks(settings: Settings, codec: Codec) -> TradingSinks:
     conf = settings.kafka_config()
     return TradingSinks(
         postgres=PostgresSink(lambda: PostgresWriter.from_dsn(dsn, schema)),
-        clickhouse=TradingClickHouseSink(lambda: open_clickhouse(url, database)),
+        clickhouse=ClickHouseSink(lambda: open_clickhouse(url, database),
+                                  mapper=trading_to_row, columns=TRADING_COLUMNS),
         alerts=DedupKafkaRecordSink(
             conf, settings.topic(TOPIC_ALERTS), encode=codec.encode,
             key=lambda alert: alert.account_id, identity=lambda alert: alert.alert_id,

@@ -18,12 +18,12 @@ was not written, and resumes from its last snapshot once restarted.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from bytewax.outputs import FixedPartitionedSink, StatefulSinkPartition
 
-from sinks.clickhouse_rows import RowRangeError, to_row
+from sinks.clickhouse_rows import TABLE_COLUMNS, RowRangeError, to_row
 from sinks.clickhouse_sink import ClickHouseWriteError, ClickHouseWriter
 from sinks.kafka_producer import KafkaWriter
 
@@ -31,16 +31,18 @@ log = logging.getLogger("tapeflow.sinks.bytewax")
 
 
 class _ClickHousePartition(StatefulSinkPartition[Any, None]):
-    def __init__(self, writer: ClickHouseWriter) -> None:
+    def __init__(self, writer: ClickHouseWriter,
+                 mapper: Callable[[Any], tuple[str, Any]]) -> None:
         self._writer = writer
+        self._mapper = mapper
         self.skipped = 0
 
     def write_batch(self, values: list[Any]) -> None:
         writer = self._writer
         for record in values:
             try:
-                table, row = to_row(record)
-            except (RowRangeError, TypeError) as exc:
+                table, row = self._mapper(record)
+            except (RowRangeError, TypeError, ValueError) as exc:
                 self.skipped += 1
                 log.error("not stored in ClickHouse: %s", exc)
                 continue
@@ -61,7 +63,9 @@ class _ClickHousePartition(StatefulSinkPartition[Any, None]):
 
 
 class ClickHouseSink(FixedPartitionedSink[Any, None]):
-    """Market records (Trade, Quote, Rejection, Candle) into their ClickHouse tables.
+    """Records into their ClickHouse tables: by default the market's (Trade, Quote, Rejection,
+    Candle); the trading flow passes its own `mapper` and `columns`
+    (`sinks.clickhouse_trading_rows`).
 
     `client_factory` opens a clickhouse-connect client (`sinks.stores.open_clickhouse`); it is
     called when the partition is built, on the worker that writes. One partition: the embedded
@@ -70,10 +74,14 @@ class ClickHouseSink(FixedPartitionedSink[Any, None]):
     """
 
     def __init__(self, client_factory: Callable[[], Any], *, max_rows: int = 20_000,
-                 max_age_s: float = 1.0) -> None:
+                 max_age_s: float = 1.0,
+                 mapper: Callable[[Any], tuple[str, Any]] = to_row,
+                 columns: Mapping[str, Sequence[str]] = TABLE_COLUMNS) -> None:
         self._client_factory = client_factory
         self._max_rows = max_rows
         self._max_age_s = max_age_s
+        self._mapper = mapper
+        self._columns = columns
 
     def list_parts(self) -> list[str]:
         return ["clickhouse"]
@@ -81,8 +89,8 @@ class ClickHouseSink(FixedPartitionedSink[Any, None]):
     def build_part(self, step_id: str, for_part: str,
                    resume_state: None) -> _ClickHousePartition:
         writer = ClickHouseWriter(self._client_factory(), max_rows=self._max_rows,
-                                  max_age_s=self._max_age_s)
-        return _ClickHousePartition(writer)
+                                  max_age_s=self._max_age_s, columns=self._columns)
+        return _ClickHousePartition(writer, self._mapper)
 
 
 class _KafkaPartition(StatefulSinkPartition[Any, None]):

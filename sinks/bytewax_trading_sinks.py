@@ -28,9 +28,6 @@ from typing import Any
 from bytewax.outputs import FixedPartitionedSink, StatefulSinkPartition
 from confluent_kafka import Consumer, TopicPartition
 
-from sinks.clickhouse_rows import RowRangeError
-from sinks.clickhouse_sink import ClickHouseWriteError, ClickHouseWriter
-from sinks.clickhouse_trading_rows import TABLE_COLUMNS, to_row
 from sinks.kafka_producer import KafkaWriter
 from sinks.postgres_rows import PgRangeError, trading_rows
 from sinks.postgres_sink import PostgresWriteError, PostgresWriter
@@ -88,58 +85,6 @@ class PostgresSink(FixedPartitionedSink[Any, None]):
     def build_part(self, step_id: str, for_part: str,
                    resume_state: None) -> _PostgresPartition:
         return _PostgresPartition(self._writer_factory())
-
-
-class _ClickHousePartition(StatefulSinkPartition[Any, None]):
-    def __init__(self, writer: ClickHouseWriter,
-                 mapper: Callable[[Any], tuple[str, Any]]) -> None:
-        self._writer = writer
-        self._mapper = mapper
-        self.skipped = 0
-
-    def write_batch(self, values: list[Any]) -> None:
-        writer = self._writer
-        for record in values:
-            try:
-                table, row = self._mapper(record)
-            except (RowRangeError, TypeError, ValueError) as exc:
-                self.skipped += 1
-                log.error("not stored in ClickHouse: %s", exc)
-                continue
-            try:
-                writer.add(table, row)
-            except ClickHouseWriteError as exc:
-                log.error("ClickHouse write failed, rows kept for the next flush: %s", exc)
-        try:
-            writer.flush_if_due()
-        except ClickHouseWriteError as exc:
-            log.error("ClickHouse write failed, rows kept for the next flush: %s", exc)
-
-    def snapshot(self) -> None:
-        self._writer.flush()
-
-    def close(self) -> None:
-        self._writer.flush()
-
-
-class TradingClickHouseSink(FixedPartitionedSink[Any, None]):
-    """`ExecutionResult`, `PnlSnapshot` and `RiskAlert` records into `executions`,
-    `pnl_snapshots` and `alerts` (`sinks.clickhouse_trading_rows.to_row`)."""
-
-    def __init__(self, client_factory: Callable[[], Any], *, max_rows: int = 20_000,
-                 max_age_s: float = 1.0) -> None:
-        self._client_factory = client_factory
-        self._max_rows = max_rows
-        self._max_age_s = max_age_s
-
-    def list_parts(self) -> list[str]:
-        return ["clickhouse"]
-
-    def build_part(self, step_id: str, for_part: str,
-                   resume_state: None) -> _ClickHousePartition:
-        writer = ClickHouseWriter(self._client_factory(), max_rows=self._max_rows,
-                                  max_age_s=self._max_age_s, columns=TABLE_COLUMNS)
-        return _ClickHousePartition(writer, to_row)
 
 
 def recent_keys(conf: dict[str, Any], topic: str, key_of: Callable[[bytes], str | None],
