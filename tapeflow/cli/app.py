@@ -209,6 +209,11 @@ def run_flow(
         typer.Option(help="Run shard I of K (I/K): only partitions p with p % K == I, as an "
                      "independent flow with its own recovery store."),
     ] = None,
+    merge_wait: Annotated[
+        float | None,
+        typer.Option(min=0.0, help="Market flow: seconds of event time trades may run ahead "
+                     "of quotes (or back) before being judged alone [30; 3600 with --batch]."),
+    ] = None,
 ) -> None:
     """Run a dataflow continuously, with recovery, until stopped.
 
@@ -234,7 +239,7 @@ def run_flow(
     options = RunOptions(flow=flow, workers=workers, processes=processes, recovery=recovery,
                          recovery_dir=recovery_dir, recovery_partitions=recovery_partitions,
                          snapshot_s=snapshot_interval, batch=batch, process_id=process_id,
-                         addresses=addresses, shard=shard_of)
+                         addresses=addresses, shard=shard_of, merge_wait_s=merge_wait)
     settings = _settings(ctx)
     if flow == "trading":
         settings = ensure_postgres(settings)

@@ -39,6 +39,9 @@ class RunOptions:
     process_id: int | None = None
     addresses: str | None = None
     shard: tuple[int, int] | None = None
+    merge_wait_s: float | None = None
+    """Market flow: how far (event time) trades may run ahead of quotes, or the reverse,
+    before they are judged without them. Default 30 s; with `batch`, 1 h (see `build`)."""
 
     def recovery_path(self, settings: Settings) -> Path:
         """One recovery store per flow and shard: shards are independent dataflows."""
@@ -76,10 +79,28 @@ def ensure_recovery_dir(path: Path, partitions: int) -> None:
     init_db_dir(path, partitions)
 
 
+BATCH_MERGE_WAIT_S = 3600.0
+
+
 def build(settings: Settings, options: RunOptions) -> Any:
     module = importlib.import_module(FLOW_MODULES[options.flow])
     source = module.kafka_source(settings, tail=not options.batch, shard=options.shard)
-    return module.build_flow(settings, source=source)
+    if options.flow != "market":
+        return module.build_flow(settings, source=source)
+    from tapeflow.market_step import MarketConfig
+
+    # Reading a backlog, Bytewax polls each partition in turn and quotes are ~3x as dense as
+    # trades, so trades run ahead of their quotes by about 2/3 of the backlog's span
+    # (docs/flows.md). A batch run ends, and the end of input releases every held tick in
+    # merge order, so it can afford to wait the whole retention horizon and judge every trade
+    # against the quotes an uninterrupted live stream would have shown it.
+    wait_s = options.merge_wait_s
+    if wait_s is None:
+        wait_s = BATCH_MERGE_WAIT_S if options.batch else None
+    if wait_s is None:
+        return module.build_flow(settings, source=source)
+    config = MarketConfig(merge_max_wait_us=round(wait_s * 1_000_000))
+    return module.build_flow(settings, source=source, config=config)
 
 
 def _free_ports(count: int) -> list[int]:
@@ -111,6 +132,8 @@ def _spawn_local_cluster(settings: Settings, options: RunOptions) -> int:
         base += ["--recovery-dir", str(options.recovery_dir)]
     if options.batch:
         base.append("--batch")
+    if options.merge_wait_s is not None:
+        base += ["--merge-wait", str(options.merge_wait_s)]
     children = [subprocess.Popen([*base, "--process-id", str(i)], env=os.environ.copy())
                 for i in range(options.processes)]
 
