@@ -21,8 +21,8 @@ def market_summary(settings: Settings) -> Iterator[str]:
            f"{row['rejected']:,} rejected")
     for kind, reason, n in client.query(statement(CH_QUERIES, "rejections_by_reason")).result_rows:
         yield f"  rejected {kind:5} {reason:20} {n:,}"
-    yield (f"candles: {row['candles_1s']:,} of 1 s, {row['candles_1m']:,} of 1 min "
-           f"({row['corrected_1m']} corrected by late trades)")
+    # A candle's version is its trade count, so FINAL no longer tells corrected candles apart.
+    yield f"candles: {row['candles_1s']:,} of 1 s, {row['candles_1m']:,} of 1 min"
 
 
 def trading_summary(settings: Settings) -> Iterator[str]:

@@ -35,7 +35,11 @@ def build_candles(
 
 
 def final_candles(candles: Iterable[Candle]) -> list[Candle]:
-    """The last version of each (symbol, width, bucket), as a ReplacingMergeTree keeps it."""
+    """The highest version of each (symbol, width, bucket), as a ReplacingMergeTree keeps it.
+
+    Versions are trade counts, so emissions with equal versions are identical; ties keep the
+    later one.
+    """
     best: dict[tuple[str, int, int], Candle] = {}
     for c in candles:
         key = (c.symbol, c.width_us, c.bucket)

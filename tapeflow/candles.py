@@ -11,10 +11,10 @@ Semantics (DESIGN.md, "Semantics"), made precise:
 - Volume and notional (price x size, exact at scale 16) are summed; vwap = notional / volume
   rounded half-even to scale 8 (`fixedpoint.div_round`).
 - Watermark, per symbol = max ts_event seen for the symbol - `allowed_lateness_us` (5 s).
-  A bucket is emitted as final, version 1, once the watermark reaches its end.
-- A trade for an already emitted bucket re-emits that bucket corrected with version + 1.
-  A trade for a bucket never seen whose end is already behind the watermark is emitted at
-  once as version 1. Emitted buckets are kept while their end is after
+  A bucket is emitted as final once the watermark reaches its end.
+- A trade for an already emitted bucket re-emits that bucket corrected (a higher version,
+  below). A trade for a bucket never seen whose end is already behind the watermark is
+  emitted at once. Emitted buckets are kept while their end is after
   watermark - `retention_us` (1 h), which bounds memory to retention / width buckets per
   symbol and width; a trade with ts_event < watermark - retention is rejected `too_late`.
   The watermark is read before the trade is applied, and both bounds are event time, so a
@@ -23,7 +23,15 @@ Semantics (DESIGN.md, "Semantics"), made precise:
   `idle_timeout_us` of wall time has its open buckets emitted once their end plus the allowed
   lateness is behind the wall clock. Any trade that later lands in such a bucket re-emits it
   with a higher version, so the last version of every candle is the same with or without
-  idle closing; only the number of versions differs.
+  idle closing; only the number of emissions differs.
+- Versions: a candle's `version` is its `trade_count`, a function of its content, not of how
+  often it was emitted. A bucket only ever gains trades (duplicates are dropped by the tick
+  filter upstream, too-late trades are rejected), so every correction has a strictly higher
+  version, and two emissions with the same version have identical content (the fold is
+  deterministic, tie-break included). Hence ClickHouse's ReplacingMergeTree(version) keeps the
+  complete candle whatever the emission history (wall clock, crash and replay), versions
+  are identical across runs, and roll-ups (sum of the parts' versions) carry the version a
+  direct build gives.
 - Empty buckets are never emitted. `flush` emits every open bucket (end of a batch input).
 
 The candle builder does not judge prices (that is the tick filter's job, run first: a trade
@@ -89,7 +97,7 @@ DEFAULT_CANDLE_CONFIG = CandleConfig()
 # Accumulator layout: a list, mutated in place (cheapest per-trade update in CPython). The open
 # and close trades are kept whole for the (seq, venue, price) tie-break; their timestamps are
 # copied out because list indexing is much cheaper than NamedTuple attribute reads.
-_OPEN_TS, _OPEN, _HIGH, _LOW, _CLOSE_TS, _CLOSE, _VOLUME, _NOTIONAL, _COUNT, _VERSION = range(10)
+_OPEN_TS, _OPEN, _HIGH, _LOW, _CLOSE_TS, _CLOSE, _VOLUME, _NOTIONAL, _COUNT = range(9)
 _NOTHING = -(2**64)
 _NEVER = 2**64
 _EMPTY: tuple[Candle, ...] = ()
@@ -137,7 +145,7 @@ _COUNTERS = (
 class CandleState:
     """Open and retained buckets per symbol, and counters.
 
-    Counters: `too_late`, `non_positive`, `emitted` (version 1), `corrections`
+    Counters: `too_late`, `non_positive`, `emitted` (first emissions), `corrections`
     (re-emissions), `late_new` (a late trade started a bucket that was then emitted at once),
     `idle_closes` (buckets emitted by the wall clock).
     """
@@ -188,7 +196,7 @@ def _candle(symbol: str, bucket: int, width: int, acc: list[object]) -> Candle:
             notional,
             div_round(notional, volume),
             acc[_COUNT],
-            acc[_VERSION],
+            acc[_COUNT],  # version = trade_count (module docstring, "Versions")
         ),
     )
 
@@ -228,7 +236,7 @@ def _update(acc: list[object], trade: Trade) -> None:
 
 def _new_acc(trade: Trade) -> list[object]:
     _symbol, _venue, ts, _seq, price, size, _trade_id, _conditions = trade
-    return [ts, trade, price, price, ts, trade, size, price * size, 1, 1]
+    return [ts, trade, price, price, ts, trade, size, price * size, 1]
 
 
 def _retain(w: _Width, bucket: int, acc: list[object]) -> None:
@@ -280,8 +288,7 @@ def _place(
         return None
     acc = w.emitted.get(bucket)
     if acc is not None:
-        _update(acc, trade)
-        acc[_VERSION] += 1  # type: ignore[operator]
+        _update(acc, trade)  # one more trade: trade_count, hence version, grows
         counters["corrections"] += 1
         return _candle(w.symbol, bucket, w.width, acc)
     acc = _new_acc(trade)

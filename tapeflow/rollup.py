@@ -7,10 +7,11 @@ fine one. The parts' buckets do not overlap, so the earliest part's open is the 
 the coarse bucket and the latest part's close its last. vwap is recomputed from the summed
 notional and volume, so it is the same number a direct build gives (no average of averages).
 
-Version of a rolled-up candle = sum of its parts' versions: it grows whenever any part is
-corrected or a late part appears, which is what a ReplacingMergeTree of roll-ups needs. It is
-therefore not comparable with the version of a directly built candle; every other field is
-equal to it.
+Version of a rolled-up candle = sum of its parts' versions. A candle's version is its
+trade_count (`tapeflow.candles`, "Versions"), so this is the rolled-up candle's trade_count:
+it grows whenever any part is corrected or a late part appears, which is what a
+ReplacingMergeTree of roll-ups needs, and the rolled-up candle equals a direct build of the
+coarse width in every field, version included.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from tapeflow.fixedpoint import div_round
 def rollup(candles: Iterable[Candle], width_us: int) -> list[Candle]:
     """Combine final candles of one width into `width_us` buckets, sorted by (symbol, bucket).
 
-    Several versions of a part may be given; the last one counts (`final_candles`).
+    Several versions of a part may be given; the highest one counts (`final_candles`).
     """
     parts = final_candles(candles)
     if not parts:

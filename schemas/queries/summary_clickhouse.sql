@@ -6,8 +6,7 @@ SELECT
     (SELECT count() FROM quotes FINAL) AS clean_quotes,
     (SELECT count() FROM rejected_ticks FINAL) AS rejected,
     (SELECT count() FROM candles_1s FINAL) AS candles_1s,
-    (SELECT count() FROM candles_1m FINAL) AS candles_1m,
-    (SELECT countIf(version > 1) FROM candles_1m FINAL) AS corrected_1m;
+    (SELECT count() FROM candles_1m FINAL) AS candles_1m;
 
 -- name: rejections_by_reason
 SELECT kind, reason, count() AS n

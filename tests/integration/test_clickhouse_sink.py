@@ -192,17 +192,19 @@ def test_the_core_candle_fold_and_its_correction_land_as_the_last_version(client
                                                                           tag: str) -> None:
     sym = f"{tag}F"
     state, out = new_candle_state(), []
-    for ts, seq, price in [(T0, 1, 100), (T0 + 10 * SECOND_US, 2, 101), (T0 + 500, 3, 90)]:
+    trades = [(T0, 1, 100), (T0 + 100, 2, 102), (T0 + 10 * SECOND_US, 3, 101), (T0 + 500, 4, 90)]
+    for ts, seq, price in trades:
         state, candles, rejection = add_trade(state, Trade(sym, "X", ts, seq, price * 10**8,
                                                            10**8))
         assert rejection is None
         out.extend(candles)
     final_1s = [c for c in out if c.width_us == SECOND_US and c.bucket == T0 - T0 % SECOND_US]
-    assert [c.version for c in final_1s] == [1, 2]
+    # Version = trade count: two trades when first final, three once corrected.
+    assert [(c.version, c.trade_count) for c in final_1s] == [(2, 2), (3, 3)]
     _write(client, out)
     (row,) = _read(client, "candles_1s", [sym])
     assert row == to_row(final_1s[-1])[1]
-    assert (row[5], row[10]) == (Decimal(90), 2)  # close = the late trade, version 2
+    assert (row[5], row[10]) == (Decimal(90), 3)  # close = the late trade, version 3
 
 
 def test_rejected_ticks_keep_each_distinct_tick_and_collapse_identical_resends(

@@ -7,12 +7,13 @@ recovery state, Kafka source from the beginning) into two fresh ClickHouse datab
 
 What it proves (DESIGN.md "Semantics", docs/market-core.md "Candles"):
 - a trade 30 s late (beyond the 5 s allowed lateness, within the 1 h horizon) is accepted and
-  re-emits its already final 1 s and 1 min candles with version 2; no other bucket gets a
-  second version (a trade 3 s late only joins a still-open bucket);
+  corrects its already final 1 s and 1 min candles; a candle's version is its trade count, so
+  the highest version written for every bucket is the complete candle's (a trade 3 s late only
+  joins a still-open bucket);
 - a trade 2 h late (beyond the horizon) is in `rejected_ticks` as `too_late`, not in `trades`,
   and in no candle;
 - `candles_1s` / `candles_1m` FINAL equal the core's batch build over the accepted trades in
-  sorted order (every field but `version`), so the arrival order left no trace;
+  sorted order (every field, `version` included), so the arrival order left no trace;
 - the replay classifies every trade (on time, corrected, too late) as the first run did and
   leaves identical tables, versions included: lateness and horizon are event time against a
   per-symbol watermark, and the Kafka timestamps replay as they were.
@@ -168,8 +169,11 @@ def _run(settings: Settings, codec: Codec) -> dict[str, Any]:
 
 
 def _classify(result: dict[str, Any], tape: Tape) -> dict[Trade, str]:
-    """Each trade's verdict as the tables tell it: rejected with a reason, or accepted and then
-    corrected when its 1 s bucket has more than one version, else on time."""
+    """Each trade's verdict: rejected with a reason, or accepted (both as the tables tell it);
+    an accepted trade is corrected when it arrived beyond the allowed lateness into a bucket
+    that held other trades (its 1 s candle's version, = trade count, is above 1), else on
+    time. Versions are trade counts, so the tables no longer record how often a bucket was
+    emitted; that a correction re-emits is the core's (tests/unit/test_candles.py)."""
     accepted = {(r[0], r[1], r[2], r[3]) for r in result["trades"]}
     rejected = {(r[2], r[3], r[4], r[5]): r[1] for r in result["rejected"] if r[0] == "trade"}
     versions = result["candles_1s_max_version"]
@@ -212,7 +216,7 @@ def test_late_data_corrections_horizon_and_replay(settings: Settings) -> None:
                                                           key=lambda t: (t.ts_event, t.seq)))
     assert not sorted_rejects
     reference = final_candles(sorted_candles)
-    assert [c[:-1] for c in final_candles(arrival_candles)] == [c[:-1] for c in reference]
+    assert final_candles(arrival_candles) == reference  # versions included
 
     first = _run(settings, codec)
 
@@ -226,20 +230,21 @@ def test_late_data_corrections_horizon_and_replay(settings: Settings) -> None:
         ("trade", "too_late", late.symbol, late.venue, late.ts_event, late.seq)]
     assert first["quotes"] == sum(isinstance(r, Quote) for r, _, _ in tape.records)
 
-    # Candles: FINAL equals the sorted-order build in every field but version...
+    # Candles: FINAL equals the sorted-order build in every field, version included...
     for width, table in TABLES:
         want = sorted(
             (c.symbol, c.bucket, to_decimal(c.open), to_decimal(c.high), to_decimal(c.low),
              to_decimal(c.close), to_decimal(c.volume), to_decimal(c.notional, 16),
-             to_decimal(c.vwap), c.trade_count)
+             to_decimal(c.vwap), c.trade_count, c.version)
             for c in reference if c.width_us == width)
-        assert [r[:-1] for r in first[table]] == want, table
-        # ...and exactly the buckets of the 30 s late trade were re-emitted, as version 2.
+        assert first[table] == want, table
+        # ...version = trade count, and no row ever written outranks the complete candle (the
+        # corrected buckets' earlier emissions had one trade fewer).
+        assert all(r[-1] == r[-2] for r in first[table]), table
+        assert {(r[0], r[1]): r[-1] for r in first[table]} == first[f"{table}_max_version"]
         fix = corrected[0]
         fixed = (fix.symbol, fix.ts_event - fix.ts_event % width)
-        assert first[f"{table}_max_version"] == {
-            (r[0], r[1]): 2 if (r[0], r[1]) == fixed else 1 for r in first[table]}, table
-        assert {(r[0], r[1]): r[-1] for r in first[table]} == first[f"{table}_max_version"]
+        assert first[f"{table}_max_version"][fixed] > 1, table
         # The too-late trade is in no candle (no other trade shares its buckets).
         assert (late.symbol, late.ts_event - late.ts_event % width) not in {
             (r[0], r[1]) for r in first[table]}

@@ -5,7 +5,7 @@ What it proves, against the generator's labels and the core's batch functions:
 - every clean trade and quote is in ClickHouse exactly once (no row twice, even before FINAL);
 - every injected bad tick is in `rejected_ticks` with the labelled reason, and nothing else is;
 - the candles equal `tapeflow.candle_batch.build_candles` over the accepted trades (final
-  version per bucket, every field but `version`);
+  version per bucket, every field, `version` included: it is the trade count);
 - every garbage frame is on the dead-letter topic with its raw bytes, source topic, partition,
   offset and the labelled decode reason;
 - marks are clean trades only, never move back in event time, are throttled, and end on each
@@ -106,12 +106,12 @@ def test_market_flow_end_to_end(settings: Settings) -> None:
     expected_candles, too_late = build_candles(clean_trades)
     assert not too_late
     candle_cols = ("symbol, bucket, open, high, low, close, volume, notional, vwap, "
-                   "trade_count")
+                   "trade_count, version")
     for width, table in ((1_000_000, "candles_1s"), (60_000_000, "candles_1m")):
         want = [
             (c.symbol, c.bucket, to_decimal(c.open), to_decimal(c.high), to_decimal(c.low),
              to_decimal(c.close), to_decimal(c.volume), to_decimal(c.notional, 16),
-             to_decimal(c.vwap), c.trade_count)
+             to_decimal(c.vwap), c.trade_count, c.version)
             for c in final_candles(expected_candles) if c.width_us == width
         ]
         got = _rows(client, f"SELECT {candle_cols} FROM {table} FINAL ORDER BY symbol, bucket")

@@ -11,6 +11,7 @@ from tapeflow.candle_batch import build_candles, final_candles
 from tapeflow.candles import (
     MINUTE_US,
     SECOND_US,
+    Candle,
     CandleConfig,
     CandleState,
     add_trade,
@@ -80,8 +81,10 @@ def test_any_order_within_lateness_equals_sorted_order(
     shuffled, rejections = build_candles(_arrival(trades, delays), CONFIG)
     ordered, _ = build_candles(_sorted(trades), CONFIG)
     assert rejections == []
-    # Within the allowed lateness nothing is ever corrected: one final version 1 per bucket.
-    assert all(c.version == 1 for c in shuffled)
+    # Within the allowed lateness nothing is ever corrected: one emission per bucket, whose
+    # version is its trade count.
+    assert len({(c.symbol, c.width_us, c.bucket) for c in shuffled}) == len(shuffled)
+    assert all(c.version == c.trade_count for c in shuffled)
     assert sorted(shuffled) == sorted(ordered)
 
 
@@ -96,12 +99,14 @@ def test_any_order_within_retention_converges_to_sorted_order(
     arrival = _arrival(trades, delays)
     shuffled, rejections = build_candles(arrival, CONFIG)
     assert rejections == []
-    assert market(final_candles(shuffled)) == market(build_candles(_sorted(trades), CONFIG)[0])
-    # Versions of a bucket are 1, 2, 3... in emission order.
+    # The final candles equal the sorted-order build in every field, version included.
+    assert final_candles(shuffled) == final_candles(build_candles(_sorted(trades), CONFIG)[0])
+    # Version = trade count, so each correction of a bucket has a strictly higher version.
     seen: dict[tuple[str, int, int], int] = {}
     for c in shuffled:
         key = (c.symbol, c.width_us, c.bucket)
-        assert c.version == seen.get(key, 0) + 1
+        assert c.version == c.trade_count
+        assert c.version > seen.get(key, 0)
         seen[key] = c.version
 
 
@@ -126,14 +131,20 @@ def test_rollup_equals_direct_build(trades: list[Trade]) -> None:
     candles, _ = build_candles(trades, config)
     finals = final_candles(candles)
     by_width = {w: [c for c in finals if c.width_us == w] for w in config.widths_us}
-    assert market(rollup(by_width[SECOND_US], MINUTE_US)) == market(by_width[MINUTE_US])
-    assert market(rollup(by_width[MINUTE_US], 5 * MINUTE_US)) == market(by_width[5 * MINUTE_US])
-    assert market(rollup(by_width[SECOND_US], 5 * MINUTE_US)) == market(by_width[5 * MINUTE_US])
+    # Every field, version included (sum of the parts' trade counts = the direct trade count).
+    assert rollup(by_width[SECOND_US], MINUTE_US) == by_width[MINUTE_US]
+    assert rollup(by_width[MINUTE_US], 5 * MINUTE_US) == by_width[5 * MINUTE_US]
+    assert rollup(by_width[SECOND_US], 5 * MINUTE_US) == by_width[5 * MINUTE_US]
+
+
+def _latest(candles: list[Candle]) -> dict[tuple[str, int, int], Candle]:
+    """(symbol, width, bucket) -> its highest-version candle, as ReplacingMergeTree keeps it."""
+    return {(c.symbol, c.width_us, c.bucket): c for c in final_candles(candles)}
 
 
 @settings(max_examples=200, deadline=None)
 @given(trades_st, st.data())
-def test_wall_clock_closing_changes_versions_not_results(
+def test_wall_clock_closing_changes_emissions_not_versions(
     trades: list[Trade], data: st.DataObject
 ) -> None:
     delays = data.draw(
@@ -155,7 +166,19 @@ def test_wall_clock_closing_changes_versions_not_results(
     state, out = flush(state)
     emitted.extend(out)
     plain, _ = build_candles(arrival, CONFIG)
-    assert market(final_candles(emitted)) == market(final_candles(plain))
+    # Same highest-version candle per bucket, every field, and the same version numbers.
+    assert _latest(emitted) == _latest(plain)
+    assert {k: c.version for k, c in _latest(emitted).items()} == {
+        k: c.version for k, c in _latest(plain).items()
+    }
+    # A crash: a store holding both runs' emissions (killed run with idle closes, replay
+    # without) keeps the complete candle, whichever run's rows it sees first.
+    assert _latest(emitted + plain) == _latest(plain) == _latest(plain + emitted)
+    # Rolled up from either run: equal to the direct 1 min build, version included.
+    for run in (emitted, plain):
+        seconds = [c for c in final_candles(run) if c.width_us == SECOND_US]
+        minutes = [c for c in final_candles(plain) if c.width_us == MINUTE_US]
+        assert rollup(seconds, MINUTE_US) == minutes
 
 
 def _random_case(rng: random.Random) -> tuple[list[Trade], list[Trade]]:
@@ -201,7 +224,12 @@ def test_differential_against_simple_reference() -> None:
             top[t.symbol] = max(best or t.ts_event, t.ts_event)
         assert rejected == expect_late
         late_seen += len(rejected)
-        corrected_seen += sum(1 for c in candles if c.version > 1)
+        out: set[tuple[str, int, int]] = set()
+        for c in candles:
+            key = (c.symbol, c.width_us, c.bucket)
+            corrected_seen += key in out
+            out.add(key)
+            assert c.version == c.trade_count
     assert late_seen > 100 and corrected_seen > 100  # both paths were exercised
 
 

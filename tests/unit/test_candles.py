@@ -63,7 +63,7 @@ def test_one_bucket_exact_fields() -> None:
             notional=notional,
             vwap=px("10.04"),  # 100.4 / 10
             trade_count=4,
-            version=1,
+            version=4,  # = trade_count
         )
     ]
 
@@ -96,7 +96,23 @@ def test_bucket_is_emitted_when_the_watermark_reaches_its_end() -> None:
     assert [(c.bucket, c.close, c.version) for c in emitted[2]] == [(B0, first.price, 1)]
 
 
-def test_late_trade_reemits_with_next_version() -> None:
+def test_version_is_the_trade_count_and_a_correction_raises_it() -> None:
+    t = [
+        trade("10", ts=B0 + 1, seq=1),
+        trade("11", ts=B0 + 2, seq=2),
+        trade("12", ts=B0 + 3, seq=3),
+        trade("10", ts=B0 + 2 * M, seq=4),  # closes bucket B0 with three trades
+        trade("15", ts=B0 + 30, seq=5),  # late, within the horizon
+    ]
+    _, emitted, _ = _feed(t)
+    assert [(c.bucket, c.trade_count, c.version) for c in emitted[3]] == [(B0, 3, 3)]
+    # Not emission count + 1 (= 2): the corrected candle holds four trades, version 4.
+    assert [(c.bucket, c.trade_count, c.version, c.high) for c in emitted[4]] == [
+        (B0, 4, 4, px(15))
+    ]
+
+
+def test_late_trade_reemits_with_a_higher_version() -> None:
     t = [
         trade("10", ts=B0 + 1, seq=1),
         trade("10", ts=B0 + 2 * M, seq=2),  # closes bucket B0
@@ -161,13 +177,14 @@ def test_wall_clock_closes_idle_buckets_and_late_trades_still_correct() -> None:
     assert out == ()
     state, out = on_idle(state, arrival + config.idle_timeout_us, config)
     assert [(c.bucket, c.version, c.trade_count) for c in out] == [(B0, 1, 1)]
-    # A trade for the same bucket, within the lateness: corrected, version 2.
+    # A trade for the same bucket, within the lateness: corrected, version 2 (two trades).
     state, out, rejection = add_trade(state, trade("12", ts=B0 + 2, seq=2), arrival + M, config)
     assert rejection is None
     assert [(c.version, c.close, c.trade_count) for c in out] == [(2, px(12), 2)]
-    # The final candle equals the one built without the wall clock.
+    # The final candle equals the one built without the wall clock (emitted once), version
+    # included.
     plain, _ = build_candles([trade("10", ts=B0 + 1, seq=1), trade("12", ts=B0 + 2, seq=2)], config)
-    assert out[0][:-1] == plain[0][:-1]
+    assert out[0] == plain[0]
 
 
 def test_idle_does_not_close_a_bucket_before_its_end_plus_lateness() -> None:
@@ -217,8 +234,8 @@ def test_snapshot_roundtrip_continues_identically() -> None:
 
 def test_final_candles_keeps_the_highest_version() -> None:
     a = Candle("AAA", B0, M, 1, 1, 1, 1, 1, 1, 1, 1, 1)
-    b = a._replace(close=2, version=2)
-    assert final_candles([b, a]) == [b]
+    b = a._replace(close=2, volume=2, notional=3, trade_count=2, version=2)
+    assert final_candles([b, a]) == [b] == final_candles([a, b])
 
 
 def test_rollup_rejects_mixed_or_non_multiple_widths() -> None:
@@ -232,13 +249,13 @@ def test_rollup_rejects_mixed_or_non_multiple_widths() -> None:
 
 def test_rollup_example() -> None:
     parts = [
-        Candle("AAA", B0, M, 10, 12, 9, 11, 2, 20, 10, 2, 1),
-        Candle("AAA", B0 + M, M, 11, 15, 11, 14, 3, 39, 13, 1, 2),
+        Candle("AAA", B0, M, 10, 12, 9, 11, 2, 20, 10, 2, 2),
+        Candle("AAA", B0 + M, M, 11, 15, 11, 14, 3, 39, 13, 2, 2),
         Candle("AAA", B0 + M, M, 11, 13, 11, 12, 1, 11, 11, 1, 1),  # superseded version
     ]
     (c,) = rollup(parts, 60 * M)
     start = B0 - B0 % (60 * M)
-    assert c == Candle("AAA", start, 60 * M, 10, 15, 9, 14, 5, 59, 12, 3, 3)
+    assert c == Candle("AAA", start, 60 * M, 10, 15, 9, 14, 5, 59, 12, 4, 4)
 
 
 def test_config_validation() -> None:
