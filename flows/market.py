@@ -31,10 +31,8 @@ from schemas.catalogue import (
     TOPIC_MARKS,
     TOPIC_QUOTES,
     TOPIC_TRADES,
-    LocalCatalogue,
-    RegistryCatalogue,
 )
-from schemas.codec import Codec
+from schemas.codec import Codec, codec_for
 from sinks.bytewax_sinks import ClickHouseSink, KafkaRecordSink
 from sinks.stores import open_clickhouse
 from sources.kafka_input import kafka_source as sharded_kafka_source
@@ -56,15 +54,6 @@ class MarketSinks:
     """(original Kafka key, DeadLetter) pairs."""
     marks: Sink[Any]
     """`tapeflow.market_step.Mark` records."""
-
-
-def make_codec(settings: Settings) -> Codec:
-    """The codec for these settings: the registry when one is configured, else the catalogue."""
-    if settings.schema_registry_url:
-        auth = settings.schema_registry_basic_auth
-        extra = {"basic.auth.user.info": auth.get_secret_value()} if auth else None
-        return Codec(RegistryCatalogue.from_url(settings.schema_registry_url, extra))
-    return Codec(LocalCatalogue.load())
 
 
 def kafka_source(settings: Settings, *, tail: bool = True, batch_size: int = 1000,
@@ -107,7 +96,7 @@ def build_flow(
     (`tail=False` for a batch run to the current end). `sinks` default to ClickHouse and
     Kafka from `settings`.
     """
-    codec = codec or make_codec(settings)
+    codec = codec or codec_for(settings)
     source = source or kafka_source(settings, tail=tail)
     sinks = sinks or default_sinks(settings, codec)
     decoder = Decoder(codec, {settings.topic(TOPIC_TRADES): "Trade",

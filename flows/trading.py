@@ -37,9 +37,8 @@ from confluent_kafka.admin import AdminClient
 
 from flows._ops import kafka_error_letter
 from flows._trading_ops import FeedGapLogic, Incoming, ShardLogic, TradingDecoder, shard_key
-from flows.market import make_codec
 from schemas.catalogue import TOPIC_ALERTS, TOPIC_DLQ, TOPIC_EXECUTIONS, TOPIC_MARKS
-from schemas.codec import Codec
+from schemas.codec import Codec, codec_for
 from sinks.bytewax_sinks import ClickHouseSink, KafkaRecordSink
 from sinks.bytewax_trading_sinks import DedupKafkaRecordSink, PostgresSink
 from sinks.clickhouse_trading_rows import TABLE_COLUMNS as TRADING_COLUMNS
@@ -199,7 +198,7 @@ def build_flow(
         partitions = partitions if partitions is not None else range(
             report.executions_partitions)
     assert partitions is not None
-    codec = codec or make_codec(settings)
+    codec = codec or codec_for(settings)
     source = source or kafka_source(settings, tail=tail)
     sinks = sinks or default_sinks(settings, codec)
     if limits is None:

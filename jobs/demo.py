@@ -8,9 +8,10 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from jobs.generate import MarketRequest, codec_for, produce_market
+from jobs.generate import MarketRequest, produce_market
 from jobs.init import run_init
 from jobs.local.services import resolve
+from schemas.codec import codec_for
 from sources.synthetic import generate_market
 from tapeflow.config import Settings
 
@@ -35,6 +36,6 @@ def prepare_demo(settings: Settings, *, minutes: float, seed: int) -> Iterator[s
     yield (f"generating {minutes:g} minutes of market (day {day + 1}, seed {seed}): "
            f"{summary['trades']:,} trades, {summary['quotes']:,} quotes, "
            f"{summary['executions']:,} execution reports, {summary['faults']:,} injected faults")
-    produced = produce_market(settings, market, codec_for(settings))
+    produced = produce_market(settings, market, codec_for(settings, register=True))
     yield "produced " + ", ".join(f"{t} {n:,}" for t, n in sorted(produced.items()))
     yield settings

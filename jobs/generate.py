@@ -6,8 +6,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from schemas.catalogue import LocalCatalogue, RegistryCatalogue
-from schemas.codec import Codec
+from schemas.codec import Codec, codec_for
 from sinks.kafka_producer import KafkaWriter
 from sources.parquet_out import write_parquet
 from sources.synthetic import DEFAULT_START_US, Garbage, Market, MarketSpec, generate_market
@@ -45,17 +44,6 @@ class GenerateReport:
         return out
 
 
-def codec_for(settings: Settings) -> Codec:
-    """The codec for these settings: the registry when one is configured, else the catalogue."""
-    if settings.schema_registry_url:
-        auth = settings.schema_registry_basic_auth
-        extra = {"basic.auth.user.info": auth.get_secret_value()} if auth else None
-        catalogue = RegistryCatalogue.from_url(settings.schema_registry_url, extra)
-        catalogue.register_current()
-        return Codec(catalogue)
-    return Codec(LocalCatalogue.load())
-
-
 def produce_market(settings: Settings, market: Market, codec: Codec) -> Counter[str]:
     """Produce every record in arrival order, keyed as the topics expect; flush at the end."""
     writer = KafkaWriter(settings.kafka_config())
@@ -77,5 +65,5 @@ def run_generate(settings: Settings, request: MarketRequest, *, out: Path | None
     if out is not None:
         report.files = write_parquet(market, out)
     if kafka:
-        report.produced = produce_market(settings, market, codec_for(settings))
+        report.produced = produce_market(settings, market, codec_for(settings, register=True))
     return report

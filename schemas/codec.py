@@ -20,7 +20,15 @@ from typing import Any, NamedTuple
 
 import fastavro
 
-from schemas.catalogue import RECORD_SUBJECTS, Catalogue, UnknownSchemaError, current_schema
+from schemas.catalogue import (
+    RECORD_SUBJECTS,
+    Catalogue,
+    LocalCatalogue,
+    RegistryCatalogue,
+    UnknownSchemaError,
+    current_schema,
+)
+from tapeflow.config import Settings
 from tapeflow.fixedpoint import MAX_UNITS
 from tapeflow.models import (
     DeadLetter,
@@ -234,3 +242,19 @@ class Codec:
         if len(frame) < HEADER_LEN or frame[0] != MAGIC:
             return None
         return int.from_bytes(frame[1:HEADER_LEN], "big")
+
+
+def codec_for(settings: Settings, *, register: bool = False) -> Codec:
+    """The codec for these settings: the registry when one is configured, else the catalogue.
+
+    `register=True` registers this version's schemas first (a producer of the input topics
+    does; the flows only look ids up).
+    """
+    if not settings.schema_registry_url:
+        return Codec(LocalCatalogue.load())
+    auth = settings.schema_registry_basic_auth
+    extra = {"basic.auth.user.info": auth.get_secret_value()} if auth else None
+    catalogue = RegistryCatalogue.from_url(settings.schema_registry_url, extra)
+    if register:
+        catalogue.register_current()
+    return Codec(catalogue)
