@@ -18,8 +18,8 @@ was not written, and resumes from its last snapshot once restarted.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any, Protocol
 
 from bytewax.outputs import FixedPartitionedSink, StatefulSinkPartition
 
@@ -30,36 +30,61 @@ from sinks.kafka_producer import KafkaWriter
 log = logging.getLogger("tapeflow.sinks.bytewax")
 
 
-class _ClickHousePartition(StatefulSinkPartition[Any, None]):
-    def __init__(self, writer: ClickHouseWriter,
-                 mapper: Callable[[Any], tuple[str, Any]]) -> None:
+class RowWriter(Protocol):
+    """What a sink partition needs of a batching writer (ClickHouse or Postgres)."""
+
+    def add(self, table: str, row: Any) -> int: ...
+
+    def flush_if_due(self) -> int: ...
+
+    def flush(self) -> int: ...
+
+    def close(self) -> None: ...
+
+
+class WriterPartition(StatefulSinkPartition[Any, None]):
+    """One batching writer behind a Bytewax sink: map each record to (table, row) pairs,
+    buffer them, flush when the writer's bounds say so and at every snapshot.
+
+    `unmappable` are the errors of `to_rows` that mean "this record has no row" (logged and
+    skipped, counted in `skipped`); `write_error` is the writer's error after its retries
+    (logged in `write_batch` with the rows kept buffered, raised at the checkpoint).
+    """
+
+    def __init__(self, writer: RowWriter, to_rows: Callable[[Any], Iterable[tuple[str, Any]]],
+                 *, store: str, unmappable: tuple[type[Exception], ...],
+                 write_error: type[Exception]) -> None:
         self._writer = writer
-        self._mapper = mapper
+        self._to_rows = to_rows
+        self._store = store
+        self._unmappable = unmappable
+        self._write_error = write_error
         self.skipped = 0
 
     def write_batch(self, values: list[Any]) -> None:
         writer = self._writer
         for record in values:
             try:
-                table, row = self._mapper(record)
-            except (RowRangeError, TypeError, ValueError) as exc:
+                rows = list(self._to_rows(record))
+            except self._unmappable as exc:
                 self.skipped += 1
-                log.error("not stored in ClickHouse: %s", exc)
+                log.error("not stored in %s: %s", self._store, exc)
                 continue
             try:
-                writer.add(table, row)
-            except ClickHouseWriteError as exc:
-                log.error("ClickHouse write failed, rows kept for the next flush: %s", exc)
+                for table, row in rows:
+                    writer.add(table, row)
+            except self._write_error as exc:
+                log.error("%s write failed, rows kept for the next flush: %s", self._store, exc)
         try:
             writer.flush_if_due()
-        except ClickHouseWriteError as exc:
-            log.error("ClickHouse write failed, rows kept for the next flush: %s", exc)
+        except self._write_error as exc:
+            log.error("%s write failed, rows kept for the next flush: %s", self._store, exc)
 
     def snapshot(self) -> None:
         self._writer.flush()
 
     def close(self) -> None:
-        self._writer.flush()
+        self._writer.close()
 
 
 class ClickHouseSink(FixedPartitionedSink[Any, None]):
@@ -87,10 +112,13 @@ class ClickHouseSink(FixedPartitionedSink[Any, None]):
         return ["clickhouse"]
 
     def build_part(self, step_id: str, for_part: str,
-                   resume_state: None) -> _ClickHousePartition:
+                   resume_state: None) -> WriterPartition:
         writer = ClickHouseWriter(self._client_factory(), max_rows=self._max_rows,
                                   max_age_s=self._max_age_s, columns=self._columns)
-        return _ClickHousePartition(writer, self._mapper)
+        mapper = self._mapper
+        return WriterPartition(writer, lambda record: (mapper(record),), store="ClickHouse",
+                               unmappable=(RowRangeError, TypeError, ValueError),
+                               write_error=ClickHouseWriteError)
 
 
 class _KafkaPartition(StatefulSinkPartition[Any, None]):

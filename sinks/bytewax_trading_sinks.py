@@ -28,6 +28,7 @@ from typing import Any
 from bytewax.outputs import FixedPartitionedSink, StatefulSinkPartition
 from confluent_kafka import Consumer, TopicPartition
 
+from sinks.bytewax_sinks import WriterPartition
 from sinks.kafka_producer import KafkaWriter
 from sinks.postgres_rows import PgRangeError, trading_rows
 from sinks.postgres_sink import PostgresWriteError, PostgresWriter
@@ -36,39 +37,13 @@ from tapeflow.trading_step import ExecutionResult, StateChange
 log = logging.getLogger("tapeflow.sinks.bytewax")
 
 
-class _PostgresPartition(StatefulSinkPartition[Any, None]):
-    def __init__(self, writer: PostgresWriter) -> None:
-        self._writer = writer
-        self.skipped = 0
-
-    def write_batch(self, values: list[Any]) -> None:
-        writer = self._writer
-        for item in values:
-            try:
-                if isinstance(item, ExecutionResult):
-                    rows = trading_rows(item.output, item.report)
-                elif isinstance(item, StateChange):
-                    rows = trading_rows(item.output)
-                else:
-                    raise TypeError(f"no Postgres table for {type(item).__name__} records")
-            except (PgRangeError, TypeError, ValueError) as exc:
-                self.skipped += 1
-                log.error("not stored in Postgres: %s", exc)
-                continue
-            try:
-                writer.add_many(rows)
-            except PostgresWriteError as exc:
-                log.error("Postgres write failed, rows kept for the next flush: %s", exc)
-        try:
-            writer.flush_if_due()
-        except PostgresWriteError as exc:
-            log.error("Postgres write failed, rows kept for the next flush: %s", exc)
-
-    def snapshot(self) -> None:
-        self._writer.flush()
-
-    def close(self) -> None:
-        self._writer.close()
+def _postgres_rows(item: Any) -> Any:
+    """The (table, row) pairs of one trading item for Postgres."""
+    if isinstance(item, ExecutionResult):
+        return trading_rows(item.output, item.report)
+    if isinstance(item, StateChange):
+        return trading_rows(item.output)
+    raise TypeError(f"no Postgres table for {type(item).__name__} records")
 
 
 class PostgresSink(FixedPartitionedSink[Any, None]):
@@ -83,8 +58,10 @@ class PostgresSink(FixedPartitionedSink[Any, None]):
         return ["postgres"]
 
     def build_part(self, step_id: str, for_part: str,
-                   resume_state: None) -> _PostgresPartition:
-        return _PostgresPartition(self._writer_factory())
+                   resume_state: None) -> WriterPartition:
+        return WriterPartition(self._writer_factory(), _postgres_rows, store="Postgres",
+                               unmappable=(PgRangeError, TypeError, ValueError),
+                               write_error=PostgresWriteError)
 
 
 def recent_keys(conf: dict[str, Any], topic: str, key_of: Callable[[bytes], str | None],
