@@ -81,14 +81,19 @@ class Decoder:
                                recv_us if recv_us is not None else 0)
 
 
-def kafka_error_letter(err: Any) -> None:
-    """A consumer error from the Kafka source (not a record): logged, not dead-lettered."""
+_kafka_log = logging.getLogger("tapeflow.flows.kafka")
+
+
+def log_kafka_error(err: Any) -> None:
+    """A consumer error from the Kafka source (not a record): logged, not dead-lettered.
+
+    Shared by both flows, so it logs under its own name rather than the market flow's."""
     try:
         msg = err.msg
-        log.warning("Kafka consumer error on %s[%s] at offset %s: %s",
+        _kafka_log.warning("Kafka consumer error on %s[%s] at offset %s: %s",
                     msg.topic, msg.partition, msg.offset, err.err)
     except Exception as exc:
-        log.warning("Kafka consumer error: %r (%s)", err, exc)
+        _kafka_log.warning("Kafka consumer error: %r (%s)", err, exc)
 
 
 def _wall_us() -> int:

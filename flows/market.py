@@ -25,7 +25,7 @@ from bytewax.dataflow import Dataflow
 from bytewax.inputs import Source
 from bytewax.outputs import Sink
 
-from flows._ops import Decoder, FirstTick, SymbolLogic, kafka_error_letter
+from flows._ops import Decoder, FirstTick, SymbolLogic, log_kafka_error
 from schemas.catalogue import (
     TOPIC_DLQ,
     TOPIC_MARKS,
@@ -105,7 +105,7 @@ def build_flow(
     flow = Dataflow(FLOW_ID)
     inp = op.input("md_in", flow, source)
     split = op.branch("kafka_errors", inp, lambda m: isinstance(m, KafkaError))
-    op.inspect("log_kafka_errors", split.trues, lambda _step, err: kafka_error_letter(err))
+    op.inspect("log_kafka_errors", split.trues, lambda _step, err: log_kafka_error(err))
 
     # Keyed by the decoder: (symbol of the decoded tick, Arrival) or (original key, DeadLetter).
     decoded = op.map("decode", split.falses, decoder)

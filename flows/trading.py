@@ -35,7 +35,7 @@ from bytewax.inputs import Source
 from bytewax.outputs import Sink
 from confluent_kafka.admin import AdminClient
 
-from flows._ops import kafka_error_letter
+from flows._ops import log_kafka_error
 from flows._trading_ops import FeedGapLogic, Incoming, ShardLogic, TradingDecoder, shard_key
 from schemas.catalogue import TOPIC_ALERTS, TOPIC_DLQ, TOPIC_EXECUTIONS, TOPIC_MARKS
 from schemas.codec import Codec, codec_for
@@ -211,7 +211,7 @@ def build_flow(
     flow = Dataflow(FLOW_ID)
     inp = op.input("trading_in", flow, source)
     split = op.branch("kafka_errors", inp, lambda m: isinstance(m, KafkaError))
-    op.inspect("log_kafka_errors", split.trues, lambda _step, err: kafka_error_letter(err))
+    op.inspect("log_kafka_errors", split.trues, lambda _step, err: log_kafka_error(err))
 
     decoded = op.flat_map("decode", split.falses, decoder)
     by_decode = op.branch("undecodable", decoded, lambda x: isinstance(x, DeadLetter))
