@@ -52,17 +52,20 @@ class RunOptions:
 
 
 def preflight(settings: Settings, flow: str) -> None:
-    """Fail fast, naming the service and its address, when a service does not answer."""
+    """Fail fast, naming the service and its address, when a service does not answer.
+
+    The broker for both flows (with the hint to start the local one); the market flow's one
+    store here. The trading flow checks its stores itself when it is built
+    (`flows.trading.check_services`: it reads the partition count and the risk limits anyway),
+    so they are not asked twice.
+    """
     from jobs.local.services import ensure_kafka
-    from sinks.stores import connect_postgres, open_clickhouse
+    from sinks.stores import open_clickhouse
 
     ensure_kafka(settings, start=False, timeout_s=10.0)
-    open_clickhouse(settings.clickhouse_url(), settings.clickhouse_database).command("SELECT 1")
-    if flow == "trading":
-        assert settings.postgres_dsn is not None
-        with connect_postgres(settings.postgres_dsn.get_secret_value(),
-                              settings.postgres_schema) as conn:
-            conn.execute("SELECT 1")
+    if flow == "market":
+        client = open_clickhouse(settings.clickhouse_url(), settings.clickhouse_database)
+        client.command("SELECT 1")
 
 
 def ensure_recovery_dir(path: Path, partitions: int) -> None:
