@@ -11,6 +11,8 @@ import logging
 import os
 import sys
 
+# Each module below registers its commands on `app` when imported.
+from tapeflow.cli import alerts_cmd, backfill_cmd, chart_cmd, query_cmd, reconcile_cmd  # noqa: F401
 from tapeflow.cli.app import app
 
 __all__ = ["app", "main"]
