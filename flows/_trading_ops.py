@@ -16,7 +16,7 @@ from bytewax.operators import StatefulLogic
 
 from flows._ops import kafka_ts_us
 from schemas.codec import Codec, DecodeError
-from tapeflow.models import DeadLetter, ExecutionReport
+from tapeflow.models import DeadLetter, ExecutionReport, Trade
 from tapeflow.orders import Invalid
 from tapeflow.positions import Mark
 from tapeflow.rejections import SequenceGap
@@ -92,6 +92,12 @@ class TradingDecoder:
         self.dead += 1
         return [DeadLetter(topic, partition, offset, reason, detail, raw,
                            recv_us if recv_us is not None else 0)]
+
+
+def broadcast_mark(trade: Trade, shard_keys: Sequence[str]) -> list[tuple[str, Incoming]]:
+    """A clean last trade handed over inside one dataflow -> one mark per shard key."""
+    incoming = Incoming(mark_of(trade), ("", -1, -1), b"", None)
+    return [(key, incoming) for key in shard_keys]
 
 
 def _error_letter(stage: str, exc: BaseException, incoming: Incoming | None,

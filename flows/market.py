@@ -26,6 +26,7 @@ from bytewax.inputs import Source
 from bytewax.outputs import Sink
 
 from flows._ops import Decoder, FirstTick, SymbolLogic, log_kafka_error
+from flows.trading import GapAlerts, add_gap_alerts
 from schemas.catalogue import (
     TOPIC_DLQ,
     TOPIC_MARKS,
@@ -80,6 +81,62 @@ def default_sinks(settings: Settings, codec: Codec) -> MarketSinks:
     )
 
 
+@dataclass(frozen=True)
+class MarketStreams:
+    """What the market part hands to a flow that composes it (`flows.all`)."""
+
+    marks: op.KeyedStream[Mark]
+    """Throttled marks, keyed by symbol (already written to md.marks)."""
+    gaps: op.KeyedStream[SequenceGap]
+    """Feed sequence gaps, keyed by symbol."""
+
+
+def add_market(
+    flow: Dataflow,
+    settings: Settings,
+    *,
+    source: Source[Any],
+    sinks: MarketSinks,
+    config: MarketConfig,
+    codec: Codec,
+    prefix: str = "",
+) -> MarketStreams:
+    """Add the market steps to `flow` (step ids under `prefix`) and return its marks and gaps."""
+    decoder = Decoder(codec, {settings.topic(TOPIC_TRADES): "Trade",
+                              settings.topic(TOPIC_QUOTES): "Quote"})
+    inp = op.input(f"{prefix}md_in", flow, source)
+    split = op.branch(f"{prefix}kafka_errors", inp, lambda m: isinstance(m, KafkaError))
+    op.inspect(f"{prefix}log_kafka_errors", split.trues,
+               lambda _step, err: log_kafka_error(err))
+
+    # Keyed by the decoder: (symbol of the decoded tick, Arrival) or (original key, DeadLetter).
+    decoded = op.map(f"{prefix}decode", split.falses, decoder)
+    by_decode = op.branch(f"{prefix}undecodable", decoded,
+                          lambda kv: isinstance(kv[1], DeadLetter))
+    ticks = cast("op.KeyedStream[Arrival]", by_decode.falses)
+
+    first_tick = FirstTick()  # shared by the keys: resumed keys measure quiet time from it
+    outputs = op.stateful(f"{prefix}market", ticks,
+                          lambda resume: SymbolLogic(config, resume, first_tick=first_tick))
+    is_letter = op.branch(f"{prefix}process_errors", outputs,
+                          lambda kv: isinstance(kv[1], DeadLetter))
+    is_mark = op.branch(f"{prefix}marks", is_letter.falses, lambda kv: isinstance(kv[1], Mark))
+    is_gap = op.branch(f"{prefix}gaps", is_mark.falses,
+                       lambda kv: isinstance(kv[1], SequenceGap))
+
+    # The DLQ sink takes (original key, DeadLetter) values: it writes the letter under its key.
+    letters = op.map(
+        f"{prefix}dead_letters",
+        op.merge(f"{prefix}all_dead_letters", by_decode.trues, is_letter.trues),
+        lambda kv: (TOPIC_DLQ, kv),
+    )
+    op.output(f"{prefix}dlq_out", letters, sinks.dlq)
+    op.output(f"{prefix}clickhouse_out", is_gap.falses, sinks.clickhouse)
+    marks = cast("op.KeyedStream[Mark]", is_mark.trues)
+    op.output(f"{prefix}marks_out", marks, sinks.marks)
+    return MarketStreams(marks, cast("op.KeyedStream[SequenceGap]", is_gap.trues))
+
+
 def build_flow(
     settings: Settings,
     *,
@@ -88,47 +145,23 @@ def build_flow(
     config: MarketConfig = DEFAULT_MARKET_CONFIG,
     tail: bool = True,
     codec: Codec | None = None,
+    gap_alerts: GapAlerts | None = None,
 ) -> Dataflow:
     """The market dataflow for `settings`.
 
     `source` emits Kafka-shaped messages (`bytewax.connectors.kafka.KafkaSourceMessage`: topic,
     partition, offset, key, value, timestamp) or `KafkaError`s; default: the Kafka topics
     (`tail=False` for a batch run to the current end). `sinks` default to ClickHouse and
-    Kafka from `settings`.
+    Kafka from `settings`. `gap_alerts` turns feed sequence gaps into `feed_gap` alerts
+    (`flows.trading.gap_alerts_for`); without it gaps are counted by the filter only.
     """
     codec = codec or codec_for(settings)
     source = source or kafka_source(settings, tail=tail)
     sinks = sinks or default_sinks(settings, codec)
-    decoder = Decoder(codec, {settings.topic(TOPIC_TRADES): "Trade",
-                              settings.topic(TOPIC_QUOTES): "Quote"})
-
     flow = Dataflow(FLOW_ID)
-    inp = op.input("md_in", flow, source)
-    split = op.branch("kafka_errors", inp, lambda m: isinstance(m, KafkaError))
-    op.inspect("log_kafka_errors", split.trues, lambda _step, err: log_kafka_error(err))
-
-    # Keyed by the decoder: (symbol of the decoded tick, Arrival) or (original key, DeadLetter).
-    decoded = op.map("decode", split.falses, decoder)
-    by_decode = op.branch("undecodable", decoded, lambda kv: isinstance(kv[1], DeadLetter))
-    ticks = cast("op.KeyedStream[Arrival]", by_decode.falses)
-
-    first_tick = FirstTick()  # shared by the keys: resumed keys measure quiet time from it
-    outputs = op.stateful("market", ticks,
-                          lambda resume: SymbolLogic(config, resume, first_tick=first_tick))
-    is_letter = op.branch("process_errors", outputs, lambda kv: isinstance(kv[1], DeadLetter))
-    is_mark = op.branch("marks", is_letter.falses, lambda kv: isinstance(kv[1], Mark))
-    stored = op.filter("drop_gaps", is_mark.falses,
-                       lambda kv: not isinstance(kv[1], SequenceGap))
-
-    # The DLQ sink takes (original key, DeadLetter) values: it writes the letter under its key.
-    letters = op.map(
-        "dead_letters",
-        op.merge("all_dead_letters", by_decode.trues, is_letter.trues),
-        lambda kv: (TOPIC_DLQ, kv),
-    )
-    op.output("dlq_out", letters, sinks.dlq)
-    op.output("clickhouse_out", stored, sinks.clickhouse)
-    op.output("marks_out", is_mark.trues, sinks.marks)
+    streams = add_market(flow, settings, source=source, sinks=sinks, config=config, codec=codec)
+    if gap_alerts is not None:
+        add_gap_alerts(streams.gaps, gap_alerts.limits, gap_alerts.sinks)
     return flow
 
 

@@ -36,7 +36,14 @@ from bytewax.outputs import Sink
 from confluent_kafka.admin import AdminClient
 
 from flows._ops import log_kafka_error
-from flows._trading_ops import FeedGapLogic, Incoming, ShardLogic, TradingDecoder, shard_key
+from flows._trading_ops import (
+    FeedGapLogic,
+    Incoming,
+    ShardLogic,
+    TradingDecoder,
+    broadcast_mark,
+    shard_key,
+)
 from schemas.catalogue import TOPIC_ALERTS, TOPIC_DLQ, TOPIC_EXECUTIONS, TOPIC_MARKS
 from schemas.codec import Codec, codec_for
 from sinks.bytewax_sinks import ClickHouseSink, KafkaRecordSink
@@ -124,18 +131,23 @@ def check_services(settings: Settings, timeout_s: float = 10.0) -> ServiceReport
 
 
 def kafka_source(settings: Settings, *, tail: bool = True, batch_size: int = 1000,
-                 shard: tuple[int, int] | None = None) -> Source[Any]:
+                 shard: tuple[int, int] | None = None, marks: bool = True) -> Source[Any]:
     """Bytewax's Kafka source over oms.executions and md.marks, errors as items.
 
-    Every shard reads all of md.marks: any of its accounts may hold any symbol.
+    Every shard reads all of md.marks: any of its accounts may hold any symbol. `marks=False`
+    reads the executions only (`flows.all` hands the marks over inside the dataflow).
 
     `tail=False` stops at the end of what the partitions hold (batch); `shard=(i, K)` reads
     only partitions p with p % K == i (sources/kafka_input.py).
     """
-    marks = settings.topic(TOPIC_MARKS)
-    return sharded_kafka_source(settings, [settings.topic(TOPIC_EXECUTIONS), marks], tail=tail,
+    executions = settings.topic(TOPIC_EXECUTIONS)
+    if not marks:
+        return sharded_kafka_source(settings, [executions], tail=tail, batch_size=batch_size,
+                                    shard=shard)
+    marks_topic = settings.topic(TOPIC_MARKS)
+    return sharded_kafka_source(settings, [executions, marks_topic], tail=tail,
                                 batch_size=batch_size, shard=shard,
-                                shared_topics=frozenset({marks}))
+                                shared_topics=frozenset({marks_topic}))
 
 
 def default_sinks(settings: Settings, codec: Codec) -> TradingSinks:
@@ -204,25 +216,55 @@ def build_flow(
     if limits is None:
         loader = postgres_loader(postgres_dsn(settings), settings.postgres_schema)
         limits = RefreshingConfig(loader, every_s=limits_refresh_s).current
+    flow = Dataflow(FLOW_ID)
+    add_trading(flow, settings, source=source, sinks=sinks, limits=limits,
+                partitions=partitions, codec=codec, shard_config=shard_config, tick=tick)
+    return flow
+
+
+def add_trading(
+    flow: Dataflow,
+    settings: Settings,
+    *,
+    source: Source[Any],
+    sinks: TradingSinks,
+    limits: Callable[[], TradingConfig],
+    partitions: Sequence[int],
+    codec: Codec,
+    marks: op.KeyedStream[Any] | None = None,
+    shard_config: ShardConfig = DEFAULT_SHARD_CONFIG,
+    tick: timedelta = timedelta(seconds=5),
+    prefix: str = "",
+) -> None:
+    """Add the trading steps to `flow` (step ids under `prefix`).
+
+    `marks`: `tapeflow.market_step.Mark`s from a market part of the same dataflow (then
+    `source` should read the executions only); each is broadcast to every shard key, as the
+    decoder does for md.marks records.
+    """
     keys = [shard_key(p) for p in partitions]
     decoder = TradingDecoder(codec, settings.topic(TOPIC_EXECUTIONS),
                              settings.topic(TOPIC_MARKS), keys)
 
-    flow = Dataflow(FLOW_ID)
-    inp = op.input("trading_in", flow, source)
-    split = op.branch("kafka_errors", inp, lambda m: isinstance(m, KafkaError))
-    op.inspect("log_kafka_errors", split.trues, lambda _step, err: log_kafka_error(err))
+    inp = op.input(f"{prefix}trading_in", flow, source)
+    split = op.branch(f"{prefix}kafka_errors", inp, lambda m: isinstance(m, KafkaError))
+    op.inspect(f"{prefix}log_kafka_errors", split.trues,
+               lambda _step, err: log_kafka_error(err))
 
-    decoded = op.flat_map("decode", split.falses, decoder)
-    by_decode = op.branch("undecodable", decoded, lambda x: isinstance(x, DeadLetter))
+    decoded = op.flat_map(f"{prefix}decode", split.falses, decoder)
+    by_decode = op.branch(f"{prefix}undecodable", decoded, lambda x: isinstance(x, DeadLetter))
     events = cast("op.KeyedStream[Incoming]", by_decode.falses)
     dead = cast("Stream[DeadLetter]", by_decode.trues)
+    if marks is not None:
+        broadcast = op.flat_map(f"{prefix}broadcast_marks", marks,
+                                lambda kv: broadcast_mark(kv[1].trade, keys))
+        events = op.merge(f"{prefix}events", events, broadcast)
 
     config = limits
     outputs = op.stateful(
-        "trading", events, lambda resume: ShardLogic(config, shard_config, tick, resume))
-    _write_outputs("", outputs, sinks, dead)
-    return flow
+        f"{prefix}trading", events,
+        lambda resume: ShardLogic(config, shard_config, tick, resume))
+    _write_outputs(prefix, outputs, sinks, dead)
 
 
 def _write_outputs(prefix: str, outputs: op.KeyedStream[ShardOutput | DeadLetter],
@@ -246,6 +288,22 @@ def _write_outputs(prefix: str, outputs: op.KeyedStream[ShardOutput | DeadLetter
     op.output(f"{prefix}clickhouse_out", to_clickhouse, sinks.clickhouse)
     alerts = op.flat_map_value(f"{prefix}alerts", results, _alerts_of)
     op.output(f"{prefix}alerts_out", alerts, sinks.alerts)
+
+
+@dataclass(frozen=True)
+class GapAlerts:
+    """What feed-gap alerts need: the current limits, and sinks that take alerts."""
+
+    limits: Callable[[], TradingConfig]
+    sinks: TradingSinks
+
+
+def gap_alerts_for(settings: Settings, codec: Codec, *,
+                   limits_refresh_s: float = 30.0) -> GapAlerts:
+    """Feed-gap alerts to the stores and topic of `settings`, limits from Postgres."""
+    loader = postgres_loader(postgres_dsn(settings), settings.postgres_schema)
+    return GapAlerts(RefreshingConfig(loader, every_s=limits_refresh_s).current,
+                     default_sinks(settings, codec))
 
 
 def add_gap_alerts(gaps: op.KeyedStream[SequenceGap], limits: Callable[[], TradingConfig],

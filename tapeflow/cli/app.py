@@ -178,7 +178,7 @@ def demo(
 @app.command("run")
 def run_flow(
     ctx: typer.Context,
-    flow: Annotated[str, typer.Argument(help="market or trading")],
+    flow: Annotated[str, typer.Argument(help="market, trading, or all (both in one process)")],
     workers: Annotated[int, typer.Option(min=1, help="Worker threads per process.")] = 1,
     processes: Annotated[
         int, typer.Option(min=1, help="Local processes of one cluster (one per core).")
@@ -220,6 +220,8 @@ def run_flow(
     Scale out with independent shards, one process per core (the fastest way, DESIGN.md):
     tapeflow run market --shard 0/2 & tapeflow run market --shard 1/2
 
+    On the embedded ClickHouse (one process only) run both flows as one: tapeflow run all
+
     Example: tapeflow run market
     """
     from jobs.local.services import ensure_postgres
@@ -240,7 +242,7 @@ def run_flow(
                          recovery_dir=recovery_dir, recovery_partitions=recovery_partitions,
                          snapshot_s=snapshot_interval, batch=batch, process_id=process_id,
                          addresses=addresses, shard=shard_of, merge_wait_s=merge_wait)
-    settings = _settings(ctx)
-    if flow == "trading":
-        settings = ensure_postgres(settings)
+    # Every flow writes to Postgres: the trading flow its state, the market flow its feed-gap
+    # alerts. Unset TAPEFLOW_POSTGRES_DSN means the embedded server, started here.
+    settings = ensure_postgres(_settings(ctx))
     raise typer.Exit(run_dataflow(settings, options))

@@ -23,7 +23,7 @@ from typing import Any
 from tapeflow.config import Settings
 
 log = logging.getLogger("tapeflow.run")
-FLOW_MODULES = {"market": "flows.market", "trading": "flows.trading"}
+FLOW_MODULES = {"market": "flows.market", "trading": "flows.trading", "all": "flows.all"}
 
 
 @dataclass(frozen=True)
@@ -63,7 +63,7 @@ def preflight(settings: Settings, flow: str) -> None:
     from sinks.stores import open_clickhouse
 
     ensure_kafka(settings, start=False, timeout_s=10.0)
-    if flow == "market":
+    if flow == "market":  # "trading" and "all" check their stores when they are built
         client = open_clickhouse(settings.clickhouse_url(), settings.clickhouse_database)
         client.command("SELECT 1")
 
@@ -88,9 +88,9 @@ BATCH_MERGE_WAIT_S = 3600.0
 def build(settings: Settings, options: RunOptions) -> Any:
     module = importlib.import_module(FLOW_MODULES[options.flow])
     source = module.kafka_source(settings, tail=not options.batch, shard=options.shard)
-    if options.flow != "market":
+    if options.flow == "trading":
         return module.build_flow(settings, source=source)
-    from tapeflow.market_step import MarketConfig
+    from tapeflow.market_step import DEFAULT_MARKET_CONFIG, MarketConfig
 
     # Reading a backlog, Bytewax polls each partition in turn and quotes are ~3x as dense as
     # trades, so trades run ahead of their quotes by about 2/3 of the backlog's span
@@ -100,10 +100,20 @@ def build(settings: Settings, options: RunOptions) -> Any:
     wait_s = options.merge_wait_s
     if wait_s is None:
         wait_s = BATCH_MERGE_WAIT_S if options.batch else None
-    if wait_s is None:
-        return module.build_flow(settings, source=source)
-    config = MarketConfig(merge_max_wait_us=round(wait_s * 1_000_000))
-    return module.build_flow(settings, source=source, config=config)
+    config = DEFAULT_MARKET_CONFIG
+    if wait_s is not None:
+        config = MarketConfig(merge_max_wait_us=round(wait_s * 1_000_000))
+    if options.flow == "all":
+        return module.build_flow(settings, source=source, config=config)
+    gap_alerts = None
+    if settings.postgres_dsn is not None:
+        # Feed gaps raise alerts where the gaps are seen (DESIGN.md, risk rules); the limits
+        # and the alerts table live in Postgres.
+        from flows.trading import gap_alerts_for
+        from schemas.codec import codec_for
+
+        gap_alerts = gap_alerts_for(settings, codec_for(settings))
+    return module.build_flow(settings, source=source, config=config, gap_alerts=gap_alerts)
 
 
 def _free_ports(count: int) -> list[int]:

@@ -70,7 +70,7 @@ def test_demo_runs_the_flows_and_accounts_for_every_tick(settings: Settings) -> 
         rejected[kind] += int(n.replace(",", ""))
     assert clean_trades + rejected["trade"] == trades
     assert clean_quotes + rejected["quote"] == quotes
-    assert "ran the market flow" in text
+    assert "ran the market and trading flows" in text
     assert re.search(r"candles: [1-9][\d,]* of 1 s", text)
 
 

@@ -1,0 +1,61 @@
+"""Both dataflows as one: the market and trading parts in one Bytewax dataflow.
+
+Why: the embedded ClickHouse opens in one process only (DESIGN.md, "Local services"), so on
+the embedded defaults the two flows must share a process. Composing them in one dataflow
+also hands the marks over directly: the trading part receives each throttled mark from the
+market part (still written to md.marks for other consumers) instead of reading md.marks,
+so a `--batch` run marks positions with the marks of the same run. Feed sequence gaps from
+the market part become `feed_gap` alerts. One recovery store holds both parts' state, so a
+restart resumes them together.
+
+```
+md.trades + md.quotes --> market part --> ClickHouse, md.marks, tapeflow.dlq
+                               |--marks (in the dataflow)--> trading part <-- oms.executions
+                               |--gaps--> feed-gap alerts --> risk.alerts, PG/CH alerts
+```
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from bytewax.dataflow import Dataflow
+
+from flows import market, trading
+from schemas.codec import codec_for
+from tapeflow.config import Settings
+from tapeflow.market_step import DEFAULT_MARKET_CONFIG, MarketConfig
+
+FLOW_ID = "tapeflow-all"
+
+
+def kafka_source(settings: Settings, *, tail: bool = True,
+                 shard: tuple[int, int] | None = None) -> tuple[Any, Any]:
+    """The market source and the executions-only trading source."""
+    return (market.kafka_source(settings, tail=tail, shard=shard),
+            trading.kafka_source(settings, tail=tail, shard=shard, marks=False))
+
+
+def build_flow(settings: Settings, *, source: tuple[Any, Any] | None = None,
+               config: MarketConfig = DEFAULT_MARKET_CONFIG, tail: bool = True) -> Dataflow:
+    """Both flows on the stores and topics of `settings` (services checked first)."""
+    report = trading.check_services(settings)
+    codec = codec_for(settings)
+    market_source, trading_source = source or kafka_source(settings, tail=tail)
+    trading_sinks = trading.default_sinks(settings, codec)
+    gaps = trading.gap_alerts_for(settings, codec)
+
+    flow = Dataflow(FLOW_ID)
+    streams = market.add_market(flow, settings, source=market_source,
+                                sinks=market.default_sinks(settings, codec), config=config,
+                                codec=codec, prefix="market_")
+    trading.add_gap_alerts(streams.gaps, gaps.limits, gaps.sinks)
+    trading.add_trading(flow, settings, source=trading_source, sinks=trading_sinks,
+                        limits=gaps.limits, partitions=range(report.executions_partitions),
+                        codec=codec, marks=streams.marks, prefix="trading_")
+    return flow
+
+
+def get_flow() -> Dataflow:
+    """The flow from `Settings()`: `python -m bytewax.run flows.all:get_flow()`."""
+    return build_flow(Settings())
