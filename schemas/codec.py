@@ -28,6 +28,7 @@ from schemas.catalogue import (
     UnknownSchemaError,
     current_schema,
 )
+from schemas.fast_reader import compile_reader
 from tapeflow.config import Settings
 from tapeflow.fixedpoint import MAX_UNITS
 from tapeflow.models import (
@@ -144,6 +145,19 @@ class _RecordCodec:
         missing = set(self.record_type._fields) ^ {f.name for f in self.fields}
         if missing:
             raise RuntimeError(f"{name}: schema and model disagree on fields {sorted(missing)}")
+        # The compiled reader for frames written with this very schema (schemas/fast_reader.py).
+        self.fast = compile_reader(schema, _ENUMS)
+        self.decimal_fields = [i for i, f in enumerate(schema["fields"])
+                               if _is_decimal(f["type"]) or (isinstance(f["type"], list) and
+                                                             any(map(_is_decimal, f["type"])))]
+
+    def from_values(self, values: list[Any]) -> Any:
+        """The record from the compiled reader's values: decimal ranges checked here."""
+        for i in self.decimal_fields:
+            units = values[i]
+            if units is not None and (units > MAX_UNITS or units < -MAX_UNITS):
+                raise ValueError("decimal exceeds precision 18")
+        return self.record_type(*values)
 
     def from_dict(self, data: dict[str, Any]) -> Any:
         values = []
@@ -219,6 +233,8 @@ class Codec:
         rc, writer_parsed = self._resolve(schema_id)
         if expect is not None and rc.name != expect:
             raise DecodeError("wrong_record_type", f"expected {expect}, got {rc.name}")
+        if writer_parsed is None and rc.fast is not None:
+            return self._decode_fast(rc, frame)
         buf = io.BytesIO(frame)
         buf.seek(HEADER_LEN)
         try:
@@ -234,6 +250,23 @@ class Codec:
             raise DecodeError("trailing_bytes", f"{len(frame) - buf.tell()} bytes after the body")
         try:
             return rc.from_dict(data)
+        except Exception as exc:
+            raise DecodeError("invalid_value", f"{type(exc).__name__}: {exc}") from None
+
+    @staticmethod
+    def _decode_fast(rc: _RecordCodec, frame: bytes) -> Any:
+        """The compiled reader's path: the same checks and reasons as fastavro's path."""
+        assert rc.fast is not None
+        try:
+            values, end = rc.fast(frame, HEADER_LEN)
+        except EOFError as exc:
+            raise DecodeError("truncated_body", f"EOFError: {exc}") from None
+        except Exception as exc:
+            raise DecodeError("invalid_body", f"{type(exc).__name__}: {exc}") from None
+        if end != len(frame):
+            raise DecodeError("trailing_bytes", f"{len(frame) - end} bytes after the body")
+        try:
+            return rc.from_values(values)
         except Exception as exc:
             raise DecodeError("invalid_value", f"{type(exc).__name__}: {exc}") from None
 
