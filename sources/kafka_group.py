@@ -100,7 +100,9 @@ class GroupReader:
         self._ends = {p: bounds[p][1] for p in parts}
         self._read = dict(self.starts)
         self._done = dict(self.starts)
-        self._committed = dict(self.starts)
+        # The first commit writes every partition, moved or not: a partition left without a
+        # commit would count as "new" on restart and start at its end, skipping its backlog.
+        self._committed = {p: -1 for p in parts}
         self._consumer.assign([TopicPartition(self.topic, p, off)
                                for p, off in self.starts.items()])
         return self
