@@ -38,7 +38,8 @@ def alerts(
     group: Annotated[
         str | None,
         typer.Option(help="Consumer group of this subscriber; a restart with the same group "
-                     "resumes after the last alert printed [default: from user and filters]."),
+                     "resumes after the last alert printed (default: named after the user "
+                     "and the filters)."),
     ] = None,
 ) -> None:
     """Print risk alerts from the alert topic as JSON lines, filtered; resumable.
