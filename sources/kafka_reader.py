@@ -105,3 +105,9 @@ def follow(conf: dict[str, Any], topics: list[str], group_id: str,
                 yield msg
     finally:
         consumer.close()
+
+
+def watermarks(consumer: Consumer, tp: TopicPartition, timeout_s: float = 30.0
+               ) -> tuple[int, int]:
+    """(low, high) offsets of one partition, retrying while a new partition's leader settles."""
+    return _watermarks(consumer, tp, timeout_s)

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import Field, SecretStr, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 DEFAULT_HOME = Path(".tapeflow")
 LOCAL_KAFKA_PORT = 9092
@@ -49,6 +49,12 @@ class Settings(BaseSettings):
     postgres_schema: str = "tapeflow"
     topic_prefix: str = Field("", description="Prepended to every topic name (isolation).")
     partitions: int = Field(4, ge=1, le=1024, description="Partitions for topics init creates.")
+    alerts_allowed_accounts: Annotated[frozenset[str] | None, NoDecode] = Field(
+        None,
+        description="Accounts whose alerts `tapeflow alerts` may deliver (comma list); unset: "
+        "all. Enforced by the subscription whatever its filters say; alerts without an "
+        "account are withheld from a restricted subscriber (docs/alerts.md).",
+    )
 
     @field_validator("clickhouse_database", "postgres_schema")
     @classmethod
@@ -62,6 +68,17 @@ class Settings(BaseSettings):
     def _topic_prefix(cls, value: str) -> str:
         if not _TOPIC_PREFIX.match(value):
             raise ValueError(f"{value!r} may hold only letters, digits, '.', '_' and '-'")
+        return value
+
+    @field_validator("alerts_allowed_accounts", mode="before")
+    @classmethod
+    def _account_list(cls, value: object) -> object:
+        # The environment gives "A,B"; an empty list would silently allow nothing, so it is
+        # refused rather than read as "unset".
+        if isinstance(value, str):
+            value = [part.strip() for part in value.split(",") if part.strip()]
+            if not value:
+                raise ValueError("give at least one account, or leave it unset for all")
         return value
 
     def topic(self, name: str) -> str:

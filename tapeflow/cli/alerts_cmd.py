@@ -2,4 +2,91 @@
 
 from __future__ import annotations
 
-from tapeflow.cli.app import app  # noqa: F401 - commands below register on it
+import sys
+from datetime import UTC, datetime
+from typing import Annotated
+
+import typer
+
+from tapeflow.cli.app import _settings, app
+
+
+@app.command("alerts")
+def alerts(
+    ctx: typer.Context,
+    account: Annotated[
+        list[str] | None, typer.Option(help="Only this account's alerts (repeatable).")
+    ] = None,
+    symbol: Annotated[list[str] | None, typer.Option(help="Only this symbol (repeatable).")] = None,
+    rule: Annotated[
+        list[str] | None, typer.Option(help="Only this rule, e.g. position_limit (repeatable).")
+    ] = None,
+    severity: Annotated[
+        str, typer.Option(help="Minimum severity: info < warning < critical.")
+    ] = "info",
+    follow: Annotated[
+        bool, typer.Option("--follow", "-f", help="Keep waiting for new alerts.")
+    ] = False,
+    from_beginning: Annotated[
+        bool, typer.Option("--from-beginning", help="Start at the oldest alert the topic holds.")
+    ] = False,
+    since: Annotated[
+        str | None,
+        typer.Option(help="Start at alerts published at/after this time: ISO-8601 (UTC if no "
+                     "zone) or a duration back from now, e.g. 15m, 2h, 1d."),
+    ] = None,
+    group: Annotated[
+        str | None,
+        typer.Option(help="Consumer group of this subscriber; a restart with the same group "
+                     "resumes after the last alert printed (default: named after the user "
+                     "and the filters)."),
+    ] = None,
+) -> None:
+    """Print risk alerts from the alert topic as JSON lines, filtered; resumable.
+
+    Without --follow, stops at the end of what the topic holds now. A new subscriber starts
+    at the end unless given --from-beginning or --since; a known one (same --group, or the
+    same user and filters) resumes after the last line it printed. Delivery is at-least-once:
+    see docs/alerts.md. TAPEFLOW_ALERTS_ALLOWED_ACCOUNTS limits what may be printed,
+    whatever the flags.
+
+    Example: tapeflow alerts --account ACC001 --severity warning --follow
+    """
+    from jobs.alerts import AlertFilter, StartAt, alert_json, parse_since, refused_accounts
+    from jobs.alerts import subscribe as subscribe_alerts
+
+    if from_beginning and since is not None:
+        raise typer.BadParameter("--from-beginning and --since exclude each other")
+    try:
+        wanted = AlertFilter.of(accounts=account or (), symbols=symbol or (), rules=rule or (),
+                                min_severity=severity)
+    except ValueError:
+        raise typer.BadParameter(
+            f"--severity takes info, warning or critical, not {severity!r}") from None
+    start = StartAt("beginning") if from_beginning else StartAt()
+    if since is not None:
+        try:
+            when = parse_since(since, datetime.now(UTC))
+        except ValueError as exc:
+            raise typer.BadParameter(str(exc)) from None
+        start = StartAt("time", ts_ms=int(when.timestamp() * 1000))
+    settings = _settings(ctx)
+    refused = refused_accounts(wanted, settings.alerts_allowed_accounts)
+    if refused:
+        raise typer.BadParameter(
+            f"--account {', '.join(sorted(refused))}: not among the accounts this subscriber "
+            "may read (TAPEFLOW_ALERTS_ALLOWED_ACCOUNTS)")
+    out = sys.stdout
+    subscription = subscribe_alerts(settings, wanted, group=group, start=start, follow=follow,
+                                    warn=lambda line: typer.echo(line, err=True))
+    printed = True
+    try:
+        for alert in subscription:
+            printed = False
+            out.write(alert_json(alert) + "\n")
+            out.flush()  # written before the next iteration commits its position
+            printed = True
+    except KeyboardInterrupt:
+        pass  # Ctrl-C: every line fully printed is committed on the way out
+    finally:
+        subscription.close(commit_last=printed)

@@ -2,4 +2,42 @@
 
 from __future__ import annotations
 
-from tapeflow.cli.app import app  # noqa: F401 - commands below register on it
+from datetime import date
+from typing import Annotated
+
+import typer
+
+from tapeflow.cli.app import _settings, app
+
+
+@app.command("reconcile")
+def reconcile(
+    ctx: typer.Context,
+    day: Annotated[
+        str, typer.Option("--date", help="The UTC date to reconcile, YYYY-MM-DD (as of its end).")
+    ],
+    alerts: Annotated[
+        bool, typer.Option(help="Raise a reconciliation_break alert per break.")
+    ] = True,
+) -> None:
+    """Rebuild positions and cash from the ClickHouse execution audit trail and compare them
+    exactly with Postgres; print and record every break; exit 1 when there is any.
+
+    Compared as of the end of the date (UTC); positions and accounts with fills after it are
+    skipped (Postgres holds only the current state). See docs/reconcile.md.
+
+    Example: tapeflow reconcile --date 2026-01-05
+    """
+    from jobs.local.services import resolve
+    from jobs.reconcile import run_reconcile
+
+    try:
+        when = date.fromisoformat(day)
+    except ValueError:
+        raise typer.BadParameter(f"--date takes YYYY-MM-DD, not {day!r}") from None
+    # The broker is needed only when there are breaks to alert on: not probed up front.
+    settings = resolve(_settings(ctx), kafka=False)
+    report = run_reconcile(settings, when, raise_alerts=alerts)
+    for line in report.lines():
+        typer.echo(line)
+    raise typer.Exit(1 if report.breaks else 0)

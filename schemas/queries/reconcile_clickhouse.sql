@@ -1,0 +1,11 @@
+-- The execution audit trail for `tapeflow reconcile` (jobs/reconcile.py).
+-- FINAL: one row per (account_id, exec_id) even before ClickHouse merges the replays.
+-- The core decides duplicates and invalid reports again; the stored `outcome` is not used.
+
+-- name: audit_trail
+SELECT
+    exec_id, order_id, client_order_id, account_id, symbol, side, order_type, exec_type,
+    ord_status, order_qty, limit_price, stop_price, last_qty, last_px, cum_qty, leaves_qty,
+    avg_px, commission, reject_reason, ts_event
+FROM executions FINAL
+ORDER BY account_id, ts_event, exec_id
