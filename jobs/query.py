@@ -31,6 +31,7 @@ from typing import Any
 import polars as pl
 import psycopg
 
+from jobs.local.services import ensure_postgres
 from jobs.query_params import (
     INTERVALS,
     QueryInputError,
@@ -142,7 +143,7 @@ class Analytics:
         return self._ch_frame("pnl", account=account, symbol=symbol or "",
                               start_us=span.start_us, end_us=span.end_us)
 
-    def alerts(self, account: str | None = None, rules: Sequence[str] = (),
+    def alerts(self, account: str | None = None, *, rules: Sequence[str] = (),
                severity: str | None = None, since: TimeArg = None, until: TimeArg = None,
                source: str = "clickhouse") -> pl.DataFrame:
         """Risk alerts in time order. `severity` is a minimum (WARNING: WARNING and CRITICAL).
@@ -194,8 +195,6 @@ class Analytics:
 
     def _postgres(self) -> psycopg.Connection[Any]:
         if self._pg is None:
-            from jobs.local.services import ensure_postgres
-
             settings = ensure_postgres(self.settings)
             assert settings.postgres_dsn is not None
             self._pg = connect_postgres(settings.postgres_dsn.get_secret_value(),

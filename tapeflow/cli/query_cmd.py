@@ -168,5 +168,6 @@ def alerts(
 
     Example: tapeflow query alerts --account ACC001 --severity WARNING --since 2024-03-01
     """
-    _run(ctx, lambda q: q.alerts(account, rules or (), severity, since, until, source), fmt,
+    _run(ctx, lambda q: q.alerts(account, rules=rules or (), severity=severity,
+                                       since=since, until=until, source=source), fmt,
          output, "alerts")
