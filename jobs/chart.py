@@ -19,20 +19,17 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-import matplotlib
+import matplotlib.dates as mdates
+import polars as pl
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.collections import LineCollection
+from matplotlib.figure import Figure
+from matplotlib.patches import Rectangle
 
-matplotlib.use("Agg")  # no display: files only, safe in servers and tests
-
-import matplotlib.dates as mdates  # noqa: E402 - after the backend is chosen
-import polars as pl  # noqa: E402
-from matplotlib.collections import LineCollection  # noqa: E402
-from matplotlib.figure import Figure  # noqa: E402
-from matplotlib.patches import Rectangle  # noqa: E402
-
-from jobs.query import Analytics  # noqa: E402
-from jobs.query_params import QueryInputError, interval_us  # noqa: E402
-from jobs.query_output import cell  # noqa: E402
-from tapeflow.config import Settings  # noqa: E402
+from jobs.query import Analytics
+from jobs.query_output import cell
+from jobs.query_params import QueryInputError, interval_us
+from tapeflow.config import Settings
 
 UP, DOWN = "#26a69a", "#ef5350"
 SUFFIXES = (".html", ".htm", ".png")
@@ -72,6 +69,8 @@ def chart(settings: Settings, symbol: str, out: Path, *, interval: str = "1m",
 def draw(frame: pl.DataFrame, symbol: str, interval: str, width_us: int) -> Figure:
     """Price candles over volume bars, sharing the time axis."""
     figure = Figure(figsize=(12, 6.5))
+    # The Agg canvas, never pyplot: no display, no global state, safe in servers and tests.
+    FigureCanvasAgg(figure)
     price, volume = figure.subplots(2, 1, sharex=True, height_ratios=(3, 1))
     body_width = 0.7 * width_us / US_PER_DAY  # matplotlib dates are in days
     wicks = []
@@ -103,7 +102,7 @@ def draw(frame: pl.DataFrame, symbol: str, interval: str, width_us: int) -> Figu
 
 def html_page(figure: Figure, frame: pl.DataFrame, symbol: str, interval: str) -> str:
     buffer = io.StringIO()
-    figure.savefig(buffer, format="svg")
+    figure.savefig(buffer, format="svg", metadata={"Date": None})  # same data, same page
     svg = buffer.getvalue()
     svg = svg[svg.index("<svg"):]  # drop the XML prolog and DOCTYPE: inline in HTML
     rows = [{k: cell(v) for k, v in row.items()} for row in frame.iter_rows(named=True)]

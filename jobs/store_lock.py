@@ -39,7 +39,8 @@ def chdb_holder(path: Path) -> str | None:
         return None
     try:
         raw = Path(f"/proc/{pid}/cmdline").read_bytes()
-        command = " ".join(part.decode(errors="replace") for part in raw.split(b"\0") if part)
+        # One line whatever the arguments hold (a `python -c` script has newlines).
+        command = " ".join(raw.replace(b"\0", b" ").decode(errors="replace").split())
     except OSError:
         command = ""
     if len(command) > 120:
