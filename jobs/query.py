@@ -157,10 +157,9 @@ class Analytics:
         if source != "clickhouse":
             raise QueryInputError(f"unknown alert source {source!r}; choose from "
                                   f"{', '.join(ALERT_SOURCES)}")
-        frame = self._ch_frame("alerts", account=account or "", rules=list(rules),
-                               severities=severities, start_us=span.start_us,
-                               end_us=span.end_us)
-        return frame.cast({k: v for k, v in ALERT_SCHEMA.items() if k in frame.columns})
+        return self._ch_frame("alerts", account=account or "", rules=list(rules),
+                              severities=severities, start_us=span.start_us,
+                              end_us=span.end_us)
 
     # -- Postgres ----------------------------------------------------------------------------
 
@@ -191,7 +190,9 @@ class Analytics:
         table = self._clickhouse().query_arrow(statement(CH_SQL, name), parameters=parameters)
         frame = pl.from_arrow(table)
         assert isinstance(frame, pl.DataFrame)
-        return frame
+        # LowCardinality columns arrive as Arrow dictionaries (polars Categorical): plain text
+        # is what a user filters, joins and writes.
+        return frame.with_columns(pl.col(pl.Categorical).cast(pl.String))
 
     def _postgres(self) -> psycopg.Connection[Any]:
         if self._pg is None:

@@ -46,7 +46,7 @@ def test_bad_times_name_the_option(text: str) -> None:
 
 def test_datetimes_and_defaults() -> None:
     assert to_us(None, "start", 42) == 42
-    assert to_us(datetime(2026, 1, 5, 14, 30), "start", 0) == T0
+    assert to_us(datetime(2026, 1, 5, 14, 30), "start", 0) == T0  # noqa: DTZ001 - naive on purpose
     assert to_us(datetime(2026, 1, 5, 16, 30, tzinfo=timezone(timedelta(hours=2))), "s", 0) == T0
     span = TimeRange.of(None, None)
     assert (span.start_us, span.end_us) == (EARLIEST_US, LATEST_US)
