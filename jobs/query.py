@@ -30,6 +30,7 @@ from typing import Any
 
 import polars as pl
 import psycopg
+from clickhouse_connect.driver import exceptions as ch_errors
 
 from jobs.local.services import ensure_postgres
 from jobs.query_params import (
@@ -41,8 +42,8 @@ from jobs.query_params import (
 )
 from jobs.store_lock import open_for_reading
 from schemas.sql_files import statement
-from sinks.stores import connect_postgres
-from tapeflow.candles import MINUTE_US, SECOND_US
+from sinks.clickhouse_rows import CANDLE_TABLES
+from sinks.stores import StoreUnavailableError, connect_postgres
 from tapeflow.config import Settings
 
 CH_SQL = "queries/query_clickhouse.sql"
@@ -52,8 +53,8 @@ PRICE = pl.Decimal(18, 8)
 MONEY = pl.Decimal(38, 8)
 UTC_TIME = pl.Datetime("us", "UTC")
 
-STORED = {SECOND_US: "candles_1s", MINUTE_US: "candles_1m"}
-"""Interval -> the named statement that reads a stored candle table."""
+STORED = CANDLE_TABLES
+"""Width -> stored candle table, whose name is also the statement that reads it."""
 
 POSITION_SCHEMA: dict[str, Any] = {
     "account_id": pl.String, "symbol": pl.String, "qty": PRICE, "avg_px": PRICE,
@@ -187,7 +188,14 @@ class Analytics:
         return self._ch
 
     def _ch_frame(self, name: str, **parameters: Any) -> pl.DataFrame:
-        table = self._clickhouse().query_arrow(statement(CH_SQL, name), parameters=parameters)
+        client = self._clickhouse()
+        try:
+            table = client.query_arrow(statement(CH_SQL, name), parameters=parameters)
+        except ch_errors.DatabaseError as exc:
+            if "UNKNOWN_TABLE" in str(exc):
+                raise StoreUnavailableError(_not_initialised(
+                    f"ClickHouse database {self.settings.clickhouse_database!r}")) from None
+            raise
         frame = pl.from_arrow(table)
         assert isinstance(frame, pl.DataFrame)
         # LowCardinality columns arrive as Arrow dictionaries (polars Categorical): plain text
@@ -203,8 +211,16 @@ class Analytics:
         return self._pg
 
     def _pg_frame(self, name: str, schema: dict[str, Any], **parameters: Any) -> pl.DataFrame:
-        rows = self._postgres().execute(statement(PG_SQL, name), parameters).fetchall()
+        try:
+            rows = self._postgres().execute(statement(PG_SQL, name), parameters).fetchall()
+        except psycopg.errors.UndefinedTable:
+            raise StoreUnavailableError(_not_initialised(
+                f"Postgres schema {self.settings.postgres_schema!r}")) from None
         return pl.DataFrame(rows, schema=schema, orient="row")
+
+
+def _not_initialised(where: str) -> str:
+    return f"the {where} has no Tapeflow tables; run `tapeflow init` first"
 
 
 def _as_datetime(us: int) -> datetime:

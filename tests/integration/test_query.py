@@ -41,7 +41,7 @@ from jobs.query_params import QueryInputError
 from schemas.catalogue import LocalCatalogue
 from schemas.codec import Codec
 from sinks.clickhouse_sink import ClickHouseWriter
-from sinks.stores import connect_postgres, open_clickhouse
+from sinks.stores import StoreUnavailableError, connect_postgres, open_clickhouse
 from sources.synthetic import MarketSpec, generate_market
 from tapeflow.candle_batch import build_candles, final_candles
 from tapeflow.candles import MINUTE_US, CandleConfig
@@ -363,3 +363,17 @@ def test_times_without_offset_are_utc(filled: Filled) -> None:
     assert naive["bucket"][0] == datetime(2026, 1, 5, 14, 32, tzinfo=UTC)
     with pytest.raises(QueryInputError):
         Analytics(filled.settings).candles(symbol, "1m", "14:32 today")
+
+
+def test_stores_without_tables_say_run_init(filled: Filled) -> None:
+    tag = uuid.uuid4().hex[:8]
+    bare = filled.settings.with_overrides(clickhouse_database=f"tf_bare_{tag}",
+                                          postgres_schema=f"tf_bare_{tag}")
+    open_clickhouse(bare.clickhouse_url()).command(f"CREATE DATABASE tf_bare_{tag}")
+    with Analytics(bare) as q:
+        with pytest.raises(StoreUnavailableError,
+                           match=f"ClickHouse database 'tf_bare_{tag}' has no Tapeflow tables; "
+                                 "run `tapeflow init` first"):
+            q.candles("A", "5m")
+        with pytest.raises(StoreUnavailableError, match=r"Postgres schema .* run `tapeflow init`"):
+            q.positions()
