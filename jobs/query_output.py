@@ -1,0 +1,79 @@
+"""A query's DataFrame as a table, CSV, JSON or Parquet, to the terminal or a file.
+
+Exactness survives every format: polars writes Decimal columns as their exact digits in CSV
+and as JSON strings (`"123.45678901"`, never a JSON number a reader would parse as a float),
+and Parquet keeps them as decimal128 with their scale. Timestamps are ISO-8601 with the UTC
+offset in text formats. Parquet is binary, so it needs `--output`.
+"""
+
+from __future__ import annotations
+
+import io
+from datetime import datetime
+from decimal import Decimal
+from pathlib import Path
+from typing import IO
+
+import polars as pl
+from rich.console import Console
+from rich.table import Table
+
+from jobs.query_params import QueryInputError
+
+FORMATS = ("table", "csv", "json", "parquet")
+
+
+def render(frame: pl.DataFrame, fmt: str, output: Path | None, *,
+           out: IO[str] | None = None, title: str | None = None) -> str | None:
+    """Write `frame` in `fmt` to `output`, or to `out` (the terminal) when no file is given.
+
+    Returns a one-line note for the terminal when a file was written, else None."""
+    if fmt not in FORMATS:
+        raise QueryInputError(f"unknown format {fmt!r}; choose from {', '.join(FORMATS)}")
+    if fmt == "parquet":
+        if output is None:
+            raise QueryInputError("--format parquet writes a binary file: give --output FILE")
+        frame.write_parquet(output)
+    elif fmt == "csv":
+        _text(frame.write_csv(), output, out)
+    elif fmt == "json":
+        _text(frame.write_json(), output, out)
+    else:
+        buffer = io.StringIO()
+        target = buffer if output is not None else out
+        # A terminal gives its own width; a file or a pipe gets room for a wide table.
+        tty = target is not None and target.isatty()
+        console = Console(file=target, width=None if tty else 200, no_color=not tty)
+        console.print(table_of(frame, title))
+        if output is not None:
+            output.write_text(buffer.getvalue())
+    return f"{frame.height} rows written to {output}" if output is not None else None
+
+
+def _text(text: str, output: Path | None, out: IO[str] | None) -> None:
+    if output is not None:
+        output.write_text(text)
+    elif out is not None:
+        out.write(text)
+        if text and not text.endswith("\n"):
+            out.write("\n")
+
+
+def table_of(frame: pl.DataFrame, title: str | None = None) -> Table:
+    """A rich table; numbers right-aligned, decimals with all their digits."""
+    table = Table(title=title, show_lines=False, caption=f"{frame.height} rows")
+    for name, dtype in frame.schema.items():
+        table.add_column(name, justify="right" if dtype.is_numeric() else "left")
+    for row in frame.iter_rows():
+        table.add_row(*(cell(v) for v in row))
+    return table
+
+
+def cell(value: object) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, Decimal):
+        return f"{value:f}"
+    if isinstance(value, datetime):
+        return value.isoformat()
+    return str(value)
