@@ -15,6 +15,7 @@ from typing import Any
 
 from bytewax.operators import StatefulLogic
 
+from flows.metrics import DEAD_LETTERS, MARKET_STATES, TICKS_IN
 from schemas.codec import Codec, DecodeError
 from tapeflow.market_step import (
     Arrival,
@@ -57,6 +58,7 @@ class Decoder:
         self._codec = codec
         self._record_of_topic = record_of_topic
         self.dead = 0
+        self._ticks_in = {"Trade": TICKS_IN.labels("trade"), "Quote": TICKS_IN.labels("quote")}
 
     def __call__(self, msg: Any) -> tuple[str, Arrival | DeadLetter]:
         """(symbol, Arrival) for a tick; (original Kafka key, DeadLetter) for anything else."""
@@ -70,12 +72,14 @@ class Decoder:
             if expect is None:
                 raise DecodeError("unknown_topic", f"the market flow does not read {topic!r}")
             tick = self._codec.decode(raw, expect=expect)
+            self._ticks_in[expect].inc()
             return tick.symbol, Arrival(tick, recv_us, (topic, partition, offset))
         except DecodeError as exc:
             reason, detail = exc.reason, exc.detail
         except Exception as exc:  # the codec promises DecodeError only; be safe anyway
             reason, detail = "decode_error", f"{type(exc).__name__}: {exc}"
         self.dead += 1
+        DEAD_LETTERS.labels("market", reason).inc()
         key = _text(msg.key) or ""
         return key, DeadLetter(topic, partition, offset, reason, detail, raw,
                                recv_us if recv_us is not None else 0)
@@ -158,6 +162,11 @@ class SymbolLogic(StatefulLogic[Arrival, Output | DeadLetter, SymbolMarket]):
         # A resumed key may hold merged-but-unreleased ticks or a pending mark: wake it even if
         # no new tick arrives.
         self._wake_us: int | None = None if resume is None else self._wall_us() + config.quiet_us
+        MARKET_STATES.track(self)
+
+    def state(self) -> SymbolMarket:
+        """The live state, for the metrics collector (flows/metrics.py): read, never written."""
+        return self._state
 
     def on_item(self, value: Arrival) -> tuple[Iterable[Output | DeadLetter], bool]:
         self._symbol = value.tick.symbol

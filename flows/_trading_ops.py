@@ -15,6 +15,7 @@ from typing import Any, NamedTuple
 from bytewax.operators import StatefulLogic
 
 from flows._ops import kafka_ts_us
+from flows.metrics import DEAD_LETTERS, count_trading
 from schemas.codec import Codec, DecodeError
 from tapeflow.models import DeadLetter, ExecutionReport, Trade
 from tapeflow.orders import Invalid
@@ -90,6 +91,7 @@ class TradingDecoder:
         except Exception as exc:  # the codec promises DecodeError only; be safe anyway
             reason, detail = "decode_error", f"{type(exc).__name__}: {exc}"
         self.dead += 1
+        DEAD_LETTERS.labels("trading", reason).inc()
         return [DeadLetter(topic, partition, offset, reason, detail, raw,
                            recv_us if recv_us is not None else 0)]
 
@@ -148,6 +150,7 @@ class ShardLogic(StatefulLogic[Incoming, ShardOutput | DeadLetter, TradingShard]
             return [_error_letter("process", exc, value, self._key)], StatefulLogic.RETAIN
         if self._wake is None:
             self._wake = datetime.now(UTC) + self._tick
+        count_trading(out)
         return out, StatefulLogic.RETAIN
 
     def on_notify(self) -> tuple[Iterable[ShardOutput | DeadLetter], bool]:
@@ -157,6 +160,7 @@ class ShardLogic(StatefulLogic[Incoming, ShardOutput | DeadLetter, TradingShard]
         except Exception as exc:
             log.exception("timer step failed on shard %s", self._key)
             return [_error_letter("timer", exc, None, self._key)], StatefulLogic.RETAIN
+        count_trading(out)
         return out, StatefulLogic.RETAIN
 
     def on_eof(self) -> tuple[Iterable[ShardOutput | DeadLetter], bool]:
@@ -165,6 +169,7 @@ class ShardLogic(StatefulLogic[Incoming, ShardOutput | DeadLetter, TradingShard]
         except Exception as exc:
             log.exception("end-of-input step failed on shard %s", self._key)
             return [_error_letter("eof", exc, None, self._key)], StatefulLogic.RETAIN
+        count_trading(out)
         return out, StatefulLogic.RETAIN
 
     def notify_at(self) -> datetime | None:
@@ -208,6 +213,7 @@ class FeedGapLogic(StatefulLogic[SequenceGap, ShardOutput | DeadLetter, FeedGaps
             return [letter], StatefulLogic.RETAIN
         self._seen_at = self._wall_us()
         self._wake = datetime.now(UTC) + self._tick
+        count_trading(out)
         return out, StatefulLogic.RETAIN
 
     def on_notify(self) -> tuple[Iterable[ShardOutput | DeadLetter], bool]:
@@ -221,6 +227,7 @@ class FeedGapLogic(StatefulLogic[SequenceGap, ShardOutput | DeadLetter, FeedGaps
                                b"", 0)], StatefulLogic.RETAIN
         if not self._state.risk.levels:
             self._wake = None  # nothing left to clear: sleep until the next gap
+        count_trading(out)
         return out, StatefulLogic.RETAIN
 
     def notify_at(self) -> datetime | None:

@@ -30,10 +30,12 @@ FLOW_ID = "tapeflow-all"
 
 
 def kafka_source(settings: Settings, *, tail: bool = True,
-                 shard: tuple[int, int] | None = None) -> tuple[Any, Any]:
-    """The market source and the executions-only trading source."""
-    return (market.kafka_source(settings, tail=tail, shard=shard),
-            trading.kafka_source(settings, tail=tail, shard=shard, marks=False))
+                 shard: tuple[int, int] | None = None,
+                 group: str | None = None) -> tuple[Any, Any]:
+    """The market source and the executions-only trading source (one group: no topic in
+    common)."""
+    return (market.kafka_source(settings, tail=tail, shard=shard, group=group),
+            trading.kafka_source(settings, tail=tail, shard=shard, marks=False, group=group))
 
 
 def build_flow(settings: Settings, *, source: tuple[Any, Any] | None = None,

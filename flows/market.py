@@ -58,14 +58,16 @@ class MarketSinks:
 
 
 def kafka_source(settings: Settings, *, tail: bool = True, batch_size: int = 1000,
-                 shard: tuple[int, int] | None = None) -> Source[Any]:
+                 shard: tuple[int, int] | None = None, group: str | None = None) -> Source[Any]:
     """Bytewax's Kafka source over md.trades and md.quotes, errors as items.
 
     `tail=False` stops at the end of what the partitions hold (batch); `shard=(i, K)` reads
-    only partitions p with p % K == i (sources/kafka_input.py).
+    only partitions p with p % K == i (sources/kafka_input.py); `group` is the consumer group
+    the offsets are committed to after each snapshot, for lag monitoring.
     """
     topics = [settings.topic(TOPIC_TRADES), settings.topic(TOPIC_QUOTES)]
-    return sharded_kafka_source(settings, topics, tail=tail, batch_size=batch_size, shard=shard)
+    return sharded_kafka_source(settings, topics, tail=tail, batch_size=batch_size, shard=shard,
+                                group=group)
 
 
 def default_sinks(settings: Settings, codec: Codec) -> MarketSinks:

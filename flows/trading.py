@@ -131,7 +131,8 @@ def check_services(settings: Settings, timeout_s: float = 10.0) -> ServiceReport
 
 
 def kafka_source(settings: Settings, *, tail: bool = True, batch_size: int = 1000,
-                 shard: tuple[int, int] | None = None, marks: bool = True) -> Source[Any]:
+                 shard: tuple[int, int] | None = None, marks: bool = True,
+                 group: str | None = None) -> Source[Any]:
     """Bytewax's Kafka source over oms.executions and md.marks, errors as items.
 
     Every shard reads all of md.marks: any of its accounts may hold any symbol. `marks=False`
@@ -143,11 +144,11 @@ def kafka_source(settings: Settings, *, tail: bool = True, batch_size: int = 100
     executions = settings.topic(TOPIC_EXECUTIONS)
     if not marks:
         return sharded_kafka_source(settings, [executions], tail=tail, batch_size=batch_size,
-                                    shard=shard)
+                                    shard=shard, group=group)
     marks_topic = settings.topic(TOPIC_MARKS)
     return sharded_kafka_source(settings, [executions, marks_topic], tail=tail,
                                 batch_size=batch_size, shard=shard,
-                                shared_topics=frozenset({marks_topic}))
+                                shared_topics=frozenset({marks_topic}), group=group)
 
 
 def default_sinks(settings: Settings, codec: Codec) -> TradingSinks:

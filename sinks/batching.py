@@ -32,6 +32,8 @@ from tenacity import (
     wait_random,
 )
 
+from sinks.metrics import record_batch, record_retry
+
 P = ParamSpec("P")
 
 
@@ -99,8 +101,10 @@ class BatchWriter(ABC):
 
     A subclass keeps its buffers, reports them in `pending`, writes them in `flush` (through
     `_with_retries`), calls `_started(now)` whenever it buffers a row, and says how a retry is
-    logged in `_log_retry`.
+    logged in `_log_retry`. `metrics_store` names it in the metrics (sinks/metrics.py).
     """
+
+    metrics_store = "store"
 
     def __init__(self, policy: BatchPolicy, *, clock: Callable[[], float] = time.monotonic,
                  sleep: Callable[[float], None] = time.sleep) -> None:
@@ -188,8 +192,13 @@ class BatchWriter(ABC):
         retrying = self.policy.retrying(is_transient, self._before_retry, self._sleep)
         return call_with_retries(retrying, fn, *args, **kwargs)
 
+    def _record_batch(self, table: str, rows: int, started: float) -> None:
+        """A batch of `rows` went into `table`; `started` is its `time.perf_counter()`."""
+        record_batch(self.metrics_store, table, rows, time.perf_counter() - started)
+
     def _before_retry(self, state: RetryCallState) -> None:
         self.retries += 1
+        record_retry(self.metrics_store)
         self._log_retry(state, state.outcome.exception() if state.outcome else None)
 
     @abstractmethod

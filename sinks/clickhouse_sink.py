@@ -88,6 +88,8 @@ class ClickHouseWriter(BatchWriter):
     market tables by default, `sinks.clickhouse_rows.TABLE_COLUMNS`).
     """
 
+    metrics_store = "clickhouse"
+
     def __init__(
         self,
         client: Any,
@@ -174,6 +176,7 @@ class ClickHouseWriter(BatchWriter):
         return buffer
 
     def _insert_with_retries(self, table: str, rows: list[Row | Sequence[Any]]) -> None:
+        started = time.perf_counter()
         failure = self._with_retries(is_transient, self._insert, table, rows)
         if failure is not None:
             outcome = (f"failed {failure.attempts} times on transient errors; last"
@@ -186,6 +189,7 @@ class ClickHouseWriter(BatchWriter):
             ) from failure.error
         self.rows_written += len(rows)
         self.batches_written += 1
+        self._record_batch(table, len(rows), started)
 
     def _insert(self, table: str, rows: list[Row | Sequence[Any]]) -> None:
         """One INSERT with named columns, through a per-table insert context: the column types

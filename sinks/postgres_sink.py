@@ -90,6 +90,8 @@ class PostgresWriter(BatchWriter):
     again after a connection breaks. `store` names the store in logs and errors.
     """
 
+    metrics_store = "postgres"
+
     def __init__(
         self,
         connect: ConnFactory,
@@ -151,6 +153,7 @@ class PostgresWriter(BatchWriter):
         if not count:
             self._flushed()
             return 0
+        started = time.perf_counter()
         failure = self._with_retries(is_transient, self._write, batch)
         if failure is not None:
             outcome = (f"failed {failure.attempts} times on connection-level errors; the rows "
@@ -163,8 +166,9 @@ class PostgresWriter(BatchWriter):
                 rows=count, attempts=failure.attempts, transient=failure.transient,
                 sqlstate=_sqlstate(failure.error),
             ) from failure.error
-        for table in batch:
+        for table, rows in batch.items():
             self._buffers[table].clear()
+            self._record_batch(table, len(rows), started)
         self._flushed()
         self.rows_written += count
         self.batches_written += 1

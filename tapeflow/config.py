@@ -49,6 +49,11 @@ class Settings(BaseSettings):
     postgres_schema: str = "tapeflow"
     topic_prefix: str = Field("", description="Prepended to every topic name (isolation).")
     partitions: int = Field(4, ge=1, le=1024, description="Partitions for topics init creates.")
+    metrics_port: int | None = Field(
+        9464, ge=0, le=65535,
+        description="Prometheus /metrics port of `tapeflow run` (0: off); a local cluster's "
+        "process i serves port + i (docs/metrics.md).",
+    )
     alerts_allowed_accounts: Annotated[frozenset[str] | None, NoDecode] = Field(
         None,
         description="Accounts whose alerts `tapeflow alerts` may deliver (comma list); unset: "

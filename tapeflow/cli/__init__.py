@@ -12,8 +12,16 @@ import os
 import sys
 
 # Each module below registers its commands on `app` when imported.
-from tapeflow.cli import alerts_cmd, backfill_cmd, chart_cmd, query_cmd, reconcile_cmd  # noqa: F401
+from tapeflow.cli import (  # noqa: F401
+    alerts_cmd,
+    backfill_cmd,
+    chart_cmd,
+    query_cmd,
+    reconcile_cmd,
+    status_cmd,
+)
 from tapeflow.cli.app import app
+from tapeflow.cli.logs import configure_logging
 
 __all__ = ["app", "main"]
 
@@ -48,8 +56,7 @@ def _one_line(exc: BaseException) -> str:
 
 
 def main() -> None:
-    level = os.environ.get("TAPEFLOW_LOG_LEVEL", "WARNING").upper()
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    level = configure_logging()
     if level == "WARNING":
         # librdkafka reports transient broker states (a coordinator still loading) as warnings
         # and retries them itself; errors still show.

@@ -209,6 +209,11 @@ def run_flow(
         typer.Option(help="Run shard I of K (I/K): only partitions p with p % K == I, as an "
                      "independent flow with its own recovery store."),
     ] = None,
+    metrics_port: Annotated[
+        int | None,
+        typer.Option(min=0, max=65535, help="Prometheus /metrics port, 0: off "
+                     "[TAPEFLOW_METRICS_PORT, default 9464]."),
+    ] = None,
     merge_wait: Annotated[
         float | None,
         typer.Option(min=0.0, help="Market flow: seconds of event time trades may run ahead "
@@ -244,5 +249,5 @@ def run_flow(
                          addresses=addresses, shard=shard_of, merge_wait_s=merge_wait)
     # Every flow writes to Postgres: the trading flow its state, the market flow its feed-gap
     # alerts. Unset TAPEFLOW_POSTGRES_DSN means the embedded server, started here.
-    settings = ensure_postgres(_settings(ctx))
+    settings = ensure_postgres(_settings(ctx, metrics_port=metrics_port))
     raise typer.Exit(run_dataflow(settings, options))

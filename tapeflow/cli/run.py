@@ -86,8 +86,12 @@ BATCH_MERGE_WAIT_S = 3600.0
 
 
 def build(settings: Settings, options: RunOptions) -> Any:
+    from sources.kafka_input import consumer_group
+
     module = importlib.import_module(FLOW_MODULES[options.flow])
-    source = module.kafka_source(settings, tail=not options.batch, shard=options.shard)
+    group = consumer_group(settings, options.flow, options.shard)
+    source = module.kafka_source(settings, tail=not options.batch, shard=options.shard,
+                                 group=group)
     if options.flow == "trading":
         return module.build_flow(settings, source=source)
     from tapeflow.market_step import DEFAULT_MARKET_CONFIG, MarketConfig
@@ -147,7 +151,10 @@ def _spawn_local_cluster(settings: Settings, options: RunOptions) -> int:
         base.append("--batch")
     if options.merge_wait_s is not None:
         base += ["--merge-wait", str(options.merge_wait_s)]
-    children = [subprocess.Popen([*base, "--process-id", str(i)], env=os.environ.copy())
+    env = os.environ.copy()
+    if settings.metrics_port is not None:  # each child serves port + its process id
+        env["TAPEFLOW_METRICS_PORT"] = str(settings.metrics_port)
+    children = [subprocess.Popen([*base, "--process-id", str(i)], env=env)
                 for i in range(options.processes)]
 
     def forward(signum: int, _frame: object) -> None:
@@ -182,6 +189,9 @@ def run(settings: Settings, options: RunOptions) -> int:
             discard_uncommitted_snapshots(path)
         recovery_config = RecoveryConfig(path, timedelta(0))
     flow = build(settings, options)
+    from flows.metrics import serve
+
+    serve(settings.metrics_port, options.process_id)
     cli_main(flow, workers_per_process=options.workers, process_id=options.process_id,
              addresses=options.addresses.split(";") if options.addresses else None,
              epoch_interval=epoch, recovery_config=recovery_config)
