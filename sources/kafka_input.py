@@ -11,7 +11,8 @@ see in full (the marks the trading flow values positions with) are listed in `sh
 from __future__ import annotations
 
 import logging
-from datetime import datetime
+import threading
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from bytewax.connectors.kafka import KafkaSource
@@ -21,35 +22,74 @@ from confluent_kafka import OFFSET_BEGINNING, KafkaException, TopicPartition
 from tapeflow.config import Settings
 
 log = logging.getLogger("tapeflow.kafka.input")
+_STOP_POLL = timedelta(milliseconds=100)
 
 
-class _CommittingPartition(StatefulSourcePartition[Any, int | None]):
-    """Bytewax's Kafka partition, whose offset is also committed to a consumer group.
+class GracefulStopError(RuntimeError):
+    """Raised by a source partition to end the dataflow once a stop was asked for and a
+    snapshot taken after it (see `request_stop`)."""
 
-    Why: Bytewax keeps the offsets only in its recovery snapshots, so lag tools
-    (kafka-consumer-groups, Burrow, exporters) and `tapeflow status` see nothing. Each
-    snapshot's offset (the next one to read) is committed to the group, asynchronously. The
+
+_STOP = threading.Event()
+
+
+def request_stop() -> None:
+    """Ask every Kafka source partition of this process to stop reading.
+
+    Why not end of input: end of input runs each step's end-of-stream logic (the market step
+    would release ticks still waiting for their quotes and judge them alone, which an
+    uninterrupted run would not do). Instead each partition stops reading, lets one more
+    epoch close, so the state and offsets of everything read are snapshotted and the sinks
+    have flushed at that snapshot, and then raises `GracefulStopError` at the next snapshot.
+    A restart resumes from the last snapshot as after any stop.
+    """
+    _STOP.set()
+
+
+def stop_requested() -> bool:
+    return _STOP.is_set()
+
+
+class _ManagedPartition(StatefulSourcePartition[Any, int | None]):
+    """Bytewax's Kafka partition, stoppable, whose offset can also be committed to a group.
+
+    Why commit: Bytewax keeps the offsets only in its recovery snapshots, so lag tools
+    (kafka-consumer-groups, Burrow, exporters) and `tapeflow status` see nothing. With a group,
+    each snapshot's offset (the next one to read) is committed to it, asynchronously. The
     group is for monitoring only: recovery still resumes from the snapshots, and the commit
     may run one epoch ahead of the last durable snapshot.
     """
 
-    def __init__(self, inner: Any, topic: str, partition: int) -> None:
+    def __init__(self, inner: Any, topic: str, partition: int, commit: bool) -> None:
         self._inner = inner
         self._topic = topic
         self._partition = partition
+        self._commit = commit
         self._committed: int | None = None
+        self._snapshots_since_stop = 0
 
     def next_batch(self) -> list[Any]:
+        if _STOP.is_set():
+            if self._snapshots_since_stop >= 2:
+                raise GracefulStopError(f"stopped reading {self._topic}[{self._partition}] "
+                                   "after a snapshot")
+            return []
         batch: list[Any] = self._inner.next_batch()
         return batch
 
     def next_awake(self) -> datetime | None:
+        if _STOP.is_set():
+            return datetime.now(UTC) + _STOP_POLL
         awake: datetime | None = self._inner.next_awake()
         return awake
 
     def snapshot(self) -> int | None:
         offset: int | None = self._inner.snapshot()
-        if offset is not None and offset >= 0 and offset != self._committed:
+        if _STOP.is_set():
+            # The first snapshot after the stop may belong to an epoch that began before it;
+            # the second closes an epoch in which nothing was read.
+            self._snapshots_since_stop += 1
+        if self._commit and offset is not None and offset >= 0 and offset != self._committed:
             try:
                 # `_consumer` is the partition's own consumer (bytewax 0.21.1, pinned).
                 self._inner._consumer.commit(
@@ -80,10 +120,8 @@ class ShardedKafkaSource(KafkaSource):
 
     def build_part(self, step_id: str, for_part: str, resume_state: int | None) -> Any:
         part = super().build_part(step_id, for_part, resume_state)
-        if not self._commit_offsets:
-            return part
         partition, _, topic = for_part.partition("-")
-        return _CommittingPartition(part, topic, int(partition))
+        return _ManagedPartition(part, topic, int(partition), self._commit_offsets)
 
     def list_parts(self) -> list[str]:
         # Bytewax lists partitions with an AdminClient built from the same extra config; a

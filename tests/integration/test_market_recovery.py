@@ -214,10 +214,25 @@ def _topic_records(settings: Settings, topic: str, start: dict[int, int],
     return [(m.key(), m.value()) for m in msgs if (m.offset() or 0) < end[m.partition() or 0]]
 
 
+def _term_after(proc: subprocess.Popen[bytes], delay_s: float, log: Path) -> bool:
+    """SIGTERM `proc` after `delay_s` and require a clean stop (exit 0 after a snapshot);
+    False if it ended before."""
+    try:
+        proc.wait(timeout=delay_s)
+        return False
+    except subprocess.TimeoutExpired:
+        proc.send_signal(signal.SIGTERM)
+    code = proc.wait(timeout=60)
+    assert code == 0, f"SIGTERM: exit {code}: {log.read_text()[-2000:]}"
+    assert "stopped after a snapshot" in log.read_text()
+    return True
+
+
 KillPoint = tuple[str, float, float]
 """("insert", n1, n2): kill while the n-th part (n drawn in [n1, n2]) is written;
 ("delay", f1, f2): kill after a delay drawn in [f1, f2] x the reference run's duration, both
-counted from the dataflow's start (after the process's imports and pre-flight checks)."""
+counted from the dataflow's start (after the process's imports and pre-flight checks);
+("term", f1, f2): the same delay, then SIGTERM, which must stop the flow cleanly."""
 
 
 def _crash_test(settings: Settings, tmp_path: Path, spec: MarketSpec, seed: int,
@@ -253,6 +268,10 @@ def _crash_test(settings: Settings, tmp_path: Path, spec: MarketSpec, seed: int,
             nth = rng.randint(int(point[1]), int(point[2]))
             if _kill_at_insert(proc, crash, nth, timeout_s=ref_s + 30):
                 kills.append(f"while writing ClickHouse part #{nth}")
+        elif point[0] == "term":
+            delay = rng.uniform(point[1], point[2]) * ref_s
+            if _term_after(proc, delay, crash.log):
+                kills.append(f"SIGTERM after {delay:.2f} s")
         else:
             delay = rng.uniform(point[1], point[2]) * ref_s
             if _kill_after(proc, delay):
@@ -306,6 +325,14 @@ def test_market_flow_survives_kills(settings: Settings, tmp_path: Path) -> None:
     _crash_test(settings, tmp_path, spec, seed=5,
                 plan=[("insert", 1, 3), ("delay", 0.1, 0.25), ("insert", 2, 6),
                       ("delay", 0.2, 0.4)])
+
+
+def test_sigterm_stops_the_flow_cleanly_and_a_restart_continues(settings: Settings,
+                                                               tmp_path: Path) -> None:
+    """SIGTERM mid-run: exit 0 after a snapshot (no traceback), and the restarted flow ends
+    with exactly the uninterrupted run's tables and topics (#6, "SIGTERM")."""
+    spec = MarketSpec(seed=29, n_symbols=32, duration_s=24.0, fault_rate=0.02)
+    _crash_test(settings, tmp_path, spec, seed=3, plan=[("term", 0.2, 0.4)])
 
 
 @pytest.mark.slow
