@@ -25,6 +25,7 @@ from flows import market, trading
 from schemas.codec import codec_for
 from tapeflow.config import Settings
 from tapeflow.market_step import DEFAULT_MARKET_CONFIG, MarketConfig
+from tapeflow.trading_step import DEFAULT_SHARD_CONFIG, ShardConfig
 
 FLOW_ID = "tapeflow-all"
 
@@ -39,7 +40,8 @@ def kafka_source(settings: Settings, *, tail: bool = True,
 
 
 def build_flow(settings: Settings, *, source: tuple[Any, Any] | None = None,
-               config: MarketConfig = DEFAULT_MARKET_CONFIG, tail: bool = True) -> Dataflow:
+               config: MarketConfig = DEFAULT_MARKET_CONFIG,
+               shard_config: ShardConfig = DEFAULT_SHARD_CONFIG, tail: bool = True) -> Dataflow:
     """Both flows on the stores and topics of `settings` (services checked first)."""
     report = trading.check_services(settings)
     codec = codec_for(settings)
@@ -54,7 +56,8 @@ def build_flow(settings: Settings, *, source: tuple[Any, Any] | None = None,
     trading.add_gap_alerts(streams.gaps, gaps.limits, gaps.sinks)
     trading.add_trading(flow, settings, source=trading_source, sinks=trading_sinks,
                         limits=gaps.limits, partitions=range(report.executions_partitions),
-                        codec=codec, marks=streams.marks, prefix="trading_")
+                        codec=codec, marks=streams.marks, shard_config=shard_config,
+                        prefix="trading_")
     return flow
 
 

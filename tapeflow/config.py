@@ -49,6 +49,20 @@ class Settings(BaseSettings):
     postgres_schema: str = "tapeflow"
     topic_prefix: str = Field("", description="Prepended to every topic name (isolation).")
     partitions: int = Field(4, ge=1, le=1024, description="Partitions for topics init creates.")
+    seq_window: int = Field(
+        4096, ge=16, le=1_000_000,
+        description="Sequence numbers remembered per (venue, symbol, kind) to detect "
+        "duplicates; older ones are rejected as seq_too_old (bounds the filter's memory).")
+    allowed_lateness_s: float = Field(
+        5.0, ge=0, description="Candles: event time a bucket stays open past its end.")
+    late_horizon_s: float = Field(
+        3600.0, ge=0, description="Candles: how far behind the watermark a late trade still "
+        "corrects its candle; later ones are rejected too_late (bounds retained buckets).")
+    order_terminal_ttl_s: float = Field(
+        86400.0, gt=0, description="Orders: event time a filled/cancelled order is kept "
+        "(to recognise late duplicates) before it is forgotten.")
+    order_max_terminal: int = Field(
+        10_000, ge=1, description="Orders: at most this many finished orders kept per account.")
     metrics_port: int | None = Field(
         9464, ge=0, le=65535,
         description="Prometheus /metrics port of `tapeflow run` (0: off); a local cluster's "

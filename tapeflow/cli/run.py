@@ -85,15 +85,11 @@ def ensure_recovery_dir(path: Path, partitions: int) -> None:
 BATCH_MERGE_WAIT_S = 3600.0
 
 
-def build(settings: Settings, options: RunOptions) -> Any:
-    from sources.kafka_input import consumer_group
-
-    module = importlib.import_module(FLOW_MODULES[options.flow])
-    group = consumer_group(settings, options.flow, options.shard)
-    source = module.kafka_source(settings, tail=not options.batch, shard=options.shard,
-                                 group=group)
-    if options.flow == "trading":
-        return module.build_flow(settings, source=source)
+def market_config(settings: Settings, options: RunOptions) -> Any:
+    """The market core's configuration: the state bounds from the settings, the merge wait
+    from the options."""
+    from tapeflow.candles import CandleConfig
+    from tapeflow.filter_config import FilterConfig
     from tapeflow.market_step import DEFAULT_MARKET_CONFIG, MarketConfig
 
     # Reading a backlog, Bytewax polls each partition in turn and quotes are ~3x as dense as
@@ -104,11 +100,38 @@ def build(settings: Settings, options: RunOptions) -> Any:
     wait_s = options.merge_wait_s
     if wait_s is None:
         wait_s = BATCH_MERGE_WAIT_S if options.batch else None
-    config = DEFAULT_MARKET_CONFIG
-    if wait_s is not None:
-        config = MarketConfig(merge_max_wait_us=round(wait_s * 1_000_000))
+    return MarketConfig(
+        filter=FilterConfig(seq_window=settings.seq_window),
+        candles=CandleConfig(allowed_lateness_us=round(settings.allowed_lateness_s * 1e6),
+                             retention_us=round(settings.late_horizon_s * 1e6)),
+        merge_max_wait_us=(DEFAULT_MARKET_CONFIG.merge_max_wait_us if wait_s is None
+                           else round(wait_s * 1_000_000)),
+    )
+
+
+def shard_config(settings: Settings) -> Any:
+    """The trading core's configuration: the order-state bounds from the settings."""
+    from tapeflow.order_book import OrderRetention
+    from tapeflow.trading_step import ShardConfig
+
+    return ShardConfig(retention=OrderRetention(
+        max_terminal=settings.order_max_terminal,
+        terminal_ttl_us=round(settings.order_terminal_ttl_s * 1e6)))
+
+
+def build(settings: Settings, options: RunOptions) -> Any:
+    from sources.kafka_input import consumer_group
+
+    module = importlib.import_module(FLOW_MODULES[options.flow])
+    group = consumer_group(settings, options.flow, options.shard)
+    source = module.kafka_source(settings, tail=not options.batch, shard=options.shard,
+                                 group=group)
+    if options.flow == "trading":
+        return module.build_flow(settings, source=source, shard_config=shard_config(settings))
+    config = market_config(settings, options)
     if options.flow == "all":
-        return module.build_flow(settings, source=source, config=config)
+        return module.build_flow(settings, source=source, config=config,
+                                 shard_config=shard_config(settings))
     return module.build_flow(settings, source=source, config=config,
                              gap_alerts=_gap_alerts(settings))
 

@@ -1,0 +1,57 @@
+"""The state bounds are configuration: settings reach the core's configs, and they bound.
+
+(#6, "Bounded state": duplicate detection, the late-data horizon and per-order state.)
+"""
+
+from __future__ import annotations
+
+from tapeflow.cli.run import RunOptions, market_config, shard_config
+from tapeflow.config import Settings
+from tapeflow.filter_state import FilterState
+from tapeflow.fixedpoint import ONE
+from tapeflow.market_step import DEFAULT_MARKET_CONFIG
+from tapeflow.models import Trade
+from tapeflow.rejections import RejectReason
+from tapeflow.tick_filter import filter_trade
+from tapeflow.trading_step import DEFAULT_SHARD_CONFIG
+
+
+def test_defaults_are_the_cores_defaults() -> None:
+    settings = Settings(_env_file=None)  # type: ignore[call-arg]
+    assert market_config(settings, RunOptions(flow="market")) == DEFAULT_MARKET_CONFIG
+    config = shard_config(settings)
+    assert config.initial_cash == DEFAULT_SHARD_CONFIG.initial_cash
+    assert config.retention is not None
+
+
+def test_each_bound_reaches_its_config() -> None:
+    settings = Settings(_env_file=None, seq_window=64, allowed_lateness_s=2.5,  # type: ignore[call-arg]
+                        late_horizon_s=600, order_terminal_ttl_s=30, order_max_terminal=7)
+    market = market_config(settings, RunOptions(flow="market", batch=True))
+    assert market.filter.seq_window == 64
+    assert market.candles.allowed_lateness_us == 2_500_000
+    assert market.candles.retention_us == 600_000_000
+    assert market.merge_max_wait_us == 3_600_000_000  # --batch waits the whole horizon
+    retention = shard_config(settings).retention
+    assert retention is not None
+    assert (retention.max_terminal, retention.terminal_ttl_us) == (7, 30_000_000)
+
+
+def test_the_sequence_window_bounds_duplicate_detection() -> None:
+    """A re-sent sequence number older than the window is no longer a known duplicate: it is
+    refused as too old, and the filter keeps at most `seq_window` numbers."""
+    config = market_config(Settings(_env_file=None, seq_window=16),  # type: ignore[call-arg]
+                           RunOptions(flow="market")).filter
+    state = FilterState()
+    base = 1_700_000_000_000_000
+
+    def trade(seq: int) -> Trade:
+        return Trade("S", "V", base + seq * 1000, seq, 100 * ONE, ONE, None, ())
+
+    for seq in range(1, 200):
+        state, rejection, _gap = filter_trade(state, trade(seq), base + seq * 1000, config)
+        assert rejection is None
+    _, recent, _ = filter_trade(state, trade(199), base + 200_000, config)
+    _, old, _ = filter_trade(state, trade(5), base + 200_000, config)
+    assert recent is not None and recent.reason == RejectReason.DUPLICATE_SEQ
+    assert old is not None and old.reason == RejectReason.SEQ_TOO_OLD
