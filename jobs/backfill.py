@@ -97,6 +97,8 @@ class BucketResult:
 @dataclass
 class BackfillReport:
     files: list[InputFile] = field(default_factory=list)
+    skipped: list[Path] = field(default_factory=list)
+    """Files found in a directory or by a glob that hold neither trades nor quotes."""
     buckets: int = 0
     rows: int = 0
     written: Counter[str] = field(default_factory=Counter)
@@ -117,6 +119,9 @@ class BackfillReport:
         out = [f"read {self.rows:,} rows from {kinds['trade']} trade and {kinds['quote']} "
                f"quote file(s) in {self.buckets} bucket(s), {self.seconds:.1f} s "
                f"({rate:,.0f} rows/s)"]
+        if self.skipped:
+            out.append("skipped (neither trades nor quotes): "
+                       + ", ".join(str(p) for p in self.skipped))
         out.append("wrote " + ", ".join(f"{t} {n:,}" for t, n in sorted(self.written.items())))
         if self.rejected:
             out.append("rejected " + ", ".join(f"{r} {n:,}" for r, n in
@@ -250,7 +255,8 @@ def run_backfill(settings: Settings, paths: Sequence[str | Path],
     if options.bucket_rows < 1 or options.workers < 1:
         raise ValueError("bucket_rows and workers must be at least 1")
     started = time.perf_counter()
-    report = BackfillReport(files=open_inputs(paths))
+    files, skipped = open_inputs(paths)
+    report = BackfillReport(files=files, skipped=skipped)
     total = sum(count_rows(f, options.window) for f in report.files)
     if on_total is not None:
         on_total(total)

@@ -71,9 +71,10 @@ class InputFile:
         return self.path.suffix.lower() == ".csv"
 
 
-def expand_paths(paths: Sequence[str | Path]) -> list[Path]:
-    """Files named, matched by globs, or found under directories; sorted, without repeats."""
-    found: list[Path] = []
+def expand_paths(paths: Sequence[str | Path]) -> list[tuple[Path, bool]]:
+    """Files named, matched by globs, or found under directories; sorted, without repeats.
+    Each with whether it was named explicitly (True) or found by a glob or directory."""
+    found: list[tuple[Path, bool]] = []
     for raw in paths:
         text = str(raw)
         p = Path(text)
@@ -82,20 +83,23 @@ def expand_paths(paths: Sequence[str | Path]) -> list[Path]:
             files = [m for m in matches if m.is_file() and m.suffix.lower() in SUFFIXES]
             if not files:
                 raise BackfillInputError(f"no Parquet or CSV file matches {text!r}")
-            found.extend(files)
+            found.extend((f, False) for f in files)
         elif p.is_dir():
             files = sorted(f for f in p.rglob("*") if f.is_file() and f.suffix.lower() in SUFFIXES)
             if not files:
                 raise BackfillInputError(f"no Parquet or CSV file under {text!r}")
-            found.extend(files)
+            found.extend((f, False) for f in files)
         elif p.is_file():
             if p.suffix.lower() not in SUFFIXES:
                 raise BackfillInputError(f"{text}: not a .parquet or .csv file")
-            found.append(p)
+            found.append((p, True))
         else:
             raise BackfillInputError(f"{text}: no such file or directory")
-    unique: dict[Path, None] = dict.fromkeys(p.resolve() for p in found)
-    return list(unique)
+    unique: dict[Path, bool] = {}
+    for path, explicit in found:
+        key = path.resolve()
+        unique[key] = unique.get(key, False) or explicit
+    return list(unique.items())
 
 
 def _scan(path: Path, columns: Sequence[str] | None = None) -> pl.LazyFrame:
@@ -138,13 +142,33 @@ def classify(path: Path, columns: Sequence[str]) -> Kind:
     return kind
 
 
-def open_inputs(paths: Sequence[str | Path]) -> list[InputFile]:
-    """Every input file, classified and checked for its columns."""
+def is_tick_file(path: Path, columns: Sequence[str]) -> bool:
+    """Whether a file found in a directory or by a glob is meant as trades or quotes: it has
+    the kind's price columns, or its name says trades/quotes (then `classify` checks it)."""
+    cols = set(columns)
+    name = path.name.lower()
+    return ({"price", "size"} <= cols or {"bid_px", "ask_px"} <= cols
+            or "trade" in name or "quote" in name)
+
+
+def open_inputs(paths: Sequence[str | Path]) -> tuple[list[InputFile], list[Path]]:
+    """Every input file, classified and checked for its columns, and the files skipped.
+
+    A file named explicitly must be trades or quotes; one found in a directory or by a glob
+    that is neither (a `tapeflow generate` directory also holds executions, labels, ...) is
+    skipped and listed in the report."""
     files = []
-    for path in expand_paths(paths):
+    skipped = []
+    for path, explicit in expand_paths(paths):
         columns = tuple(_schema(path).names())
+        if not explicit and not is_tick_file(path, columns):
+            skipped.append(path)
+            continue
         files.append(InputFile(path, classify(path, columns), columns))
-    return files
+    if not files:
+        raise BackfillInputError("no trade or quote file among the inputs (skipped: "
+                                 + ", ".join(p.name for p in skipped) + ")")
+    return files, skipped
 
 
 def _micros(name: str, dtype: pl.DataType) -> pl.Expr:

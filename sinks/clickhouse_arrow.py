@@ -16,8 +16,10 @@ both produce, FINAL, column by column.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from itertools import accumulate
 from typing import Any
 
+import polars as pl
 import pyarrow as pa
 
 from sinks.clickhouse_rows import (
@@ -42,6 +44,24 @@ VOLUME = pa.decimal128(38, SCALE)
 NOTIONAL = pa.decimal128(38, NOTIONAL_SCALE)
 
 
+def _arrow(values: Sequence[Any], dtype: pl.DataType, arrow_type: pa.DataType) -> pa.Array:
+    """Python values as an Arrow array, built by polars: `pa.array` imports pandas on first use
+    (seconds on a loaded machine), polars does not."""
+    return pl.Series(values=list(values), dtype=dtype).to_arrow().cast(arrow_type)
+
+
+def _strings(values: Sequence[str | None]) -> pa.Array:
+    return _arrow(values, pl.String, pa.string())
+
+
+def _lists(values: Sequence[Sequence[str]]) -> pa.Array:
+    """Tuples of strings as list<string>: flat values and offsets (far cheaper than a
+    list-of-lists conversion)."""
+    flat = [v for items in values for v in items]
+    offsets = list(accumulate((len(items) for items in values), initial=0))
+    return pa.ListArray.from_arrays(_arrow(offsets, pl.Int32, pa.int32()), _strings(flat))
+
+
 def _check(table: str, column: str, values: Sequence[int], low: int, high: int) -> None:
     if values and (min(values) < low or max(values) > high):
         bad = next(v for v in values if not low <= v <= high)
@@ -53,7 +73,7 @@ def _units(table: str, column: str, values: Sequence[int], dtype: pa.Decimal128T
     """Unscaled integers as a decimal128 array, exactly: two's complement, 16 bytes each."""
     _check(table, column, values, -bound, bound)
     if bound <= MAX_INT64:  # fits int64: let Arrow widen it
-        wide = pa.array(values, pa.int64()).cast(pa.decimal128(19, 0))
+        wide = _arrow(values, pl.Int64, pa.int64()).cast(pa.decimal128(19, 0))
         return wide.view(pa.decimal128(19, dtype.scale)).cast(dtype)
     raw = b"".join(v.to_bytes(16, "little", signed=True) for v in values)
     return pa.Array.from_buffers(dtype, len(values), [None, pa.py_buffer(raw)])
@@ -61,12 +81,12 @@ def _units(table: str, column: str, values: Sequence[int], dtype: pa.Decimal128T
 
 def _ts(table: str, column: str, values: Sequence[int]) -> pa.Array:
     _check(table, column, values, MIN_TS_US, MAX_TS_US)
-    return pa.array(values, pa.int64()).cast(TIMESTAMP)
+    return _arrow(values, pl.Int64, pa.int64()).cast(TIMESTAMP)
 
 
 def _int64(table: str, column: str, values: Sequence[int]) -> pa.Array:
     _check(table, column, values, MIN_INT64, MAX_INT64)
-    return pa.array(values, pa.int64())
+    return _arrow(values, pl.Int64, pa.int64())
 
 
 def trades_table(trades: Sequence[Trade]) -> pa.Table:
@@ -75,10 +95,11 @@ def trades_table(trades: Sequence[Trade]) -> pa.Table:
     symbol, venue, ts, seq, price, size, trade_id, conditions = (
         zip(*trades, strict=True) if trades else ((),) * 8)
     arrays: list[Any] = [
-        pa.array(symbol, pa.string()), pa.array(venue, pa.string()),
+        _strings(symbol), _strings(venue),
         _ts(t, "ts_event", ts), _int64(t, "seq", seq),
         _units(t, "price", price, PRICE, MAX_D18), _units(t, "size", size, PRICE, MAX_D18),
-        pa.array(trade_id, pa.string()), pa.array(conditions, pa.list_(pa.string())),
+        _strings(trade_id),
+        _lists(conditions),
     ]
     return pa.Table.from_arrays(arrays, names=list(TRADE_COLUMNS))
 
@@ -89,7 +110,7 @@ def quotes_table(quotes: Sequence[Quote]) -> pa.Table:
     symbol, venue, ts, seq, bid, bid_sz, ask, ask_sz = (
         zip(*quotes, strict=True) if quotes else ((),) * 8)
     arrays: list[Any] = [
-        pa.array(symbol, pa.string()), pa.array(venue, pa.string()),
+        _strings(symbol), _strings(venue),
         _ts(t, "ts_event", ts), _int64(t, "seq", seq),
         _units(t, "bid_px", bid, PRICE, MAX_D18), _units(t, "bid_sz", bid_sz, PRICE, MAX_D18),
         _units(t, "ask_px", ask, PRICE, MAX_D18), _units(t, "ask_sz", ask_sz, PRICE, MAX_D18),
@@ -102,12 +123,12 @@ def candles_table(table: str, candles: Sequence[Candle]) -> pa.Table:
     (symbol, bucket, _width, open_, high, low, close, volume, notional, vwap, count,
      version) = zip(*candles, strict=True) if candles else ((),) * 12
     arrays: list[Any] = [
-        pa.array(symbol, pa.string()), _ts(table, "bucket", bucket),
+        _strings(symbol), _ts(table, "bucket", bucket),
         _units(table, "open", open_, PRICE, MAX_D18), _units(table, "high", high, PRICE, MAX_D18),
         _units(table, "low", low, PRICE, MAX_D18), _units(table, "close", close, PRICE, MAX_D18),
         _units(table, "volume", volume, VOLUME, MAX_D38),
         _units(table, "notional", notional, NOTIONAL, MAX_D38),
         _units(table, "vwap", vwap, PRICE, MAX_D18),
-        pa.array(count, pa.uint64()), pa.array(version, pa.uint64()),
+        _arrow(count, pl.UInt64, pa.uint64()), _arrow(version, pl.UInt64, pa.uint64()),
     ]
     return pa.Table.from_arrays(arrays, names=list(CANDLE_COLUMNS))
