@@ -10,9 +10,11 @@ Pipeline (docs/backfill.md):
    Symbols never share filter or candle state, so buckets are independent.
 3. In a bucket (polars, vectorised): timestamps to microseconds, prices and sizes to exact
    scale-8 units, rows split per symbol keeping each file's row order (the arrival order).
-4. Per symbol (sequential, `jobs.backfill_fold`): the market flow's own core step
-   (`tapeflow.market_step.on_arrival` / `on_end`) in the stream's merge order.
-5. Writes (vectorised): clean ticks and final candles as Arrow tables
+4. Per symbol (sequential, `jobs.backfill_fold`): the stream's tick filter, tick by tick, in
+   the stream's merge order of trades and quotes. The only per-tick Python loop.
+5. Per bucket (polars, `jobs.backfill_candles`): the candle builder's `too_late` rule and the
+   final candles, as aggregates proven equal to the builder's last versions.
+6. Writes (vectorised): clean ticks and final candles as Arrow tables
    (`sinks.clickhouse_arrow`), rejections through the stream's writer and row mapping
    (`sinks.clickhouse_sink`, `sinks.clickhouse_rows`). Every table is a ReplacingMergeTree
    keyed so a row written twice is one row (candles by version = trade count, equal across
@@ -38,7 +40,8 @@ from typing import Any
 import polars as pl
 import pyarrow as pa
 
-from jobs.backfill_fold import fold_symbol
+from jobs.backfill_candles import final_candles, split_too_late
+from jobs.backfill_fold import filter_symbol
 from jobs.backfill_read import (
     RECV_COLUMN,
     ROW,
@@ -53,14 +56,12 @@ from jobs.backfill_read import (
     trades_of,
 )
 from sinks.batching import BatchPolicy
-from sinks.clickhouse_arrow import candles_table, quotes_table, trades_table
-from sinks.clickhouse_rows import CANDLE_TABLES
+from sinks.clickhouse_arrow import candles_from_frame, ticks_from_units
+from sinks.clickhouse_rows import candle_table
 from sinks.clickhouse_sink import ClickHouseWriter, is_transient
 from sinks.stores import open_clickhouse
-from tapeflow.candles import Candle
 from tapeflow.config import Settings
 from tapeflow.market_step import DEFAULT_MARKET_CONFIG, MarketConfig
-from tapeflow.models import Quote, Trade
 from tapeflow.rejections import Rejection
 
 log = logging.getLogger("tapeflow.jobs.backfill")
@@ -73,7 +74,7 @@ Progress = Callable[[int], None]
 
 @dataclass(frozen=True)
 class BackfillOptions:
-    window: Window = Window()
+    window: Window = field(default_factory=Window)
     bucket_rows: int = 1_000_000
     """Rows per symbol bucket: bounds memory (about 0.5 KB per row while a bucket is folded)."""
     workers: int = 1
@@ -108,9 +109,9 @@ class BackfillReport:
     read_s: float = 0.0
     """Scanning, filtering to the bucket and normalising (polars)."""
     fold_s: float = 0.0
-    """The sequential per-symbol fold (tick filter and candles), summed over workers."""
+    """The sequential per-symbol tick filter, summed over workers."""
     build_s: float = 0.0
-    """Building Arrow tables from the fold's records."""
+    """`too_late`, candles (polars) and the Arrow tables to insert."""
     write_s: float = 0.0
 
     def lines(self) -> list[str]:
@@ -126,8 +127,8 @@ class BackfillReport:
         if self.rejected:
             out.append("rejected " + ", ".join(f"{r} {n:,}" for r, n in
                                                self.rejected.most_common()))
-        out.append(f"time: read {self.read_s:.1f} s, fold (sequential) {self.fold_s:.1f} s, "
-                   f"build {self.build_s:.1f} s, write {self.write_s:.1f} s")
+        out.append(f"time: read {self.read_s:.1f} s, filter (sequential) {self.fold_s:.1f} s, "
+                   f"candles + build {self.build_s:.1f} s, write {self.write_s:.1f} s")
         return out
 
 
@@ -154,10 +155,14 @@ def _recv(frame: pl.DataFrame | None) -> list[int | None] | None:
     return frame[RECV_COLUMN].to_list()
 
 
-def fold_bucket(files: Sequence[InputFile], window: Window, bucket: int, buckets: int,
+def _kept(frame: pl.DataFrame, ok: list[bool]) -> pl.DataFrame:
+    return frame.filter(pl.Series(ok, dtype=pl.Boolean))
+
+
+def fold_bucket(files: Sequence[InputFile], window: Window, bucket: int, buckets: int, *,
                 config: MarketConfig = DEFAULT_MARKET_CONFIG,
                 progress: Progress | None = None) -> BucketResult:
-    """Read, normalise and fold one bucket of symbols; the tables to insert."""
+    """Read, normalise, filter and aggregate one bucket of symbols; the tables to insert."""
     started = time.perf_counter()
     trade_frame = _bucket_frame([f for f in files if f.kind == "trade"], window, bucket, buckets)
     quote_frame = _bucket_frame([f for f in files if f.kind == "quote"], window, bucket, buckets)
@@ -166,9 +171,8 @@ def fold_bucket(files: Sequence[InputFile], window: Window, bucket: int, buckets
     by_quotes = ({} if quote_frame is None else
                  quote_frame.partition_by("symbol", as_dict=True, maintain_order=True))
     fold_s = 0.0
-    clean_trades: list[Trade] = []
-    clean_quotes: list[Quote] = []
-    candles: list[Candle] = []
+    accepted_trades: list[pl.DataFrame] = []
+    clean_quotes: list[pl.DataFrame] = []
     rejections: list[Rejection] = []
     gaps = rows = 0
     for key in sorted(set(by_trades) | set(by_quotes)):
@@ -177,35 +181,41 @@ def fold_bucket(files: Sequence[InputFile], window: Window, bucket: int, buckets
         trades = trades_of(t_frame) if t_frame is not None else []
         quotes = quotes_of(q_frame) if q_frame is not None else []
         t0 = time.perf_counter()
-        result = fold_symbol(trades, quotes, _recv(t_frame), _recv(q_frame), config)
+        result = filter_symbol(trades, quotes, _recv(t_frame), _recv(q_frame), config.filter)
         fold_s += time.perf_counter() - t0
-        clean_trades.extend(result.trades)
-        clean_quotes.extend(result.quotes)
+        if t_frame is not None:
+            accepted_trades.append(_kept(t_frame, result.trade_ok))
+        if q_frame is not None:
+            clean_quotes.append(_kept(q_frame, result.quote_ok))
         rejections.extend(result.rejections)
-        candles.extend(result.candles[k] for k in sorted(result.candles))
         gaps += result.gaps
         rows += len(trades) + len(quotes)
         if progress is not None:
             progress(len(trades) + len(quotes))
     t0 = time.perf_counter()
     tables: dict[str, pa.Table] = {}
-    if clean_trades:
-        tables["trades"] = trades_table(clean_trades)
+    if accepted_trades:
+        # Rows stay in fold order per symbol: `split_too_late` needs it.
+        trades_frame, too_late = split_too_late(pl.concat(accepted_trades), config.candles)
+        rejections.extend(too_late)
+        if trades_frame.height:
+            tables["trades"] = ticks_from_units("trades", trades_frame)
+            for width in config.candles.widths_us:
+                table = candle_table(width)
+                tables[table] = candles_from_frame(table, final_candles(trades_frame, width))
     if clean_quotes:
-        tables["quotes"] = quotes_table(clean_quotes)
-    for width, table in CANDLE_TABLES.items():
-        of_width = [c for c in candles if c.width_us == width]
-        if of_width:
-            tables[table] = candles_table(table, of_width)
+        quotes_frame = pl.concat(clean_quotes)
+        if quotes_frame.height:
+            tables["quotes"] = ticks_from_units("quotes", quotes_frame)
     build_s = time.perf_counter() - t0
-    # Reading, normalising and turning columns into core records: all but fold and build.
+    # Reading, normalising and turning columns into core records: all but filter and build.
     read_s = time.perf_counter() - started - fold_s - build_s
     return BucketResult(rows, tables, rejections, gaps, read_s, fold_s, build_s)
 
 
 def _fold_job(args: tuple[Sequence[InputFile], Window, int, int, MarketConfig]) -> BucketResult:
     files, window, bucket, buckets, config = args
-    return fold_bucket(files, window, bucket, buckets, config)
+    return fold_bucket(files, window, bucket, buckets, config=config)
 
 
 class _Writer:
@@ -231,8 +241,9 @@ def _results(files: list[InputFile], options: BackfillOptions, buckets: int,
              progress: Progress | None) -> Iterator[BucketResult]:
     jobs = [(files, options.window, b, buckets, options.config) for b in range(buckets)]
     if options.workers <= 1 or buckets == 1:
-        for job in jobs:
-            yield fold_bucket(*job, progress=progress)
+        for b in range(buckets):
+            yield fold_bucket(files, options.window, b, buckets, config=options.config,
+                              progress=progress)
         return
     # spawn, not fork: polars' thread pool does not survive a fork.
     context = multiprocessing.get_context("spawn")

@@ -1,55 +1,45 @@
-"""One symbol's ticks through the stream's own core step: the sequential part of the backfill.
+"""One symbol's ticks through the stream's tick filter: the sequential part of the backfill.
 
-The market flow keys the tape by symbol and drives `tapeflow.market_step` (merge trades and
-quotes, tick filter, candles) with `on_arrival` per tick and `on_end` at the end of a finite
-input. The backfill calls the same two functions, so the verdicts and candles are the stream's
-by construction; what remains to get right is the order of the calls.
+The market flow keys the tape by symbol and drives `tapeflow.market_step`: it merges the
+symbol's trades and quotes, then calls the tick filter (`filter_trade` / `filter_quote`) on each
+tick and the candle builder on each accepted trade. The filter is causal and sequential (each
+verdict depends on the ticks before it), so the backfill calls the same filter functions, tick
+by tick, in the same order; the candles are an aggregate of the result
+(`jobs.backfill_candles`, which proves it equal to the builder's last versions).
 
 **Order.** The stream keeps each kind in arrival order (its Kafka partition's offset order, i.e.
 the file's row order here) and merges the two kinds by merge key (`ts_event`, capped at the
-receive time when there is one), a quote first on equal keys; `tapeflow.market_step` shows that
-the result depends only on the two sequences as long as the reader never runs more than
-`merge_max_wait_us` ahead on one kind. The backfill feeds the arrivals in exactly that merged
-order P (a two-pointer merge of the two sequences, below). Fed in order P, the step's queues
-only ever hold items that come next in P, so each release, whether forced by the merge wait or
-by the other kind, emits P: the step's output is P's verdicts. Hence `merge_max_wait_us=0` is
-used: it releases each tick at once (short queues, less work) without changing any verdict.
+receive time when there is one), a quote first on equal keys. `tapeflow.market_step` explains
+why its output depends only on the two sequences (as long as its reader never runs more than
+`merge_max_wait_us` ahead on one kind, which a batch run guarantees with its 1 h wait): it is the
+two-pointer merge P of the two sequences, because the step only releases a held head when the
+other kind's head is larger or when nothing of the other kind can come before it. The backfill
+has both sequences whole, so it computes P directly (`merged_order`) and filters in that order.
 
-No wall clock: `wall_us=None` (the wall clock only closes idle candle buckets early, and the
-final version of every candle does not depend on it: `tapeflow.candles`, "Versions").
-Candles: the step emits every version; only the highest of each (width, bucket) is kept, which
-is the row a ReplacingMergeTree(version) keeps from the stream's emissions.
+The filter state is per (venue, symbol), so symbols are independent and any symbol may be
+judged in any process.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
-from tapeflow.candles import Candle
-from tapeflow.market_step import (
-    DEFAULT_MARKET_CONFIG,
-    Arrival,
-    MarketConfig,
-    SymbolMarket,
-    on_arrival,
-    on_end,
-)
+from tapeflow.filter_config import DEFAULT_FILTER_CONFIG, FilterConfig
+from tapeflow.filter_state import FilterState
 from tapeflow.models import Quote, Trade
-from tapeflow.rejections import Rejection, SequenceGap
-
-_new_tuple = tuple.__new__
+from tapeflow.rejections import Rejection
+from tapeflow.tick_filter import filter_quote, filter_trade
 
 
 @dataclass
 class SymbolResult:
-    """What one symbol's fold produced, split by destination table."""
+    """The tick filter's verdicts on one symbol's ticks."""
 
-    trades: list[Trade] = field(default_factory=list)
-    quotes: list[Quote] = field(default_factory=list)
+    trade_ok: list[bool] = field(default_factory=list)
+    """Per trade, in input order: accepted by the filter."""
+    quote_ok: list[bool] = field(default_factory=list)
     rejections: list[Rejection] = field(default_factory=list)
-    candles: dict[tuple[int, int], Candle] = field(default_factory=dict)
-    """Final candle per (width_us, bucket)."""
     gaps: int = 0
 
 
@@ -80,53 +70,33 @@ def merged_order(trade_keys: Sequence[int], quote_keys: Sequence[int]) -> list[i
     return out
 
 
-def fold_symbol(
+def filter_symbol(
     trades: Sequence[Trade],
     quotes: Sequence[Quote],
     trade_recv: Sequence[int | None] | None = None,
     quote_recv: Sequence[int | None] | None = None,
-    config: MarketConfig = DEFAULT_MARKET_CONFIG,
+    config: FilterConfig = DEFAULT_FILTER_CONFIG,
 ) -> SymbolResult:
-    """Run one symbol's trades and quotes (each in arrival order) through the market step."""
-    config = replace(config, merge_max_wait_us=0)
+    """Judge one symbol's trades and quotes (each in arrival order) in the merge order P."""
     t_recv = trade_recv if trade_recv is not None else [None] * len(trades)
     q_recv = quote_recv if quote_recv is not None else [None] * len(quotes)
     order = merged_order(_keys(trades, trade_recv), _keys(quotes, quote_recv))
-    state = SymbolMarket()
-    result = SymbolResult()
-    outputs: list[object] = []
-    extend = outputs.extend
+    state = FilterState()
+    trade_ok = [False] * len(trades)
+    quote_ok = [False] * len(quotes)
+    rejections: list[Rejection] = []
+    gaps = 0
     for k in order:
         if k >= 0:
-            arrival = _new_tuple(Arrival, (trades[k], t_recv[k], ("", -1, -1)))
+            state, rejection, gap = filter_trade(state, trades[k], t_recv[k], config)
+            if rejection is None:
+                trade_ok[k] = True
         else:
-            arrival = _new_tuple(Arrival, (quotes[~k], q_recv[~k], ("", -1, -1)))
-        state, out = on_arrival(state, arrival, None, config)
-        if out:
-            extend(out)
-    state, out = on_end(state, config)
-    extend(out)
-    _split(outputs, result)
-    return result
-
-
-def _split(outputs: list[object], result: SymbolResult) -> None:
-    trades = result.trades
-    candles = result.candles
-    for o in outputs:
-        kind = type(o)
-        if kind is Trade:
-            trades.append(o)  # type: ignore[arg-type]
-        elif kind is Candle:
-            c: Candle = o  # type: ignore[assignment]
-            key = (c.width_us, c.bucket)
-            prev = candles.get(key)
-            if prev is None or c.version >= prev.version:
-                candles[key] = c
-        elif kind is Quote:
-            result.quotes.append(o)  # type: ignore[arg-type]
-        elif kind is Rejection:
-            result.rejections.append(o)  # type: ignore[arg-type]
-        elif kind is SequenceGap:
-            result.gaps += 1
-        # Marks feed the trading flow's live prices; a backfill of history has no consumer.
+            state, rejection, gap = filter_quote(state, quotes[~k], q_recv[~k], config)
+            if rejection is None:
+                quote_ok[~k] = True
+        if rejection is not None:
+            rejections.append(rejection)
+        if gap is not None:
+            gaps += 1
+    return SymbolResult(trade_ok, quote_ok, rejections, gaps)

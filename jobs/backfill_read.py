@@ -125,9 +125,7 @@ def classify(path: Path, columns: Sequence[str]) -> Kind:
     cols = set(columns)
     if {"price", "size"} <= cols:
         kind: Kind = "trade"
-    elif {"bid_px", "ask_px"} <= cols:
-        kind = "quote"
-    elif "quote" in path.name.lower():
+    elif {"bid_px", "ask_px"} <= cols or "quote" in path.name.lower():
         kind = "quote"
     elif "trade" in path.name.lower():
         kind = "trade"
@@ -253,7 +251,8 @@ def to_units_series(series: pl.Series, where: str) -> pl.Series:
         bad = series.filter(series.abs() > limit)
         if len(bad):
             raise BackfillInputError(f"{where}: {bad[0]} exceeds decimal(18, 8)")
-        return series.cast(pl.Int64) * ONE
+        scaled: pl.Series = series.cast(pl.Int64) * ONE
+        return scaled
     distinct = series.unique()
     units: list[int] = []
     for value in distinct.to_list():
