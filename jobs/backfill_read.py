@@ -286,17 +286,25 @@ def normalise(frame: pl.DataFrame, file: InputFile) -> pl.DataFrame:
     )
 
 
+def _records(frame: pl.DataFrame, columns: list[str]) -> list[tuple[object, ...]]:
+    return list(zip(*(frame[c].to_list() for c in columns), strict=True))
+
+
+_new_tuple = tuple.__new__
+
+
 def trades_of(frame: pl.DataFrame) -> list[Trade]:
-    """Core trades from a normalised frame, in its row order."""
-    conditions = [() if c is None else tuple(c) for c in frame["conditions"].to_list()]
-    make = Trade._make
-    return [make(r) for r in zip(frame["symbol"].to_list(), frame["venue"].to_list(),
-                                 frame["ts_event"].to_list(), frame["seq"].to_list(),
-                                 frame["price"].to_list(), frame["size"].to_list(),
-                                 frame["trade_id"].to_list(), conditions, strict=True)]
+    """Core trades from a normalised frame, in its row order. (`tuple.__new__` rather than
+    `Trade(...)`: about 3x cheaper per row, and this runs once per input row.)"""
+    conditions = frame["conditions"]
+    if conditions.list.len().max() in (0, None):  # no conditions at all: the common case
+        fields = _records(frame, list(Trade._fields[:7]))
+        return [_new_tuple(Trade, (*r, ())) for r in fields]
+    rows = _records(frame, list(Trade._fields[:7]))
+    conds = [() if c is None else tuple(c) for c in conditions.to_list()]
+    return [_new_tuple(Trade, (*r, c)) for r, c in zip(rows, conds, strict=True)]
 
 
 def quotes_of(frame: pl.DataFrame) -> list[Quote]:
     """Core quotes from a normalised frame, in its row order."""
-    make = Quote._make
-    return [make(r) for r in zip(*(frame[c].to_list() for c in Quote._fields), strict=True)]
+    return [_new_tuple(Quote, r) for r in _records(frame, list(Quote._fields))]
