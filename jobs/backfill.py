@@ -155,56 +155,68 @@ def _recv(frame: pl.DataFrame | None) -> list[int | None] | None:
     return frame[RECV_COLUMN].to_list()
 
 
-def _kept(frame: pl.DataFrame, ok: list[bool]) -> pl.DataFrame:
-    return frame.filter(pl.Series(ok, dtype=pl.Boolean))
+def _runs(frame: pl.DataFrame | None) -> dict[str, tuple[int, pl.DataFrame]]:
+    """Each symbol's rows of a frame sorted by symbol: (offset, zero-copy slice)."""
+    if frame is None:
+        return {}
+    counts = frame.group_by("symbol", maintain_order=True).agg(pl.len())
+    out = {}
+    offset = 0
+    for symbol, n in counts.iter_rows():
+        out[symbol] = (offset, frame.slice(offset, n))
+        offset += n
+    return out
 
 
 def fold_bucket(files: Sequence[InputFile], window: Window, bucket: int, buckets: int, *,
                 config: MarketConfig = DEFAULT_MARKET_CONFIG,
                 progress: Progress | None = None) -> BucketResult:
-    """Read, normalise, filter and aggregate one bucket of symbols; the tables to insert."""
+    """Read, normalise, filter and aggregate one bucket of symbols; the tables to insert.
+
+    Memory: the bucket's frames, one symbol's Python ticks at a time, and the clean rows."""
     started = time.perf_counter()
     trade_frame = _bucket_frame([f for f in files if f.kind == "trade"], window, bucket, buckets)
     quote_frame = _bucket_frame([f for f in files if f.kind == "quote"], window, bucket, buckets)
-    by_trades = ({} if trade_frame is None else
-                 trade_frame.partition_by("symbol", as_dict=True, maintain_order=True))
-    by_quotes = ({} if quote_frame is None else
-                 quote_frame.partition_by("symbol", as_dict=True, maintain_order=True))
+    by_trades = _runs(trade_frame)
+    by_quotes = _runs(quote_frame)
+    trade_ok = [False] * (0 if trade_frame is None else trade_frame.height)
+    quote_ok = [False] * (0 if quote_frame is None else quote_frame.height)
     fold_s = 0.0
-    accepted_trades: list[pl.DataFrame] = []
-    clean_quotes: list[pl.DataFrame] = []
     rejections: list[Rejection] = []
     gaps = rows = 0
     for key in sorted(set(by_trades) | set(by_quotes)):
-        t_frame = by_trades.get(key)
-        q_frame = by_quotes.get(key)
+        t_at, t_frame = by_trades.get(key, (0, None))
+        q_at, q_frame = by_quotes.get(key, (0, None))
         trades = trades_of(t_frame) if t_frame is not None else []
         quotes = quotes_of(q_frame) if q_frame is not None else []
         t0 = time.perf_counter()
         result = filter_symbol(trades, quotes, _recv(t_frame), _recv(q_frame), config.filter)
         fold_s += time.perf_counter() - t0
-        if t_frame is not None:
-            accepted_trades.append(_kept(t_frame, result.trade_ok))
-        if q_frame is not None:
-            clean_quotes.append(_kept(q_frame, result.quote_ok))
+        trade_ok[t_at:t_at + len(trades)] = result.trade_ok
+        quote_ok[q_at:q_at + len(quotes)] = result.quote_ok
         rejections.extend(result.rejections)
         gaps += result.gaps
         rows += len(trades) + len(quotes)
+        del trades, quotes
         if progress is not None:
-            progress(len(trades) + len(quotes))
+            progress(len(result.trade_ok) + len(result.quote_ok))
+    del by_trades, by_quotes
     t0 = time.perf_counter()
     tables: dict[str, pa.Table] = {}
-    if accepted_trades:
+    if trade_frame is not None:
         # Rows stay in fold order per symbol: `split_too_late` needs it.
-        trades_frame, too_late = split_too_late(pl.concat(accepted_trades), config.candles)
+        accepted = trade_frame.filter(pl.Series(trade_ok, dtype=pl.Boolean))
+        del trade_frame, trade_ok
+        trades_frame, too_late = split_too_late(accepted, config.candles)
+        del accepted
         rejections.extend(too_late)
         if trades_frame.height:
             tables["trades"] = ticks_from_units("trades", trades_frame)
             for width in config.candles.widths_us:
                 table = candle_table(width)
                 tables[table] = candles_from_frame(table, final_candles(trades_frame, width))
-    if clean_quotes:
-        quotes_frame = pl.concat(clean_quotes)
+    if quote_frame is not None:
+        quotes_frame = quote_frame.filter(pl.Series(quote_ok, dtype=pl.Boolean))
         if quotes_frame.height:
             tables["quotes"] = ticks_from_units("quotes", quotes_frame)
     build_s = time.perf_counter() - t0

@@ -28,8 +28,9 @@ naming the file and the column, before a single core function runs. See docs/bac
 from __future__ import annotations
 
 import glob
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from itertools import repeat
 from pathlib import Path
 from typing import Literal
 
@@ -286,25 +287,27 @@ def normalise(frame: pl.DataFrame, file: InputFile) -> pl.DataFrame:
     )
 
 
-def _records(frame: pl.DataFrame, columns: list[str]) -> list[tuple[object, ...]]:
-    return list(zip(*(frame[c].to_list() for c in columns), strict=True))
+def _columns(frame: pl.DataFrame, names: Sequence[str]) -> list[list[object]]:
+    return [frame[c].to_list() for c in names]
 
 
 _new_tuple = tuple.__new__
 
 
 def trades_of(frame: pl.DataFrame) -> list[Trade]:
-    """Core trades from a normalised frame, in its row order. (`tuple.__new__` rather than
-    `Trade(...)`: about 3x cheaper per row, and this runs once per input row.)"""
+    """Core trades from a normalised frame, in its row order. (`tuple.__new__` mapped in C
+    rather than `Trade(...)` per row: several times cheaper, and this runs once per row.)"""
+    n = frame.height
     conditions = frame["conditions"]
     if conditions.list.len().max() in (0, None):  # no conditions at all: the common case
-        fields = _records(frame, list(Trade._fields[:7]))
-        return [_new_tuple(Trade, (*r, ())) for r in fields]
-    rows = _records(frame, list(Trade._fields[:7]))
-    conds = [() if c is None else tuple(c) for c in conditions.to_list()]
-    return [_new_tuple(Trade, (*r, c)) for r, c in zip(rows, conds, strict=True)]
+        conds: Iterable[tuple[str, ...]] = repeat((), n)
+    else:
+        conds = [() if c is None else tuple(c) for c in conditions.to_list()]
+    rows = zip(*_columns(frame, Trade._fields[:7]), conds, strict=True)
+    return list(map(_new_tuple, repeat(Trade, n), rows))
 
 
 def quotes_of(frame: pl.DataFrame) -> list[Quote]:
     """Core quotes from a normalised frame, in its row order."""
-    return [_new_tuple(Quote, r) for r in _records(frame, list(Quote._fields))]
+    rows = zip(*_columns(frame, Quote._fields), strict=True)
+    return list(map(_new_tuple, repeat(Quote, frame.height), rows))
