@@ -55,10 +55,10 @@ from jobs.backfill_read import (
     scan,
     trades_of,
 )
-from sinks.batching import BatchPolicy
+from sinks.batching import BatchPolicy, call_with_retries
 from sinks.clickhouse_arrow import candles_from_frame, ticks_from_units
 from sinks.clickhouse_rows import candle_table
-from sinks.clickhouse_sink import ClickHouseWriter, is_transient
+from sinks.clickhouse_sink import ClickHouseWriteError, ClickHouseWriter, is_transient
 from sinks.stores import open_clickhouse
 from tapeflow.config import Settings
 from tapeflow.market_step import DEFAULT_MARKET_CONFIG, MarketConfig
@@ -241,7 +241,15 @@ class _Writer:
 
     def write(self, result: BucketResult, report: BackfillReport) -> None:
         for table, data in result.tables.items():
-            self._retrying(self._client.insert_arrow, table, data)
+            failure = call_with_retries(self._retrying, self._client.insert_arrow, table, data)
+            if failure is not None:
+                text = str(failure.error).strip().splitlines()
+                cause = text[0] if text else type(failure.error).__name__
+                raise ClickHouseWriteError(
+                    f"insert of {data.num_rows} rows into {table} failed after "
+                    f"{failure.attempts} attempt(s): {cause} (did `tapeflow init` run?)",
+                    table=table, rows=data.num_rows, attempts=failure.attempts,
+                    transient=failure.transient) from failure.error
             report.written[table] += data.num_rows
         self._rejections.add_records(result.rejections)
         self._rejections.flush()
