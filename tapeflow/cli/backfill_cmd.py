@@ -69,9 +69,9 @@ def backfill(
     end: Annotated[str | None, typer.Option(
         help="Only ticks with ts_event before this ISO time (UTC if no offset).")] = None,
     bucket_rows: Annotated[int, typer.Option(
-        min=1, help="Rows per symbol bucket (bounds memory, about 0.5 KB a row).")] = 1_000_000,
+        min=1, help="Rows per symbol bucket: bounds memory (1M rows: about 1.2 GB).")] = 1_000_000,
     workers: Annotated[int, typer.Option(
-        min=1, help="Processes folding symbol buckets (one per core).")] = 1,
+        min=1, help="Processes filtering symbol buckets (each holds a bucket).")] = 1,
 ) -> None:
     """Load history through the stream's tick filter and candle rules into ClickHouse.
 
