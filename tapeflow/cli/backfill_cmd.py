@@ -1,5 +1,124 @@
-"""The `tapeflow backfill` command (registered on the app when this module is imported)."""
+"""The `tapeflow backfill` command (registered on the app when this module is imported).
+
+Thin: parse the options, call `jobs.backfill.run_backfill`, show progress, print the report.
+A rich progress bar with rows/s when stderr is a terminal; plain log lines otherwise (a job
+runner's log should not fill with redraws).
+"""
 
 from __future__ import annotations
 
-from tapeflow.cli.app import app  # noqa: F401 - commands below register on it
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from tapeflow.cli.app import _settings, app
+
+_LOG_EVERY_S = 5.0
+
+
+def _micros(text: str | None, option: str) -> int | None:
+    """An ISO date or timestamp (naive means UTC) as microseconds since the epoch."""
+    if text is None:
+        return None
+    try:
+        value = datetime.fromisoformat(text)
+    except ValueError:
+        raise typer.BadParameter(f"{option} takes an ISO date or time, not {text!r}") from None
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    delta = value - datetime(1970, 1, 1, tzinfo=UTC)
+    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
+
+
+class _PlainProgress:
+    """Progress as log lines on stderr, at most one every few seconds."""
+
+    def __init__(self) -> None:
+        self.total = 0
+        self.done = 0
+        self._started = time.monotonic()
+        self._last = self._started
+
+    def set_total(self, total: int) -> None:
+        self.total = total
+        print(f"backfill: {total:,} rows to process", file=sys.stderr, flush=True)
+
+    def advance(self, rows: int) -> None:
+        self.done += rows
+        now = time.monotonic()
+        if now - self._last >= _LOG_EVERY_S or self.done >= self.total:
+            self._last = now
+            rate = self.done / max(now - self._started, 1e-9)
+            print(f"backfill: {self.done:,}/{self.total:,} rows, {rate:,.0f} rows/s",
+                  file=sys.stderr, flush=True)
+
+
+@app.command()
+def backfill(
+    ctx: typer.Context,
+    paths: Annotated[list[str], typer.Argument(
+        help="Parquet or CSV files, globs or directories of trades and quotes.")],
+    symbols: Annotated[str | None, typer.Option(
+        help="Only these symbols, comma-separated.")] = None,
+    start: Annotated[str | None, typer.Option(
+        help="Only ticks with ts_event at or after this ISO time (UTC if no offset).")] = None,
+    end: Annotated[str | None, typer.Option(
+        help="Only ticks with ts_event before this ISO time (UTC if no offset).")] = None,
+    bucket_rows: Annotated[int, typer.Option(
+        min=1, help="Rows per symbol bucket: bounds memory (1M rows: about 1.2 GB).")] = 1_000_000,
+    workers: Annotated[int, typer.Option(
+        min=1, help="Processes filtering symbol buckets (each holds a bucket).")] = 1,
+) -> None:
+    """Load history through the stream's tick filter and candle rules into ClickHouse.
+
+    Idempotent: running it again over the same files changes no query result.
+    Columns are the Avro field names of Trade or Quote (docs/backfill.md).
+
+    Example: tapeflow backfill data/trades.parquet data/quotes.parquet --symbols AAPL,MSFT
+    """
+    from jobs.backfill import BackfillInputError, BackfillOptions, Window, run_backfill
+    from sinks.clickhouse_sink import ClickHouseWriteError
+
+    names = None if symbols is None else frozenset(s.strip() for s in symbols.split(",")
+                                                   if s.strip())
+    window = Window(names, _micros(start, "--start"), _micros(end, "--end"))
+    options = BackfillOptions(window=window, bucket_rows=bucket_rows, workers=workers)
+    settings = _settings(ctx)
+    try:
+        if sys.stderr.isatty():
+            from rich.progress import (
+                BarColumn,
+                MofNCompleteColumn,
+                Progress,
+                TextColumn,
+                TimeElapsedColumn,
+            )
+
+            columns = (TextColumn("backfill"), BarColumn(), MofNCompleteColumn(),
+                       TextColumn("{task.fields[rate]} rows/s"), TimeElapsedColumn())
+            with Progress(*columns, transient=False) as bar:
+                task = bar.add_task("rows", total=None, rate="-")
+                began = time.monotonic()
+
+                def advance(rows: int) -> None:
+                    bar.advance(task, rows)
+                    done = bar.tasks[0].completed
+                    rate = done / max(time.monotonic() - began, 1e-9)
+                    bar.update(task, rate=f"{rate:,.0f}")
+
+                report = run_backfill(settings, [Path(p) for p in paths], options,
+                                      progress=advance,
+                                      on_total=lambda n: bar.update(task, total=n))
+        else:
+            plain = _PlainProgress()
+            report = run_backfill(settings, [Path(p) for p in paths], options,
+                                  progress=plain.advance, on_total=plain.set_total)
+    except (BackfillInputError, ClickHouseWriteError) as exc:
+        typer.echo(f"tapeflow: error: {str(exc).strip().splitlines()[0]}", err=True)
+        raise typer.Exit(1) from None
+    for line in report.lines():
+        typer.echo(line)

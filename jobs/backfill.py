@@ -1,0 +1,314 @@
+"""`tapeflow backfill`: history files through the stream's rules into ClickHouse, idempotently.
+
+Pipeline (docs/backfill.md):
+
+1. `jobs.backfill_read` finds the files, classifies them (trades or quotes) and checks their
+   columns; polars scans them lazily.
+2. Bounded memory: the symbols are split into N buckets by `hash(symbol) % N`, N chosen so a
+   bucket holds about `bucket_rows` rows; each bucket is one lazy, streaming scan of every file
+   filtered to its symbols, so a file larger than memory is read N times, never held whole.
+   Symbols never share filter or candle state, so buckets are independent.
+3. In a bucket (polars, vectorised): timestamps to microseconds, prices and sizes to exact
+   scale-8 units, rows split per symbol keeping each file's row order (the arrival order).
+4. Per symbol (sequential, `jobs.backfill_fold`): the stream's tick filter, tick by tick, in
+   the stream's merge order of trades and quotes. The only per-tick Python loop.
+5. Per bucket (polars, `jobs.backfill_candles`): the candle builder's `too_late` rule and the
+   final candles, as aggregates proven equal to the builder's last versions.
+6. Writes (vectorised): clean ticks and final candles as Arrow tables
+   (`sinks.clickhouse_arrow`), rejections through the stream's writer and row mapping
+   (`sinks.clickhouse_sink`, `sinks.clickhouse_rows`). Every table is a ReplacingMergeTree
+   keyed so a row written twice is one row (candles by version = trade count, equal across
+   runs), so running the backfill again over the same files changes no FINAL query result.
+
+`workers > 1` folds buckets in that many processes (the GIL); the parent alone writes, because
+the embedded ClickHouse admits one process.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import multiprocessing
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+import pyarrow as pa
+
+from jobs.backfill_candles import final_candles, split_too_late
+from jobs.backfill_fold import filter_symbol
+from jobs.backfill_read import (
+    RECV_COLUMN,
+    ROW,
+    BackfillInputError,
+    InputFile,
+    Window,
+    count_rows,
+    normalise,
+    open_inputs,
+    quotes_of,
+    scan,
+    trades_of,
+)
+from sinks.batching import BatchPolicy, call_with_retries
+from sinks.clickhouse_arrow import candles_from_frame, ticks_from_units
+from sinks.clickhouse_rows import candle_table
+from sinks.clickhouse_sink import ClickHouseWriteError, ClickHouseWriter, is_transient
+from sinks.stores import open_clickhouse
+from tapeflow.config import Settings
+from tapeflow.market_step import DEFAULT_MARKET_CONFIG, MarketConfig
+from tapeflow.rejections import Rejection
+
+log = logging.getLogger("tapeflow.jobs.backfill")
+
+__all__ = ["BackfillInputError", "BackfillOptions", "BackfillReport", "Window", "run_backfill"]
+
+Progress = Callable[[int], None]
+"""Called with the number of input rows just processed."""
+
+
+@dataclass(frozen=True)
+class BackfillOptions:
+    """What to backfill and how; the defaults suit a 2-core machine with 1.5 GB to spare."""
+
+    window: Window = field(default_factory=Window)
+    bucket_rows: int = 1_000_000
+    """Rows per symbol bucket: bounds memory (measured: 1.2 GB peak for 1M-row buckets,
+    230 MB of it the embedded ClickHouse; docs/backfill.md)."""
+    workers: int = 1
+    """Processes filtering buckets; the parent writes. More than the cores does not help, and
+    each worker holds one bucket."""
+    config: MarketConfig = DEFAULT_MARKET_CONFIG
+    """The market flow's settings: its `filter` and `candles` apply (merge and marks are
+    stream-only)."""
+
+
+@dataclass
+class BucketResult:
+    """One bucket's output, ready to insert (pickles: workers send it to the parent)."""
+
+    rows: int
+    tables: dict[str, pa.Table]
+    rejections: list[Rejection]
+    gaps: int
+    read_s: float
+    fold_s: float
+    build_s: float
+
+
+@dataclass
+class BackfillReport:
+    files: list[InputFile] = field(default_factory=list)
+    skipped: list[Path] = field(default_factory=list)
+    """Files found in a directory or by a glob that hold neither trades nor quotes."""
+    buckets: int = 0
+    rows: int = 0
+    written: Counter[str] = field(default_factory=Counter)
+    rejected: Counter[str] = field(default_factory=Counter)
+    gaps: int = 0
+    seconds: float = 0.0
+    read_s: float = 0.0
+    """Scanning, filtering to the bucket and normalising (polars)."""
+    fold_s: float = 0.0
+    """The sequential per-symbol tick filter, summed over workers."""
+    build_s: float = 0.0
+    """`too_late`, candles (polars) and the Arrow tables to insert."""
+    write_s: float = 0.0
+
+    def lines(self) -> list[str]:
+        kinds = Counter(f.kind for f in self.files)
+        rate = self.rows / self.seconds if self.seconds else 0.0
+        out = [f"read {self.rows:,} rows from {kinds['trade']} trade and {kinds['quote']} "
+               f"quote file(s) in {self.buckets} bucket(s), {self.seconds:.1f} s "
+               f"({rate:,.0f} rows/s)"]
+        if self.skipped:
+            out.append("skipped (neither trades nor quotes): "
+                       + ", ".join(str(p) for p in self.skipped))
+        out.append("wrote " + ", ".join(f"{t} {n:,}" for t, n in sorted(self.written.items())))
+        if self.rejected:
+            out.append("rejected " + ", ".join(f"{r} {n:,}" for r, n in
+                                               self.rejected.most_common()))
+        out.append(f"time: read {self.read_s:.1f} s, filter (sequential) {self.fold_s:.1f} s, "
+                   f"candles + build {self.build_s:.1f} s, write {self.write_s:.1f} s")
+        return out
+
+
+def _bucket_frame(files: Sequence[InputFile], window: Window, bucket: int,
+                  buckets: int) -> pl.DataFrame | None:
+    frames = []
+    for number, file in enumerate(files):
+        lf = scan(file, window)
+        if buckets > 1:
+            lf = lf.filter(pl.col("symbol").hash(seed=0) % buckets == bucket)
+        frame = lf.collect(engine="streaming")
+        if frame.height:
+            frames.append(normalise(frame, file).with_columns(pl.lit(number).alias("_file")))
+    if not frames:
+        return None
+    # Stable: each symbol keeps the files' order, then each file's row order (arrival order).
+    return pl.concat(frames, how="diagonal_relaxed").sort("symbol", "_file", ROW,
+                                                          maintain_order=True)
+
+
+def _recv(frame: pl.DataFrame | None) -> list[int | None] | None:
+    if frame is None or RECV_COLUMN not in frame.columns:
+        return None
+    return frame[RECV_COLUMN].to_list()
+
+
+def _runs(frame: pl.DataFrame | None) -> dict[str, tuple[int, pl.DataFrame]]:
+    """Each symbol's rows of a frame sorted by symbol: (offset, zero-copy slice)."""
+    if frame is None:
+        return {}
+    counts = frame.group_by("symbol", maintain_order=True).agg(pl.len())
+    out = {}
+    offset = 0
+    for symbol, n in counts.iter_rows():
+        out[symbol] = (offset, frame.slice(offset, n))
+        offset += n
+    return out
+
+
+def fold_bucket(files: Sequence[InputFile], window: Window, bucket: int, buckets: int, *,
+                config: MarketConfig = DEFAULT_MARKET_CONFIG,
+                progress: Progress | None = None) -> BucketResult:
+    """Read, normalise, filter and aggregate one bucket of symbols; the tables to insert.
+
+    Memory: the bucket's frames, one symbol's Python ticks at a time, and the clean rows."""
+    started = time.perf_counter()
+    trade_frame = _bucket_frame([f for f in files if f.kind == "trade"], window, bucket, buckets)
+    quote_frame = _bucket_frame([f for f in files if f.kind == "quote"], window, bucket, buckets)
+    by_trades = _runs(trade_frame)
+    by_quotes = _runs(quote_frame)
+    trade_ok = [False] * (0 if trade_frame is None else trade_frame.height)
+    quote_ok = [False] * (0 if quote_frame is None else quote_frame.height)
+    fold_s = 0.0
+    rejections: list[Rejection] = []
+    gaps = rows = 0
+    for key in sorted(set(by_trades) | set(by_quotes)):
+        t_at, t_frame = by_trades.get(key, (0, None))
+        q_at, q_frame = by_quotes.get(key, (0, None))
+        trades = trades_of(t_frame) if t_frame is not None else []
+        quotes = quotes_of(q_frame) if q_frame is not None else []
+        t0 = time.perf_counter()
+        result = filter_symbol(trades, quotes, _recv(t_frame), _recv(q_frame), config.filter)
+        fold_s += time.perf_counter() - t0
+        trade_ok[t_at:t_at + len(trades)] = result.trade_ok
+        quote_ok[q_at:q_at + len(quotes)] = result.quote_ok
+        rejections.extend(result.rejections)
+        gaps += result.gaps
+        rows += len(trades) + len(quotes)
+        del trades, quotes
+        if progress is not None:
+            progress(len(result.trade_ok) + len(result.quote_ok))
+    del by_trades, by_quotes
+    t0 = time.perf_counter()
+    tables: dict[str, pa.Table] = {}
+    if trade_frame is not None:
+        # Rows stay in fold order per symbol: `split_too_late` needs it.
+        accepted = trade_frame.filter(pl.Series(trade_ok, dtype=pl.Boolean))
+        del trade_frame, trade_ok
+        trades_frame, too_late = split_too_late(accepted, config.candles)
+        del accepted
+        rejections.extend(too_late)
+        if trades_frame.height:
+            tables["trades"] = ticks_from_units("trades", trades_frame)
+            for width in config.candles.widths_us:
+                table = candle_table(width)
+                tables[table] = candles_from_frame(table, final_candles(trades_frame, width))
+    if quote_frame is not None:
+        quotes_frame = quote_frame.filter(pl.Series(quote_ok, dtype=pl.Boolean))
+        if quotes_frame.height:
+            tables["quotes"] = ticks_from_units("quotes", quotes_frame)
+    build_s = time.perf_counter() - t0
+    # Reading, normalising and turning columns into core records: all but filter and build.
+    read_s = time.perf_counter() - started - fold_s - build_s
+    return BucketResult(rows, tables, rejections, gaps, read_s, fold_s, build_s)
+
+
+def _fold_job(args: tuple[Sequence[InputFile], Window, int, int, MarketConfig]) -> BucketResult:
+    files, window, bucket, buckets, config = args
+    return fold_bucket(files, window, bucket, buckets, config=config)
+
+
+class _Writer:
+    """Inserts a bucket's tables (Arrow, retried like the stream's writer) and rejections
+    (the stream's writer and row mapping)."""
+
+    def __init__(self, client: Any) -> None:
+        self._client = client
+        self._rejections = ClickHouseWriter(client, max_rows=50_000, max_age_s=3600.0)
+        self._retrying = BatchPolicy(max_rows=1).retrying(is_transient)
+
+    def write(self, result: BucketResult, report: BackfillReport) -> None:
+        for table, data in result.tables.items():
+            failure = call_with_retries(self._retrying, self._client.insert_arrow, table, data)
+            if failure is not None:
+                text = str(failure.error).strip().splitlines()
+                cause = text[0] if text else type(failure.error).__name__
+                raise ClickHouseWriteError(
+                    f"insert of {data.num_rows} rows into {table} failed after "
+                    f"{failure.attempts} attempt(s): {cause} (did `tapeflow init` run?)",
+                    table=table, rows=data.num_rows, attempts=failure.attempts,
+                    transient=failure.transient) from failure.error
+            report.written[table] += data.num_rows
+        self._rejections.add_records(result.rejections)
+        self._rejections.flush()
+        report.written["rejected_ticks"] += len(result.rejections)
+        report.rejected.update(str(r.reason) for r in result.rejections)
+
+
+def _results(files: list[InputFile], options: BackfillOptions, buckets: int,
+             progress: Progress | None) -> Iterator[BucketResult]:
+    jobs = [(files, options.window, b, buckets, options.config) for b in range(buckets)]
+    if options.workers <= 1 or buckets == 1:
+        for b in range(buckets):
+            yield fold_bucket(files, options.window, b, buckets, config=options.config,
+                              progress=progress)
+        return
+    # spawn, not fork: polars' thread pool does not survive a fork.
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(options.workers, mp_context=context) as pool:
+        for result in pool.map(_fold_job, jobs):
+            if progress is not None:
+                progress(result.rows)
+            yield result
+
+
+def run_backfill(settings: Settings, paths: Sequence[str | Path],
+                 options: BackfillOptions = BackfillOptions(),
+                 progress: Progress | None = None,
+                 on_total: Callable[[int], None] | None = None) -> BackfillReport:
+    """Backfill `paths` into the ClickHouse database of `settings` (created by `tapeflow init`).
+
+    `on_total` gets the number of rows to process once it is known; `progress` the rows
+    processed as they are. Raises `BackfillInputError` for unusable input (one-line message).
+    """
+    if options.bucket_rows < 1 or options.workers < 1:
+        raise ValueError("bucket_rows and workers must be at least 1")
+    started = time.perf_counter()
+    files, skipped = open_inputs(paths)
+    report = BackfillReport(files=files, skipped=skipped)
+    total = sum(count_rows(f, options.window) for f in report.files)
+    if on_total is not None:
+        on_total(total)
+    buckets = max(1, math.ceil(total / options.bucket_rows))
+    report.buckets = buckets
+    log.info("backfill: %d rows in %d file(s), %d bucket(s)", total, len(report.files), buckets)
+    writer = _Writer(open_clickhouse(settings.clickhouse_url(), settings.clickhouse_database))
+    for result in _results(report.files, options, buckets, progress):
+        t0 = time.perf_counter()
+        writer.write(result, report)
+        report.write_s += time.perf_counter() - t0
+        report.rows += result.rows
+        report.gaps += result.gaps
+        report.read_s += result.read_s
+        report.fold_s += result.fold_s
+        report.build_s += result.build_s
+    report.seconds = time.perf_counter() - started
+    return report

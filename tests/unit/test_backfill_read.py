@@ -1,0 +1,220 @@
+"""Backfill input normalisation: every accepted representation gives the same core ticks.
+
+Table-driven over price/size types (decimal, string, float, integer), `ts_event` types
+(timestamp in several units and zones, integer microseconds, ISO text in CSV), file formats
+(Parquet, CSV) and path forms (file, glob, directory); a hypothesis property pins the float
+conversion to Decimal(repr(f)) scaled by 10**8; the bad inputs give one-line errors.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from jobs.backfill_fold import merged_order
+from jobs.backfill_read import (
+    BackfillInputError,
+    InputFile,
+    Window,
+    expand_paths,
+    normalise,
+    open_inputs,
+    quotes_of,
+    scan,
+    to_units_series,
+    trades_of,
+)
+from tapeflow.models import Quote, Trade
+
+T0 = 1_767_600_000_123_456  # 2026-01-05T08:00:00.123456Z
+EXPECTED = [
+    Trade("AAA", "X", T0, 1, 10_000_000, 100 * 10**8, "t1", ("I",)),
+    Trade("AAA", "X", T0 + 1, 2, 12_345_678_900, 5 * 10**7, None, ()),
+    Trade("BBB", "Y", T0 + 2_000_000, 1, 99_999_999_999, 1, "t3", ("F", "I")),
+]
+PRICES = ["0.1", "123.456789", "999.99999999"]
+SIZES = ["100", "0.5", "0.00000001"]
+
+
+def _frame(price: Any, size: Any, ts: Any) -> pl.DataFrame:
+    return pl.DataFrame({
+        "symbol": [t.symbol for t in EXPECTED],
+        "venue": [t.venue for t in EXPECTED],
+        "ts_event": ts,
+        "seq": [t.seq for t in EXPECTED],
+        "price": price,
+        "size": size,
+        "trade_id": [t.trade_id for t in EXPECTED],
+        "conditions": [list(t.conditions) for t in EXPECTED],
+    })
+
+
+_INT_US = pl.Series([t.ts_event for t in EXPECTED], dtype=pl.Int64)
+TIMESTAMPS: dict[str, Any] = {
+    "int micros": _INT_US,
+    "timestamp us UTC": _INT_US.cast(pl.Datetime("us", "UTC")),
+    "timestamp ns naive": (_INT_US * 1000).cast(pl.Datetime("ns")),
+    "timestamp us New York": _INT_US.cast(pl.Datetime("us", "UTC"))
+    .dt.convert_time_zone("America/New_York"),
+}
+NUMBERS: dict[str, tuple[Any, Any]] = {
+    "decimal(18, 8)": (pl.Series(PRICES).cast(pl.Decimal(18, 8)),
+                       pl.Series(SIZES).cast(pl.Decimal(18, 8))),
+    "decimal(30, 10)": (pl.Series(PRICES).cast(pl.Decimal(30, 10)),
+                        pl.Series(SIZES).cast(pl.Decimal(30, 10))),
+    "string": (PRICES, SIZES),
+    "float": ([float(p) for p in PRICES], [float(s) for s in SIZES]),
+}
+
+
+def _load(path: Path) -> list[Trade]:
+    files, _ = open_inputs([path])
+    out: list[Trade] = []
+    for f in files:
+        assert f.kind == "trade"
+        out += trades_of(normalise(scan(f).collect(), f))
+    return out
+
+
+@pytest.mark.parametrize("numbers", sorted(NUMBERS))
+@pytest.mark.parametrize("stamps", sorted(TIMESTAMPS))
+def test_parquet_representations_give_the_same_trades(numbers: str, stamps: str,
+                                                      tmp_path: Path) -> None:
+    price, size = NUMBERS[numbers]
+    path = tmp_path / "t.parquet"
+    _frame(price, size, TIMESTAMPS[stamps]).write_parquet(path)
+    assert _load(path) == EXPECTED
+
+
+@pytest.mark.parametrize("stamps", ["int", "iso"])
+def test_csv_gives_the_same_trades(stamps: str, tmp_path: Path) -> None:
+    ts: list[Any] = [t.ts_event for t in EXPECTED]
+    if stamps == "iso":
+        ts = [f"{datetime.fromtimestamp(u // 10**6, UTC):%Y-%m-%dT%H:%M:%S}.{u % 10**6:06d}Z"
+              for u in ts]
+    frame = _frame(PRICES, SIZES, ts).with_columns(
+        pl.col("conditions").list.join(";"))
+    path = tmp_path / "trades.csv"
+    frame.write_csv(path)
+    assert _load(path) == EXPECTED
+
+
+def test_quotes_are_told_from_trades_by_their_columns(tmp_path: Path) -> None:
+    quote = Quote("AAA", "X", T0, 7, 10_000_000, 10**8, 11_000_000, 2 * 10**8)
+    path = tmp_path / "book.parquet"
+    pl.DataFrame({"symbol": ["AAA"], "venue": ["X"], "ts_event": [T0], "seq": [7],
+                  "bid_px": ["0.1"], "bid_sz": [1.0], "ask_px": [0.11], "ask_sz": ["2"]}
+                 ).write_parquet(path)
+    files, _ = open_inputs([path])
+    assert [f.kind for f in files] == ["quote"]
+    assert quotes_of(normalise(scan(files[0]).collect(), files[0])) == [quote]
+
+
+def test_globs_and_directories_find_the_files_in_order(tmp_path: Path) -> None:
+    frame = _frame(PRICES, SIZES, _INT_US)
+    (tmp_path / "d" / "sub").mkdir(parents=True)
+    for name in ("d/b.parquet", "d/a.csv", "d/sub/c.parquet"):
+        target = tmp_path / name
+        if target.suffix == ".csv":
+            frame.with_columns(pl.col("conditions").list.join(";")).write_csv(target)
+        else:
+            frame.write_parquet(target)
+    (tmp_path / "d" / "notes.txt").write_text("not data")
+    found = [p.relative_to(tmp_path.resolve()).as_posix()
+             for p, _ in expand_paths([tmp_path / "d"])]
+    assert found == ["d/a.csv", "d/b.parquet", "d/sub/c.parquet"]
+    globbed = [p.name for p, _ in expand_paths([str(tmp_path / "d" / "**" / "*.parquet")])]
+    assert globbed == ["b.parquet", "c.parquet"]
+    assert _load(tmp_path / "d") == EXPECTED * 3
+
+
+def test_window_keeps_symbols_and_event_time(tmp_path: Path) -> None:
+    path = tmp_path / "t.parquet"
+    _frame(PRICES, SIZES, _INT_US).write_parquet(path)
+    file = InputFile(path, "trade", ())
+    window = Window(frozenset({"AAA"}), start_us=T0 + 1, end_us=T0 + 2)
+    assert trades_of(normalise(scan(file, window).collect(), file)) == [EXPECTED[1]]
+
+
+@pytest.mark.parametrize(("values", "message"), [
+    (["0.123456789"], "not an exact decimal(18, 8)"),
+    (["abc"], "not an exact decimal(18, 8)"),
+    ([float("nan")], "not an exact decimal(18, 8)"),
+    ([float("inf")], "not an exact decimal(18, 8)"),
+    (["10000000000"], "not an exact decimal(18, 8)"),
+    ([10_000_000_000], "exceeds decimal(18, 8)"),
+    (["1.5", None], "empty value"),
+])
+def test_values_that_are_not_exact_decimals_are_refused(values: list[Any],
+                                                        message: str) -> None:
+    with pytest.raises(BackfillInputError, match=re.escape(message)) as err:
+        to_units_series(pl.Series(values), "f.parquet: column price")
+    assert "\n" not in str(err.value)
+    assert str(err.value).startswith("f.parquet: column price")
+
+
+@pytest.mark.parametrize(("frame", "message"), [
+    (pl.DataFrame({"symbol": ["A"], "price": [1.0], "size": [1.0]}),
+     "trade file without column(s) venue, ts_event, seq"),
+    (pl.DataFrame({"symbol": ["A"], "x": [1]}), "neither trades"),
+])
+def test_missing_columns_are_named(frame: pl.DataFrame, message: str,
+                                   tmp_path: Path) -> None:
+    path = tmp_path / "f.parquet"
+    frame.write_parquet(path)
+    with pytest.raises(BackfillInputError, match=re.escape(message)):
+        open_inputs([path])
+
+
+def test_a_path_that_does_not_exist_is_named(tmp_path: Path) -> None:
+    with pytest.raises(BackfillInputError, match="no such file or directory"):
+        open_inputs([tmp_path / "missing.parquet"])
+    with pytest.raises(BackfillInputError, match="no Parquet or CSV file matches"):
+        open_inputs([str(tmp_path / "*.parquet")])
+
+
+def _reference_units(f: float) -> int | None:
+    """The specification: the shortest repr, scaled by 10**8; None if not exact in range."""
+    scaled = Decimal(repr(f)).scaleb(8)
+    if scaled != scaled.to_integral_value() or abs(scaled) > 10**18 - 1:
+        return None
+    return int(scaled)
+
+
+@given(st.lists(st.floats(allow_nan=False, allow_infinity=False), min_size=1, max_size=20))
+def test_float_units_are_the_shortest_repr_scaled(values: list[float]) -> None:
+    expected = [_reference_units(f) for f in values]
+    if None in expected:
+        with pytest.raises(BackfillInputError):
+            to_units_series(pl.Series(values, dtype=pl.Float64), "p")
+    else:
+        got = to_units_series(pl.Series(values, dtype=pl.Float64), "p").to_list()
+        assert got == expected
+
+
+@given(st.lists(st.integers(-(10**15), 10**15), min_size=1, max_size=20))
+def test_floats_of_eight_decimals_convert_exactly(units: list[int]) -> None:
+    """Prices as people write them (at most 8 decimals, 15 digits) always convert, to the
+    units they were written from: 0.1 is 10,000,000, not its binary expansion."""
+    floats = [float(Decimal(u).scaleb(-8)) for u in units]
+    assert to_units_series(pl.Series(floats, dtype=pl.Float64), "p").to_list() == units
+
+
+@pytest.mark.parametrize(("trades", "quotes", "order"), [
+    ([1, 2, 3], [], [0, 1, 2]),
+    ([], [1, 2], [~0, ~1]),
+    ([5], [5], [~0, 0]),  # a quote first on equal keys
+    ([1, 9, 4], [3, 8], [0, ~0, ~1, 1, 2]),  # each kind keeps its own (arrival) order
+    ([10, 2], [5], [~0, 0, 1]),
+])
+def test_merged_order_is_the_two_pointer_merge(trades: list[int], quotes: list[int],
+                                               order: list[int]) -> None:
+    assert merged_order(trades, quotes) == order
