@@ -226,9 +226,9 @@ def report(produced: dict[str, float], seen: list[tuple[bytes, float]], codec: C
         print("no alert matched a report")
         return
     values = list(latencies.values())
-    print(f"alerts matched to reports: {len(latencies):,} of {len(want):,} expected "
-          f"({len(set(first_read) - want)} more from other rules or accounts); "
-          f"{len(seen):,} records on risk.alerts")
+    print(f"alerts matched to reports: {len(latencies):,}: {len(set(first_read) & want):,} of "
+          f"the {len(want):,} expected, {len(set(first_read) - want):,} from other rules or "
+          f"accounts; {len(seen):,} records on risk.alerts")
     print(f"latency produce -> readable on risk.alerts at {rate:,.0f} reports/s: "
           f"p50 {pct(values, 0.5):.0f} ms, p90 {pct(values, 0.9):.0f} ms, "
           f"p99 {pct(values, 0.99):.0f} ms, max {max(values):.0f} ms, "
