@@ -47,9 +47,13 @@ from flows._trading_ops import (
 from schemas.catalogue import TOPIC_ALERTS, TOPIC_DLQ, TOPIC_EXECUTIONS, TOPIC_MARKS
 from schemas.codec import Codec, codec_for
 from sinks.bytewax_sinks import ClickHouseSink, KafkaRecordSink
-from sinks.bytewax_trading_sinks import DedupKafkaRecordSink, PostgresSink
+from sinks.bytewax_trading_sinks import (
+    DedupKafkaRecordSink,
+    PostgresSink,
+    clickhouse_trading_mapper,
+    restart_version_base,
+)
 from sinks.clickhouse_trading_rows import TABLE_COLUMNS as TRADING_COLUMNS
-from sinks.clickhouse_trading_rows import to_row as trading_to_row
 from sinks.postgres_limits import RefreshingConfig, postgres_loader
 from sinks.postgres_sink import PostgresWriter
 from sinks.stores import StoreUnavailableError, open_clickhouse
@@ -156,10 +160,12 @@ def default_sinks(settings: Settings, codec: Codec) -> TradingSinks:
     database = settings.clickhouse_database
     dsn, schema = postgres_dsn(settings), settings.postgres_schema
     conf = settings.kafka_config()
+    base = restart_version_base()  # this process's rows outrank a killed one's
     return TradingSinks(
-        postgres=PostgresSink(lambda: PostgresWriter.from_dsn(dsn, schema)),
+        postgres=PostgresSink(lambda: PostgresWriter.from_dsn(dsn, schema), version_base=base),
         clickhouse=ClickHouseSink(lambda: open_clickhouse(url, database),
-                                  mapper=trading_to_row, columns=TRADING_COLUMNS),
+                                  mapper=clickhouse_trading_mapper(base),
+                                  columns=TRADING_COLUMNS),
         alerts=DedupKafkaRecordSink(
             conf, settings.topic(TOPIC_ALERTS), encode=codec.encode,
             key=lambda alert: alert.account_id, identity=lambda alert: alert.alert_id,

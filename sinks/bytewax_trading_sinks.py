@@ -29,37 +29,89 @@ from bytewax.outputs import FixedPartitionedSink, StatefulSinkPartition
 from confluent_kafka import Consumer, TopicPartition
 
 from sinks.bytewax_sinks import WriterPartition
+from sinks.clickhouse_trading_rows import to_row as trading_to_row
 from sinks.kafka_producer import KafkaWriter
 from sinks.postgres_rows import PgRangeError, trading_rows
 from sinks.postgres_sink import PostgresWriteError, PostgresWriter
-from tapeflow.trading_step import ExecutionResult, StateChange
+from tapeflow.trading_step import ExecutionResult, PnlSnapshot, StateChange
 
 log = logging.getLogger("tapeflow.sinks.bytewax")
 
 
-def _postgres_rows(item: Any) -> Any:
+_VERSION_EPOCH_MS = 1_704_067_200_000  # 2024-01-01T00:00:00Z
+VERSION_BASE_SHIFT = 20
+MARK_VERSIONED_TABLES = frozenset({"positions", "accounts"})
+"""Postgres tables whose `version` counts marks as well as reports (the others' versions count
+reports only and are the same in every run)."""
+
+
+def restart_version_base(now_ms: int | None = None) -> int:
+    """Added to the versions of mark-revalued rows (positions, accounts, pnl_snapshots) that
+    this process writes: the writer's start time in ms since 2024 x 2^20.
+
+    Why: a position's or account's version counts every change, marks included, and how marks
+    interleave with reports differs between a process killed mid-run and the replay that
+    resumes from its last snapshot. The dead process may have written a state (older in the
+    reports) with a *higher* version than the replay's final state, and the version guard
+    (`WHERE version < excluded.version`, ReplacingMergeTree(version)) would keep it forever:
+    seen in tests/integration/test_trading_recovery.py (a closed position left open). With
+    the base, any row a restarted process writes outranks every row of the processes before it,
+    and the replay rewrites every row the dead process wrote after the snapshot (it replays the
+    same reports and marks from there), ending at its final state. Within a process the
+    version still only grows. The versions stay monotonic across restarts as long as a
+    process makes fewer than 2^20 changes per account per millisecond of its life; they fit
+    BIGINT / UInt64 until 2300. Cost: a second run over the same input (or a replay) rewrites
+    these rows, passing through older states, instead of leaving them untouched.
+    """
+    ms = time.time_ns() // 1_000_000 if now_ms is None else now_ms
+    return max(0, ms - _VERSION_EPOCH_MS) << VERSION_BASE_SHIFT
+
+
+def _rebase(rows: list[tuple[str, Any]], version_base: int) -> list[tuple[str, Any]]:
+    if not version_base:
+        return rows
+    return [(table, {**row, "version": row["version"] + version_base})
+            if table in MARK_VERSIONED_TABLES else (table, row) for table, row in rows]
+
+
+def _postgres_rows(item: Any, version_base: int = 0) -> Any:
     """The (table, row) pairs of one trading item for Postgres."""
     if isinstance(item, ExecutionResult):
-        return trading_rows(item.output, item.report)
+        return _rebase(trading_rows(item.output, item.report), version_base)
     if isinstance(item, StateChange):
-        return trading_rows(item.output)
+        return _rebase(trading_rows(item.output), version_base)
     raise TypeError(f"no Postgres table for {type(item).__name__} records")
+
+
+def clickhouse_trading_mapper(version_base: int = 0) -> Callable[[Any], tuple[str, Any]]:
+    """`sinks.clickhouse_trading_rows.to_row` with `version_base` added to the versions of
+    `pnl_snapshots` rows (see `restart_version_base`)."""
+    def to_row(record: Any) -> tuple[str, Any]:
+        if version_base and isinstance(record, PnlSnapshot):
+            record = record._replace(version=record.version + version_base)
+        return trading_to_row(record)
+    return to_row
 
 
 class PostgresSink(FixedPartitionedSink[Any, None]):
     """`ExecutionResult` and `StateChange` items into orders, positions, accounts,
     execution_log and alerts. `writer_factory` builds a `PostgresWriter` on the worker that
-    writes (`lambda: PostgresWriter.from_dsn(dsn, schema)`)."""
+    writes (`lambda: PostgresWriter.from_dsn(dsn, schema)`); `version_base` is added to the
+    versions of positions and accounts (`restart_version_base`)."""
 
-    def __init__(self, writer_factory: Callable[[], PostgresWriter]) -> None:
+    def __init__(self, writer_factory: Callable[[], PostgresWriter],
+                 version_base: int = 0) -> None:
         self._writer_factory = writer_factory
+        self._version_base = version_base
 
     def list_parts(self) -> list[str]:
         return ["postgres"]
 
     def build_part(self, step_id: str, for_part: str,
                    resume_state: None) -> WriterPartition:
-        return WriterPartition(self._writer_factory(), _postgres_rows, store="Postgres",
+        base = self._version_base
+        return WriterPartition(self._writer_factory(),
+                               lambda item: _postgres_rows(item, base), store="Postgres",
                                unmappable=(PgRangeError, TypeError, ValueError),
                                write_error=PostgresWriteError)
 

@@ -1,0 +1,256 @@
+"""Alert latency of the trading flow at a steady execution rate: from an execution report's
+produce time to its alert being readable on `risk.alerts`.
+
+Not a test: a measurement. Steps:
+
+1. One synthetic order flow (default ~130k execution reports: 60 s of event time at 950
+   orders/s over 40 accounts and 30 symbols, no garbage) and its marks (one per symbol per
+   second of event time).
+2. A fresh Postgres schema with the default `risk_limits` row plus, for every 4th account, a
+   low fat-finger limit (`max_order_qty` = `--fat-finger`): so a known share of the reports
+   raise an alert (order_size breach or clear; counted beforehand by the pure core fold over
+   the same reports with the same limits). Fresh topics and embedded ClickHouse.
+3. `tapeflow run trading` (continuous, not --batch; recovery on with the default snapshot
+   interval, 10 s) is started and given time to come up.
+4. A consumer thread reads risk.alerts from the beginning and records each record's read time.
+   The main thread produces the reports (and the marks between them, in arrival order) at a
+   steady `--rate` reports/s (paced every 1 ms), recording each report's produce time, for
+   about `--seconds`; producer `linger.ms` = 5.
+5. After the last report, waits until every expected alert arrived (or 60 s), stops the flow.
+
+An alert is matched to its report by `source_event_id` (the exec_id for report-driven rules);
+latency = read time - produce time (one clock: both threads are in this process). Printed:
+p50/p90/p99/max, the achieved produce rate, and the latency per 10 s of the run: if the flow
+does not keep up, latency grows with the run (the backlog) and the last alert arrives long
+after the last report ("drain").
+
+What bounds the latency, by design: the alert sink's producer (`sinks.kafka_producer.
+KafkaWriter`, linger.ms 20) sends within ~20 ms; Bytewax hands the stateful step's output to
+the sinks in the same activation; but the ClickHouse and Postgres writers run on the same
+worker thread and block it while they write (size/age bounds: ClickHouse 20,000 rows / 1 s,
+Postgres 5,000 rows / 1 s), and every epoch (the snapshot interval) flushes them and
+snapshots state. A write of one second's rows therefore delays every report behind it.
+
+Run:  cd /work/main && uv run python bench/alert_latency.py [--rate 2000] [--seconds 60]
+      [--fat-finger 400] [--partitions 4]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+from confluent_kafka import Consumer, TopicPartition
+from scale_market import _dataflow_running
+from trading_common import REPO, bench_settings, flow_env, kafka_broker, order_flow, postgres_dsn
+from trading_common import prepare as prepare_stores
+
+from schemas.catalogue import TOPIC_ALERTS, TOPIC_EXECUTIONS, LocalCatalogue
+from schemas.codec import Codec
+from sinks.kafka_producer import KafkaWriter
+from sinks.postgres_limits import load_trading_config
+from sinks.stores import connect_postgres
+from sources.synthetic import MarketSpec
+from tapeflow.config import Settings
+from tapeflow.models import ExecutionReport
+from tapeflow.trading_step import TradingShard, mark_of, on_market, on_report
+
+
+class AlertReader(threading.Thread):
+    """Reads risk.alerts from the beginning; keeps (raw value, read time) per record."""
+
+    def __init__(self, settings: Settings) -> None:
+        super().__init__(daemon=True)
+        self.topic = settings.topic(TOPIC_ALERTS)
+        self.consumer = Consumer({**settings.kafka_config(), "group.id": "tapeflow-latency",
+                                  "enable.auto.commit": False, "fetch.wait.max.ms": 5})
+        parts = self.consumer.list_topics(self.topic, timeout=10).topics[self.topic].partitions
+        self.consumer.assign([TopicPartition(self.topic, p, 0) for p in parts])
+        self.seen: list[tuple[bytes, float]] = []
+        self.stop = threading.Event()
+
+    def run(self) -> None:
+        while not self.stop.is_set():
+            msg = self.consumer.poll(0.05)
+            if msg is None or msg.error() is not None:
+                continue
+            self.seen.append((msg.value() or b"", time.time()))
+        self.consumer.close()
+
+
+def expected_alerts(settings: Settings, dsn: str, reports: list[ExecutionReport],
+                    arrivals: list[object], accounts: set[str]) -> set[str]:
+    """exec_ids of `accounts` that the pure core alerts on (the known share). Only the
+    fat-finger accounts are folded (their alerts depend on their own reports and the marks),
+    to keep this step short."""
+    with connect_postgres(dsn, settings.postgres_schema) as conn:
+        config = load_trading_config(conn)
+    shard = TradingShard()
+    sources: set[str] = set()
+    exec_ids = {r.exec_id for r in reports}
+    for event in arrivals:
+        if isinstance(event, ExecutionReport):
+            if event.account_id not in accounts:
+                continue
+            for out in on_report(shard, event, config):
+                alerts = getattr(getattr(out, "output", None), "alerts", ())
+                sources.update(a.source_event_id for a in alerts if a.source_event_id in exec_ids)
+        else:
+            on_market(shard, mark_of(event), config)  # type: ignore[arg-type]
+    return sources
+
+
+def pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--rate", type=float, default=2000.0, help="reports per second")
+    parser.add_argument("--seconds", type=float, default=60.0, help="event time generated")
+    parser.add_argument("--order-rate", type=float, default=950.0)
+    parser.add_argument("--fat-finger", type=int, default=400,
+                        help="max_order_qty of every 4th account")
+    parser.add_argument("--partitions", type=int, default=4)
+    parser.add_argument("--warm-up", type=float, default=5.0)
+    opts = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="tapeflow-latency-") as tmp:
+        tmpdir = Path(tmp)
+        with kafka_broker(tmpdir) as bootstrap:
+            bench(bootstrap, tmpdir, opts)
+
+
+def bench(bootstrap: str, tmpdir: Path, opts: argparse.Namespace) -> None:
+    dsn = postgres_dsn()
+    codec = Codec(LocalCatalogue.load())
+    spec = MarketSpec(seed=5, n_symbols=30, n_accounts=40, duration_s=opts.seconds,
+                      order_rate=opts.order_rate, trade_rate=200.0, quote_rate=200.0,
+                      fault_rate=0.0)
+    flow = order_flow(spec, codec)
+    accounts = sorted({r.account_id for r in flow.reports})
+    fat = accounts[::4]
+    settings = bench_settings(bootstrap, dsn, tmpdir, opts.partitions)
+    limits = [f"INSERT INTO risk_limits (account_id, max_order_qty) VALUES ('{a}', "
+              f"{int(opts.fat_finger)})" for a in fat]  # bench-only constants
+    chdb = prepare_stores(settings, dsn, limits)
+    want = expected_alerts(settings, dsn, flow.reports, list(flow.arrivals), set(fat))
+    assert chdb.wait(timeout=300) == 0, "ClickHouse init failed"
+    print(f"input: {len(flow.reports):,} reports, {len(flow.marks):,} marks; fat-finger limit "
+          f"{opts.fat_finger} on {len(fat)} of {len(accounts)} accounts: "
+          f"{len(want):,} of their reports ({len(want) / len(flow.reports):.1%} of all) raise an "
+          f"alert; broker {bootstrap}, {opts.partitions} partitions")
+    print(f"cpus: {os.cpu_count()}; load average before: {os.getloadavg()}")
+
+    cmd = [sys.executable, "-m", "tapeflow.cli", "run", "trading"]
+    with (tmpdir / "flow.log").open("ab") as log:
+        proc = subprocess.Popen(cmd, cwd=REPO, env=flow_env(settings), stdout=log,
+                                stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 120
+        while not _dataflow_running(proc.pid):
+            assert proc.poll() is None, f"the flow exited: {(tmpdir / 'flow.log').read_text()}"
+            assert time.monotonic() < deadline, "the flow did not start"
+            time.sleep(0.05)
+        time.sleep(opts.warm_up)
+        reader = AlertReader(settings)
+        reader.start()
+        produced = produce_paced(settings, flow.records, opts.rate)
+        last_produce = max(produced.values())
+        wait_until = time.monotonic() + 60
+        while time.monotonic() < wait_until:
+            got = {codec.decode(v, expect="RiskAlert").source_event_id for v, _ in reader.seen}
+            if want <= got:
+                break
+            time.sleep(0.5)
+        reader.stop.set()
+        reader.join()
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGINT)
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+    print(f"load average after: {os.getloadavg()}")
+    report(produced, reader.seen, codec, want, last_produce=last_produce, rate=opts.rate)
+
+
+def produce_paced(settings: Settings, records: list[tuple[str, str | None, bytes]],
+                  rate: float) -> dict[str, float]:
+    """Produce in order, reports at `rate`/s (marks in between, not counted); returns the
+    produce time of every exec_id (first produce of a re-sent one)."""
+    codec = Codec(LocalCatalogue.load())
+    writer = KafkaWriter(settings.kafka_config(), **{"linger.ms": 5})
+    exec_ids = [codec.decode(v, expect="ExecutionReport").exec_id
+                if t == TOPIC_EXECUTIONS else None for t, _, v in records]
+    produced: dict[str, float] = {}
+    start = time.monotonic()
+    n = 0
+    for (topic, key, value), exec_id in zip(records, exec_ids, strict=True):
+        if exec_id is not None:
+            target = start + n / rate
+            delay = target - time.monotonic()
+            if delay > 0.001:
+                time.sleep(delay)
+            n += 1
+            produced.setdefault(exec_id, time.time())
+        writer.send(settings.topic(topic), value, key=key)
+        if n % 50 == 0:
+            writer._producer.poll(0)  # serve delivery callbacks while pacing
+    writer.flush()
+    elapsed = time.monotonic() - start
+    print(f"produced {n:,} reports in {elapsed:.1f} s = {n / elapsed:,.0f} reports/s "
+          f"(target {rate:,.0f})")
+    return produced
+
+
+def report(produced: dict[str, float], seen: list[tuple[bytes, float]], codec: Codec,
+           want: set[str], *, last_produce: float, rate: float) -> None:
+    first_read: dict[str, float] = {}
+    for value, read_at in seen:
+        source = codec.decode(value, expect="RiskAlert").source_event_id
+        if source in produced:
+            first_read[source] = min(first_read.get(source, read_at), read_at)
+    latencies = {s: (t - produced[s]) * 1000 for s, t in first_read.items()}
+    if not latencies:
+        print("no alert matched a report")
+        return
+    values = list(latencies.values())
+    print(f"alerts matched to reports: {len(latencies):,}: {len(set(first_read) & want):,} of "
+          f"the {len(want):,} expected, {len(set(first_read) - want):,} from other rules or "
+          f"accounts; {len(seen):,} records on risk.alerts")
+    print(f"latency produce -> readable on risk.alerts at {rate:,.0f} reports/s: "
+          f"p50 {pct(values, 0.5):.0f} ms, p90 {pct(values, 0.9):.0f} ms, "
+          f"p99 {pct(values, 0.99):.0f} ms, max {max(values):.0f} ms, "
+          f"mean {statistics.fmean(values):.0f} ms")
+    start = min(produced.values())
+    windows: dict[int, list[float]] = {}
+    for source, ms in latencies.items():
+        windows.setdefault(int((produced[source] - start) // 10), []).append(ms)
+    for w in sorted(windows):
+        vals = windows[w]
+        print(f"  produced {w * 10:3d}-{w * 10 + 10:3d} s: {len(vals):5,} alerts, "
+              f"p50 {pct(vals, 0.5):7.0f} ms, p99 {pct(vals, 0.99):7.0f} ms")
+    order = {s: i for i, s in enumerate(sorted(produced, key=produced.__getitem__))}
+    by_read = sorted(first_read, key=first_read.__getitem__)
+    span = first_read[by_read[-1]] - first_read[by_read[0]]
+    if span > 0:
+        done = order[by_read[-1]] - order[by_read[0]]
+        print(f"the flow's progress, from the alerts' read times: ~{done / span:,.0f} reports/s")
+    drain = max(first_read.values()) - last_produce
+    print(f"last alert read {drain:.1f} s after the last report was produced "
+          f"({'kept up' if drain < 2 else 'did not keep up: backlog at the end'})")
+
+
+if __name__ == "__main__":
+    main()
