@@ -35,6 +35,7 @@ from tapeflow.risk_levels import AlertKey, Level, Reading, alert_id, apply_readi
 from tapeflow.risk_limits import RiskLimits, SessionHours
 from tapeflow.risk_rules import (
     TURNOVER,
+    AccountFigures,
     TurnoverWindow,
     check_buying_power,
     check_concentration,
@@ -102,15 +103,16 @@ def _exposure_readings(
     source: str,
 ) -> list[Reading]:
     """The rules that move with equity or gross exposure."""
+    figures = AccountFigures.of(account)
     out = [
-        *check_daily_loss(limits, account, source),
-        *check_drawdown(limits, account, source),
-        *check_gross_exposure(limits, account, source),
-        *check_buying_power(limits, account, open_order_notional_16(book, account, marks), source),
+        *check_daily_loss(limits, account, source, figures),
+        *check_drawdown(limits, account, source, figures),
+        *check_gross_exposure(limits, account, source, figures),
+        *check_buying_power(limits, account, open_order_notional_16(book, account, marks), source,
+                            figures),
     ]
-    equity_16 = account.equity_16
     for symbol in account.positions:
-        out.extend(check_concentration(limits, account, symbol, source, equity_16))
+        out.extend(check_concentration(limits, account, symbol, source, figures.equity_16))
     return out
 
 

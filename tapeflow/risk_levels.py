@@ -25,7 +25,7 @@ concurrently breached (rule, account, symbol) keys.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from hashlib import sha256
 from typing import NamedTuple
 
@@ -50,8 +50,15 @@ class Reading(NamedTuple):
     severity: Severity | None
     observed: int | None
     limit: int | None
-    message: str
+    message: str | Callable[[], str]
+    """The alert text, or a function making it: most readings are within limits and never
+    become an alert, so rules run on every fill pass a lambda rather than format numbers."""
     source_event_id: str
+
+
+def message_of(reading: Reading) -> str:
+    message = reading.message
+    return message if isinstance(message, str) else message()
 
 
 class Level(NamedTuple):
@@ -98,15 +105,15 @@ def apply_readings(
         new = reading.severity
         if new is None:
             if prev is not None:
-                text = f"cleared (was {prev.severity}): {reading.message}"
+                text = f"cleared (was {prev.severity}): {message_of(reading)}"
                 alerts.append(_alert(reading, Severity.INFO, CLEARED, ts_event, text))
                 changed[key] = None
             continue
         if prev is None:
-            alerts.append(_alert(reading, new, new.value, ts_event, reading.message))
+            alerts.append(_alert(reading, new, new.value, ts_event, message_of(reading)))
             changed[key] = Level(new, ts_event, ts_event, reading.source_event_id)
         elif new.rank > prev.severity.rank:
-            text = f"escalated from {prev.severity}: {reading.message}"
+            text = f"escalated from {prev.severity}: {message_of(reading)}"
             alerts.append(_alert(reading, new, new.value, ts_event, text))
             changed[key] = Level(new, prev.since_ts, ts_event, reading.source_event_id)
         else:

@@ -15,6 +15,7 @@ The time-driven rules (stale market data, feed gaps) live in `risk_feed`.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import NamedTuple
 
 from tapeflow.fixedpoint import ONE, div_round, fmt
 from tapeflow.models import OrderType, Severity, Side
@@ -52,6 +53,23 @@ def _bps_units(limit_bps: int | None) -> int | None:
     return None if limit_bps is None else limit_bps * ONE
 
 
+class AccountFigures(NamedTuple):
+    """An account's equity and gross exposure (scale 16), summed once over its positions for
+    all the rules of one step instead of once per rule."""
+
+    equity_16: int
+    gross_16: int
+
+    @classmethod
+    def of(cls, account: AccountState) -> AccountFigures:
+        market = gross = 0
+        for position in account.positions.values():
+            value = position.qty * position.mark_px
+            market += value
+            gross += value if value >= 0 else -value
+        return cls(account.cash_16 + market, gross)
+
+
 def order_reference_price(order: OrderState, mark_px: int | None) -> int | None:
     """The price an order is valued at: its limit, else its stop, else the market mark."""
     if order.limit_price is not None:
@@ -72,7 +90,7 @@ def check_order_size(
             grade(qty, limits.max_order_qty, limits.warn_bps),
             qty,
             limits.max_order_qty,
-            f"order {oid} quantity {fmt(qty)}",
+            lambda: f"order {oid} quantity {fmt(qty)}",
             source,
         )
     ]
@@ -85,7 +103,7 @@ def check_order_size(
                 grade(notional_16, _money_limit(limits.max_order_notional), limits.warn_bps),
                 to_scale8(notional_16),
                 limits.max_order_notional,
-                f"order {oid} notional {fmt(to_scale8(notional_16))}",
+                lambda: f"order {oid} notional {fmt(to_scale8(notional_16))}",
                 source,
             )
         )
@@ -113,7 +131,7 @@ def check_price_collar(
             grade_ratio(through, mark_px, limit, limits.warn_bps),
             ratio_bps(through, mark_px),
             _bps_units(limit),
-            f"order {order.order_id} {order.side} limit {fmt(lp)} vs mark {fmt(mark_px)}",
+            lambda: f"order {order.order_id} {order.side} limit {fmt(lp)} vs mark {fmt(mark_px)}",
             source,
         )
     ]
@@ -138,51 +156,56 @@ def check_position_limit(
             grade(worst, limit, limits.warn_bps),
             worst,
             limit,
-            f"position {fmt(position_qty)} with open buys {fmt(open_buy_qty)} and "
-            f"sells {fmt(open_sell_qty)}: worst case {fmt(worst)}",
+            lambda: (f"position {fmt(position_qty)} with open buys {fmt(open_buy_qty)} and "
+                     f"sells {fmt(open_sell_qty)}: worst case {fmt(worst)}"),
             source,
         )
     ]
 
 
 def check_buying_power(
-    limits: RiskLimits, account: AccountState, open_notional_16: int, source: str
+    limits: RiskLimits, account: AccountState, open_notional_16: int, source: str,
+    figures: AccountFigures | None = None,
 ) -> list[Reading]:
     """Gross exposure plus open-order notional against max(equity, 0) x leverage."""
     if limits.max_leverage is None:
         return []
-    used_16 = account.gross_exposure_16 + open_notional_16
-    power_24 = max(account.equity_16, 0) * limits.max_leverage
+    figures = figures or AccountFigures.of(account)
+    used_16 = figures.gross_16 + open_notional_16
+    power_24 = max(figures.equity_16, 0) * limits.max_leverage
     return [
         Reading(
             AlertKey(BUYING_POWER, account.account_id, None),
             grade(used_16 * ONE, power_24, limits.warn_bps),
             to_scale8(used_16),
             div_round(power_24, ONE * ONE),
-            f"exposure plus open orders {fmt(to_scale8(used_16))}",
+            lambda: f"exposure plus open orders {fmt(to_scale8(used_16))}",
             source,
         )
     ]
 
 
-def check_daily_loss(limits: RiskLimits, account: AccountState, source: str) -> list[Reading]:
+def check_daily_loss(limits: RiskLimits, account: AccountState, source: str,
+                     figures: AccountFigures | None = None) -> list[Reading]:
     """Loss since the first event of the (UTC) day, realised and unrealised."""
-    loss_16 = -account.daily_pnl_16
+    equity_16 = (figures or AccountFigures.of(account)).equity_16
+    loss_16 = account.day_start_equity_16 - equity_16
     return [
         Reading(
             AlertKey(DAILY_LOSS, account.account_id, None),
             grade(loss_16, _money_limit(limits.max_daily_loss), limits.warn_bps),
             to_scale8(loss_16),
             limits.max_daily_loss,
-            f"loss today {fmt(to_scale8(loss_16))}",
+            lambda: f"loss today {fmt(to_scale8(loss_16))}",
             source,
         )
     ]
 
 
-def check_drawdown(limits: RiskLimits, account: AccountState, source: str) -> list[Reading]:
+def check_drawdown(limits: RiskLimits, account: AccountState, source: str,
+                   figures: AccountFigures | None = None) -> list[Reading]:
     """Equity below its peak, as a share of the peak (undefined, so within, if peak <= 0)."""
-    peak, equity = account.peak_equity_16, account.equity_16
+    peak, equity = account.peak_equity_16, (figures or AccountFigures.of(account)).equity_16
     limit = limits.max_drawdown_bps
     key = AlertKey(DRAWDOWN, account.account_id, None)
     if peak <= 0:
@@ -194,7 +217,7 @@ def check_drawdown(limits: RiskLimits, account: AccountState, source: str) -> li
             grade_ratio(down, peak, limit, limits.warn_bps),
             ratio_bps(down, peak),
             _bps_units(limit),
-            f"equity {fmt(to_scale8(equity))} vs peak {fmt(to_scale8(peak))}",
+            lambda: f"equity {fmt(to_scale8(equity))} vs peak {fmt(to_scale8(peak))}",
             source,
         )
     ]
@@ -221,7 +244,9 @@ def check_concentration(
     equity = account.equity_16 if equity_16 is None else equity_16
     if value == 0 or limit is None:
         return [Reading(key, None, 0, _bps_units(limit), "no exposure", source)]
-    text = f"{symbol} value {fmt(to_scale8(value))} of equity {fmt(to_scale8(equity))}"
+    def text() -> str:
+        return f"{symbol} value {fmt(to_scale8(value))} of equity {fmt(to_scale8(equity))}"
+
     if equity <= 0:
         return [Reading(key, Severity.CRITICAL, None, _bps_units(limit), text, source)]
     return [
@@ -236,15 +261,16 @@ def check_concentration(
     ]
 
 
-def check_gross_exposure(limits: RiskLimits, account: AccountState, source: str) -> list[Reading]:
-    gross_16 = account.gross_exposure_16
+def check_gross_exposure(limits: RiskLimits, account: AccountState, source: str,
+                         figures: AccountFigures | None = None) -> list[Reading]:
+    gross_16 = (figures or AccountFigures.of(account)).gross_16
     return [
         Reading(
             AlertKey(GROSS_EXPOSURE, account.account_id, None),
             grade(gross_16, _money_limit(limits.max_gross_exposure), limits.warn_bps),
             to_scale8(gross_16),
             limits.max_gross_exposure,
-            f"gross exposure {fmt(to_scale8(gross_16))}",
+            lambda: f"gross exposure {fmt(to_scale8(gross_16))}",
             source,
         )
     ]
@@ -302,7 +328,7 @@ def check_turnover(
             grade(total_16, _money_limit(limits.max_turnover_notional), limits.warn_bps),
             to_scale8(total_16),
             limits.max_turnover_notional,
-            f"traded {fmt(to_scale8(total_16))} in the last {seconds} s",
+            lambda: f"traded {fmt(to_scale8(total_16))} in the last {seconds} s",
             source,
         )
     ]
@@ -337,7 +363,7 @@ def check_session(
             severity,
             None,
             None,
-            f"{what} at {ts_event} outside session hours",
+            lambda: f"{what} at {ts_event} outside session hours",
             source,
         )
     ]
