@@ -218,7 +218,7 @@ class Codec:
         rc = self._records[name]
         schema_id = self._writer_ids.get(name)
         if schema_id is None:
-            schema_id = self._catalogue.id_for(RECORD_SUBJECTS[name])
+            schema_id = self._catalogue.id_for(RECORD_SUBJECTS[name], current_schema(name))
             self._writer_ids[name] = schema_id
         buf = io.BytesIO()
         buf.write(bytes((MAGIC,)))
@@ -317,7 +317,7 @@ def codec_for(settings: Settings, *, register: bool = False) -> Codec:
     does; the flows only look ids up).
     """
     if not settings.schema_registry_url:
-        return Codec(LocalCatalogue.load())
+        return Codec(LocalCatalogue.load(settings.schema_catalogue))
     auth = settings.schema_registry_basic_auth
     extra = {"basic.auth.user.info": auth.get_secret_value()} if auth else None
     catalogue = RegistryCatalogue.from_url(settings.schema_registry_url, extra)

@@ -41,6 +41,9 @@ class Settings(BaseSettings):
     kafka_ssl_ca_location: str | None = None
     schema_registry_url: str | None = Field(None, description="Unset: the local catalogue.")
     schema_registry_basic_auth: SecretStr | None = Field(None, description="user:password")
+    schema_catalogue: Path | None = Field(
+        None, description="catalogue.json of the local catalogue, when there is no registry "
+        "(unset: the repository's schemas/catalogue.json); docs/schema-evolution.md.")
     clickhouse_dsn: SecretStr | None = Field(
         None, description="chdb:///path (embedded, default) or http(s)://user:pw@host:8123"
     )

@@ -26,13 +26,14 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     from jobs.local.kafka_broker import LocalServiceError
     from jobs.migrate import MigrationError
     from schemas.catalogue import UnknownSchemaError
+    from schemas.compat import IncompatibleSchemaError
     from sinks.kafka_producer import DeliveryError
     from sinks.stores import StoreUnavailableError
     from tapeflow.fixedpoint import FixedPointError
 
     return (LocalServiceError, MigrationError, StoreUnavailableError, DeliveryError,
-            UnknownSchemaError, FixedPointError, ValidationError, KafkaException,
-            FileNotFoundError, PermissionError, TimeoutError)
+            UnknownSchemaError, IncompatibleSchemaError, FixedPointError, ValidationError,
+            KafkaException, FileNotFoundError, PermissionError, TimeoutError)
 
 
 def _one_line(exc: BaseException) -> str:
