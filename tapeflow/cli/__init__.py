@@ -22,6 +22,7 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     """Exception types that mean "the user or the environment", not "a bug"."""
     from confluent_kafka import KafkaException
     from pydantic import ValidationError
+    from pydantic_settings import SettingsError
 
     from jobs.local.kafka_broker import LocalServiceError
     from jobs.migrate import MigrationError
@@ -33,7 +34,7 @@ def _user_errors() -> tuple[type[BaseException], ...]:
 
     return (LocalServiceError, MigrationError, StoreUnavailableError, DeliveryError,
             UnknownSchemaError, IncompatibleSchemaError, FixedPointError, ValidationError,
-            KafkaException, FileNotFoundError, PermissionError, TimeoutError)
+            SettingsError, KafkaException, FileNotFoundError, PermissionError, TimeoutError)
 
 
 def _one_line(exc: BaseException) -> str:
