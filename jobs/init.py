@@ -57,7 +57,9 @@ class InitReport:
 def init_clickhouse(settings: Settings) -> list[str]:
     url = settings.clickhouse_url()
     admin = open_clickhouse(url)
-    admin.command(f"CREATE DATABASE IF NOT EXISTS `{settings.clickhouse_database}`")
+    # The name is bound as a server-side Identifier parameter, quoted by ClickHouse itself.
+    admin.command("CREATE DATABASE IF NOT EXISTS {db:Identifier}",
+                  parameters={"db": settings.clickhouse_database})
     return migrate_clickhouse(open_clickhouse(url, settings.clickhouse_database))
 
 
