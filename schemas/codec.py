@@ -16,6 +16,11 @@ of ClickHouse's DateTime64 and well inside Postgres's) are refused here with rea
 `timestamp_out_of_range`: such a record could not be stored (not even as a rejected tick, whose
 row keeps the timestamp), and a year-2300 print would move a symbol's watermark centuries ahead.
 Refusing it at the edge keeps the raw bytes on the dead-letter topic (docs/bad-input.md).
+
+Likewise the identifiers of an execution report (exec_id, order_id, client_order_id, account_id,
+symbol) longer than `MAX_ID_BYTES` in UTF-8 are refused (`identifier_too_long`): they become
+Postgres primary keys, and a b-tree index row holds at most 2704 bytes, so one such report
+would fail every write of its batch and stop the trading flow at each restart.
 """
 
 from __future__ import annotations
@@ -57,6 +62,10 @@ EVENT_TIME_MIN_US = -2_208_988_800_000_000
 """1900-01-01T00:00:00Z: the lowest timestamp a record may carry (ClickHouse DateTime64)."""
 EVENT_TIME_MAX_US = 10_413_791_999_999_999
 """2299-12-31T23:59:59.999999Z: the highest timestamp a record may carry."""
+MAX_ID_BYTES = 256
+"""The longest identifier of an execution report, in UTF-8 bytes (two fit a Postgres key)."""
+_ID_FIELDS = {"ExecutionReport": ("exec_id", "order_id", "client_order_id", "account_id",
+                                  "symbol")}
 
 RECORD_TYPES: dict[str, type[Any]] = {
     "Trade": Trade,
@@ -106,6 +115,17 @@ def _is_timestamp(avro_type: Any) -> bool:
     if isinstance(avro_type, list):
         return any(map(_is_timestamp, avro_type))
     return isinstance(avro_type, dict) and avro_type.get("logicalType") == "timestamp-micros"
+
+
+def _check_ids(name: str, values: Any, fields: list[tuple[int, str]]) -> None:
+    for i, field_name in fields:
+        text = values[i]
+        # A str of n characters is at most 4n UTF-8 bytes: encode only the long ones.
+        if text is not None and len(text) * 4 > MAX_ID_BYTES and \
+                len(text.encode("utf-8", "surrogatepass")) > MAX_ID_BYTES:
+            raise DecodeError("identifier_too_long",
+                              f"{name}.{field_name} is longer than {MAX_ID_BYTES} bytes: "
+                              f"{text[:40]!r}...")
 
 
 def _check_timestamps(name: str, values: Any, fields: list[tuple[int, str]]) -> None:
@@ -177,6 +197,8 @@ class _RecordCodec:
                                                              any(map(_is_decimal, f["type"])))]
         self.timestamp_fields = [(i, f["name"]) for i, f in enumerate(schema["fields"])
                                  if _is_timestamp(f["type"])]
+        self.id_fields = [(i, f["name"]) for i, f in enumerate(schema["fields"])
+                          if f["name"] in _ID_FIELDS.get(name, ())]
 
     def from_values(self, values: list[Any]) -> Any:
         """The record from the compiled reader's values: decimal ranges checked here."""
@@ -185,6 +207,7 @@ class _RecordCodec:
             if units is not None and (units > MAX_UNITS or units < -MAX_UNITS):
                 raise ValueError("decimal exceeds precision 18")
         _check_timestamps(self.name, values, self.timestamp_fields)
+        _check_ids(self.name, values, self.id_fields)
         return self.record_type(*values)
 
     def from_dict(self, data: dict[str, Any]) -> Any:
@@ -193,6 +216,7 @@ class _RecordCodec:
             value = data[name]
             values.append(value if conv is None else conv(value))
         _check_timestamps(self.name, values, self.timestamp_fields)
+        _check_ids(self.name, values, self.id_fields)
         return self.record_type(*values)
 
     def to_dict(self, record: Any) -> dict[str, Any]:

@@ -36,7 +36,13 @@ from hypothesis import strategies as st
 from flows._ops import Arrival, Decoder
 from flows._trading_ops import Incoming, TradingDecoder
 from schemas.catalogue import LocalCatalogue
-from schemas.codec import EVENT_TIME_MAX_US, EVENT_TIME_MIN_US, Codec, DecodeError
+from schemas.codec import (
+    EVENT_TIME_MAX_US,
+    EVENT_TIME_MIN_US,
+    MAX_ID_BYTES,
+    Codec,
+    DecodeError,
+)
 from sources.synthetic import MarketSpec, generate_market
 from tapeflow.models import DeadLetter, ExecutionReport, RiskAlert, Severity, Trade
 from tapeflow.positions import Mark
@@ -62,7 +68,7 @@ FRAMES = ([CODEC.encode(r) for r in MARKET.trades[:20]]
 KNOWN_REASONS = {
     "too_short", "bad_magic", "unknown_schema_id", "unknown_record_type", "wrong_record_type",
     "truncated_body", "invalid_body", "trailing_bytes", "invalid_value", "unknown_topic",
-    "timestamp_out_of_range",
+    "timestamp_out_of_range", "identifier_too_long",
 }
 
 
@@ -190,7 +196,8 @@ def test_seeded_sweep_of_mutated_frames(seed: int) -> None:
     seen = Counter(_one_frame(draw) for _ in range(8_000))
     # The sweep reaches the common ways a frame fails, and valid ticks too (the rare ones,
     # a decimal over 18 digits or a timestamp out of range, have their own tests).
-    rare = {"unknown_record_type", "timestamp_out_of_range", "invalid_value"}
+    rare = {"unknown_record_type", "timestamp_out_of_range", "invalid_value",
+            "identifier_too_long"}
     assert set(seen) >= (KNOWN_REASONS - rare) | {"ok"}
 
 
@@ -219,4 +226,31 @@ def test_timestamps_no_store_can_hold_are_dead_letters(ts: int) -> None:
 @pytest.mark.parametrize("ts", [EVENT_TIME_MIN_US, 0, EVENT_TIME_MAX_US])
 def test_timestamps_at_the_bounds_decode(ts: int) -> None:
     trade = Trade("ABC", "XNAS", ts, 1, 100_000_000, 100_000_000)
+    assert CODEC.decode(CODEC.encode(trade)) == trade
+
+
+@pytest.mark.parametrize(("field", "value", "ok"), [
+    ("symbol", "S" * MAX_ID_BYTES, True),
+    ("symbol", "S" * (MAX_ID_BYTES + 1), False),
+    ("order_id", "\U0001f600" * (MAX_ID_BYTES // 4), True),  # 4 bytes each: exactly the limit
+    ("order_id", "\U0001f600" * (MAX_ID_BYTES // 4) + "x", False),
+    ("exec_id", "e" * 10_240, False),
+    ("account_id", "a" * 1_000, False),
+    ("client_order_id", "c" * 1_000, False),
+    ("client_order_id", None, True),
+])
+def test_execution_report_identifiers_are_bounded(field: str, value: str | None,
+                                                  ok: bool) -> None:
+    """They become Postgres keys (docs/bad-input.md); a trade's symbol is not bounded."""
+    report = MARKET.executions[0]._replace(**{field: value})
+    frame = CODEC.encode(report)
+    msg = KafkaSourceMessage(b"k", frame, topic=EXECS, partition=2, offset=1,
+                             timestamp=(1, 1_800_000_000_000))
+    out = TRADING_DECODER(msg)
+    if ok:
+        assert isinstance(out[0], tuple) and out[0][1].event == report
+    else:
+        assert isinstance(out[0], DeadLetter) and out[0].reason == "identifier_too_long"
+        assert field in out[0].detail and out[0].raw == frame
+    trade = Trade("S" * 10_240, "XNAS", 1, 1, 1, 1)
     assert CODEC.decode(CODEC.encode(trade)) == trade
