@@ -20,7 +20,8 @@ Refusing it at the edge keeps the raw bytes on the dead-letter topic (docs/bad-i
 Likewise the identifiers of an execution report (exec_id, order_id, client_order_id, account_id,
 symbol) longer than `MAX_ID_BYTES` in UTF-8 are refused (`identifier_too_long`): they become
 Postgres primary keys, and a b-tree index row holds at most 2704 bytes, so one such report
-would fail every write of its batch and stop the trading flow at each restart.
+fails every write of its batch and stalls the trading flow (tests/integration/
+test_invalid_executions.py).
 """
 
 from __future__ import annotations
