@@ -104,8 +104,8 @@ def test_reports_that_break_the_state_machine(settings: Settings,
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     letters = [codec.decode(m.value(), expect="DeadLetter")
                for m in read_all(settings.kafka_config(), settings.topic(TOPIC_DLQ))]
-    assert [(d.reason, d.raw) for d in letters] == [
-        ("identifier_too_long", codec.encode(r)) for r in HUGE]
+    assert sorted((d.reason, d.raw) for d in letters) == sorted(
+        ("identifier_too_long", codec.encode(r)) for r in HUGE)
 
     for case, report, reason in BAD:
         outcome, detail = outcomes[report.exec_id]
