@@ -202,13 +202,18 @@ class _RecordCodec:
                           if f["name"] in _ID_FIELDS.get(name, ())]
 
     def from_values(self, values: list[Any]) -> Any:
-        """The record from the compiled reader's values: decimal ranges checked here."""
+        """The record from the compiled reader's values: decimal, timestamp and identifier
+        ranges checked here (the common case inlined: this runs once per message)."""
         for i in self.decimal_fields:
             units = values[i]
             if units is not None and (units > MAX_UNITS or units < -MAX_UNITS):
                 raise ValueError("decimal exceeds precision 18")
-        _check_timestamps(self.name, values, self.timestamp_fields)
-        _check_ids(self.name, values, self.id_fields)
+        for i, _ in self.timestamp_fields:
+            us = values[i]
+            if us is not None and not EVENT_TIME_MIN_US <= us <= EVENT_TIME_MAX_US:
+                _check_timestamps(self.name, values, self.timestamp_fields)
+        if self.id_fields:
+            _check_ids(self.name, values, self.id_fields)
         return self.record_type(*values)
 
     def from_dict(self, data: dict[str, Any]) -> Any:
