@@ -82,6 +82,11 @@ class Settings(BaseSettings):
     kafka_sasl_username: str | None = None
     kafka_sasl_password: SecretStr | None = None
     kafka_ssl_ca_location: str | None = None
+    kafka_ssl_certificate_location: str | None = Field(
+        None, description="librdkafka ssl.certificate.location (client certificate, mTLS)")
+    kafka_ssl_key_location: str | None = Field(None, description="librdkafka ssl.key.location")
+    kafka_ssl_key_password: SecretStr | None = Field(
+        None, description="librdkafka ssl.key.password, for an encrypted client key")
     schema_registry_url: str | None = Field(None, description="Unset: the local catalogue.")
     schema_registry_basic_auth: SecretStr | None = Field(None, description="user:password")
     schema_catalogue: Path | None = Field(
@@ -160,10 +165,14 @@ class Settings(BaseSettings):
             "sasl.mechanism": self.kafka_sasl_mechanism,
             "sasl.username": self.kafka_sasl_username,
             "ssl.ca.location": self.kafka_ssl_ca_location,
+            "ssl.certificate.location": self.kafka_ssl_certificate_location,
+            "ssl.key.location": self.kafka_ssl_key_location,
         }
         conf.update({k: v for k, v in optional.items() if v is not None})
         if self.kafka_sasl_password is not None:
             conf["sasl.password"] = self.kafka_sasl_password.get_secret_value()
+        if self.kafka_ssl_key_password is not None:
+            conf["ssl.key.password"] = self.kafka_ssl_key_password.get_secret_value()
         return conf
 
     def with_overrides(self, **changes: Any) -> Settings:

@@ -12,8 +12,8 @@ from sinks.stores import StoreUnavailableError, _redact, connect_postgres, open_
 from tapeflow.config import Settings
 
 PW = "s3cr3t-Pa55"
-SECRET_FIELDS = ("kafka_sasl_password", "schema_registry_basic_auth", "clickhouse_dsn",
-                 "postgres_dsn")
+SECRET_FIELDS = ("kafka_sasl_password", "kafka_ssl_key_password", "schema_registry_basic_auth",
+                 "clickhouse_dsn", "postgres_dsn")
 
 
 @pytest.fixture(autouse=True)
@@ -116,3 +116,21 @@ def test_store_errors_do_not_carry_the_password() -> None:
     with pytest.raises(StoreUnavailableError) as ch:
         open_clickhouse(f"http://u:{PW}@127.0.0.1:1/")
     assert PW not in str(ch.value)
+
+
+def test_kafka_security_settings_reach_librdkafka(tmp_path: Path,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "key_pw").write_text(PW + "\n")
+    monkeypatch.setenv("TAPEFLOW_KAFKA_SSL_KEY_PASSWORD_FILE", str(tmp_path / "key_pw"))
+    settings = Settings(kafka_bootstrap="b:9093", kafka_security_protocol="SASL_SSL",
+                        kafka_sasl_mechanism="SCRAM-SHA-512",
+                        kafka_sasl_username="tf", kafka_sasl_password="sasl-pw",
+                        kafka_ssl_ca_location="/ca.pem", kafka_ssl_certificate_location="/c.pem",
+                        kafka_ssl_key_location="/k.pem")
+    assert settings.kafka_config() == {
+        "bootstrap.servers": "b:9093", "security.protocol": "SASL_SSL",
+        "sasl.mechanism": "SCRAM-SHA-512", "sasl.username": "tf", "sasl.password": "sasl-pw",
+        "ssl.ca.location": "/ca.pem", "ssl.certificate.location": "/c.pem",
+        "ssl.key.location": "/k.pem", "ssl.key.password": PW,
+    }
+    assert "sasl-pw" not in repr(settings) and PW not in repr(settings)
