@@ -169,7 +169,10 @@ class RegistryCatalogue:
         except SchemaRegistryError as exc:
             if exc.http_status_code == 404:
                 return out
-            raise
+            raise UnknownSchemaError(f"the schema registry refused to list {subject}: {exc}") \
+                from None
+        except Exception as exc:  # connection refused, DNS, TLS: say so in one line
+            raise UnknownSchemaError(f"the schema registry did not answer: {exc}") from None
         for version in versions:
             registered = self._client.get_version(subject, version)
             out[int(registered.schema_id)] = json.loads(registered.schema.schema_str)
