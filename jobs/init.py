@@ -1,21 +1,33 @@
-"""`tapeflow init`: create the stores' schemas and the Kafka topics. Idempotent."""
+"""`tapeflow init`: check the Avro schemas, create the stores' schemas and the Kafka topics.
+Idempotent.
+
+The schema check comes first and changes nothing: this version must be able to read every
+schema version producers may have written with (docs/schema-evolution.md), else init stops
+with one line naming the subject, the version and the field, before any store is touched."""
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from jobs.migrate import migrate_clickhouse, migrate_postgres
 from schemas.catalogue import (
+    RECORD_SUBJECTS,
     TOPIC_ALERTS,
     TOPIC_DLQ,
     TOPIC_EXECUTIONS,
     TOPIC_MARKS,
     TOPIC_QUOTES,
     TOPIC_TRADES,
+    LocalCatalogue,
+    RegistryCatalogue,
+    current_schema,
 )
+from schemas.compat import IncompatibleSchemaError, check
 from sinks.stores import connect_postgres, open_clickhouse
 from tapeflow.config import Settings
 
@@ -24,6 +36,7 @@ ALL_TOPICS = (TOPIC_TRADES, TOPIC_QUOTES, TOPIC_EXECUTIONS, TOPIC_ALERTS, TOPIC_
 
 @dataclass
 class InitReport:
+    schemas: str = ""
     clickhouse_applied: list[str] = field(default_factory=list)
     postgres_applied: list[str] = field(default_factory=list)
     topics_created: list[str] = field(default_factory=list)
@@ -31,6 +44,7 @@ class InitReport:
 
     def lines(self) -> list[str]:
         out = [
+            f"Schemas:    {self.schemas or 'not checked'}",
             f"ClickHouse: applied {', '.join(self.clickhouse_applied) or 'nothing (up to date)'}",
             f"Postgres:   applied {', '.join(self.postgres_applied) or 'nothing (up to date)'}",
             f"Kafka:      created {', '.join(self.topics_created) or 'no topics (all exist)'}",
@@ -43,7 +57,9 @@ class InitReport:
 def init_clickhouse(settings: Settings) -> list[str]:
     url = settings.clickhouse_url()
     admin = open_clickhouse(url)
-    admin.command(f"CREATE DATABASE IF NOT EXISTS `{settings.clickhouse_database}`")
+    # The name is bound as a server-side Identifier parameter, quoted by ClickHouse itself.
+    admin.command("CREATE DATABASE IF NOT EXISTS {db:Identifier}",
+                  parameters={"db": settings.clickhouse_database})
     return migrate_clickhouse(open_clickhouse(url, settings.clickhouse_database))
 
 
@@ -91,8 +107,43 @@ def _wait_for_leaders(admin: AdminClient, topics: list[str], timeout_s: float) -
         time.sleep(0.1)
 
 
+def check_schemas(settings: Settings, registry: RegistryCatalogue | None = None) -> str:
+    """Refuse (`IncompatibleSchemaError`) when this version's reader schemas cannot read a
+    version the registry or the local catalogue holds for their subject; else a summary.
+
+    `registry` overrides the one the settings name (tests share one mock registry)."""
+    if registry is None and settings.schema_registry_url:
+        auth = settings.schema_registry_basic_auth
+        extra = {"basic.auth.user.info": auth.get_secret_value()} if auth else None
+        registry = RegistryCatalogue.from_url(settings.schema_registry_url, extra)
+    if registry is None:
+        catalogue = LocalCatalogue.load(settings.schema_catalogue)
+        return f"compatible with {_check_all(catalogue.versions, 'catalogue')} catalogued versions"
+    checked = _check_all(registry.versions, "registry")
+    url = settings.schema_registry_url or "mock://"
+    if not url.startswith("mock://"):  # a mock registry has no compatibility endpoint
+        for name, subject in RECORD_SUBJECTS.items():
+            if not registry.test_compatibility(subject, current_schema(name)):
+                raise IncompatibleSchemaError(
+                    f"the schema registry refuses schemas/avro/{name}.avsc for {subject} at "
+                    "the subject's compatibility level")
+    return f"compatible with {checked} registered versions"
+
+
+def _check_all(versions: Callable[[str], dict[int, dict[str, Any]]], where: str) -> int:
+    checked = 0
+    for name, subject in RECORD_SUBJECTS.items():
+        reader = current_schema(name)
+        for schema_id, writer in versions(subject).items():
+            check(reader, writer, f"schemas/avro/{name}.avsc cannot read {subject} schema id "
+                                  f"{schema_id} ({where})")
+            checked += 1
+    return checked
+
+
 def run_init(settings: Settings, postgres_dsn: str, *, kafka: bool = True) -> InitReport:
     report = InitReport()
+    report.schemas = check_schemas(settings)
     report.clickhouse_applied = init_clickhouse(settings)
     report.postgres_applied = init_postgres(settings, postgres_dsn)
     if kafka:

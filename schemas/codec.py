@@ -10,6 +10,18 @@ of building a `Decimal` and a `datetime` per field only for us to take them apar
 
 A frame that cannot be decoded raises `DecodeError` with a stable `reason` code; the flows turn
 it into a dead letter and carry on. Nothing here raises anything else for bad input.
+
+Timestamps outside `EVENT_TIME_MIN_US`..`EVENT_TIME_MAX_US` (1900-01-01 to 2299-12-31, the range
+of ClickHouse's DateTime64 and well inside Postgres's) are refused here with reason
+`timestamp_out_of_range`: such a record could not be stored (not even as a rejected tick, whose
+row keeps the timestamp), and a year-2300 print would move a symbol's watermark centuries ahead.
+Refusing it at the edge keeps the raw bytes on the dead-letter topic (docs/bad-input.md).
+
+Likewise the identifiers of an execution report (exec_id, order_id, client_order_id, account_id,
+symbol) longer than `MAX_ID_BYTES` in UTF-8 are refused (`identifier_too_long`): they become
+Postgres primary keys, and a b-tree index row holds at most 2704 bytes, so one such report
+fails every write of its batch and stalls the trading flow (tests/integration/
+test_invalid_executions.py).
 """
 
 from __future__ import annotations
@@ -46,6 +58,15 @@ from tapeflow.models import (
 
 MAGIC = 0
 HEADER_LEN = 5
+
+EVENT_TIME_MIN_US = -2_208_988_800_000_000
+"""1900-01-01T00:00:00Z: the lowest timestamp a record may carry (ClickHouse DateTime64)."""
+EVENT_TIME_MAX_US = 10_413_791_999_999_999
+"""2299-12-31T23:59:59.999999Z: the highest timestamp a record may carry."""
+MAX_ID_BYTES = 256
+"""The longest identifier of an execution report, in UTF-8 bytes (two fit a Postgres key)."""
+_ID_FIELDS = {"ExecutionReport": ("exec_id", "order_id", "client_order_id", "account_id",
+                                  "symbol")}
 
 RECORD_TYPES: dict[str, type[Any]] = {
     "Trade": Trade,
@@ -89,6 +110,31 @@ def _strip_logical(node: Any) -> Any:
 
 def _is_decimal(avro_type: Any) -> bool:
     return isinstance(avro_type, dict) and avro_type.get("logicalType") == "decimal"
+
+
+def _is_timestamp(avro_type: Any) -> bool:
+    if isinstance(avro_type, list):
+        return any(map(_is_timestamp, avro_type))
+    return isinstance(avro_type, dict) and avro_type.get("logicalType") == "timestamp-micros"
+
+
+def _check_ids(name: str, values: Any, fields: list[tuple[int, str]]) -> None:
+    for i, field_name in fields:
+        text = values[i]
+        # A str of n characters is at most 4n UTF-8 bytes: encode only the long ones.
+        if text is not None and len(text) * 4 > MAX_ID_BYTES and \
+                len(text.encode("utf-8", "surrogatepass")) > MAX_ID_BYTES:
+            raise DecodeError("identifier_too_long",
+                              f"{name}.{field_name} is longer than {MAX_ID_BYTES} bytes: "
+                              f"{text[:40]!r}...")
+
+
+def _check_timestamps(name: str, values: Any, fields: list[tuple[int, str]]) -> None:
+    for i, field_name in fields:
+        us = values[i]
+        if us is not None and not EVENT_TIME_MIN_US <= us <= EVENT_TIME_MAX_US:
+            raise DecodeError("timestamp_out_of_range",
+                              f"{name}.{field_name} = {us} us is outside 1900-01-01..2299-12-31")
 
 
 def _units_from_bytes(raw: bytes) -> int:
@@ -150,13 +196,24 @@ class _RecordCodec:
         self.decimal_fields = [i for i, f in enumerate(schema["fields"])
                                if _is_decimal(f["type"]) or (isinstance(f["type"], list) and
                                                              any(map(_is_decimal, f["type"])))]
+        self.timestamp_fields = [(i, f["name"]) for i, f in enumerate(schema["fields"])
+                                 if _is_timestamp(f["type"])]
+        self.id_fields = [(i, f["name"]) for i, f in enumerate(schema["fields"])
+                          if f["name"] in _ID_FIELDS.get(name, ())]
 
     def from_values(self, values: list[Any]) -> Any:
-        """The record from the compiled reader's values: decimal ranges checked here."""
+        """The record from the compiled reader's values: decimal, timestamp and identifier
+        ranges checked here (the common case inlined: this runs once per message)."""
         for i in self.decimal_fields:
             units = values[i]
             if units is not None and (units > MAX_UNITS or units < -MAX_UNITS):
                 raise ValueError("decimal exceeds precision 18")
+        for i, _ in self.timestamp_fields:
+            us = values[i]
+            if us is not None and not EVENT_TIME_MIN_US <= us <= EVENT_TIME_MAX_US:
+                _check_timestamps(self.name, values, self.timestamp_fields)
+        if self.id_fields:
+            _check_ids(self.name, values, self.id_fields)
         return self.record_type(*values)
 
     def from_dict(self, data: dict[str, Any]) -> Any:
@@ -164,6 +221,8 @@ class _RecordCodec:
         for name, conv, _ in self.fields:
             value = data[name]
             values.append(value if conv is None else conv(value))
+        _check_timestamps(self.name, values, self.timestamp_fields)
+        _check_ids(self.name, values, self.id_fields)
         return self.record_type(*values)
 
     def to_dict(self, record: Any) -> dict[str, Any]:
@@ -189,7 +248,7 @@ class Codec:
         rc = self._records[name]
         schema_id = self._writer_ids.get(name)
         if schema_id is None:
-            schema_id = self._catalogue.id_for(RECORD_SUBJECTS[name])
+            schema_id = self._catalogue.id_for(RECORD_SUBJECTS[name], current_schema(name))
             self._writer_ids[name] = schema_id
         buf = io.BytesIO()
         buf.write(bytes((MAGIC,)))
@@ -250,6 +309,8 @@ class Codec:
             raise DecodeError("trailing_bytes", f"{len(frame) - buf.tell()} bytes after the body")
         try:
             return rc.from_dict(data)
+        except DecodeError:
+            raise
         except Exception as exc:
             raise DecodeError("invalid_value", f"{type(exc).__name__}: {exc}") from None
 
@@ -267,6 +328,8 @@ class Codec:
             raise DecodeError("trailing_bytes", f"{len(frame) - end} bytes after the body")
         try:
             return rc.from_values(values)
+        except DecodeError:
+            raise
         except Exception as exc:
             raise DecodeError("invalid_value", f"{type(exc).__name__}: {exc}") from None
 
@@ -284,7 +347,7 @@ def codec_for(settings: Settings, *, register: bool = False) -> Codec:
     does; the flows only look ids up).
     """
     if not settings.schema_registry_url:
-        return Codec(LocalCatalogue.load())
+        return Codec(LocalCatalogue.load(settings.schema_catalogue))
     auth = settings.schema_registry_basic_auth
     extra = {"basic.auth.user.info": auth.get_secret_value()} if auth else None
     catalogue = RegistryCatalogue.from_url(settings.schema_registry_url, extra)

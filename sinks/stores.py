@@ -7,7 +7,9 @@ put first on the search_path so the SQL files and the sinks use unqualified tabl
 
 from __future__ import annotations
 
+import re
 from typing import Any
+from urllib.parse import urlsplit
 
 import clickhouse_connect
 import psycopg
@@ -18,14 +20,30 @@ class StoreUnavailableError(RuntimeError):
     """A store did not answer; the message names which one and where."""
 
 
-def _redact(url: str) -> str:
-    """A DSN without its password, for messages."""
-    if "@" in url and "://" in url:
-        scheme, rest = url.split("://", 1)
-        creds, host = rest.rsplit("@", 1)
-        user = creds.split(":", 1)[0]
-        return f"{scheme}://{user}:***@{host}"
-    return url
+_SECRET_KEYS = ("password", "passwd", "pwd", "sslpassword")
+_KEYWORD_SECRET = re.compile(
+    r"(\b(?:password|passwd|pwd|sslpassword)\s*=\s*)"  # key =
+    r"('(?:[^'\\]|\\.)*'|\S+)",  # 'quoted, with \' escapes' or a bare word
+    re.IGNORECASE)
+
+
+def _redact(dsn: str) -> str:
+    """A DSN without its secrets, for messages: the password of a URL's user info, password
+    query parameters, and `password=...` pairs of a libpq keyword DSN."""
+    if "://" not in dsn:
+        return _KEYWORD_SECRET.sub(r"\1***", dsn)
+    parts = urlsplit(dsn)
+    netloc = parts.netloc
+    if "@" in netloc:
+        creds, host = netloc.rsplit("@", 1)
+        netloc = f"{creds.split(':', 1)[0]}:***@{host}" if ":" in creds else netloc
+    query = "&".join(
+        f"{key}=***" if key.lower() in _SECRET_KEYS else pair
+        for pair in parts.query.split("&") if pair
+        for key in [pair.split("=", 1)[0]]
+    )
+    return (f"{parts.scheme}://{netloc}{parts.path}" + (f"?{query}" if query else "")
+            + (f"#{parts.fragment}" if parts.fragment else ""))
 
 
 def open_clickhouse(url: str, database: str | None = None, **settings: Any) -> Any:

@@ -30,17 +30,19 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     """Exception types that mean "the user or the environment", not "a bug"."""
     from confluent_kafka import KafkaException
     from pydantic import ValidationError
+    from pydantic_settings import SettingsError
 
     from jobs.local.kafka_broker import LocalServiceError
     from jobs.migrate import MigrationError
     from schemas.catalogue import UnknownSchemaError
+    from schemas.compat import IncompatibleSchemaError
     from sinks.kafka_producer import DeliveryError
     from sinks.stores import StoreUnavailableError
     from tapeflow.fixedpoint import FixedPointError
 
     return (LocalServiceError, MigrationError, StoreUnavailableError, DeliveryError,
-            UnknownSchemaError, FixedPointError, ValidationError, KafkaException,
-            FileNotFoundError, PermissionError, TimeoutError)
+            UnknownSchemaError, IncompatibleSchemaError, FixedPointError, ValidationError,
+            SettingsError, KafkaException, FileNotFoundError, PermissionError, TimeoutError)
 
 
 def _one_line(exc: BaseException) -> str:

@@ -113,10 +113,12 @@ def init(
 
     Example: tapeflow init --partitions 8
     """
-    from jobs.init import run_init
+    from jobs.init import check_schemas, run_init
     from jobs.local.services import resolve
 
-    settings = resolve(_settings(ctx, partitions=partitions), kafka=kafka, start_kafka=False)
+    settings = _settings(ctx, partitions=partitions)
+    check_schemas(settings)  # refuse before any local service is started (run_init checks too)
+    settings = resolve(settings, kafka=kafka, start_kafka=False)
     assert settings.postgres_dsn is not None
     report = run_init(settings, settings.postgres_dsn.get_secret_value(), kafka=kafka)
     for line in report.lines():
