@@ -63,6 +63,7 @@ class WriterPartition(StatefulSinkPartition[Any, None]):
         self._store = store
         self._unmappable = unmappable
         self._write_error = write_error
+        self._stopped = False
         self.skipped = 0
 
     def write_batch(self, values: list[Any]) -> None:
@@ -89,16 +90,32 @@ class WriterPartition(StatefulSinkPartition[Any, None]):
         for a transient error (the deadline passed: the flow stops now, the replay brings the
         rows again), else keep the rows for the checkpoint's flush, which raises."""
         if getattr(exc, "transient", False):
-            log.error("%s write failed, the flow stops (a restart with recovery replays): %s",
-                      self._store, exc)
-            raise exc
+            self._stops(exc)
         log.error("%s write failed, rows kept for the next flush: %s", self._store, exc)
 
     def snapshot(self) -> None:
-        self._writer.flush()
+        try:
+            self._writer.flush()
+        except self._write_error as exc:
+            self._stops(exc)
 
     def close(self) -> None:
-        self._writer.close()
+        if self._stopped:
+            # Bytewax closes the partitions while unwinding from the error: a second raise
+            # there is a panic in a destructor, which hangs the process instead of ending it.
+            return
+        try:
+            self._writer.close()
+        except self._write_error as exc:
+            self._stops(exc)
+
+    def _stops(self, exc: Exception) -> None:
+        """The rows cannot be written: say so in one line (Bytewax reports only a panic),
+        then raise, so no snapshot covers the unwritten rows."""
+        self._stopped = True
+        log.error("%s write failed, the flow stops (a restart with recovery replays): %s",
+                  self._store, exc)
+        raise exc
 
 
 class ClickHouseSink(FixedPartitionedSink[Any, None]):

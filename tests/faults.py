@@ -11,6 +11,7 @@ refused"), `restore` listens on the same port again.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import select
 import signal
@@ -28,6 +29,7 @@ from typing import Any
 
 from bytewax.testing import run_main
 from confluent_kafka import Consumer, TopicPartition
+from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict
 
 from flows.trading import build_flow
@@ -147,19 +149,15 @@ class TcpProxy:
             return
         finally:
             for sock in (a, b):
-                try:
+                with contextlib.suppress(OSError):
                     sock.close()
-                except OSError:
-                    pass
 
     def cut(self) -> None:
         """Stop listening and reset every live connection."""
         if self._listener is not None:
             # shutdown first: a bare close() leaves the socket listening while accept() holds it
-            try:
+            with contextlib.suppress(OSError):
                 self._listener.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
             self._listener.close()
             self._listener = None
         with self._lock:
@@ -253,15 +251,26 @@ def flow_env(settings: Settings, dsn: str, chdb_dir: Path) -> dict[str, str]:
 
 
 class FlowProcess:
-    """`tapeflow run trading` (tailing, recovery on) in a subprocess, its output in `log`."""
+    """`tapeflow run trading` (recovery on; tailing unless `batch`) in a subprocess, its output
+    in `log`."""
 
-    def __init__(self, settings: Settings, dsn: str, chdb_dir: Path, log: Path) -> None:
+    def __init__(self, settings: Settings, dsn: str, chdb_dir: Path, log: Path, *,
+                 batch: bool = False) -> None:
         self.log = log
         self._out = log.open("ab")
+        args = [sys.executable, "-m", "tapeflow.cli", "run", "trading",
+                "--snapshot-interval", "1"]
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "tapeflow.cli", "run", "trading", "--snapshot-interval", "1"],
+            [*args, "--batch"] if batch else args,
             env=flow_env(settings, dsn, chdb_dir), cwd=REPO, stdout=self._out,
             stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+
+    def wait(self, timeout_s: float) -> int:
+        """The exit code of a flow that ends by itself (a batch run, a failure)."""
+        try:
+            return self.proc.wait(timeout_s)
+        finally:
+            self._out.close()
 
     def text(self) -> str:
         return self.log.read_text(errors="replace")
@@ -285,7 +294,7 @@ class FlowProcess:
 def pg_rows(dsn: str, schema: str, table: str) -> list[tuple[Any, ...]]:
     columns = COMPARED[table]
     with connect_postgres(dsn, schema) as conn:
-        cur = conn.execute(f"SELECT * FROM {table}")  # noqa: S608 - a fixed table name
+        cur = conn.execute(sql.SQL("SELECT * FROM {}").format(sql.Identifier(table)))
         names = [d.name for d in cur.description or ()]
         rows = [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
     return sorted(tuple(r[c] for c in columns) for r in rows)
