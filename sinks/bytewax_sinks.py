@@ -29,7 +29,7 @@ from bytewax.outputs import FixedPartitionedSink, StatefulSinkPartition
 
 from sinks.clickhouse_rows import TABLE_COLUMNS, RowRangeError, to_row
 from sinks.clickhouse_sink import ClickHouseWriteError, ClickHouseWriter
-from sinks.kafka_producer import KafkaWriter
+from sinks.kafka_producer import DeliveryError, KafkaWriter
 
 log = logging.getLogger("tapeflow.sinks.bytewax")
 
@@ -52,7 +52,8 @@ class WriterPartition(StatefulSinkPartition[Any, None]):
 
     `unmappable` are the errors of `to_rows` that mean "this record has no row" (logged and
     skipped, counted in `skipped`); `write_error` is the writer's error after its retries
-    (logged in `write_batch` with the rows kept buffered, raised at the checkpoint).
+    (transient: logged and raised at once; otherwise logged in `write_batch` with the rows kept
+    buffered, and raised at the checkpoint if the checkpoint's flush fails too).
     """
 
     def __init__(self, writer: RowWriter, to_rows: Callable[[Any], Iterable[tuple[str, Any]]],
@@ -157,13 +158,13 @@ class ClickHouseSink(FixedPartitionedSink[Any, None]):
 
 class _KafkaPartition(StatefulSinkPartition[Any, None]):
     def __init__(self, writer: KafkaWriter, topic: str, encode: Callable[[Any], bytes],
-                 key: Callable[[Any], str | None], flush_timeout_s: float) -> None:
+                 key: Callable[[Any], str | None]) -> None:
         self._writer = writer
-        self._flush_timeout_s = flush_timeout_s
         self._topic = topic
         self._encode = encode
         self._key = key
         self.skipped = 0
+        self.stopped = False
 
     def write_batch(self, values: list[Any]) -> None:
         for record in values:
@@ -177,10 +178,30 @@ class _KafkaPartition(StatefulSinkPartition[Any, None]):
             self._writer.send(self._topic, value, key=key)
 
     def snapshot(self) -> None:
-        self._writer.flush(self._flush_timeout_s)
+        checkpoint_flush(self._writer, self._topic, self)
 
     def close(self) -> None:
-        self._writer.flush(self._flush_timeout_s)
+        if not self.stopped:
+            checkpoint_flush(self._writer, self._topic, self)
+
+
+class _Stoppable(Protocol):
+    stopped: bool
+
+
+def checkpoint_flush(writer: KafkaWriter, topic: str, partition: _Stoppable) -> None:
+    """Flush a Kafka sink partition's producer at a checkpoint (or close). Records the broker
+    refused or did not acknowledge within the writer's timeout stop the flow: one error line,
+    then the raise; `partition.stopped` tells `close` not to flush again while Bytewax unwinds
+    (a second raise there hangs the process, and a second flush would wait the timeout again).
+    """
+    try:
+        writer.flush()
+    except DeliveryError as exc:
+        partition.stopped = True
+        log.error("Kafka write to %s failed, the flow stops (a restart with recovery "
+                  "replays): %s", topic, exc)
+        raise
 
 
 class KafkaRecordSink(FixedPartitionedSink[Any, None]):
@@ -204,6 +225,5 @@ class KafkaRecordSink(FixedPartitionedSink[Any, None]):
         return [self._topic]
 
     def build_part(self, step_id: str, for_part: str, resume_state: None) -> _KafkaPartition:
-        writer = KafkaWriter.for_deadline(self._conf, self._deadline_s)
-        return _KafkaPartition(writer, self._topic, self._encode, self._key,
-                               writer.flush_timeout_s)
+        return _KafkaPartition(KafkaWriter.for_deadline(self._conf, self._deadline_s),
+                               self._topic, self._encode, self._key)

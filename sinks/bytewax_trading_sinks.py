@@ -28,7 +28,7 @@ from typing import Any
 from bytewax.outputs import FixedPartitionedSink, StatefulSinkPartition
 from confluent_kafka import Consumer, TopicPartition
 
-from sinks.bytewax_sinks import WriterPartition
+from sinks.bytewax_sinks import WriterPartition, checkpoint_flush
 from sinks.kafka_producer import KafkaWriter
 from sinks.postgres_rows import PgRangeError, trading_rows
 from sinks.postgres_sink import PostgresWriteError, PostgresWriter
@@ -120,6 +120,7 @@ class _DedupKafkaPartition(StatefulSinkPartition[Any, None]):
         self._seen = set(self._order)
         self.skipped = 0
         self.suppressed = 0
+        self.stopped = False
 
     def _remember(self, ident: str) -> None:
         if len(self._order) == self._order.maxlen:
@@ -144,10 +145,11 @@ class _DedupKafkaPartition(StatefulSinkPartition[Any, None]):
             self._remember(ident)
 
     def snapshot(self) -> None:
-        self._writer.flush()
+        checkpoint_flush(self._writer, self._topic, self)
 
     def close(self) -> None:
-        self._writer.flush()
+        if not self.stopped:
+            checkpoint_flush(self._writer, self._topic, self)
 
 
 class DedupKafkaRecordSink(FixedPartitionedSink[Any, None]):

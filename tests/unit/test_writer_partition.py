@@ -12,7 +12,11 @@ from typing import Any
 
 import pytest
 
-from sinks.bytewax_sinks import WriterPartition
+from sinks.bytewax_sinks import KafkaRecordSink, WriterPartition
+from sinks.kafka_producer import DeliveryError
+
+QUIET = logging.getLogger("tests.quiet_kafka")
+QUIET.setLevel(logging.CRITICAL)  # "connection refused" is the point, not news
 
 
 class WriteError(RuntimeError):
@@ -91,3 +95,20 @@ def test_a_store_that_recovers_before_the_checkpoint_loses_nothing() -> None:
     part.snapshot()
     part.close()
     assert writer.written == [("t", 1), ("t", 2)] and writer.closed == 1
+
+
+def test_a_kafka_sink_whose_broker_never_answers_stops_at_the_deadline(
+        caplog: pytest.LogCaptureFixture) -> None:
+    # A real producer with nothing listening (port 1): the record waits `deadline_s` (1 s
+    # here: librdkafka's message.timeout.ms and the checkpoint's flush), then the checkpoint
+    # stops the flow with one line; close, called while Bytewax unwinds, does not flush again.
+    sink = KafkaRecordSink({"bootstrap.servers": "127.0.0.1:1", "logger": QUIET}, "t.alerts",
+                           encode=lambda record: record, key=lambda record: None,
+                           deadline_s=1.0)
+    part = sink.build_part("out", "t.alerts", None)
+    part.write_batch([b"x"])
+    with caplog.at_level(logging.ERROR, logger="tapeflow.sinks.bytewax"), \
+            pytest.raises(DeliveryError):
+        part.snapshot()
+    assert "Kafka write to t.alerts failed, the flow stops" in caplog.text
+    part.close()  # returns at once, raises nothing
