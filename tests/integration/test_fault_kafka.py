@@ -42,7 +42,7 @@ from tests.faults import (
 )
 
 
-@pytest.mark.slow  # ~2 min: two broker starts, a 20 s outage, a reference run
+@pytest.mark.slow  # 55-70 s: two broker starts, a 20 s outage, a reference run
 def test_kafka_broker_outage_the_flow_waits_and_resumes(settings: Settings,
                                                         tmp_path: Path) -> None:
     broker = LocalKafka(tmp_path / "broker", TEST_KAFKA_PORT + 2)

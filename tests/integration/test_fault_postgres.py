@@ -20,8 +20,6 @@ import time
 import uuid
 from pathlib import Path
 
-import pytest
-
 from schemas.catalogue import TOPIC_EXECUTIONS, LocalCatalogue
 from schemas.codec import Codec
 from tapeflow.config import Settings
@@ -39,7 +37,6 @@ from tests.faults import (
 )
 
 
-@pytest.mark.slow  # ~110 s: a 20 s outage, the backoff's catch-up, a reference run
 def test_postgres_outage_blocks_the_flow_then_it_catches_up(settings: Settings,
                                                              tmp_path: Path) -> None:
     root = tmp_path
