@@ -74,12 +74,13 @@ def default_sinks(settings: Settings, codec: Codec) -> MarketSinks:
     url = settings.clickhouse_url()
     database = settings.clickhouse_database
     conf = settings.kafka_config()
+    deadline = settings.sink_retry_deadline_s
     return MarketSinks(
-        clickhouse=ClickHouseSink(lambda: open_clickhouse(url, database)),
+        clickhouse=ClickHouseSink(lambda: open_clickhouse(url, database), deadline_s=deadline),
         dlq=KafkaRecordSink(conf, settings.topic(TOPIC_DLQ), lambda kv: codec.encode(kv[1]),
-                            key=lambda kv: kv[0] or None),
+                            key=lambda kv: kv[0] or None, deadline_s=deadline),
         marks=KafkaRecordSink(conf, settings.topic(TOPIC_MARKS), lambda m: codec.encode(m.trade),
-                              key=lambda m: m.symbol),
+                              key=lambda m: m.symbol, deadline_s=deadline),
     )
 
 

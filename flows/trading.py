@@ -161,17 +161,20 @@ def default_sinks(settings: Settings, codec: Codec) -> TradingSinks:
     dsn, schema = postgres_dsn(settings), settings.postgres_schema
     conf = settings.kafka_config()
     base = restart_version_base()  # this process's rows outrank a killed one's
+    deadline = settings.sink_retry_deadline_s  # a store outage shorter than this only waits
     return TradingSinks(
-        postgres=PostgresSink(lambda: PostgresWriter.from_dsn(dsn, schema), version_base=base),
-        clickhouse=ClickHouseSink(lambda: open_clickhouse(url, database),
+        postgres=PostgresSink(lambda: PostgresWriter.from_dsn(dsn, schema, deadline_s=deadline),
+                              version_base=base),
+        clickhouse=ClickHouseSink(lambda: open_clickhouse(url, database), deadline_s=deadline,
                                   mapper=clickhouse_trading_mapper(base),
                                   columns=TRADING_COLUMNS),
         alerts=DedupKafkaRecordSink(
             conf, settings.topic(TOPIC_ALERTS), encode=codec.encode,
             key=lambda alert: alert.account_id, identity=lambda alert: alert.alert_id,
-            read_identity=lambda raw: codec.decode(raw, expect="RiskAlert").alert_id),
+            read_identity=lambda raw: codec.decode(raw, expect="RiskAlert").alert_id,
+            deadline_s=deadline),
         dlq=KafkaRecordSink(conf, settings.topic(TOPIC_DLQ), codec.encode,
-                            key=lambda letter: None),
+                            key=lambda letter: None, deadline_s=deadline),
     )
 
 

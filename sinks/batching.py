@@ -2,8 +2,17 @@
 
 `BatchPolicy` holds the validated numbers: a batch is written when `max_rows` are pending (size
 bound) or when the oldest pending row is `max_age_s` old (time bound); a write failing on a
-transient error is tried up to `attempts` times, with exponential backoff from `backoff_s`
-capped at `max_backoff_s`, plus up to `backoff_s` of jitter (tenacity).
+transient error is tried again with exponential backoff from `backoff_s` capped at
+`max_backoff_s`, plus up to `backoff_s` of jitter (tenacity), up to `attempts` tries, or, when
+`deadline_s` is set, for as long as the first failure is less than `deadline_s` old.
+
+Why a deadline for streaming sinks (docs/faults.md): a flow's sink that gives up after a few
+seconds raises, and one exception kills the dataflow, so a store restarting for 20 s would stop
+every flow. A sink that drops the batch instead would lose rows. So a streaming sink blocks on a
+failing write (the whole worker waits: nothing is read, nothing snapshotted past it) and keeps
+retrying connection-level errors until `deadline_s` (setting `sink_retry_deadline_s`, 10 min by
+default); only then does it raise, the flow stops with that error, and a restart with recovery
+replays from the last snapshot. Batch jobs keep the short `attempts` bound.
 
 `BatchWriter` is the mechanism around a writer's own buffers: the oldest-row clock (`due`,
 `flush_if_due`; time is the injected clock unless the caller passes `now`), the counters, the
@@ -46,6 +55,8 @@ class BatchPolicy:
     attempts: int = 5
     backoff_s: float = 0.2
     max_backoff_s: float = 10.0
+    deadline_s: float | None = None
+    """Set: retry transient errors until the first failure is this old (`attempts` unused)."""
 
     def __post_init__(self) -> None:
         if self.max_rows < 1:
@@ -54,23 +65,44 @@ class BatchPolicy:
             raise ValueError("max_age_s must not be negative")
         if self.attempts < 1:
             raise ValueError("attempts must be at least 1")
+        if self.deadline_s is not None and self.deadline_s < 0:
+            raise ValueError("deadline_s must not be negative")
 
     def retrying(
         self,
         is_transient: Callable[[BaseException], bool],
         before_sleep: Callable[[RetryCallState], None] | None = None,
         sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], float] = time.monotonic,
     ) -> Retrying:
-        """A tenacity loop: `attempts` tries while `is_transient` says the error is, sleeping
+        """A tenacity loop: `attempts` tries (or tries until `deadline_s` after the first
+        failure, measured on `clock`) while `is_transient` says the error is, sleeping
         min(backoff_s * 2**(n-1), max_backoff_s) plus up to backoff_s of jitter after try n."""
         return Retrying(
-            stop=stop_after_attempt(self.attempts),
+            stop=(stop_after_attempt(self.attempts) if self.deadline_s is None
+                  else _StopAfterDeadline(self.deadline_s, clock)),
             wait=wait_exponential(multiplier=self.backoff_s, max=self.max_backoff_s)
             + wait_random(0, self.backoff_s),
             retry=retry_if_exception(is_transient),
             sleep=sleep,
             before_sleep=before_sleep,
         )
+
+
+class _StopAfterDeadline:
+    """tenacity stop: once `deadline_s` have passed since the first failure, on `clock` (an
+    injected clock, unlike tenacity's `stop_after_delay`, so tests need not wait)."""
+
+    def __init__(self, deadline_s: float, clock: Callable[[], float]) -> None:
+        self.deadline_s = deadline_s
+        self._clock = clock
+        self._first: float | None = None
+
+    def __call__(self, state: RetryCallState) -> bool:
+        now = self._clock()
+        if self._first is None or state.attempt_number == 1:
+            self._first = now
+        return now - self._first >= self.deadline_s
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,6 +159,13 @@ class BatchWriter(ABC):
     @property
     def attempts(self) -> int:
         return self.policy.attempts
+
+    def retry_bound(self) -> str:
+        """How long this writer keeps trying, for log lines."""
+        deadline = self.policy.deadline_s
+        if deadline is None:
+            return f"gives up after {self.policy.attempts} attempts"
+        return f"gives up {deadline:g} s after the first failure"
 
     @property
     @abstractmethod
@@ -189,7 +228,8 @@ class BatchWriter(ABC):
                       fn: Callable[P, object], *args: P.args, **kwargs: P.kwargs
                       ) -> Failure | None:
         """Run `fn` under the policy's retries, counting and logging each retry."""
-        retrying = self.policy.retrying(is_transient, self._before_retry, self._sleep)
+        retrying = self.policy.retrying(is_transient, self._before_retry, self._sleep,
+                                        self._clock)
         return call_with_retries(retrying, fn, *args, **kwargs)
 
     def _record_batch(self, table: str, rows: int, started: float) -> None:

@@ -4,9 +4,9 @@ Same contract as `sinks.bytewax_sinks` (read that docstring): `FixedPartitionedS
 partition, flushed at every epoch's `snapshot()` so a recovery snapshot never covers output
 that only lived in memory; between checkpoints the writers' own size and age bounds apply.
 A record that cannot be mapped is logged and skipped (never raised: one exception kills the
-dataflow); a store that still fails after the writer's retries is logged at `write_batch`
-(rows stay buffered) and raised at the checkpoint, so the flow stops rather than snapshot
-offsets for output that was not written.
+dataflow); a failing write blocks while the writer retries, and an error that outlasts the
+retries stops the flow (`sinks.bytewax_sinks`, docs/faults.md), so it never snapshots offsets
+for output that was not written.
 
 `DedupKafkaRecordSink` writes records with a deterministic identity (alerts) to a topic once:
 it reads the identities of the topic's recent records when its partition is built.
@@ -28,7 +28,7 @@ from typing import Any
 from bytewax.outputs import FixedPartitionedSink, StatefulSinkPartition
 from confluent_kafka import Consumer, TopicPartition
 
-from sinks.bytewax_sinks import WriterPartition
+from sinks.bytewax_sinks import WriterPartition, checkpoint_flush
 from sinks.clickhouse_trading_rows import to_row as trading_to_row
 from sinks.kafka_producer import KafkaWriter
 from sinks.postgres_rows import PgRangeError, trading_rows
@@ -172,6 +172,7 @@ class _DedupKafkaPartition(StatefulSinkPartition[Any, None]):
         self._seen = set(self._order)
         self.skipped = 0
         self.suppressed = 0
+        self.stopped = False
 
     def _remember(self, ident: str) -> None:
         if len(self._order) == self._order.maxlen:
@@ -196,10 +197,11 @@ class _DedupKafkaPartition(StatefulSinkPartition[Any, None]):
             self._remember(ident)
 
     def snapshot(self) -> None:
-        self._writer.flush()
+        checkpoint_flush(self._writer, self._topic, self)
 
     def close(self) -> None:
-        self._writer.flush()
+        if not self.stopped:
+            checkpoint_flush(self._writer, self._topic, self)
 
 
 class DedupKafkaRecordSink(FixedPartitionedSink[Any, None]):
@@ -208,13 +210,15 @@ class DedupKafkaRecordSink(FixedPartitionedSink[Any, None]):
     `remember` records per partition (read when the partition is built, so after a restart or
     a replay too), or was sent by this partition, is not sent again. A replay over the same
     input therefore adds nothing to the topic, as long as what it repeats is that recent.
-    `read_identity` gets the identity back from a stored value (the codec's decode)."""
+    `read_identity` gets the identity back from a stored value (the codec's decode);
+    `deadline_s` bounds a broker outage as for `sinks.bytewax_sinks.KafkaRecordSink`."""
 
     def __init__(self, conf: dict[str, Any], topic: str, *, encode: Callable[[Any], bytes],
                  key: Callable[[Any], str | None], identity: Callable[[Any], str],
                  read_identity: Callable[[bytes], str | None],
-                 remember: int = 100_000) -> None:
+                 remember: int = 100_000, deadline_s: float | None = None) -> None:
         self._conf = conf
+        self._deadline_s = deadline_s
         self._topic = topic
         self._encode = encode
         self._key = key
@@ -228,6 +232,7 @@ class DedupKafkaRecordSink(FixedPartitionedSink[Any, None]):
     def build_part(self, step_id: str, for_part: str,
                    resume_state: None) -> _DedupKafkaPartition:
         seen = recent_keys(self._conf, self._topic, self._read_identity, self._remember)
-        return _DedupKafkaPartition(KafkaWriter(self._conf), self._topic, encode=self._encode,
+        return _DedupKafkaPartition(KafkaWriter.for_deadline(self._conf, self._deadline_s),
+                                    self._topic, encode=self._encode,
                                     key=self._key, identity=self._identity, seen=seen,
                                     remember=self._remember)

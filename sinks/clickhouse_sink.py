@@ -99,12 +99,13 @@ class ClickHouseWriter(BatchWriter):
         attempts: int = 5,
         backoff_s: float = 0.2,
         max_backoff_s: float = 10.0,
+        deadline_s: float | None = None,
         columns: Mapping[str, Sequence[str]] = TABLE_COLUMNS,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
-        super().__init__(BatchPolicy(max_rows, max_age_s, attempts, backoff_s, max_backoff_s),
-                         clock=clock, sleep=sleep)
+        super().__init__(BatchPolicy(max_rows, max_age_s, attempts, backoff_s, max_backoff_s,
+                                     deadline_s), clock=clock, sleep=sleep)
         self._client = client
         self._columns = {table: tuple(cols) for table, cols in columns.items()}
         self._buffers: dict[str, list[Row | Sequence[Any]]] = {}
@@ -179,7 +180,8 @@ class ClickHouseWriter(BatchWriter):
         started = time.perf_counter()
         failure = self._with_retries(is_transient, self._insert, table, rows)
         if failure is not None:
-            outcome = (f"failed {failure.attempts} times on transient errors; last"
+            outcome = (f"failed {failure.attempts} times on transient errors "
+                       f"({self.retry_bound()}); last"
                        if failure.transient else
                        f"failed and is not retryable (attempt {failure.attempts})")
             raise ClickHouseWriteError(
@@ -206,8 +208,11 @@ class ClickHouseWriter(BatchWriter):
             context.data = None
 
     def _log_retry(self, state: RetryCallState, exc: BaseException | None) -> None:
-        log.warning("ClickHouse insert attempt %d of %d failed, retrying: %s",
-                    state.attempt_number, self.attempts, _first_line(exc))
+        wait = state.next_action.sleep if state.next_action else 0.0
+        table, rows = (*state.args, "?", ())[:2]
+        log.warning("ClickHouse: insert of %d rows into %s failed (attempt %d, %s): %s; "
+                    "next attempt in %.1f s", len(rows), table, state.attempt_number,
+                    self.retry_bound(), _first_line(exc), wait)
 
 
 def _first_line(exc: BaseException | None) -> str:

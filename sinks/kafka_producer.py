@@ -3,6 +3,12 @@
 The stock Bytewax KafkaSink flushes on every batch (DESIGN.md); this one lets librdkafka fill
 its batches (`linger.ms`) and flushes at the points where the caller needs durability (end of a
 job, a checkpoint). Delivery failures are counted and raised at `flush`, never lost.
+
+Broker outages: librdkafka keeps queued records and retries them until `message.timeout.ms`
+(5 min by default), reconnecting by itself; `flush` waits up to `flush_timeout_s`. A flow's
+sinks set both to the sink retry deadline (`for_deadline`), so an outage shorter than that only
+delays the checkpoint that flushes (docs/faults.md). Idempotence (`enable.idempotence`) keeps
+librdkafka's own retries from writing a record twice.
 """
 
 from __future__ import annotations
@@ -17,8 +23,13 @@ class DeliveryError(RuntimeError):
     """Some records were not acknowledged by the broker."""
 
 
+DEFAULT_FLUSH_TIMEOUT_S = 60.0
+
+
 class KafkaWriter:
-    def __init__(self, conf: dict[str, Any], **overrides: Any) -> None:
+    def __init__(self, conf: dict[str, Any], *, flush_timeout_s: float = DEFAULT_FLUSH_TIMEOUT_S,
+                 **overrides: Any) -> None:
+        self.flush_timeout_s = flush_timeout_s
         settings = {
             "linger.ms": 20,
             "batch.num.messages": 10000,
@@ -34,6 +45,15 @@ class KafkaWriter:
         self.sent = 0
         self.delivered = 0
         self.failures: list[str] = []
+
+    @classmethod
+    def for_deadline(cls, conf: dict[str, Any], deadline_s: float | None) -> KafkaWriter:
+        """A writer whose records wait for the broker, and whose `flush` waits, `deadline_s`
+        (None: librdkafka's default and `DEFAULT_FLUSH_TIMEOUT_S`)."""
+        if deadline_s is None:
+            return cls(conf)
+        return cls(conf, flush_timeout_s=deadline_s,
+                   **{"message.timeout.ms": max(1, int(deadline_s * 1000))})
 
     def _on_delivery(self, err: KafkaError | None, _msg: Message) -> None:
         if err is None:
@@ -58,8 +78,11 @@ class KafkaWriter:
         if self.sent % 1000 == 0:
             self._producer.poll(0)
 
-    def flush(self, timeout_s: float = 60.0) -> None:
-        """Wait until every queued record is acknowledged; raise if any was refused."""
+    def flush(self, timeout_s: float | None = None) -> None:
+        """Wait until every queued record is acknowledged (up to `timeout_s`, by default the
+        writer's `flush_timeout_s`); raise if any was refused or is still waiting."""
+        if timeout_s is None:
+            timeout_s = self.flush_timeout_s
         remaining = self._producer.flush(timeout_s)
         if remaining:
             raise DeliveryError(f"{remaining} records still unacknowledged after {timeout_s} s")

@@ -101,12 +101,13 @@ class PostgresWriter(BatchWriter):
         attempts: int = 5,
         backoff_s: float = 0.2,
         max_backoff_s: float = 10.0,
+        deadline_s: float | None = None,
         store: str = "Postgres",
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
-        super().__init__(BatchPolicy(max_rows, max_age_s, attempts, backoff_s, max_backoff_s),
-                         clock=clock, sleep=sleep)
+        super().__init__(BatchPolicy(max_rows, max_age_s, attempts, backoff_s, max_backoff_s,
+                                     deadline_s), clock=clock, sleep=sleep)
         self._connect = connect
         self.store = store
         self._conn: psycopg.Connection[Any] | None = None
@@ -156,8 +157,9 @@ class PostgresWriter(BatchWriter):
         started = time.perf_counter()
         failure = self._with_retries(is_transient, self._write, batch)
         if failure is not None:
-            outcome = (f"failed {failure.attempts} times on connection-level errors; the rows "
-                       "stay buffered; last" if failure.transient else
+            outcome = (f"failed {failure.attempts} times on connection-level errors "
+                       f"({self.retry_bound()}); the rows stay buffered; last"
+                       if failure.transient else
                        f"failed and is not retryable (attempt {failure.attempts}); the whole "
                        "batch was rolled back and stays buffered")
             raise PostgresWriteError(
@@ -217,8 +219,11 @@ class PostgresWriter(BatchWriter):
 
     def _log_retry(self, state: RetryCallState, exc: BaseException | None) -> None:
         wait = state.next_action.sleep if state.next_action else 0.0
-        log.warning("%s: write attempt %d of %d failed, retrying in %.2fs: %s", self.store,
-                    state.attempt_number, self.attempts, wait, _describe(exc))
+        batch = state.args[0] if state.args else {}
+        rows = sum(len(r) for r in batch.values()) if isinstance(batch, dict) else 0
+        log.warning("%s: write of %d rows failed (attempt %d, %s): %s; next attempt in %.1f s",
+                    self.store, rows, state.attempt_number, self.retry_bound(),
+                    _describe(exc), wait)
 
 
 def _tables(batch: dict[str, list[Row]]) -> str:

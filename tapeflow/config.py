@@ -119,6 +119,12 @@ class Settings(BaseSettings):
         description="Prometheus /metrics port of `tapeflow run` (0: off); a local cluster's "
         "process i serves port + i (docs/metrics.md).",
     )
+    sink_retry_deadline_s: float = Field(
+        600.0, gt=0,
+        description="How long a flow's sink keeps retrying a store or broker that does not "
+        "answer (the flow waits meanwhile) before the flow stops so a restart replays "
+        "(docs/faults.md).",
+    )
     alerts_allowed_accounts: Annotated[frozenset[str] | None, NoDecode] = Field(
         None,
         description="Accounts whose alerts `tapeflow alerts` may deliver (comma list); unset: "

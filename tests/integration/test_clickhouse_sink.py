@@ -308,7 +308,8 @@ def test_transient_errors_are_retried_with_backoff_then_raise_clearly(client: An
                               sleep=sleep)
     writer.add(table, ("second", 1))
     with pytest.raises(ClickHouseWriteError, match=rf"1 rows into {table} failed 3 times on "
-                       "transient errors; last: .*Too many parts") as info:
+                       r"transient errors \(gives up after 3 attempts\); last: .*Too many parts"
+                       ) as info:
         writer.flush()
     assert (info.value.transient, info.value.attempts, len(sleeps)) == (True, 3, 2)
     assert all(0 < s <= 0.05 for s in sleeps)

@@ -231,10 +231,13 @@ def test_a_dropped_connection_is_retried_on_a_new_one(
     pid = writer._connection().info.backend_pid
     db.execute("SELECT pg_terminate_backend(%s)", (pid,))
     writer.add_many(rows[2:])
+    pending = writer.pending
     with caplog.at_level(logging.WARNING, logger="tapeflow.sinks.postgres"):
-        writer.flush()
+        assert writer.flush() == pending
     assert writer.retries == 1 and len(sleeps) == 1
-    assert f"Postgres test {schema}: write attempt 1 of 5 failed" in caplog.text
+    assert f"Postgres test {schema}: write of {pending} rows failed (attempt 1, gives " \
+        "up after 5 attempts): AdminShutdown [SQLSTATE 57P01]" in caplog.text
+    assert "next attempt in 0.0 s" in caplog.text
     assert writer._connection().info.backend_pid != pid
     writer.close()
     expected = _expected(rows)

@@ -189,3 +189,45 @@ def test_context_manager_closes_on_success_and_abandons_on_error() -> None:
         failed.add(2)
         raise KeyError("boom")
     assert (failed.written, failed.pending, failed.abandoned) == ([], 1, 1)
+
+
+def test_a_deadline_retries_transient_errors_until_the_first_failure_is_that_old() -> None:
+    # The streaming policy: no attempt count, a deadline on the injected clock; the sleeps
+    # move the clock, so 30 s of outage passes instantly.
+    clock = [0.0]
+    sleeps: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        sleeps.append(seconds)
+        clock[0] += seconds
+
+    policy = BatchPolicy(10, attempts=1, backoff_s=0.5, max_backoff_s=4.0, deadline_s=60.0)
+    writer = ListWriter(policy, clock=lambda: clock[0], sleep=sleep)
+    writer.failures = [TransientError(f"t{i}") for i in range(12)]  # ~30 s of failures
+    writer.buffer = [1, 2]
+    assert writer.flush() == 2  # attempts=1 is not the bound: the deadline is
+    assert writer.retries == 12 and writer.written == [[1, 2]]
+    assert 20 < clock[0] < 60 and max(sleeps) <= 4.0 + 0.5
+
+    # Failing for longer than the deadline: gives up with the last transient error, rows kept.
+    clock[0], sleeps[:] = 0.0, []
+    writer.failures = [TransientError(f"u{i}") for i in range(100)]
+    writer.buffer = [3]
+    with pytest.raises(RuntimeError, match="transient=True") as info:
+        writer.flush()
+    assert 60 <= clock[0] < 60 + 4.5 + 4.5, clock[0]
+    assert writer.pending == 1 and str(info.value.__cause__).startswith("u")
+
+
+def test_a_deadline_does_not_retry_a_permanent_error() -> None:
+    writer = ListWriter(BatchPolicy(10, deadline_s=600.0), sleep=lambda _s: None)
+    writer.failures = [PermanentError("no such table")]
+    writer.buffer = [1]
+    with pytest.raises(RuntimeError, match="attempts=1, transient=False"):
+        writer.flush()
+    assert writer.retries == 0 and writer.pending == 1
+
+
+def test_policy_refuses_a_negative_deadline() -> None:
+    with pytest.raises(ValueError, match="deadline_s must not be negative"):
+        BatchPolicy(1, deadline_s=-1.0)
