@@ -9,9 +9,12 @@ from tapeflow.config import Settings
 
 NEXT_STEPS = (
     "next steps:",
-    "  tapeflow run all               # keep both flows running (Ctrl-C to stop)",
+    "  tapeflow query candles SYM001 --interval 5m   # or vwap, rejects, pnl, positions, alerts",
+    "  tapeflow chart SYM001 --interval 1m --out sym001.html",
+    "  tapeflow alerts --from-beginning --severity WARNING",
+    "  tapeflow status                # services, consumer lag, freshness",
+    "  tapeflow run all               # keep both flows running (Ctrl-C stops cleanly)",
     "  tapeflow generate --kafka      # feed it more market",
-    "  tapeflow generate --out data/  # the same market as Parquet, with truth labels",
 )
 
 
