@@ -46,16 +46,16 @@ def build_flow(settings: Settings, *, source: tuple[Any, Any] | None = None,
     report = trading.check_services(settings)
     codec = codec_for(settings)
     market_source, trading_source = source or kafka_source(settings, tail=tail)
-    trading_sinks = trading.default_sinks(settings, codec)
-    gaps = trading.gap_alerts_for(settings, codec)
+    trading_sinks = trading.default_sinks(settings, codec)  # the gap alerts' sinks too
+    limits = trading.refreshing_limits(settings)
 
     flow = Dataflow(FLOW_ID)
     streams = market.add_market(flow, settings, source=market_source,
                                 sinks=market.default_sinks(settings, codec), config=config,
                                 codec=codec, prefix="market_")
-    trading.add_gap_alerts(streams.gaps, gaps.limits, gaps.sinks)
+    trading.add_gap_alerts(streams.gaps, limits, trading_sinks)
     trading.add_trading(flow, settings, source=trading_source, sinks=trading_sinks,
-                        limits=gaps.limits, partitions=range(report.executions_partitions),
+                        limits=limits, partitions=range(report.executions_partitions),
                         codec=codec, marks=streams.marks, shard_config=shard_config,
                         prefix="trading_")
     return flow

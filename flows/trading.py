@@ -224,8 +224,7 @@ def build_flow(
     source = source or kafka_source(settings, tail=tail)
     sinks = sinks or default_sinks(settings, codec)
     if limits is None:
-        loader = postgres_loader(postgres_dsn(settings), settings.postgres_schema)
-        limits = RefreshingConfig(loader, every_s=limits_refresh_s).current
+        limits = refreshing_limits(settings, limits_refresh_s)
     flow = Dataflow(FLOW_ID)
     add_trading(flow, settings, source=source, sinks=sinks, limits=limits,
                 partitions=partitions, codec=codec, shard_config=shard_config, tick=tick)
@@ -308,11 +307,16 @@ class GapAlerts:
     sinks: TradingSinks
 
 
+def refreshing_limits(settings: Settings, every_s: float = 30.0) -> Callable[[], TradingConfig]:
+    """The current risk limits and sessions from Postgres, reloaded every `every_s`."""
+    loader = postgres_loader(postgres_dsn(settings), settings.postgres_schema)
+    return RefreshingConfig(loader, every_s=every_s).current
+
+
 def gap_alerts_for(settings: Settings, codec: Codec, *,
                    limits_refresh_s: float = 30.0) -> GapAlerts:
     """Feed-gap alerts to the stores and topic of `settings`, limits from Postgres."""
-    loader = postgres_loader(postgres_dsn(settings), settings.postgres_schema)
-    return GapAlerts(RefreshingConfig(loader, every_s=limits_refresh_s).current,
+    return GapAlerts(refreshing_limits(settings, limits_refresh_s),
                      default_sinks(settings, codec))
 
 
