@@ -15,7 +15,7 @@ from typing import Any
 
 from bytewax.operators import StatefulLogic
 
-from flows.metrics import DEAD_LETTERS, MARKET_STATES, TICKS_IN
+from flows.metrics import DEAD_LETTERS, MARKET_STATES
 from schemas.codec import Codec, DecodeError
 from tapeflow.market_step import (
     Arrival,
@@ -58,7 +58,9 @@ class Decoder:
         self._codec = codec
         self._record_of_topic = record_of_topic
         self.dead = 0
-        self._ticks_in = {"Trade": TICKS_IN.labels("trade"), "Quote": TICKS_IN.labels("quote")}
+        self.ticks_in = {"Trade": 0, "Quote": 0}
+        """Ticks decoded, by record; a plain count read by the metrics collector at scrape time."""
+        MARKET_STATES.track_decoder(self)
 
     def __call__(self, msg: Any) -> tuple[str, Arrival | DeadLetter]:
         """(symbol, Arrival) for a tick; (original Kafka key, DeadLetter) for anything else."""
@@ -72,7 +74,7 @@ class Decoder:
             if expect is None:
                 raise DecodeError("unknown_topic", f"the market flow does not read {topic!r}")
             tick = self._codec.decode(raw, expect=expect)
-            self._ticks_in[expect].inc()
+            self.ticks_in[expect] += 1
             return tick.symbol, Arrival(tick, recv_us, (topic, partition, offset))
         except DecodeError as exc:
             reason, detail = exc.reason, exc.detail

@@ -1,8 +1,9 @@
 """Prometheus metrics of the flows (docs/metrics.md lists them all).
 
 Why the market side is a collector and not counters bumped per tick: the core already counts
-every verdict in its per-symbol state (`FilterState.counters`, `CandleState.counters`), so a
-scrape sums those over the live symbol steps of this process, and the hot path pays nothing.
+every verdict in its per-symbol state (`FilterState.counters`, `CandleState.counters`) and the
+decoder counts what it decoded in a plain dict, so a scrape sums those over the live steps of
+this process, and the hot path takes no metric lock.
 The counts live in the recovery snapshots too, so after a restart they resume from the last
 snapshot (a replayed tick is counted once the state that saw it is restored, not twice).
 
@@ -28,8 +29,6 @@ from tapeflow.trading_step import ExecutionResult, ShardOutput, StateChange
 
 log = logging.getLogger("tapeflow.metrics")
 
-TICKS_IN = Counter("tapeflow_ticks_in_total", "Ticks decoded from the market topics, by kind.",
-                   ["kind"])
 DEAD_LETTERS = Counter("tapeflow_dead_letters_total",
                        "Records sent to the dead-letter topic, by flow and reason.",
                        ["flow", "reason"])
@@ -51,6 +50,11 @@ class MarketStateCollector(Collector):
 
     def __init__(self) -> None:
         self._logics: weakref.WeakSet[Any] = weakref.WeakSet()
+        self._decoders: weakref.WeakSet[Any] = weakref.WeakSet()
+
+    def track_decoder(self, decoder: Any) -> None:
+        """Count `decoder.ticks_in` ({"Trade": n, "Quote": n}) from now on."""
+        self._decoders.add(decoder)
 
     def track(self, logic: Any) -> None:
         """Count `logic.state()`'s counters from now on (until `logic` is gone)."""
@@ -69,6 +73,16 @@ class MarketStateCollector(Collector):
         return filters, candles
 
     def collect(self) -> Iterator[CounterMetricFamily]:
+        ticks_in = CounterMetricFamily("tapeflow_ticks_in",
+                                       "Ticks decoded from the market topics, by kind.",
+                                       labels=["kind"])
+        decoded: dict[str, int] = dict.fromkeys(_TICK_KINDS, 0)
+        for decoder in list(self._decoders):
+            for record, n in dict(decoder.ticks_in).items():
+                decoded[record.lower()] += n
+        for kind, n in decoded.items():
+            ticks_in.add_metric([kind], n)
+        yield ticks_in
         filters, candles = self._totals()
         clean = CounterMetricFamily("tapeflow_ticks_clean", "Ticks the filter accepted.",
                                     labels=["kind"])
@@ -136,6 +150,3 @@ def serve(port: int | None, process_id: int | None = None) -> int | None:
     log.info("metrics on http://0.0.0.0:%d/metrics", port)
     return port
 
-
-for _kind in _TICK_KINDS:  # the children exist from the start: a scrape shows zeros
-    TICKS_IN.labels(_kind)
