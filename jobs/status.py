@@ -78,8 +78,9 @@ def _kafka(settings: Settings, timeout_s: float) -> tuple[ServiceState, list[Top
     # librdkafka retrying an absent broker logs to a quiet logger, not stderr.
     conf = {**settings.kafka_config(), "socket.timeout.ms": int(timeout_s * 1000),
             "logger": PROBE_LOG}
+    admin = AdminClient(conf)
     try:
-        meta = AdminClient(conf).list_topics(timeout=timeout_s)
+        meta = admin.list_topics(timeout=timeout_s)
     except Exception as exc:
         return ServiceState("kafka", address, False, f"no answer within {timeout_s:g} s: "
                             f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}"), []
@@ -87,12 +88,11 @@ def _kafka(settings: Settings, timeout_s: float) -> tuple[ServiceState, list[Top
               for t in INPUT_TOPICS if settings.topic(t) in meta.topics}
     state = ServiceState("kafka", address, True, f"{len(meta.brokers)} broker(s), "
                          f"{len(topics)} of {len(INPUT_TOPICS)} input topics")
-    return state, _lags(settings, conf, topics, timeout_s)
+    return state, _lags(settings, admin, conf, topics, timeout_s)
 
 
-def _lags(settings: Settings, conf: dict[str, Any], topics: dict[str, Any],
+def _lags(settings: Settings, admin: AdminClient, conf: dict[str, Any], topics: dict[str, Any],
           timeout_s: float) -> list[TopicLag]:
-    admin = AdminClient(conf)
     prefix = f"{settings.topic_prefix}tapeflow-"
     try:
         listed = admin.list_consumer_groups(request_timeout=timeout_s).result(timeout_s)
@@ -101,6 +101,7 @@ def _lags(settings: Settings, conf: dict[str, Any], topics: dict[str, Any],
     except Exception:
         groups = [prefix + flow for flow in FLOWS]
     lags: list[TopicLag] = []
+    ends: dict[tuple[str, int], int] = {}  # end offsets, asked once whatever the groups
     for group in groups:
         consumer = Consumer({**conf, "group.id": group, "enable.auto.commit": False})
         try:
@@ -112,8 +113,10 @@ def _lags(settings: Settings, conf: dict[str, Any], topics: dict[str, Any],
                     continue
                 lag = 0
                 for tp in committed:
-                    _low, high = consumer.get_watermark_offsets(tp, timeout=timeout_s)
-                    lag += max(0, high - tp.offset)
+                    where = (tp.topic, tp.partition)
+                    if where not in ends:
+                        ends[where] = consumer.get_watermark_offsets(tp, timeout=timeout_s)[1]
+                    lag += max(0, ends[where] - tp.offset)
                 lags.append(TopicLag(group, topic, lag, len(committed)))
         finally:
             consumer.close()
