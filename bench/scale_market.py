@@ -41,7 +41,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
-import socket
 import statistics
 import subprocess
 import sys
@@ -52,7 +51,8 @@ from pathlib import Path
 
 from jobs.generate import produce_market
 from jobs.init import create_topics
-from jobs.local.kafka_broker import LocalKafka
+from jobs.local.kafka_broker import LocalKafka, broker_answers
+from jobs.local.ports import free_port
 from schemas.catalogue import TOPIC_QUOTES, TOPIC_TRADES, LocalCatalogue
 from schemas.codec import Codec
 from sources.kafka_reader import end_offsets
@@ -70,19 +70,6 @@ for url in sys.argv[1:]:
 """
 
 
-def _answers(bootstrap: str) -> bool:
-    host, _, port = bootstrap.rpartition(":")
-    try:
-        with socket.create_connection((host, int(port)), timeout=1):
-            return True
-    except OSError:
-        return False
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _dataflow_running(pid: int) -> bool:
@@ -168,8 +155,8 @@ def main() -> None:
         tmpdir = Path(tmp)
         broker = None
         bootstrap = os.environ.get("TAPEFLOW_TEST_KAFKA_BOOTSTRAP") or "127.0.0.1:19092"
-        if not _answers(bootstrap):
-            broker = LocalKafka(tmpdir / "broker-home", _free_port())
+        if not broker_answers(bootstrap):
+            broker = LocalKafka(tmpdir / "broker-home", free_port())
             broker.start()
             bootstrap = broker.bootstrap
         try:

@@ -25,7 +25,6 @@ import argparse
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -36,6 +35,7 @@ from pathlib import Path
 
 from jobs.init import create_topics
 from jobs.local.kafka_broker import LocalKafka
+from jobs.local.ports import free_port
 from schemas.catalogue import LocalCatalogue
 from schemas.codec import Codec
 from sinks.kafka_producer import KafkaWriter
@@ -43,13 +43,6 @@ from sources.synthetic import Garbage, MarketSpec, generate_market
 from tapeflow.config import Settings
 
 REPO = Path(__file__).resolve().parent.parent
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def _rss_mib(pid: int) -> float:
@@ -87,7 +80,7 @@ class Soak:
         bootstrap = os.environ.get("TAPEFLOW_TEST_KAFKA_BOOTSTRAP")
         self.broker: LocalKafka | None = None
         if not bootstrap:
-            self.broker = LocalKafka(root / "broker", _free_port())
+            self.broker = LocalKafka(root / "broker", free_port())
             self.broker.start()
             bootstrap = self.broker.bootstrap
         prefix = f"soak{uuid.uuid4().hex[:6]}."
@@ -98,7 +91,7 @@ class Soak:
         subprocess.run([sys.executable, "-c", "from jobs.init import init_clickhouse; "
                         "from tapeflow.config import Settings; init_clickhouse(Settings())"],
                        check=True, cwd=REPO, env={**os.environ, "TAPEFLOW_CLICKHOUSE_DSN": chdb})
-        self.metrics_port = _free_port()
+        self.metrics_port = free_port()
         env = {k: v for k, v in os.environ.items() if not k.startswith("TAPEFLOW_")}
         env.update({"TAPEFLOW_KAFKA_BOOTSTRAP": bootstrap, "TAPEFLOW_TOPIC_PREFIX": prefix,
                     "TAPEFLOW_HOME": str(root / "home"), "TAPEFLOW_CLICKHOUSE_DSN": chdb,

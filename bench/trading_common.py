@@ -13,7 +13,6 @@ else the worktree's embedded test server (.tapeflow/test, started or joined), in
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import uuid
@@ -23,7 +22,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from jobs.init import create_topics, init_postgres
-from jobs.local.kafka_broker import LocalKafka
+from jobs.local.kafka_broker import LocalKafka, broker_answers
+from jobs.local.ports import free_port
 from jobs.local.postgres import start_embedded_postgres
 from schemas.catalogue import TOPIC_EXECUTIONS, TOPIC_MARKS
 from schemas.codec import Codec
@@ -43,19 +43,6 @@ init_clickhouse(Settings(clickhouse_dsn=sys.argv[1], clickhouse_database=sys.arg
 """
 
 
-def _answers(bootstrap: str) -> bool:
-    host, _, port = bootstrap.rpartition(":")
-    try:
-        with socket.create_connection((host, int(port)), timeout=1):
-            return True
-    except OSError:
-        return False
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @contextmanager
@@ -63,10 +50,10 @@ def kafka_broker(tmpdir: Path) -> Iterator[str]:
     """A bootstrap address: the configured or test broker, else one started here."""
     port = os.environ.get("TAPEFLOW_TEST_KAFKA_PORT", "19092")
     bootstrap = os.environ.get("TAPEFLOW_TEST_KAFKA_BOOTSTRAP") or f"127.0.0.1:{port}"
-    if _answers(bootstrap):
+    if broker_answers(bootstrap):
         yield bootstrap
         return
-    broker = LocalKafka(tmpdir / "broker-home", _free_port())
+    broker = LocalKafka(tmpdir / "broker-home", free_port())
     broker.start()
     try:
         yield broker.bootstrap

@@ -12,7 +12,6 @@ import importlib
 import logging
 import os
 import signal
-import socket
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -154,17 +153,6 @@ def _gap_alerts(settings: Settings) -> Any:
         return None
 
 
-def _free_ports(count: int) -> list[int]:
-    socks = [socket.socket() for _ in range(count)]
-    try:
-        for s in socks:
-            s.bind(("127.0.0.1", 0))
-        return [s.getsockname()[1] for s in socks]
-    finally:
-        for s in socks:
-            s.close()
-
-
 def _spawn_local_cluster(settings: Settings, options: RunOptions) -> int:
     """Run `processes` local processes of one Bytewax cluster; stop them all together."""
     if options.recovery:
@@ -172,7 +160,9 @@ def _spawn_local_cluster(settings: Settings, options: RunOptions) -> int:
 
         ensure_recovery_dir(options.recovery_path(settings), options.recovery_partitions)
         discard_uncommitted_snapshots(options.recovery_path(settings))
-    addresses = ";".join(f"127.0.0.1:{p}" for p in _free_ports(options.processes))
+    from jobs.local.ports import free_ports
+
+    addresses = ";".join(f"127.0.0.1:{p}" for p in free_ports(options.processes))
     base = [sys.executable, "-m", "tapeflow.cli", "run", options.flow,
             "--workers", str(options.workers), "--addresses", addresses,
             "--snapshot-interval", str(options.snapshot_s),

@@ -27,6 +27,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from jobs.generate import produce_market
 from jobs.init import create_topics, init_postgres
+from jobs.local.ports import free_port
 from schemas.catalogue import TOPIC_EXECUTIONS, TOPIC_QUOTES, TOPIC_TRADES, LocalCatalogue
 from schemas.codec import Codec
 from sources.kafka_input import consumer_group
@@ -37,15 +38,6 @@ from tests.integration.test_market_recovery import _REPO, _chdb
 
 SPEC = MarketSpec(seed=13, n_symbols=4, n_accounts=3, duration_s=20.0, order_rate=5.0,
                   fault_rate=0.03)
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def _scrape(port: int) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
@@ -80,7 +72,7 @@ def test_metrics_and_committed_offsets_of_a_running_flow(settings: Settings,
     market = generate_market(SPEC)
     produce_market(settings, market, Codec(LocalCatalogue.load()))
 
-    port = _free_port()
+    port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("TAPEFLOW_")}
     env.update({
         "TAPEFLOW_KAFKA_BOOTSTRAP": settings.kafka_bootstrap,
