@@ -36,11 +36,9 @@ import os
 import pickle
 import random
 import signal
-import sqlite3
 import subprocess
 import sys
 import time
-from contextlib import closing
 from pathlib import Path
 from typing import Any
 
@@ -53,10 +51,11 @@ from schemas.codec import Codec
 from sources.kafka_reader import end_offsets, read_all
 from sources.synthetic import MarketSpec, generate_market
 from tapeflow.config import Settings
+from tests.integration.flow_process import REPO as _REPO
+from tests.integration.flow_process import FlowProcess
 
 TABLES = ("trades", "quotes", "rejected_ticks", "candles_1s", "candles_1m")
 BOOKKEEPING = ("ingested_at",)
-SNAPSHOT_S = 0.5
 
 _CHDB_SCRIPT = r"""
 import pickle, sys
@@ -98,9 +97,8 @@ def _chdb(action: str, url: str, database: str, out: Path | None = None) -> Any:
         return pickle.load(f)
 
 
-_REPO = Path(__file__).resolve().parents[2]
 
-class FlowRun:
+class FlowRun(FlowProcess):
     """One `tapeflow run market --batch` deployment: its own ClickHouse and recovery dirs."""
 
     def __init__(self, settings: Settings, root: Path) -> None:
@@ -117,60 +115,8 @@ class FlowRun:
             "TAPEFLOW_HOME": str(self.home),
         })
         self.log = root / "flow.log"
+        self.flow = "market"
         _chdb("init", self.url, self.database)
-
-    def start(self) -> subprocess.Popen[bytes]:
-        # The real command: it discards snapshots a killed run left for an unfinished epoch
-        # (flows/recovery.py) before Bytewax resumes.
-        cmd = [sys.executable, "-m", "tapeflow.cli", "run", "market", "--batch",
-               "--snapshot-interval", str(SNAPSHOT_S)]
-        with self.log.open("ab") as log:
-            return subprocess.Popen(cmd, cwd=_REPO, env=self.env, stdout=log,
-                                    stderr=subprocess.STDOUT)
-
-    def run_to_end(self, timeout_s: float = 120.0) -> float:
-        """Run (or resume) to the end of the input; returns the time from the dataflow's start
-        (after imports and pre-flight checks) to the exit."""
-        before = self.executions()
-        proc = self.start()
-        try:
-            started = self.wait_running(proc, before)
-            code = proc.wait(timeout=timeout_s)
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
-        assert code == 0, f"flow exited with {code}: {self.log.read_text()[-3000:]}"
-        return time.monotonic() - started
-
-    def executions(self) -> int:
-        """Executions Bytewax has registered in the recovery store (one per start that got as
-        far as running the dataflow)."""
-        db = self.home / "recovery" / "market" / "part-0.sqlite3"
-        if not db.exists():
-            return 0
-        try:
-            with closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=1)) as conn:
-                return int(conn.execute("SELECT count(*) FROM exs").fetchone()[0])
-        except sqlite3.Error:
-            return 0
-
-    def wait_running(self, proc: subprocess.Popen[bytes], before: int,
-                     timeout_s: float = 60.0) -> float:
-        """Wait until this start's execution is registered; returns the monotonic time."""
-        deadline = time.monotonic() + timeout_s
-        while self.executions() <= before:
-            assert proc.poll() is None, f"flow exited with {proc.returncode} at start-up"
-            assert time.monotonic() < deadline, "the flow did not start"
-            time.sleep(0.01)
-        return time.monotonic()
-
-    def inserts(self) -> set[str]:
-        """The parts ClickHouse is writing right now (`tmp_insert_*` directories)."""
-        found: set[str] = set()
-        for dirpath, dirnames, _files in os.walk(self.chdb_dir / "store"):
-            found.update(f"{dirpath}/{d}" for d in dirnames if d.startswith("tmp_insert"))
-        return found
 
     def read(self, root: Path) -> dict[str, Any]:
         tables: dict[str, Any] = _chdb("read", self.url, self.database, root / "tables.pickle")

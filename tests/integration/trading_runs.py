@@ -6,12 +6,9 @@ from __future__ import annotations
 
 import os
 import pickle
-import sqlite3
 import subprocess
 import sys
-import time
 import uuid
-from contextlib import closing
 from pathlib import Path
 from typing import Any
 
@@ -25,10 +22,9 @@ from sources.synthetic import Garbage, MarketSpec, generate_market
 from tapeflow.config import Settings
 from tapeflow.fixedpoint import ONE
 from tapeflow.models import ExecType, ExecutionReport, OrderType, OrdStatus, Side
+from tests.integration.flow_process import REPO, FlowProcess
 from tests.integration.test_market_recovery import _CHDB_SCRIPT
 
-REPO = Path(__file__).resolve().parents[2]
-SNAPSHOT_S = 0.5
 MARK_EVERY_US = 1_000_000
 CH_TABLES = ("executions", "pnl_snapshots", "alerts")
 LIMITS_SQL = """
@@ -77,7 +73,7 @@ def trading_input(spec: MarketSpec, codec: Codec) -> list[tuple[str, str | None,
     return out
 
 
-class TradingRun:
+class TradingRun(FlowProcess):
     """One `tapeflow run trading --batch` deployment: its own topics, Postgres schema,
     ClickHouse and recovery dirs."""
 
@@ -93,6 +89,7 @@ class TradingRun:
         self.chdb_dir = root / "chdb"
         self.home = root / "home"
         self.log = root / "flow.log"
+        self.flow = "trading"
         self.root = root
         create_topics(self.settings)
         init_postgres(self.settings, self.dsn)
@@ -117,52 +114,6 @@ class TradingRun:
             "TAPEFLOW_TOPIC_PREFIX": s.topic_prefix,
             "TAPEFLOW_HOME": str(self.home),
         })
-
-    def start(self) -> subprocess.Popen[bytes]:
-        cmd = [sys.executable, "-m", "tapeflow.cli", "run", "trading", "--batch",
-               "--snapshot-interval", str(SNAPSHOT_S)]
-        with self.log.open("ab") as log:
-            return subprocess.Popen(cmd, cwd=REPO, env=self.env, stdout=log,
-                                    stderr=subprocess.STDOUT)
-
-    def executions(self) -> int:
-        """Executions Bytewax has registered in the recovery store."""
-        db = self.home / "recovery" / "trading" / "part-0.sqlite3"
-        if not db.exists():
-            return 0
-        try:
-            with closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=1)) as conn:
-                return int(conn.execute("SELECT count(*) FROM exs").fetchone()[0])
-        except sqlite3.Error:
-            return 0
-
-    def wait_running(self, proc: subprocess.Popen[bytes], before: int,
-                     timeout_s: float = 60.0) -> float:
-        deadline = time.monotonic() + timeout_s
-        while self.executions() <= before:
-            assert proc.poll() is None, f"flow exited at start-up: {self.log.read_text()[-2000:]}"
-            assert time.monotonic() < deadline, "the flow did not start"
-            time.sleep(0.01)
-        return time.monotonic()
-
-    def run_to_end(self, timeout_s: float = 120.0) -> float:
-        before = self.executions()
-        proc = self.start()
-        try:
-            started = self.wait_running(proc, before)
-            code = proc.wait(timeout=timeout_s)
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
-        assert code == 0, f"flow exited with {code}: {self.log.read_text()[-3000:]}"
-        return time.monotonic() - started
-
-    def inserts(self) -> set[str]:
-        found: set[str] = set()
-        for dirpath, dirnames, _files in os.walk(self.chdb_dir / "store"):
-            found.update(f"{dirpath}/{d}" for d in dirnames if d.startswith("tmp_insert"))
-        return found
 
     # -- reading the outputs ------------------------------------------------------------
     def pg(self, table: str, columns: tuple[str, ...]) -> list[tuple[Any, ...]]:
