@@ -24,7 +24,7 @@ p50/p90/p99/max, the achieved produce rate, and the latency per 10 s of the run:
 does not keep up, latency grows with the run (the backlog) and the last alert arrives long
 after the last report ("drain").
 
-What bounds the latency, by design: the alert sink's producer (`sinks.kafka_producer.
+What bounds the latency, by design: the alert sink's producer (`sinks.kafka.producer.
 KafkaWriter`, linger.ms 20) sends within ~20 ms; Bytewax hands the stateful step's output to
 the sinks in the same activation; but the ClickHouse and Postgres writers run on the same
 worker thread and block it while they write (size/age bounds: ClickHouse 20,000 rows / 1 s,
@@ -55,13 +55,13 @@ from trading_common import prepare as prepare_stores
 
 from schemas.catalogue import TOPIC_ALERTS, TOPIC_EXECUTIONS, LocalCatalogue
 from schemas.codec import Codec
-from sinks.kafka_producer import KafkaWriter
-from sinks.postgres_limits import load_trading_config
-from sinks.stores import connect_postgres
+from sinks.kafka.producer import KafkaWriter
+from sources.postgres.limits import load_trading_config
 from sources.synthetic import MarketSpec
-from tapeflow.config import Settings
-from tapeflow.models import ExecutionReport
-from tapeflow.trading_step import TradingShard, mark_of, on_market, on_report
+from tapeflow.core.models import ExecutionReport
+from tapeflow.core.trading.shard_step import TradingShard, mark_of, on_market, on_report
+from tapeflow.services.postgres import connect_postgres
+from tapeflow.settings import Settings
 
 
 class AlertReader(threading.Thread):

@@ -35,7 +35,7 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from jobs.backfill_read import to_units_series
+from sources.files.ticks import to_units_series
 
 REPO = Path(__file__).resolve().parent.parent
 START_US = 1_767_619_800_000_000  # 2026-01-05T13:30:00Z, US open
@@ -132,7 +132,7 @@ def run_backfill(path: Path, workers: int, home: Path) -> tuple[float, int, int,
     env = {**os.environ, "TAPEFLOW_HOME": str(home),
            "TAPEFLOW_CLICKHOUSE_DSN": f"chdb://{home / 'chdb'}"}
     subprocess.run([sys.executable, "-c", "from jobs.init import init_clickhouse\n"
-                    "from tapeflow.config import Settings\ninit_clickhouse(Settings())"],
+                    "from tapeflow.settings import Settings\ninit_clickhouse(Settings())"],
                    cwd=REPO, env=env, check=True)
     before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     cmd = [sys.executable, "-m", "tapeflow.cli", "backfill", str(path),

@@ -22,10 +22,17 @@ import sys
 import time
 from collections.abc import Callable
 
-from tapeflow.candles import MINUTE_US, SECOND_US, CandleConfig, CandleState, add_trade, flush
-from tapeflow.fixedpoint import ONE
-from tapeflow.models import Trade
-from tapeflow.tick_filter import FilterState, filter_trade
+from tapeflow.core.fixedpoint import ONE
+from tapeflow.core.market.candles import (
+    MINUTE_US,
+    SECOND_US,
+    CandleConfig,
+    CandleState,
+    add_trade,
+    flush,
+)
+from tapeflow.core.market.tick_filter import FilterState, filter_trade
+from tapeflow.core.models import Trade
 
 START_US = 1_700_000_000_000_000
 TICK = ONE // 100

@@ -2,7 +2,7 @@
 
 Not a test: a report (the targets are also asserted on a small market by
 tests/unit/test_filter_quality.py). For each market, the filter runs over the trades and quotes
-in arrival order exactly as the stream would (see `sources.synthetic_quality`: one pass,
+in arrival order exactly as the stream would (see `sources.synthetic.quality`: one pass,
 trades and quotes interleaved as they arrive, instrument list and tick sizes configured,
 now_us = arrival time; garbage never decodes, so it never reaches the filter), and every
 verdict is compared with the record's truth label.
@@ -34,7 +34,7 @@ from dataclasses import replace
 
 from jobs.generate import MarketRequest
 from sources.synthetic import MarketSpec, generate_market
-from sources.synthetic_quality import (
+from sources.synthetic.quality import (
     DETERMINISTIC,
     FAULT_ORDER,
     GENUINE,

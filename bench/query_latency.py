@@ -29,11 +29,11 @@ from pathlib import Path
 
 from jobs.init import init_clickhouse
 from jobs.query import Analytics
-from sinks.clickhouse_sink import ClickHouseWriter
-from sinks.stores import open_clickhouse
-from tapeflow.candles import MINUTE_US, Candle
-from tapeflow.config import Settings
-from tapeflow.fixedpoint import ONE, div_round
+from sinks.clickhouse.writer import ClickHouseWriter
+from tapeflow.core.fixedpoint import ONE, div_round
+from tapeflow.core.market.candles import MINUTE_US, Candle
+from tapeflow.services.clickhouse import open_clickhouse
+from tapeflow.settings import Settings
 
 DAY0 = 1_767_571_200_000_000  # 2026-01-05T00:00:00Z
 

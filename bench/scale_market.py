@@ -55,16 +55,16 @@ from jobs.local.kafka_broker import LocalKafka, broker_answers
 from jobs.local.ports import free_port
 from schemas.catalogue import TOPIC_QUOTES, TOPIC_TRADES, LocalCatalogue
 from schemas.codec import Codec
-from sources.kafka_reader import end_offsets
+from sources.kafka.topic_reader import end_offsets
 from sources.synthetic import MarketSpec, generate_market
-from tapeflow.config import Settings
+from tapeflow.settings import Settings
 
 REPO = Path(__file__).resolve().parent.parent
 DATABASE = "tf_bench"
 _INIT = f"""
 import sys
 from jobs.init import init_clickhouse
-from tapeflow.config import Settings
+from tapeflow.settings import Settings
 for url in sys.argv[1:]:
     init_clickhouse(Settings(clickhouse_dsn=url, clickhouse_database={DATABASE!r}))
 """

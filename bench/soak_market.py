@@ -38,9 +38,9 @@ from jobs.local.kafka_broker import LocalKafka
 from jobs.local.ports import free_port
 from schemas.catalogue import LocalCatalogue
 from schemas.codec import Codec
-from sinks.kafka_producer import KafkaWriter
+from sinks.kafka.producer import KafkaWriter
 from sources.synthetic import Garbage, MarketSpec, generate_market
-from tapeflow.config import Settings
+from tapeflow.settings import Settings
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -89,7 +89,7 @@ class Soak:
                                  topic_prefix=prefix, clickhouse_dsn=chdb)
         create_topics(self.settings)
         subprocess.run([sys.executable, "-c", "from jobs.init import init_clickhouse; "
-                        "from tapeflow.config import Settings; init_clickhouse(Settings())"],
+                        "from tapeflow.settings import Settings; init_clickhouse(Settings())"],
                        check=True, cwd=REPO, env={**os.environ, "TAPEFLOW_CLICKHOUSE_DSN": chdb})
         self.metrics_port = free_port()
         env = {k: v for k, v in os.environ.items() if not k.startswith("TAPEFLOW_")}

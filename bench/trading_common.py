@@ -27,18 +27,18 @@ from jobs.local.ports import free_port
 from jobs.local.postgres import start_embedded_postgres
 from schemas.catalogue import TOPIC_EXECUTIONS, TOPIC_MARKS
 from schemas.codec import Codec
-from sinks.kafka_producer import KafkaWriter
-from sinks.stores import connect_postgres
+from sinks.kafka.producer import KafkaWriter
 from sources.synthetic import Garbage, MarketSpec, generate_market
-from tapeflow.config import Settings
-from tapeflow.models import ExecutionReport, Trade
+from tapeflow.core.models import ExecutionReport, Trade
+from tapeflow.services.postgres import connect_postgres
+from tapeflow.settings import Settings
 
 REPO = Path(__file__).resolve().parent.parent
 MARK_EVERY_US = 1_000_000
 _INIT_CHDB = """
 import sys
 from jobs.init import init_clickhouse
-from tapeflow.config import Settings
+from tapeflow.settings import Settings
 init_clickhouse(Settings(clickhouse_dsn=sys.argv[1], clickhouse_database=sys.argv[2]))
 """
 

@@ -12,7 +12,7 @@ and garbage, plus ~1,800 marks, one per symbol per second), produces it once to 
             from process start to exit, "dataflow" from the moment the Kafka source started
             (librdkafka clients alive in the process, polled in /proc every 5 ms) to the exit:
             it leaves out imports, pre-flight checks and chDB start-up (~3-5 s).
-- baseline: in this process, the pure core (`tapeflow.trading_step.on_report` /
+- baseline: in this process, the pure core (`tapeflow.core.trading.shard_step.on_report` /
             `on_market`) folded over the same decoded reports and marks in arrival order, with
             the same limits; and the same with Avro decoding of every record first. No I/O.
 
@@ -54,13 +54,13 @@ from trading_common import (
 
 from schemas.catalogue import LocalCatalogue
 from schemas.codec import Codec
-from sinks.postgres_limits import load_trading_config
-from sinks.stores import connect_postgres
+from sources.postgres.limits import load_trading_config
 from sources.synthetic import MarketSpec
-from tapeflow.config import Settings
-from tapeflow.models import ExecutionReport
-from tapeflow.trading import TradingConfig
-from tapeflow.trading_step import TradingShard, mark_of, on_market, on_report
+from tapeflow.core.models import ExecutionReport
+from tapeflow.core.trading.account_step import TradingConfig
+from tapeflow.core.trading.shard_step import TradingShard, mark_of, on_market, on_report
+from tapeflow.services.postgres import connect_postgres
+from tapeflow.settings import Settings
 
 
 def run_flow(settings: Settings, root: Path) -> tuple[float, float, float]:

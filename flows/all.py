@@ -23,9 +23,9 @@ from bytewax.dataflow import Dataflow
 
 from flows import market, trading
 from schemas.codec import codec_for
-from tapeflow.config import Settings
-from tapeflow.market_step import DEFAULT_MARKET_CONFIG, MarketConfig
-from tapeflow.trading_step import DEFAULT_SHARD_CONFIG, ShardConfig
+from tapeflow.core.market.symbol_step import DEFAULT_MARKET_CONFIG, MarketConfig
+from tapeflow.core.trading.shard_step import DEFAULT_SHARD_CONFIG, ShardConfig
+from tapeflow.settings import Settings
 
 FLOW_ID = "tapeflow-all"
 

@@ -2,7 +2,8 @@
 
 ```
 md.trades + md.quotes --(Kafka source, errors logged)--> decode --undecodable--> tapeflow.dlq
-    --> key by symbol --> one stateful step per symbol (tapeflow.market_step: merge trades and
+    --> key by symbol --> one stateful step per symbol (tapeflow.core.market.symbol_step: merge
+    trades and
         quotes, tick filter, candles, marks; notify_at closes idle buckets)
     --> clean trades/quotes, rejected_ticks, candles_* --> ClickHouse (batched, idempotent)
     --> marks (last clean trade, throttled) --> md.marks
@@ -25,7 +26,7 @@ from bytewax.dataflow import Dataflow
 from bytewax.inputs import Source
 from bytewax.outputs import Sink
 
-from flows._ops import Decoder, FirstTick, SymbolLogic, log_kafka_error
+from flows.market_logic import Decoder, FirstTick, SymbolLogic, log_kafka_error
 from flows.trading import GapAlerts, add_gap_alerts
 from schemas.catalogue import (
     TOPIC_DLQ,
@@ -34,13 +35,14 @@ from schemas.catalogue import (
     TOPIC_TRADES,
 )
 from schemas.codec import Codec, codec_for
-from sinks.bytewax_sinks import ClickHouseSink, KafkaRecordSink
-from sinks.stores import open_clickhouse
-from sources.kafka_input import kafka_source as sharded_kafka_source
-from tapeflow.config import Settings
-from tapeflow.market_step import DEFAULT_MARKET_CONFIG, Arrival, Mark, MarketConfig
-from tapeflow.models import DeadLetter
-from tapeflow.rejections import SequenceGap
+from sinks.clickhouse.flow_sink import ClickHouseSink
+from sinks.kafka.flow_sink import KafkaRecordSink
+from sources.kafka.flow_source import kafka_source as sharded_kafka_source
+from tapeflow.core.market.rejections import SequenceGap
+from tapeflow.core.market.symbol_step import DEFAULT_MARKET_CONFIG, Arrival, Mark, MarketConfig
+from tapeflow.core.models import DeadLetter
+from tapeflow.services.clickhouse import open_clickhouse
+from tapeflow.settings import Settings
 
 FLOW_ID = "tapeflow-market"
 
@@ -54,7 +56,7 @@ class MarketSinks:
     dlq: Sink[Any]
     """(original Kafka key, DeadLetter) pairs."""
     marks: Sink[Any]
-    """`tapeflow.market_step.Mark` records."""
+    """`tapeflow.core.market.symbol_step.Mark` records."""
 
 
 def kafka_source(settings: Settings, *, tail: bool = True, batch_size: int = 1000,
@@ -62,7 +64,7 @@ def kafka_source(settings: Settings, *, tail: bool = True, batch_size: int = 100
     """Bytewax's Kafka source over md.trades and md.quotes, errors as items.
 
     `tail=False` stops at the end of what the partitions hold (batch); `shard=(i, K)` reads
-    only partitions p with p % K == i (sources/kafka_input.py); `group` is the consumer group
+    only partitions p with p % K == i (sources/kafka/flow_source.py); `group` is the consumer group
     the offsets are committed to after each snapshot, for lag monitoring.
     """
     topics = [settings.topic(TOPIC_TRADES), settings.topic(TOPIC_QUOTES)]

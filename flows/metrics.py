@@ -9,7 +9,7 @@ snapshot (a replayed tick is counted once the state that saw it is restored, not
 
 The trading side is bumped per output (thousands of reports a second, not a hot path). The
 Kafka consumer lag per partition is Bytewax's own gauge, `bytewax_kafka_consumer_lag`; the
-committed offsets (sources/kafka_input.py) show the same lag to standard tools.
+committed offsets (sources/kafka/flow_source.py) show the same lag to standard tools.
 """
 
 from __future__ import annotations
@@ -24,8 +24,8 @@ from prometheus_client import REGISTRY, Counter, start_http_server
 from prometheus_client.core import CounterMetricFamily
 from prometheus_client.registry import Collector
 
-from tapeflow.rejections import RejectReason
-from tapeflow.trading_step import ExecutionResult, ShardOutput, StateChange
+from tapeflow.core.market.rejections import RejectReason
+from tapeflow.core.trading.shard_step import ExecutionResult, ShardOutput, StateChange
 
 log = logging.getLogger("tapeflow.metrics")
 

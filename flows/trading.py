@@ -3,7 +3,8 @@
 ```
 oms.executions + md.marks --(Kafka source, errors logged)--> decode --undecodable--> tapeflow.dlq
     --> reports keyed by their executions partition; each mark broadcast to every partition key
-    --> one stateful step per partition (tapeflow.trading_step: accounts + own marks table;
+    --> one stateful step per partition (tapeflow.core.trading.shard_step: accounts + own marks
+    table;
         order state machine, positions and P&L, risk rules; notify_at runs the timer rules
         and emits provisional P&L snapshots)
     --> orders, positions, accounts, execution_log, alerts --> Postgres (batched, versioned)
@@ -12,7 +13,7 @@ oms.executions + md.marks --(Kafka source, errors logged)--> decode --undecodabl
 ```
 
 Risk limits and session hours come from Postgres (`risk_limits`, `instruments`) at start and
-are reloaded every `limits_refresh_s` of wall time (`sinks.postgres_limits`). Before the
+are reloaded every `limits_refresh_s` of wall time (`sources.postgres.limits`). Before the
 dataflow is built, every service must answer within `timeout_s` (`check_services`).
 
 Composition only: the rules are in `tapeflow/`, the writers in `sinks/`. `build_flow` is a
@@ -35,8 +36,8 @@ from bytewax.inputs import Source
 from bytewax.outputs import Sink
 from confluent_kafka.admin import AdminClient
 
-from flows._ops import log_kafka_error
-from flows._trading_ops import (
+from flows.market_logic import log_kafka_error
+from flows.trading_logic import (
     FeedGapLogic,
     Incoming,
     ShardLogic,
@@ -46,23 +47,19 @@ from flows._trading_ops import (
 )
 from schemas.catalogue import TOPIC_ALERTS, TOPIC_DLQ, TOPIC_EXECUTIONS, TOPIC_MARKS
 from schemas.codec import Codec, codec_for
-from sinks.bytewax_sinks import ClickHouseSink, KafkaRecordSink
-from sinks.bytewax_trading_sinks import (
-    DedupKafkaRecordSink,
-    PostgresSink,
-    clickhouse_trading_mapper,
-    restart_version_base,
-)
-from sinks.clickhouse_trading_rows import TABLE_COLUMNS as TRADING_COLUMNS
-from sinks.postgres_limits import RefreshingConfig, postgres_loader
-from sinks.postgres_sink import PostgresWriter
-from sinks.stores import StoreUnavailableError, open_clickhouse
-from sources.kafka_input import kafka_source as sharded_kafka_source
-from tapeflow.config import Settings
-from tapeflow.models import DeadLetter, RiskAlert
-from tapeflow.rejections import SequenceGap
-from tapeflow.trading import TradingConfig
-from tapeflow.trading_step import (
+from sinks.clickhouse.flow_sink import ClickHouseSink, clickhouse_trading_mapper
+from sinks.clickhouse.trading_rows import TABLE_COLUMNS as TRADING_COLUMNS
+from sinks.kafka.flow_sink import DedupKafkaRecordSink, KafkaRecordSink
+from sinks.postgres.flow_sink import PostgresSink
+from sinks.postgres.writer import PostgresWriter
+from sinks.versions import restart_version_base
+from sources.kafka.flow_source import kafka_source as sharded_kafka_source
+from sources.kafka.topic_reader import recent_identities
+from sources.postgres.limits import RefreshingConfig, postgres_loader
+from tapeflow.core.market.rejections import SequenceGap
+from tapeflow.core.models import DeadLetter, RiskAlert
+from tapeflow.core.trading.account_step import TradingConfig
+from tapeflow.core.trading.shard_step import (
     DEFAULT_SHARD_CONFIG,
     ExecutionResult,
     PnlSnapshot,
@@ -71,6 +68,9 @@ from tapeflow.trading_step import (
     StateChange,
     is_redelivery,
 )
+from tapeflow.errors import StoreUnavailableError
+from tapeflow.services.clickhouse import open_clickhouse
+from tapeflow.settings import Settings
 
 FLOW_ID = "tapeflow-trading"
 
@@ -143,7 +143,7 @@ def kafka_source(settings: Settings, *, tail: bool = True, batch_size: int = 100
     reads the executions only (`flows.all` hands the marks over inside the dataflow).
 
     `tail=False` stops at the end of what the partitions hold (batch); `shard=(i, K)` reads
-    only partitions p with p % K == i (sources/kafka_input.py).
+    only partitions p with p % K == i (sources/kafka/flow_source.py).
     """
     executions = settings.topic(TOPIC_EXECUTIONS)
     if not marks:
@@ -161,6 +161,12 @@ def default_sinks(settings: Settings, codec: Codec) -> TradingSinks:
     dsn, schema = postgres_dsn(settings), settings.postgres_schema
     conf = settings.kafka_config()
     base = restart_version_base()  # this process's rows outrank a killed one's
+    alerts_topic = settings.topic(TOPIC_ALERTS)
+
+    def alert_id_of(raw: bytes) -> str:
+        alert: RiskAlert = codec.decode(raw, expect="RiskAlert")
+        return alert.alert_id
+
     deadline = settings.sink_retry_deadline_s  # a store outage shorter than this only waits
     return TradingSinks(
         postgres=PostgresSink(lambda: PostgresWriter.from_dsn(dsn, schema, deadline_s=deadline),
@@ -169,9 +175,9 @@ def default_sinks(settings: Settings, codec: Codec) -> TradingSinks:
                                   mapper=clickhouse_trading_mapper(base),
                                   columns=TRADING_COLUMNS),
         alerts=DedupKafkaRecordSink(
-            conf, settings.topic(TOPIC_ALERTS), encode=codec.encode,
+            conf, alerts_topic, encode=codec.encode,
             key=lambda alert: alert.account_id, identity=lambda alert: alert.alert_id,
-            read_identity=lambda raw: codec.decode(raw, expect="RiskAlert").alert_id,
+            recent=lambda n: recent_identities(conf, alerts_topic, alert_id_of, n),
             deadline_s=deadline),
         dlq=KafkaRecordSink(conf, settings.topic(TOPIC_DLQ), codec.encode,
                             key=lambda letter: None, deadline_s=deadline),
@@ -247,7 +253,7 @@ def add_trading(
 ) -> None:
     """Add the trading steps to `flow` (step ids under `prefix`).
 
-    `marks`: `tapeflow.market_step.Mark`s from a market part of the same dataflow (then
+    `marks`: `tapeflow.core.market.symbol_step.Mark`s from a market part of the same dataflow (then
     `source` should read the executions only); each is broadcast to every shard key, as the
     decoder does for md.marks records.
     """
@@ -326,8 +332,8 @@ def add_gap_alerts(gaps: op.KeyedStream[SequenceGap], limits: Callable[[], Tradi
     """Feed sequence gaps -> feed-gap alerts -> Postgres/ClickHouse alerts and risk.alerts.
 
     For the flow that has the gaps: the market flow's per-symbol step emits
-    `tapeflow.rejections.SequenceGap`s keyed by symbol; pass that stream here (state stays on
-    the symbol's worker; no exchange). `sinks` may be `default_sinks(settings, codec)`, or
+    `tapeflow.core.market.rejections.SequenceGap`s keyed by symbol; pass that stream here (state
+    stays on the symbol's worker; no exchange). `sinks` may be `default_sinks(settings, codec)`, or
     alert-only sinks; only `StateChange` alerts reach them.
     """
     outputs = op.stateful(f"{prefix}state", gaps,

@@ -19,7 +19,7 @@ one transaction). Alert ids are deterministic, so a consumer that must not act t
 deduplicates on `alert_id`.
 
 The configured restriction (`Settings.alerts_allowed_accounts`) is applied here, inside the
-iterator, after the caller's filters: no argument can widen it (`tapeflow.alert_filter`).
+iterator, after the caller's filters: no argument can widen it (`tapeflow.core.risk.subscription`).
 
 Undecodable records are skipped (with a warning through `warn`), their positions committed:
 a subscriber never stops on one bad frame; the flows' dead-letter topic is where bad input is
@@ -41,12 +41,12 @@ from confluent_kafka import TIMESTAMP_NOT_AVAILABLE, Message
 
 from schemas.catalogue import TOPIC_ALERTS
 from schemas.codec import Codec, DecodeError, codec_for
-from sinks.stores import StoreUnavailableError
-from sources.kafka_group import FROM_COMMITTED, GroupReader, StartAt
-from tapeflow.alert_filter import AlertFilter, delivered, refused_accounts
-from tapeflow.config import Settings
-from tapeflow.fixedpoint import fmt
-from tapeflow.models import RiskAlert
+from sources.kafka.group_reader import FROM_COMMITTED, GroupReader, StartAt
+from tapeflow.core.fixedpoint import fmt
+from tapeflow.core.models import RiskAlert
+from tapeflow.core.risk.subscription import AlertFilter, delivered, refused_accounts
+from tapeflow.errors import StoreUnavailableError
+from tapeflow.settings import Settings
 
 __all__ = ["AlertFilter", "AlertSubscription", "StartAt", "alert_json", "default_group",
            "parse_since", "refused_accounts", "subscribe"]

@@ -2,7 +2,7 @@
 
 Pipeline (docs/backfill.md):
 
-1. `jobs.backfill_read` finds the files, classifies them (trades or quotes) and checks their
+1. `sources.files.ticks` finds the files, classifies them (trades or quotes) and checks their
    columns; polars scans them lazily.
 2. Bounded memory: the symbols are split into N buckets by `hash(symbol) % N`, N chosen so a
    bucket holds about `bucket_rows` rows; each bucket is one lazy, streaming scan of every file
@@ -15,8 +15,8 @@ Pipeline (docs/backfill.md):
 5. Per bucket (polars, `jobs.backfill_candles`): the candle builder's `too_late` rule and the
    final candles, as aggregates proven equal to the builder's last versions.
 6. Writes (vectorised): clean ticks and final candles as Arrow tables
-   (`sinks.clickhouse_arrow`), rejections through the stream's writer and row mapping
-   (`sinks.clickhouse_sink`, `sinks.clickhouse_rows`). Every table is a ReplacingMergeTree
+   (`sinks.clickhouse.arrow`), rejections through the stream's writer and row mapping
+   (`sinks.clickhouse.writer`, `sinks.clickhouse.rows`). Every table is a ReplacingMergeTree
    keyed so a row written twice is one row (candles by version = trade count, equal across
    runs), so running the backfill again over the same files changes no FINAL query result.
 
@@ -42,7 +42,11 @@ import pyarrow as pa
 
 from jobs.backfill_candles import final_candles, split_too_late
 from jobs.backfill_fold import filter_symbol
-from jobs.backfill_read import (
+from sinks.batching import BatchPolicy, call_with_retries
+from sinks.clickhouse.arrow import candles_from_frame, ticks_from_units
+from sinks.clickhouse.rows import candle_table
+from sinks.clickhouse.writer import ClickHouseWriteError, ClickHouseWriter, is_transient
+from sources.files.ticks import (
     RECV_COLUMN,
     ROW,
     BackfillInputError,
@@ -55,14 +59,10 @@ from jobs.backfill_read import (
     scan,
     trades_of,
 )
-from sinks.batching import BatchPolicy, call_with_retries
-from sinks.clickhouse_arrow import candles_from_frame, ticks_from_units
-from sinks.clickhouse_rows import candle_table
-from sinks.clickhouse_sink import ClickHouseWriteError, ClickHouseWriter, is_transient
-from sinks.stores import open_clickhouse
-from tapeflow.config import Settings
-from tapeflow.market_step import DEFAULT_MARKET_CONFIG, MarketConfig
-from tapeflow.rejections import Rejection
+from tapeflow.core.market.rejections import Rejection
+from tapeflow.core.market.symbol_step import DEFAULT_MARKET_CONFIG, MarketConfig
+from tapeflow.services.clickhouse import open_clickhouse
+from tapeflow.settings import Settings
 
 log = logging.getLogger("tapeflow.jobs.backfill")
 

@@ -1,8 +1,9 @@
 """Final candles of a whole history at once, with polars: equal to the core's fold, proven below.
 
-The stream folds every clean trade into `tapeflow.candles` and writes every emission; a
+The stream folds every clean trade into `tapeflow.core.market.candles` and writes every emission; a
 ReplacingMergeTree(version) keeps the highest version of each (symbol, bucket). A backfill only
-needs that last version, and it is a plain aggregate. From `tapeflow.candles.add_trade`, for the
+needs that last version, and it is a plain aggregate. From `tapeflow.core.market.candles.add_trade`,
+for the
 trades the tick filter accepted, in fold order, per symbol:
 
 1. `too_late`: the builder's `max_ts` is the running maximum of the ts_event of the trades it
@@ -20,18 +21,18 @@ trades the tick filter accepted, in fold order, per symbol:
    trade_count = version = the number of trades, vwap = notional / volume rounded half-even
    (`fixedpoint.div_round`, done here in Int128 with the same rule).
 
-So the aggregate equals `tapeflow.candle_batch.final_candles(build_candles(...))` for the same
-trades; tests/unit/test_backfill_candles.py checks it against the core on random tapes with late
-and out-of-order trades, and the parity test against the stream's tables.
+So the aggregate equals `tapeflow.core.market.candle_batch.final_candles(build_candles(...))` for
+the same trades; tests/unit/test_backfill_candles.py checks it against the core on random tapes with
+late and out-of-order trades, and the parity test against the stream's tables.
 """
 
 from __future__ import annotations
 
 import polars as pl
 
-from tapeflow.candles import DEFAULT_CANDLE_CONFIG, CandleConfig
-from tapeflow.models import Trade
-from tapeflow.rejections import Rejection, RejectReason, TickKind
+from tapeflow.core.market.candles import DEFAULT_CANDLE_CONFIG, CandleConfig
+from tapeflow.core.market.rejections import Rejection, RejectReason, TickKind
+from tapeflow.core.models import Trade
 
 _ORDER = ["ts_event", "seq", "venue", "price"]
 

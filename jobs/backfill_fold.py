@@ -1,6 +1,6 @@
 """One symbol's ticks through the stream's tick filter: the sequential part of the backfill.
 
-The market flow keys the tape by symbol and drives `tapeflow.market_step`: it merges the
+The market flow keys the tape by symbol and drives `tapeflow.core.market.symbol_step`: it merges the
 symbol's trades and quotes, then calls the tick filter (`filter_trade` / `filter_quote`) on each
 tick and the candle builder on each accepted trade. The filter is causal and sequential (each
 verdict depends on the ticks before it), so the backfill calls the same filter functions, tick
@@ -9,10 +9,10 @@ by tick, in the same order; the candles are an aggregate of the result
 
 **Order.** The stream keeps each kind in arrival order (its Kafka partition's offset order, i.e.
 the file's row order here) and merges the two kinds by merge key (`ts_event`, capped at the
-receive time when there is one), a quote first on equal keys. `tapeflow.market_step` explains
-why its output depends only on the two sequences (as long as its reader never runs more than
-`merge_max_wait_us` ahead on one kind, which a batch run guarantees with its 1 h wait): it is the
-two-pointer merge P of the two sequences, because the step only releases a held head when the
+receive time when there is one), a quote first on equal keys. `tapeflow.core.market.symbol_step`
+explains why its output depends only on the two sequences (as long as its reader never runs more
+than `merge_max_wait_us` ahead on one kind, which a batch run guarantees with its 1 h wait): it is
+the two-pointer merge P of the two sequences, because the step only releases a held head when the
 other kind's head is larger or when nothing of the other kind can come before it. The backfill
 has both sequences whole, so it computes P directly (`merged_order`) and filters in that order.
 
@@ -25,11 +25,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from tapeflow.filter_config import DEFAULT_FILTER_CONFIG, FilterConfig
-from tapeflow.filter_state import FilterState
-from tapeflow.models import Quote, Trade
-from tapeflow.rejections import Rejection
-from tapeflow.tick_filter import filter_quote, filter_trade
+from tapeflow.core.market.filter_config import DEFAULT_FILTER_CONFIG, FilterConfig
+from tapeflow.core.market.filter_state import FilterState
+from tapeflow.core.market.rejections import Rejection
+from tapeflow.core.market.tick_filter import filter_quote, filter_trade
+from tapeflow.core.models import Quote, Trade
 
 
 @dataclass
@@ -44,7 +44,7 @@ class SymbolResult:
 
 
 def _keys(ticks: Sequence[Trade | Quote], recv: Sequence[int | None] | None) -> list[int]:
-    """The stream's merge key per tick (`tapeflow.market_step._merge_key`)."""
+    """The stream's merge key per tick (`tapeflow.core.market.symbol_step._merge_key`)."""
     if recv is None:
         return [t[2] for t in ticks]
     return [ts if r is None or ts <= r else r

@@ -29,7 +29,7 @@ from matplotlib.patches import Rectangle
 from jobs.query import Analytics
 from jobs.query_output import cell
 from jobs.query_params import QueryInputError, interval_us
-from tapeflow.config import Settings
+from tapeflow.settings import Settings
 
 UP, DOWN = "#26a69a", "#ef5350"
 SUFFIXES = (".html", ".htm", ".png")

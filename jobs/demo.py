@@ -13,7 +13,7 @@ from jobs.init import run_init
 from jobs.local.services import resolve
 from schemas.codec import codec_for
 from sources.synthetic import generate_market
-from tapeflow.config import Settings
+from tapeflow.settings import Settings
 
 
 def prepare_demo(settings: Settings, *, minutes: float, seed: int) -> Iterator[str | Settings]:

@@ -7,10 +7,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from schemas.codec import Codec, codec_for
-from sinks.kafka_producer import KafkaWriter
-from sources.parquet_out import write_parquet
+from sinks.kafka.producer import KafkaWriter
 from sources.synthetic import DEFAULT_START_US, Garbage, Market, MarketSpec, generate_market
-from tapeflow.config import Settings
+from sources.synthetic.parquet import write_parquet
+from tapeflow.settings import Settings
 
 US_PER_DAY = 86_400_000_000
 

@@ -28,8 +28,9 @@ from schemas.catalogue import (
     current_schema,
 )
 from schemas.compat import IncompatibleSchemaError, check
-from sinks.stores import connect_postgres, open_clickhouse
-from tapeflow.config import Settings
+from tapeflow.services.clickhouse import open_clickhouse
+from tapeflow.services.postgres import connect_postgres
+from tapeflow.settings import Settings
 
 ALL_TOPICS = (TOPIC_TRADES, TOPIC_QUOTES, TOPIC_EXECUTIONS, TOPIC_ALERTS, TOPIC_DLQ, TOPIC_MARKS)
 

@@ -16,8 +16,8 @@ Every method returns a polars DataFrame. Why these choices (docs/query.md has th
 - FINAL on every ClickHouse read: the tables are ReplacingMergeTrees and a replay or a late
   correction leaves a row until merges run; FINAL reads the settled row (the highest version).
 - Coarse candles (5m, 15m, 1h, 1d) are rolled up from the stored 1m candles in SQL by the rule
-  of `tapeflow.rollup` (tests/integration/test_query.py proves them equal to the core's direct
-  build from the trades), and are returned whole: a coarse candle whose bucket starts in
+  of `tapeflow.core.market.rollup` (tests/integration/test_query.py proves them equal to the core's
+  direct build from the trades), and are returned whole: a coarse candle whose bucket starts in
   [start, end) is built from all its parts, and one that starts before `start` is not returned.
 """
 
@@ -42,9 +42,10 @@ from jobs.query_params import (
 )
 from jobs.store_lock import open_for_reading
 from schemas.sql_files import statement
-from sinks.clickhouse_rows import CANDLE_TABLES
-from sinks.stores import StoreUnavailableError, connect_postgres
-from tapeflow.config import Settings
+from sinks.clickhouse.rows import CANDLE_TABLES
+from tapeflow.errors import StoreUnavailableError
+from tapeflow.services.postgres import connect_postgres
+from tapeflow.settings import Settings
 
 CH_SQL = "queries/query_clickhouse.sql"
 PG_SQL = "queries/query_postgres.sql"
@@ -106,7 +107,7 @@ class Analytics:
         """Candles of one symbol whose bucket starts in [start, end), in bucket order.
 
         Columns: symbol, bucket, open, high, low, close, volume, notional, vwap, trade_count,
-        version (the trade count, see `tapeflow.candles`)."""
+        version (the trade count, see `tapeflow.core.market.candles`)."""
         return self._candles([symbol], interval, TimeRange.of(start, end))
 
     def vwap(self, start: TimeArg = None, end: TimeArg = None,

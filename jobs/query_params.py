@@ -16,8 +16,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from types import MappingProxyType
 
-from tapeflow.candles import HOUR_US, MINUTE_US, SECOND_US
-from tapeflow.models import Severity
+from tapeflow.core.market.candles import HOUR_US, MINUTE_US, SECOND_US
+from tapeflow.core.models import Severity
 
 DAY_US = 24 * HOUR_US
 INTERVALS = MappingProxyType({

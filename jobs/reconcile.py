@@ -1,12 +1,13 @@
 """`tapeflow reconcile --date D`: rebuild positions and cash from the ClickHouse audit trail,
 compare with Postgres, record the breaks, alert on each one. docs/reconcile.md.
 
-The decisions (what is compared, as of when, in what order) are in `tapeflow.reconcile`;
+The decisions (what is compared, as of when, in what order) are in
+`tapeflow.core.trading.reconcile`;
 this module only reads and writes:
 
-1. read every report of ClickHouse `executions` (`sources.audit_trail`) and recompute the
-   state at the end of D with the core (`tapeflow.reconcile.expected_at`): nothing is read
-   from Postgres for that;
+1. read every report of ClickHouse `executions` (`sources.clickhouse.audit_trail`) and recompute the
+   state at the end of D with the core (`tapeflow.core.trading.reconcile.expected_at`): nothing is
+   read from Postgres for that;
 2. read Postgres `positions` and `accounts` and compare exactly (scale-8 integers);
 3. record the run and its breaks in Postgres (`reconciliation_runs`/`_breaks`, idempotent per
    (date, run_id)), in one transaction;
@@ -30,20 +31,18 @@ from typing import Any
 from schemas.catalogue import TOPIC_ALERTS
 from schemas.codec import Codec, codec_for
 from schemas.sql_files import statement
-from sinks.clickhouse_sink import ClickHouseWriter
-from sinks.clickhouse_trading_rows import TABLE_COLUMNS as CLICKHOUSE_TRADING_COLUMNS
-from sinks.clickhouse_trading_rows import alert_row as clickhouse_alert_row
-from sinks.kafka_producer import KafkaWriter
-from sinks.postgres_rows import alert_row as postgres_alert_row
-from sinks.postgres_rows import to_datetime
-from sinks.postgres_sink import PostgresWriter
-from sinks.stores import StoreUnavailableError, connect_postgres, open_clickhouse
-from sources.audit_trail import read_reports
-from tapeflow.config import Settings
-from tapeflow.fixedpoint import fmt, to_decimal, to_units
-from tapeflow.models import RiskAlert
-from tapeflow.order_book import OrderRetention
-from tapeflow.reconcile import (
+from sinks.clickhouse.trading_rows import TABLE_COLUMNS as CLICKHOUSE_TRADING_COLUMNS
+from sinks.clickhouse.trading_rows import alert_row as clickhouse_alert_row
+from sinks.clickhouse.writer import ClickHouseWriter
+from sinks.kafka.producer import KafkaWriter
+from sinks.postgres.rows import alert_row as postgres_alert_row
+from sinks.postgres.rows import to_datetime
+from sinks.postgres.writer import PostgresWriter
+from sources.clickhouse.audit_trail import read_reports
+from tapeflow.core.fixedpoint import fmt, to_decimal, to_units
+from tapeflow.core.models import RiskAlert
+from tapeflow.core.trading.order_book import OrderRetention
+from tapeflow.core.trading.reconcile import (
     ACCOUNT_FIELDS,
     ACCOUNT_LEVEL,
     POSITION_FIELDS,
@@ -56,7 +55,11 @@ from tapeflow.reconcile import (
     expected_at,
     run_id,
 )
-from tapeflow.trading_step import DEFAULT_SHARD_CONFIG
+from tapeflow.core.trading.shard_step import DEFAULT_SHARD_CONFIG
+from tapeflow.errors import StoreUnavailableError
+from tapeflow.services.clickhouse import open_clickhouse
+from tapeflow.services.postgres import connect_postgres
+from tapeflow.settings import Settings
 
 PG_QUERIES = "queries/reconcile_postgres.sql"
 

@@ -2,7 +2,7 @@
 is what they wrote.
 
 Lag comes from the consumer groups the flows commit their snapshot offsets to
-(sources/kafka_input.py): for every group named `<prefix>tapeflow-<flow>[-shardIofK]`, the
+(sources/kafka/flow_source.py): for every group named `<prefix>tapeflow-<flow>[-shardIofK]`, the
 end offset minus the committed offset, summed per topic. Freshness is the newest trade,
 candle and execution in ClickHouse. Nothing is started: an embedded Postgres that is not
 running, or an embedded ClickHouse held by a running flow, is reported as such.
@@ -23,8 +23,10 @@ from jobs.local.kafka_broker import PROBE_LOG
 from jobs.store_lock import open_for_reading
 from schemas.catalogue import TOPIC_EXECUTIONS, TOPIC_MARKS, TOPIC_QUOTES, TOPIC_TRADES
 from schemas.sql_files import statement
-from sinks.stores import StoreUnavailableError, _redact, connect_postgres
-from tapeflow.config import Settings
+from tapeflow.errors import StoreUnavailableError
+from tapeflow.services.dsn import redact as _redact
+from tapeflow.services.postgres import connect_postgres
+from tapeflow.settings import Settings
 
 INPUT_TOPICS = (TOPIC_TRADES, TOPIC_QUOTES, TOPIC_EXECUTIONS, TOPIC_MARKS)
 FLOWS = ("market", "trading", "all")

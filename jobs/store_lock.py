@@ -15,8 +15,9 @@ import os
 from pathlib import Path
 from typing import Any
 
-from sinks.stores import StoreUnavailableError, open_clickhouse
-from tapeflow.config import Settings
+from tapeflow.errors import StoreUnavailableError
+from tapeflow.services.clickhouse import open_clickhouse
+from tapeflow.settings import Settings
 
 
 def chdb_path(url: str) -> Path | None:

@@ -6,8 +6,9 @@ from collections.abc import Iterator
 from typing import Any
 
 from schemas.sql_files import statement
-from sinks.stores import connect_postgres, open_clickhouse
-from tapeflow.config import Settings
+from tapeflow.services.clickhouse import open_clickhouse
+from tapeflow.services.postgres import connect_postgres
+from tapeflow.settings import Settings
 
 CH_QUERIES = "queries/summary_clickhouse.sql"
 PG_QUERIES = "queries/summary_postgres.sql"

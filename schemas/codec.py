@@ -41,9 +41,10 @@ from schemas.catalogue import (
     current_schema,
 )
 from schemas.fast_reader import compile_reader
-from tapeflow.config import Settings
-from tapeflow.fixedpoint import MAX_UNITS
-from tapeflow.models import (
+from tapeflow.core.fixedpoint import MAX_UNITS
+from tapeflow.core.models import (
+    EVENT_TIME_MAX_US,
+    EVENT_TIME_MIN_US,
     DeadLetter,
     ExecType,
     ExecutionReport,
@@ -55,14 +56,11 @@ from tapeflow.models import (
     Side,
     Trade,
 )
+from tapeflow.settings import Settings
 
 MAGIC = 0
 HEADER_LEN = 5
 
-EVENT_TIME_MIN_US = -2_208_988_800_000_000
-"""1900-01-01T00:00:00Z: the lowest timestamp a record may carry (ClickHouse DateTime64)."""
-EVENT_TIME_MAX_US = 10_413_791_999_999_999
-"""2299-12-31T23:59:59.999999Z: the highest timestamp a record may carry."""
 MAX_ID_BYTES = 256
 """The longest identifier of an execution report, in UTF-8 bytes (two fit a Postgres key)."""
 _ID_FIELDS = {"ExecutionReport": ("exec_id", "order_id", "client_order_id", "account_id",

@@ -18,8 +18,8 @@ replays from the last snapshot. Batch jobs keep the short `attempts` bound.
 `flush_if_due`; time is the injected clock unless the caller passes `now`), the counters, the
 retry loop that counts and logs each retry, and the context manager (write what is pending on a
 clean exit; on an error leave it unwritten, because the replay will bring it again). What a
-writer buffers and how it writes a batch stay in the writer (`sinks.clickhouse_sink`,
-`sinks.postgres_sink`).
+writer buffers and how it writes a batch stay in the writer (`sinks.clickhouse.writer`,
+`sinks.postgres.writer`).
 """
 
 from __future__ import annotations

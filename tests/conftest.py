@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from tapeflow.config import Settings
+from tapeflow.settings import Settings
 
 REPO = Path(__file__).resolve().parent.parent
 TEST_HOME = REPO / ".tapeflow" / "test"

@@ -35,13 +35,13 @@ from psycopg.conninfo import conninfo_to_dict
 from flows.trading import build_flow
 from schemas.catalogue import TOPIC_EXECUTIONS, TOPIC_MARKS, LocalCatalogue
 from schemas.codec import Codec
-from sinks.kafka_producer import KafkaWriter
-from sinks.postgres_rows import ORDER_COLUMNS
-from sinks.stores import connect_postgres
-from sources.kafka_input import consumer_group
+from sinks.kafka.producer import KafkaWriter
+from sinks.postgres.rows import ORDER_COLUMNS
+from sources.kafka.flow_source import consumer_group
 from sources.synthetic import Garbage, MarketSpec, generate_market
-from tapeflow.config import Settings
-from tapeflow.models import Trade
+from tapeflow.core.models import Trade
+from tapeflow.services.postgres import connect_postgres
+from tapeflow.settings import Settings
 
 REPO = Path(__file__).resolve().parent.parent
 SPEC = MarketSpec(seed=23, n_symbols=4, n_accounts=3, duration_s=40.0, order_rate=5.0,

@@ -7,17 +7,17 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import NamedTuple
 
-from tapeflow.fixedpoint import ONE, to_units
-from tapeflow.models import ExecutionReport
-from tapeflow.positions import Mark
-from tapeflow.risk_limits import RiskLimitBook, RiskLimits
-from tapeflow.trading import (
+from tapeflow.core.fixedpoint import ONE, to_units
+from tapeflow.core.models import ExecutionReport
+from tapeflow.core.risk.limits import RiskLimitBook, RiskLimits
+from tapeflow.core.trading.account_step import (
     TradingConfig,
     TradingOutput,
     new_trading_state,
     on_execution,
     on_mark,
 )
+from tapeflow.core.trading.positions import Mark
 from tests.unit.trading_builders import T0, OrderSim
 
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from tapeflow.fixedpoint import MAX_UNITS
-from tapeflow.models import (
+from tapeflow.core.fixedpoint import MAX_UNITS
+from tapeflow.core.models import (
     DeadLetter,
     ExecType,
     ExecutionReport,

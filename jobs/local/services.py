@@ -12,7 +12,7 @@ from confluent_kafka.admin import AdminClient
 
 from jobs.local.kafka_broker import PROBE_LOG, LocalKafka, LocalServiceError
 from jobs.local.postgres import start_embedded_postgres
-from tapeflow.config import LOCAL_KAFKA_PORT, Settings
+from tapeflow.settings import LOCAL_KAFKA_PORT, Settings
 
 log = logging.getLogger(__name__)
 LOCAL_HOSTS = ("127.0.0.1", "localhost")

@@ -1,10 +1,10 @@
--- Statements of the Postgres sinks and loaders (sinks/postgres_sql.py reads this file).
+-- Statements of the Postgres sinks and loaders (tapeflow/services/postgres_sql.py reads this file).
 -- Not a migration: jobs/migrate.py applies only files named NNNN_name.sql.
 --
 -- Each statement starts with a line `-- name: <name>` and runs to the next one. Parameters
 -- are bound by psycopg (named placeholders, one per column of the row mappers in
--- sinks/postgres_rows.py); tables are unqualified: the connection puts the configured
--- schema first on the search_path (sinks/stores.py, connect_postgres).
+-- sinks/postgres/rows.py); tables are unqualified: the connection puts the configured
+-- schema first on the search_path (tapeflow/services/postgres.py, connect_postgres).
 --
 -- State tables are upserts guarded by the monotonic version: a row replaces the stored one
 -- only when its version is higher, so a replay (older or equal version) never moves state

@@ -4,7 +4,7 @@
 -- time zone or sub-second rounding happens on the way. Every table is a ReplacingMergeTree,
 -- read with FINAL so a replayed row or an older candle version is never counted.
 -- vwap = notional / volume rounded half-even to scale 8, computed on the unscaled integers
--- (notional at scale 16, volume at scale 8) exactly as tapeflow.fixedpoint.div_round does.
+-- (notional at scale 16, volume at scale 8) exactly as tapeflow.core.fixedpoint.div_round does.
 
 -- name: candles_1s
 SELECT symbol, bucket, open, high, low, close, volume, notional, vwap, trade_count, version
@@ -22,7 +22,7 @@ WHERE has({symbols:Array(String)}, symbol)
   AND bucket < fromUnixTimestamp64Micro({end_us:Int64}, 'UTC')
 ORDER BY symbol, bucket;
 
--- Coarse candles rolled up from 1 min parts, the same rule as tapeflow/rollup.py: open of the
+-- Coarse candles rolled up from 1 min parts, the same rule as tapeflow/core/market/rollup.py: open of the
 -- earliest part, close of the latest, extremes, sums (version = sum of the parts' versions =
 -- trade count). The caller aligns start_us and end_us to the coarse width, so every coarse
 -- bucket returned is built from all of its parts.

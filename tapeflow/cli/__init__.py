@@ -36,9 +36,9 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     from jobs.migrate import MigrationError
     from schemas.catalogue import UnknownSchemaError
     from schemas.compat import IncompatibleSchemaError
-    from sinks.kafka_producer import DeliveryError
-    from sinks.stores import StoreUnavailableError
-    from tapeflow.fixedpoint import FixedPointError
+    from sinks.kafka.producer import DeliveryError
+    from tapeflow.core.fixedpoint import FixedPointError
+    from tapeflow.errors import StoreUnavailableError
 
     return (LocalServiceError, MigrationError, StoreUnavailableError, DeliveryError,
             UnknownSchemaError, IncompatibleSchemaError, FixedPointError, ValidationError,

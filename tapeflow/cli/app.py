@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 import typer
 
-from tapeflow.config import Settings
+from tapeflow.settings import Settings
 
 app = typer.Typer(
     name="tapeflow",
@@ -232,8 +232,8 @@ def run_flow(
     Example: tapeflow run market
     """
     from jobs.local.services import ensure_postgres
-    from tapeflow.cli.run import FLOW_MODULES, RunOptions
-    from tapeflow.cli.run import run as run_dataflow
+    from tapeflow.runtime.run import FLOW_MODULES, RunOptions
+    from tapeflow.runtime.run import run as run_dataflow
 
     if flow not in FLOW_MODULES:
         raise typer.BadParameter(f"unknown flow {flow!r}; choose from {', '.join(FLOW_MODULES)}")

@@ -81,7 +81,7 @@ def backfill(
     Example: tapeflow backfill data/trades.parquet data/quotes.parquet --symbols AAPL,MSFT
     """
     from jobs.backfill import BackfillInputError, BackfillOptions, Window, run_backfill
-    from sinks.clickhouse_sink import ClickHouseWriteError
+    from sinks.clickhouse.writer import ClickHouseWriteError
 
     names = None if symbols is None else frozenset(s.strip() for s in symbols.split(",")
                                                    if s.strip())

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 
-from tapeflow.config import Settings
+from tapeflow.settings import Settings
 
 NEXT_STEPS = (
     "next steps:",
@@ -21,7 +21,7 @@ NEXT_STEPS = (
 def run_demo(settings: Settings, *, minutes: float, seed: int) -> Iterator[str]:
     from jobs.demo import prepare_demo
     from jobs.summary import market_summary, trading_summary
-    from tapeflow.cli.run import RunOptions, run
+    from tapeflow.runtime.run import RunOptions, run
 
     started = time.monotonic()
     for item in prepare_demo(settings, minutes=minutes, seed=seed):

@@ -29,7 +29,7 @@ class FlowProcess:
 
     def start(self) -> subprocess.Popen[bytes]:
         # The real command: it discards snapshots a killed run left for an unfinished epoch
-        # (flows/recovery.py) before Bytewax resumes.
+        # (tapeflow/runtime/recovery.py) before Bytewax resumes.
         cmd = [sys.executable, "-m", "tapeflow.cli", "run", self.flow, "--batch",
                "--snapshot-interval", str(SNAPSHOT_S)]
         with self.log.open("ab") as log:

@@ -37,8 +37,8 @@ from jobs.init import create_topics
 from schemas.catalogue import TOPIC_ALERTS, LocalCatalogue
 from schemas.codec import Codec
 from tapeflow.cli import app
-from tapeflow.config import Settings
-from tapeflow.models import RiskAlert, Severity
+from tapeflow.core.models import RiskAlert, Severity
+from tapeflow.settings import Settings
 
 ACCOUNTS = ["ACC001", "ACC002", "ACC003", None]
 SYMBOLS = ["AAPL", "MSFT", None]

@@ -20,11 +20,11 @@ import polars as pl
 
 from jobs.backfill import BackfillOptions, Window, run_backfill
 from jobs.init import init_clickhouse
-from sinks.clickhouse_rows import TABLE_COLUMNS
-from sinks.stores import open_clickhouse
-from sources.parquet_out import write_parquet
+from sinks.clickhouse.rows import TABLE_COLUMNS
 from sources.synthetic import MarketSpec, generate_market
-from tapeflow.config import Settings
+from sources.synthetic.parquet import write_parquet
+from tapeflow.services.clickhouse import open_clickhouse
+from tapeflow.settings import Settings
 
 REPO = Path(__file__).resolve().parents[2]
 SPEC = MarketSpec(seed=5, n_symbols=4, duration_s=90.0, fault_rate=0.03)
@@ -93,7 +93,7 @@ def test_the_command_reports_progress_and_writes(tmp_path: Path) -> None:
                   tmp_path / "market")
     init = subprocess.run(
         [sys.executable, "-c", "from jobs.init import init_clickhouse\n"
-         "from tapeflow.config import Settings\ninit_clickhouse(Settings())"],
+         "from tapeflow.settings import Settings\ninit_clickhouse(Settings())"],
         cwd=REPO, env={**os.environ, "TAPEFLOW_CLICKHOUSE_DSN": f"chdb://{tmp_path / 'chdb'}"},
         capture_output=True, text=True, timeout=120, check=False)
     assert init.returncode == 0, init.stderr

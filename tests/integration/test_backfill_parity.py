@@ -23,12 +23,12 @@ from jobs.generate import produce_market
 from jobs.init import create_topics, init_clickhouse
 from schemas.catalogue import LocalCatalogue
 from schemas.codec import Codec
-from sinks.clickhouse_rows import TABLE_COLUMNS
-from sinks.stores import open_clickhouse
-from sources.parquet_out import write_parquet
+from sinks.clickhouse.rows import TABLE_COLUMNS
 from sources.synthetic import MarketSpec, generate_market
-from tapeflow.config import Settings
-from tapeflow.market_step import MarketConfig
+from sources.synthetic.parquet import write_parquet
+from tapeflow.core.market.symbol_step import MarketConfig
+from tapeflow.services.clickhouse import open_clickhouse
+from tapeflow.settings import Settings
 
 SPEC = MarketSpec(seed=23, n_symbols=6, duration_s=180.0, fault_rate=0.03)
 BATCH_CONFIG = MarketConfig(merge_max_wait_us=3_600_000_000)

@@ -21,14 +21,14 @@ from jobs.chart import DOWN, UP, chart
 from jobs.init import init_clickhouse
 from jobs.query import Analytics
 from jobs.query_params import QueryInputError
-from sinks.clickhouse_sink import ClickHouseWriter
-from sinks.stores import open_clickhouse
-from tapeflow.candle_batch import build_candles, final_candles
-from tapeflow.candles import MINUTE_US
+from sinks.clickhouse.writer import ClickHouseWriter
 from tapeflow.cli import app
-from tapeflow.config import Settings
-from tapeflow.fixedpoint import ONE
-from tapeflow.models import Trade
+from tapeflow.core.fixedpoint import ONE
+from tapeflow.core.market.candle_batch import build_candles, final_candles
+from tapeflow.core.market.candles import MINUTE_US
+from tapeflow.core.models import Trade
+from tapeflow.services.clickhouse import open_clickhouse
+from tapeflow.settings import Settings
 
 START = 1_767_623_400_000_000  # 2026-01-05 14:30 UTC
 SYMBOL = "CHRT"

@@ -16,22 +16,14 @@ from typing import Any
 import pytest
 
 from jobs.init import init_clickhouse
-from sinks.clickhouse_rows import (
-    MAX_D18,
-    MAX_D38,
-    MAX_TS_US,
-    MIN_TS_US,
-    TABLE_COLUMNS,
-    RowRangeError,
-    to_row,
-)
-from sinks.clickhouse_sink import ClickHouseWriteError, ClickHouseWriter
-from sinks.stores import open_clickhouse
-from tapeflow.candles import MINUTE_US, SECOND_US, Candle, add_trade, new_candle_state
-from tapeflow.config import Settings
-from tapeflow.models import Quote, Trade
-from tapeflow.rejections import Rejection, RejectReason, TickKind
-from tapeflow.tick_filter import filter_trade, new_filter_state
+from sinks.clickhouse.rows import MAX_D18, MAX_D38, TABLE_COLUMNS, RowRangeError, to_row
+from sinks.clickhouse.writer import ClickHouseWriteError, ClickHouseWriter
+from tapeflow.core.market.candles import MINUTE_US, SECOND_US, Candle, add_trade, new_candle_state
+from tapeflow.core.market.rejections import Rejection, RejectReason, TickKind
+from tapeflow.core.market.tick_filter import filter_trade, new_filter_state
+from tapeflow.core.models import EVENT_TIME_MAX_US, EVENT_TIME_MIN_US, Quote, Trade
+from tapeflow.services.clickhouse import open_clickhouse
+from tapeflow.settings import Settings
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 WHEN = datetime(2026, 1, 5, 14, 30, 0, 123456, tzinfo=UTC)
@@ -132,7 +124,7 @@ TABLES = ["trades", "quotes", "rejected_ticks", "candles_1s", "candles_1m"]
 
 def test_timestamp_round_trips_with_microsecond_precision(client: Any, tag: str) -> None:
     sym = f"{tag}TS"
-    edges = [T0, T0 - 123_456 + 999_999, -1, 0, MIN_TS_US, MAX_TS_US]
+    edges = [T0, T0 - 123_456 + 999_999, -1, 0, EVENT_TIME_MIN_US, EVENT_TIME_MAX_US]
     _write(client, [Trade(sym, "XNAS", ts, i, 1, 1) for i, ts in enumerate(edges)])
     got = client.query(
         "SELECT seq, toUnixTimestamp64Micro(ts_event), toString(ts_event), ts_event FROM trades "

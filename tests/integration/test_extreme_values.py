@@ -29,12 +29,12 @@ from flows.market import build_flow
 from jobs.init import create_topics, init_clickhouse
 from schemas.catalogue import TOPIC_DLQ, TOPIC_QUOTES, TOPIC_TRADES, LocalCatalogue
 from schemas.codec import EVENT_TIME_MAX_US, Codec
-from sinks.kafka_producer import KafkaWriter
-from sinks.stores import open_clickhouse
-from sources.kafka_reader import read_all
-from tapeflow.config import Settings
-from tapeflow.fixedpoint import MAX_UNITS, to_decimal
-from tapeflow.models import Quote, Trade
+from sinks.kafka.producer import KafkaWriter
+from sources.kafka.topic_reader import read_all
+from tapeflow.core.fixedpoint import MAX_UNITS, to_decimal
+from tapeflow.core.models import Quote, Trade
+from tapeflow.services.clickhouse import open_clickhouse
+from tapeflow.settings import Settings
 
 NOW = 1_790_000_000_000_000  # 2026-09-21, a plain event time
 Y1970 = 1  # 1970-01-01T00:00:00.000001Z

@@ -25,8 +25,8 @@ from typing import Any
 
 from schemas.catalogue import LocalCatalogue
 from schemas.codec import Codec
-from sinks.stores import open_clickhouse
-from tapeflow.config import Settings
+from tapeflow.services.clickhouse import open_clickhouse
+from tapeflow.settings import Settings
 from tests.faults import REPO, FlowProcess, init_stores, order_flow, pg_state, reference_run
 
 CH_TABLES = {
@@ -38,7 +38,7 @@ CH_TABLES = {
 
 _SCRIPT = r"""
 import pickle, sys
-from sinks.stores import open_clickhouse
+from tapeflow.services.clickhouse import open_clickhouse
 action, url, database, out = sys.argv[1:5]
 client = open_clickhouse(url, database)
 if action == "drop":

@@ -26,8 +26,8 @@ import pytest
 from jobs.local.kafka_broker import LocalKafka
 from schemas.catalogue import TOPIC_ALERTS, LocalCatalogue
 from schemas.codec import Codec
-from sources.kafka_reader import read_all
-from tapeflow.config import Settings
+from sources.kafka.topic_reader import read_all
+from tapeflow.settings import Settings
 from tests.conftest import TEST_KAFKA_PORT
 from tests.faults import (
     OUTAGE_S,

@@ -22,7 +22,7 @@ from pathlib import Path
 
 from schemas.catalogue import TOPIC_EXECUTIONS, LocalCatalogue
 from schemas.codec import Codec
-from tapeflow.config import Settings
+from tapeflow.settings import Settings
 from tests.faults import (
     OUTAGE_S,
     FlowProcess,

@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 from jobs.generate import MarketRequest, run_generate
-from tapeflow.config import Settings
+from tapeflow.settings import Settings
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -8,8 +8,9 @@ import pytest
 
 from jobs.init import init_clickhouse, init_postgres
 from jobs.migrate import MigrationError, migrations
-from sinks.stores import connect_postgres, open_clickhouse
-from tapeflow.config import Settings
+from tapeflow.services.clickhouse import open_clickhouse
+from tapeflow.services.postgres import connect_postgres
+from tapeflow.settings import Settings
 
 
 def _clickhouse_schema(settings: Settings) -> list[tuple[Any, ...]]:

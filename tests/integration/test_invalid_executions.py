@@ -35,12 +35,13 @@ from flows.trading import build_flow
 from jobs.init import create_topics, init_clickhouse, init_postgres
 from schemas.catalogue import TOPIC_ALERTS, TOPIC_DLQ, TOPIC_EXECUTIONS, LocalCatalogue
 from schemas.codec import Codec
-from sinks.kafka_producer import KafkaWriter
-from sinks.stores import connect_postgres, open_clickhouse
-from sources.kafka_reader import read_all
-from tapeflow.config import Settings
-from tapeflow.models import ExecType, OrdStatus
-from tapeflow.trading_step import ShardConfig
+from sinks.kafka.producer import KafkaWriter
+from sources.kafka.topic_reader import read_all
+from tapeflow.core.models import ExecType, OrdStatus
+from tapeflow.core.trading.shard_step import ShardConfig
+from tapeflow.services.clickhouse import open_clickhouse
+from tapeflow.services.postgres import connect_postgres
+from tapeflow.settings import Settings
 from tests.unit.trading_builders import OrderSim, u
 
 SHARD = ShardConfig(snapshot_interval_us=10_000_000)

@@ -32,12 +32,12 @@ from flows.market import build_flow
 from jobs.init import create_topics, init_clickhouse
 from schemas.catalogue import TOPIC_QUOTES, TOPIC_TRADES, LocalCatalogue
 from schemas.codec import Codec
-from sinks.stores import open_clickhouse
-from tapeflow.candle_batch import build_candles, final_candles
-from tapeflow.config import Settings
-from tapeflow.fixedpoint import to_decimal, to_units
-from tapeflow.models import Quote, Trade
-from tapeflow.rejections import RejectReason
+from tapeflow.core.fixedpoint import to_decimal, to_units
+from tapeflow.core.market.candle_batch import build_candles, final_candles
+from tapeflow.core.market.rejections import RejectReason
+from tapeflow.core.models import Quote, Trade
+from tapeflow.services.clickhouse import open_clickhouse
+from tapeflow.settings import Settings
 
 S = 1_000_000
 MINUTE = 60 * S

@@ -4,7 +4,8 @@ by Bytewax in batch mode (Kafka source to the current end), results read from ch
 What it proves, against the generator's labels and the core's batch functions:
 - every clean trade and quote is in ClickHouse exactly once (no row twice, even before FINAL);
 - every injected bad tick is in `rejected_ticks` with the labelled reason, and nothing else is;
-- the candles equal `tapeflow.candle_batch.build_candles` over the accepted trades (final
+- the candles equal `tapeflow.core.market.candle_batch.build_candles` over the accepted trades
+(final
   version per bucket, every field, `version` included: it is the trade count);
 - every garbage frame is on the dead-letter topic with its raw bytes, source topic, partition,
   offset and the labelled decode reason;
@@ -33,13 +34,13 @@ from schemas.catalogue import (
     LocalCatalogue,
 )
 from schemas.codec import Codec
-from sinks.stores import open_clickhouse
-from sources.kafka_reader import read_all
+from sources.kafka.topic_reader import read_all
 from sources.synthetic import MarketSpec, generate_market
-from tapeflow.candle_batch import build_candles, final_candles
-from tapeflow.config import Settings
-from tapeflow.fixedpoint import to_decimal
-from tapeflow.models import Quote, Trade
+from tapeflow.core.fixedpoint import to_decimal
+from tapeflow.core.market.candle_batch import build_candles, final_candles
+from tapeflow.core.models import Quote, Trade
+from tapeflow.services.clickhouse import open_clickhouse
+from tapeflow.settings import Settings
 
 SPEC = MarketSpec(seed=7, n_symbols=5, duration_s=25.0, fault_rate=0.02)
 MARK_INTERVAL_US = 1_000_000
@@ -161,7 +162,7 @@ def test_a_batch_run_over_a_long_backlog_judges_trades_against_their_quotes(
     Reading a backlog, trades run ahead of their quotes by about 2/3 of its span (docs/flows.md);
     the batch run's merge waits the whole horizon, so no trade is judged against stale quotes.
     """
-    from tapeflow.cli.run import RunOptions, build
+    from tapeflow.runtime.run import RunOptions, build
 
     settings = settings.with_overrides(clickhouse_database=f"tf_mkt_{uuid.uuid4().hex[:8]}")
     init_clickhouse(settings)

@@ -48,9 +48,9 @@ from jobs.generate import produce_market
 from jobs.init import create_topics
 from schemas.catalogue import TOPIC_DLQ, TOPIC_MARKS, LocalCatalogue
 from schemas.codec import Codec
-from sources.kafka_reader import end_offsets, read_all
+from sources.kafka.topic_reader import end_offsets, read_all
 from sources.synthetic import MarketSpec, generate_market
-from tapeflow.config import Settings
+from tapeflow.settings import Settings
 from tests.integration.flow_process import REPO as _REPO
 from tests.integration.flow_process import FlowProcess
 
@@ -59,8 +59,8 @@ BOOKKEEPING = ("ingested_at",)
 
 _CHDB_SCRIPT = r"""
 import pickle, sys
-from sinks.stores import open_clickhouse
-from tapeflow.config import Settings
+from tapeflow.services.clickhouse import open_clickhouse
+from tapeflow.settings import Settings
 from jobs.init import init_clickhouse
 
 action, url, database, out = sys.argv[1:5]

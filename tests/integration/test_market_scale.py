@@ -44,9 +44,9 @@ from jobs.generate import produce_market
 from jobs.init import create_topics
 from schemas.catalogue import TOPIC_DLQ, TOPIC_MARKS, LocalCatalogue
 from schemas.codec import Codec
-from sources.kafka_reader import end_offsets
+from sources.kafka.topic_reader import end_offsets
 from sources.synthetic import MarketSpec, generate_market
-from tapeflow.config import Settings
+from tapeflow.settings import Settings
 from tests.integration.test_market_recovery import BOOKKEEPING, TABLES, _chdb, _topic_records
 
 _REPO = Path(__file__).resolve().parents[2]

@@ -30,10 +30,10 @@ from jobs.init import create_topics, init_postgres
 from jobs.local.ports import free_port
 from schemas.catalogue import TOPIC_EXECUTIONS, TOPIC_QUOTES, TOPIC_TRADES, LocalCatalogue
 from schemas.codec import Codec
-from sources.kafka_input import consumer_group
-from sources.kafka_reader import end_offsets
+from sources.kafka.flow_source import consumer_group
+from sources.kafka.topic_reader import end_offsets
 from sources.synthetic import MarketSpec, generate_market
-from tapeflow.config import Settings
+from tapeflow.settings import Settings
 from tests.integration.test_market_recovery import _REPO, _chdb
 
 SPEC = MarketSpec(seed=13, n_symbols=4, n_accounts=3, duration_s=20.0, order_rate=5.0,

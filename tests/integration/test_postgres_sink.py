@@ -19,13 +19,7 @@ import pytest
 from psycopg import errors, sql
 
 from jobs.init import init_postgres
-from sinks.postgres_reference import (
-    Instrument,
-    ReferenceDataError,
-    load_instruments,
-    load_risk_limits,
-)
-from sinks.postgres_rows import (
+from sinks.postgres.rows import (
     MAX_N18,
     MAX_N38,
     MAX_TS_US,
@@ -38,13 +32,19 @@ from sinks.postgres_rows import (
     position_row,
     trading_rows,
 )
-from sinks.postgres_sink import PostgresWriteError, PostgresWriter
-from sinks.stores import connect_postgres
-from tapeflow.config import Settings
-from tapeflow.fixedpoint import ONE, to_units
-from tapeflow.models import RiskAlert, Severity
-from tapeflow.positions import Position
-from tapeflow.risk_limits import RiskLimitBook, RiskLimits
+from sinks.postgres.writer import PostgresWriteError, PostgresWriter
+from sources.postgres.reference import (
+    Instrument,
+    ReferenceDataError,
+    load_instruments,
+    load_risk_limits,
+)
+from tapeflow.core.fixedpoint import ONE, to_units
+from tapeflow.core.models import RiskAlert, Severity
+from tapeflow.core.risk.limits import RiskLimitBook, RiskLimits
+from tapeflow.core.trading.positions import Position
+from tapeflow.services.postgres import connect_postgres
+from tapeflow.settings import Settings
 from tests.postgres_scenario import scenario
 from tests.unit.trading_builders import T0
 

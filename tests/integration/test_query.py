@@ -40,16 +40,18 @@ from jobs.query import Analytics
 from jobs.query_params import QueryInputError
 from schemas.catalogue import LocalCatalogue
 from schemas.codec import Codec
-from sinks.clickhouse_sink import ClickHouseWriter
-from sinks.stores import StoreUnavailableError, connect_postgres, open_clickhouse
+from sinks.clickhouse.writer import ClickHouseWriter
 from sources.synthetic import MarketSpec, generate_market
-from tapeflow.candle_batch import build_candles, final_candles
-from tapeflow.candles import MINUTE_US, CandleConfig
 from tapeflow.cli import app
-from tapeflow.config import Settings
-from tapeflow.fixedpoint import ONE, div_round, to_decimal, to_units
-from tapeflow.models import Trade
-from tapeflow.trading_step import ShardConfig
+from tapeflow.core.fixedpoint import ONE, div_round, to_decimal, to_units
+from tapeflow.core.market.candle_batch import build_candles, final_candles
+from tapeflow.core.market.candles import MINUTE_US, CandleConfig
+from tapeflow.core.models import Trade
+from tapeflow.core.trading.shard_step import ShardConfig
+from tapeflow.errors import StoreUnavailableError
+from tapeflow.services.clickhouse import open_clickhouse
+from tapeflow.services.postgres import connect_postgres
+from tapeflow.settings import Settings
 
 SPEC = MarketSpec(seed=5, n_symbols=3, n_accounts=3, duration_s=660.0, trade_rate=5.0,
                   quote_rate=8.0, order_rate=1.0, fault_rate=0.02)

@@ -18,8 +18,8 @@ _REPO = Path(__file__).resolve().parents[2]
 _HOLD = r"""
 import sys
 from jobs.init import init_clickhouse
-from sinks.stores import open_clickhouse
-from tapeflow.config import Settings
+from tapeflow.services.clickhouse import open_clickhouse
+from tapeflow.settings import Settings
 url = sys.argv[1]
 init_clickhouse(Settings(clickhouse_dsn=url, clickhouse_database="tapeflow"))
 client = open_clickhouse(url, "tapeflow")

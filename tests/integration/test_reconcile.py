@@ -29,12 +29,13 @@ from jobs.init import create_topics, init_clickhouse, init_postgres
 from jobs.reconcile import run_reconcile
 from schemas.catalogue import TOPIC_ALERTS, LocalCatalogue
 from schemas.codec import Codec
-from sinks.stores import connect_postgres, open_clickhouse
-from sources.kafka_reader import read_all
+from sources.kafka.topic_reader import read_all
 from tapeflow.cli import app
-from tapeflow.config import Settings
-from tapeflow.fixedpoint import ONE
-from tapeflow.reconcile import RULE, Break
+from tapeflow.core.fixedpoint import ONE
+from tapeflow.core.trading.reconcile import RULE, Break
+from tapeflow.services.clickhouse import open_clickhouse
+from tapeflow.services.postgres import connect_postgres
+from tapeflow.settings import Settings
 from tests.integration.test_trading_flow import LIMITS_SQL, SHARD, SPEC, _produce
 
 

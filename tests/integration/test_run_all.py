@@ -25,14 +25,15 @@ from jobs.generate import produce_market
 from jobs.init import run_init
 from schemas.catalogue import TOPIC_ALERTS, TOPIC_TRADES, LocalCatalogue
 from schemas.codec import Codec
-from sinks.kafka_producer import KafkaWriter
-from sinks.stores import connect_postgres, open_clickhouse
-from sources.kafka_reader import read_all
+from sinks.kafka.producer import KafkaWriter
+from sources.kafka.topic_reader import read_all
 from sources.synthetic import MarketSpec, generate_market
-from tapeflow.cli.run import RunOptions, build
-from tapeflow.config import Settings
-from tapeflow.fixedpoint import ONE
-from tapeflow.models import Trade
+from tapeflow.core.fixedpoint import ONE
+from tapeflow.core.models import Trade
+from tapeflow.runtime.run import RunOptions, build
+from tapeflow.services.clickhouse import open_clickhouse
+from tapeflow.services.postgres import connect_postgres
+from tapeflow.settings import Settings
 
 SPEC = MarketSpec(seed=5, n_symbols=4, n_accounts=3, duration_s=30.0, order_rate=5.0,
                   fault_rate=0.02)

@@ -35,12 +35,12 @@ from schemas.catalogue import (
     current_schema,
 )
 from schemas.codec import Codec
-from sinks.kafka_producer import KafkaWriter
-from sinks.stores import open_clickhouse
-from sources.kafka_reader import end_offsets, read_all
-from tapeflow.config import Settings
-from tapeflow.fixedpoint import to_decimal
-from tapeflow.models import Trade
+from sinks.kafka.producer import KafkaWriter
+from sources.kafka.topic_reader import end_offsets, read_all
+from tapeflow.core.fixedpoint import to_decimal
+from tapeflow.core.models import Trade
+from tapeflow.services.clickhouse import open_clickhouse
+from tapeflow.settings import Settings
 
 SUBJECT = "md.trades-value"
 T0 = 1_790_000_000_000_000

@@ -43,24 +43,25 @@ from schemas.catalogue import (
     LocalCatalogue,
 )
 from schemas.codec import Codec
-from sinks.kafka_producer import KafkaWriter
-from sinks.postgres_limits import load_trading_config
-from sinks.postgres_rows import (
+from sinks.kafka.producer import KafkaWriter
+from sinks.postgres.rows import (
     ORDER_COLUMNS,
     account_row,
     order_row,
     outcome_fields,
     position_row,
 )
-from sinks.stores import connect_postgres, open_clickhouse
-from sources.kafka_reader import read_all
+from sources.kafka.topic_reader import read_all
+from sources.postgres.limits import load_trading_config
 from sources.synthetic import Garbage, MarketSpec, generate_market
-from tapeflow.config import Settings
-from tapeflow.fixedpoint import ONE
-from tapeflow.models import ExecType, ExecutionReport, OrderType, OrdStatus, Side, Trade
-from tapeflow.positions import apply_mark
-from tapeflow.trading import TradingState, new_trading_state, on_execution
-from tapeflow.trading_step import ShardConfig, mark_of
+from tapeflow.core.fixedpoint import ONE
+from tapeflow.core.models import ExecType, ExecutionReport, OrderType, OrdStatus, Side, Trade
+from tapeflow.core.trading.account_step import TradingState, new_trading_state, on_execution
+from tapeflow.core.trading.positions import apply_mark
+from tapeflow.core.trading.shard_step import ShardConfig, mark_of
+from tapeflow.services.clickhouse import open_clickhouse
+from tapeflow.services.postgres import connect_postgres
+from tapeflow.settings import Settings
 
 SPEC = MarketSpec(seed=11, n_symbols=4, n_accounts=3, duration_s=45.0, order_rate=5.0,
                   fault_rate=0.03)

@@ -23,7 +23,7 @@ Compared exactly (latest version of each row; bookkeeping columns `version`, `up
 - alerts decided by the reports alone (order_size, position_limit, invalid_execution): every
   column, in Postgres `alerts`, ClickHouse `alerts` and as distinct records on risk.alerts;
   the versions of positions, accounts and pnl_snapshots differ by design (a restarted
-  process's rows outrank a killed one's: `sinks.bytewax_trading_sinks.restart_version_base`);
+  process's rows outrank a killed one's: `sinks.versions.restart_version_base`);
 - tapeflow.dlq: the same distinct letters (at least once on the topic; all fields but the
   run's topic prefix and `ts`, the input's broker timestamp).
 
@@ -68,8 +68,8 @@ import pytest
 from schemas.catalogue import TOPIC_ALERTS, TOPIC_DLQ, LocalCatalogue
 from schemas.codec import Codec
 from sources.synthetic import MarketSpec
-from tapeflow.config import Settings
-from tapeflow.trading_step import TradingShard
+from tapeflow.core.trading.shard_step import TradingShard
+from tapeflow.settings import Settings
 from tests.integration.test_market_recovery import _kill_after, _kill_at_insert
 from tests.integration.trading_runs import TradingRun, trading_input
 

@@ -11,9 +11,9 @@ from confluent_kafka.schema_registry import SchemaRegistryClient
 from jobs.init import ALL_TOPICS, create_topics
 from schemas.catalogue import RECORD_SUBJECTS, Catalogue, LocalCatalogue, RegistryCatalogue
 from schemas.codec import Codec
-from sinks.kafka_producer import KafkaWriter
-from sources.kafka_reader import read_all
-from tapeflow.config import Settings
+from sinks.kafka.producer import KafkaWriter
+from sources.kafka.topic_reader import read_all
+from tapeflow.settings import Settings
 from tests.records import edge_records
 
 TOPIC_OF = {name: subject.removesuffix("-value") for name, subject in RECORD_SUBJECTS.items()}

@@ -15,13 +15,13 @@ from typing import Any
 from jobs.init import create_topics, init_postgres
 from schemas.catalogue import TOPIC_EXECUTIONS, TOPIC_MARKS
 from schemas.codec import Codec
-from sinks.kafka_producer import KafkaWriter
-from sinks.stores import connect_postgres
-from sources.kafka_reader import read_all
+from sinks.kafka.producer import KafkaWriter
+from sources.kafka.topic_reader import read_all
 from sources.synthetic import Garbage, MarketSpec, generate_market
-from tapeflow.config import Settings
-from tapeflow.fixedpoint import ONE
-from tapeflow.models import ExecType, ExecutionReport, OrderType, OrdStatus, Side
+from tapeflow.core.fixedpoint import ONE
+from tapeflow.core.models import ExecType, ExecutionReport, OrderType, OrdStatus, Side
+from tapeflow.services.postgres import connect_postgres
+from tapeflow.settings import Settings
 from tests.integration.flow_process import REPO, FlowProcess
 from tests.integration.test_market_recovery import _CHDB_SCRIPT
 

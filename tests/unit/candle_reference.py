@@ -6,8 +6,8 @@ from collections import defaultdict
 from collections.abc import Iterable
 from fractions import Fraction
 
-from tapeflow.candles import Candle, CandleConfig, CandleState, add_trade
-from tapeflow.models import Trade
+from tapeflow.core.market.candles import Candle, CandleConfig, CandleState, add_trade
+from tapeflow.core.models import Trade
 
 Market = tuple[str, int, int, int, int, int, int, int, int, int, int]
 """A candle without its version: (symbol, bucket, width, o, h, l, c, vol, notional, vwap, n)."""

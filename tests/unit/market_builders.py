@@ -5,8 +5,8 @@ from __future__ import annotations
 import itertools
 from decimal import Decimal
 
-from tapeflow.fixedpoint import ONE, to_units
-from tapeflow.models import Quote, Trade
+from tapeflow.core.fixedpoint import ONE, to_units
+from tapeflow.core.models import Quote, Trade
 
 T0 = 1_767_623_400_000_000  # 2026-01-05T14:30:00Z in microseconds
 S = 1_000_000  # one second in microseconds

@@ -1,5 +1,5 @@
-"""The subscriber's filters and the configured account restriction (tapeflow.alert_filter),
-the `--since` parser and the JSON line format (jobs.alerts)."""
+"""The subscriber's filters and the configured account restriction
+(tapeflow.core.risk.subscription), the `--since` parser and the JSON line format (jobs.alerts)."""
 
 from __future__ import annotations
 
@@ -12,9 +12,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from jobs.alerts import alert_json, default_group, parse_since
-from tapeflow.alert_filter import AlertFilter, delivered, permitted, refused_accounts
-from tapeflow.config import Settings
-from tapeflow.models import RiskAlert, Severity
+from tapeflow.core.models import RiskAlert, Severity
+from tapeflow.core.risk.subscription import AlertFilter, delivered, permitted, refused_accounts
+from tapeflow.settings import Settings
 
 T0 = 1_767_623_400_000_000  # 2026-01-05T14:30:00Z
 

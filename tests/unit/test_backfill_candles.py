@@ -2,8 +2,9 @@
 
 For random tapes of filter-accepted trades (several symbols and venues, out-of-order, late
 beyond the retention horizon, ties in time, large prices and sizes), `split_too_late` +
-`final_candles` must give exactly `tapeflow.candle_batch.build_candles` + `final_candles`:
-the same too-late rejections (detail included) and every field of every final candle.
+`final_candles` must give exactly `tapeflow.core.market.candle_batch.build_candles` +
+`final_candles`: the same too-late rejections (detail included) and every field of every final
+candle.
 """
 
 from __future__ import annotations
@@ -13,11 +14,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from jobs.backfill_candles import final_candles, split_too_late
-from tapeflow.candle_batch import build_candles
-from tapeflow.candle_batch import final_candles as core_final
-from tapeflow.candles import MINUTE_US, SECOND_US, CandleConfig
-from tapeflow.fixedpoint import ONE
-from tapeflow.models import Trade
+from tapeflow.core.fixedpoint import ONE
+from tapeflow.core.market.candle_batch import build_candles
+from tapeflow.core.market.candle_batch import final_candles as core_final
+from tapeflow.core.market.candles import MINUTE_US, SECOND_US, CandleConfig
+from tapeflow.core.models import Trade
 
 T0 = 1_767_600_000_000_000
 CONFIG = CandleConfig(allowed_lateness_us=2 * SECOND_US, retention_us=30 * SECOND_US)

@@ -20,7 +20,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from jobs.backfill_fold import merged_order
-from jobs.backfill_read import (
+from sources.files.ticks import (
     BackfillInputError,
     InputFile,
     Window,
@@ -32,7 +32,7 @@ from jobs.backfill_read import (
     to_units_series,
     trades_of,
 )
-from tapeflow.models import Quote, Trade
+from tapeflow.core.models import Quote, Trade
 
 T0 = 1_767_600_000_123_456  # 2026-01-05T08:00:00.123456Z
 EXPECTED = [

@@ -7,8 +7,8 @@ import random
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tapeflow.candle_batch import build_candles, final_candles
-from tapeflow.candles import (
+from tapeflow.core.market.candle_batch import build_candles, final_candles
+from tapeflow.core.market.candles import (
     MINUTE_US,
     SECOND_US,
     Candle,
@@ -18,8 +18,8 @@ from tapeflow.candles import (
     flush,
     on_idle,
 )
-from tapeflow.models import Trade
-from tapeflow.rollup import rollup
+from tapeflow.core.market.rollup import rollup
+from tapeflow.core.models import Trade
 from tests.unit.candle_reference import classify, market, reference
 from tests.unit.market_builders import T0
 

@@ -6,8 +6,8 @@ import pickle
 
 import pytest
 
-from tapeflow.candle_batch import build_candles, final_candles
-from tapeflow.candles import (
+from tapeflow.core.market.candle_batch import build_candles, final_candles
+from tapeflow.core.market.candles import (
     MINUTE_US,
     SECOND_US,
     Candle,
@@ -17,9 +17,9 @@ from tapeflow.candles import (
     flush,
     on_idle,
 )
-from tapeflow.models import Trade
-from tapeflow.rejections import RejectReason
-from tapeflow.rollup import rollup
+from tapeflow.core.market.rejections import RejectReason
+from tapeflow.core.market.rollup import rollup
+from tapeflow.core.models import Trade
 from tests.unit.market_builders import T0, px, trade
 
 M = MINUTE_US

@@ -6,13 +6,11 @@ from decimal import Decimal, localcontext
 
 import pytest
 
-from sinks.clickhouse_rows import (
+from sinks.clickhouse.rows import (
     CANDLE_COLUMNS,
     CANDLE_TABLES,
     MAX_D18,
     MAX_D38,
-    MAX_TS_US,
-    MIN_TS_US,
     QUOTE_COLUMNS,
     REJECTION_COLUMNS,
     TABLE_COLUMNS,
@@ -26,10 +24,10 @@ from sinks.clickhouse_rows import (
     to_row,
     trade_row,
 )
-from tapeflow.candles import MINUTE_US, SECOND_US, Candle
-from tapeflow.fixedpoint import MAX_UNITS, to_decimal
-from tapeflow.models import DeadLetter, Quote, Trade
-from tapeflow.rejections import Rejection, RejectReason, TickKind
+from tapeflow.core.fixedpoint import MAX_UNITS, to_decimal
+from tapeflow.core.market.candles import MINUTE_US, SECOND_US, Candle
+from tapeflow.core.market.rejections import Rejection, RejectReason, TickKind
+from tapeflow.core.models import EVENT_TIME_MAX_US, EVENT_TIME_MIN_US, DeadLetter, Quote, Trade
 
 T0 = 1_767_623_400_123_456  # 2026-01-05T14:30:00.123456Z
 TRADE = Trade("AAPL", "XNAS", T0, 7, 18_912_000_000, 10_000_000_000, "t-1", ("@", "F"))
@@ -148,9 +146,9 @@ def test_decimal_18_8_bounds_are_accepted(units: int) -> None:
     (_candle(trade_count=-1), r"candles_1m\.trade_count = -1 does not fit UInt64"),
     (_candle(version=2**64), r"candles_1m\.version"),
     (TRADE._replace(seq=2**63), r"trades\.seq = .* Int64"),
-    (TRADE._replace(ts_event=MAX_TS_US + 1), r"trades\.ts_event = .* DateTime64\(6\)"),
-    (QUOTE._replace(ts_event=MIN_TS_US - 1), r"quotes\.ts_event"),
-    (_candle(bucket=MAX_TS_US + 1), r"candles_1m\.bucket"),
+    (TRADE._replace(ts_event=EVENT_TIME_MAX_US + 1), r"trades\.ts_event = .* DateTime64\(6\)"),
+    (QUOTE._replace(ts_event=EVENT_TIME_MIN_US - 1), r"quotes\.ts_event"),
+    (_candle(bucket=EVENT_TIME_MAX_US + 1), r"candles_1m\.bucket"),
 ])
 def test_values_out_of_column_range_raise_clearly(record: object, match: str) -> None:
     with pytest.raises(RowRangeError, match=match):
@@ -158,6 +156,6 @@ def test_values_out_of_column_range_raise_clearly(record: object, match: str) ->
 
 
 def test_timestamp_bounds_are_accepted() -> None:
-    assert trade_row(TRADE._replace(ts_event=MIN_TS_US))[2] == MIN_TS_US
-    assert trade_row(TRADE._replace(ts_event=MAX_TS_US))[2] == MAX_TS_US
+    assert trade_row(TRADE._replace(ts_event=EVENT_TIME_MIN_US))[2] == EVENT_TIME_MIN_US
+    assert trade_row(TRADE._replace(ts_event=EVENT_TIME_MAX_US))[2] == EVENT_TIME_MAX_US
     assert trade_row(TRADE._replace(ts_event=-1))[2] == -1

@@ -8,12 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from sinks.clickhouse_rows import RowRangeError
-from sinks.clickhouse_trading_rows import TABLE_COLUMNS, to_row
-from tapeflow.models import RiskAlert, Severity
-from tapeflow.orders import Duplicate
-from tapeflow.trading import TradingOutput
-from tapeflow.trading_step import ExecutionResult, PnlSnapshot
+from sinks.clickhouse.rows import RowRangeError
+from sinks.clickhouse.trading_rows import TABLE_COLUMNS, to_row
+from tapeflow.core.models import RiskAlert, Severity
+from tapeflow.core.trading.account_step import TradingOutput
+from tapeflow.core.trading.orders import Duplicate
+from tapeflow.core.trading.shard_step import ExecutionResult, PnlSnapshot
 from tests.unit.trading_builders import T0, OrderSim, u
 
 DDL = (Path(__file__).resolve().parents[2] / "schemas" / "clickhouse" / "0001_init.sql").read_text()

@@ -10,8 +10,8 @@ from hypothesis import strategies as st
 
 from schemas.catalogue import LocalCatalogue
 from schemas.codec import Codec, DecodeError, EncodeError
-from tapeflow.fixedpoint import MAX_UNITS
-from tapeflow.models import Trade
+from tapeflow.core.fixedpoint import MAX_UNITS
+from tapeflow.core.models import Trade
 from tests.records import T0, edge_records
 
 CODEC = Codec(LocalCatalogue.load())

@@ -1,5 +1,5 @@
-"""Fuzzing the decoding path the flows use: `flows._ops.Decoder` (market) and
-`flows._trading_ops.TradingDecoder` (executions and marks), over the real codec with its compiled
+"""Fuzzing the decoding path the flows use: `flows.market_logic.Decoder` (market) and
+`flows.trading_logic.TradingDecoder` (executions and marks), over the real codec with its compiled
 reader (schemas/fast_reader.py, checked against fastavro in tests/unit/test_fast_reader.py).
 
 Frames: valid frames of every record type, then bytes flipped, cut, extended or spliced, the
@@ -33,8 +33,8 @@ from bytewax.connectors.kafka import KafkaSourceMessage
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from flows._ops import Arrival, Decoder
-from flows._trading_ops import Incoming, TradingDecoder
+from flows.market_logic import Arrival, Decoder
+from flows.trading_logic import Incoming, TradingDecoder
 from schemas.catalogue import LocalCatalogue
 from schemas.codec import (
     EVENT_TIME_MAX_US,
@@ -44,8 +44,8 @@ from schemas.codec import (
     DecodeError,
 )
 from sources.synthetic import MarketSpec, generate_market
-from tapeflow.models import DeadLetter, ExecutionReport, RiskAlert, Severity, Trade
-from tapeflow.positions import Mark
+from tapeflow.core.models import DeadLetter, ExecutionReport, RiskAlert, Severity, Trade
+from tapeflow.core.trading.positions import Mark
 
 T = TypeVar("T")
 CODEC = Codec(LocalCatalogue.load())

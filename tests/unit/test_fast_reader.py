@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 from schemas.catalogue import LocalCatalogue
 from schemas.codec import RECORD_TYPES, Codec, DecodeError
 from sources.synthetic import MarketSpec, generate_market
-from tapeflow.models import DeadLetter, RiskAlert, Severity
+from tapeflow.core.models import DeadLetter, RiskAlert, Severity
 
 CODEC = Codec(LocalCatalogue.load())
 MARKET = generate_market(MarketSpec(seed=2, n_symbols=3, duration_s=10.0, order_rate=5.0,

@@ -11,7 +11,7 @@ from __future__ import annotations
 import pytest
 
 from sources.synthetic import MarketSpec, generate_market
-from sources.synthetic_quality import (
+from sources.synthetic.quality import (
     DETERMINISTIC,
     GENUINE,
     Quality,

@@ -1,4 +1,5 @@
-"""`flows.recovery`: snapshots of an epoch a killed execution never finished are discarded."""
+"""`tapeflow.runtime.recovery`: snapshots of an epoch a killed execution never finished are
+discarded."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from pathlib import Path
 
 from bytewax.recovery import init_db_dir
 
-from flows.recovery import discard_uncommitted_snapshots, resume_epoch
+from tapeflow.runtime.recovery import discard_uncommitted_snapshots, resume_epoch
 
 
 def _sql(path: Path, *statements: tuple[str, tuple[object, ...]]) -> None:

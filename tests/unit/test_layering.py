@@ -41,7 +41,19 @@ def test_a_core_module_importing_an_io_library_breaks_the_build(
     tmp_path: Path, library: str
 ) -> None:
     root = _copy_repo(tmp_path)
-    (root / "tapeflow" / "sneaky.py").write_text(f"import {library}\n")
+    (root / "tapeflow" / "core" / "sneaky.py").write_text(f"import {library}\n")
     result = _lint_imports(root)
     assert result.returncode != 0
-    assert "BROKEN" in result.stdout and "tapeflow.sneaky" in result.stdout
+    assert "BROKEN" in result.stdout and "tapeflow.core.sneaky" in result.stdout
+
+
+@pytest.mark.parametrize("outside", ["tapeflow.settings", "tapeflow.services.postgres",
+                                     "schemas.codec", "sinks.batching", "tapeflow.cli"])
+def test_the_core_importing_anything_outside_the_core_breaks_the_build(
+    tmp_path: Path, outside: str
+) -> None:
+    root = _copy_repo(tmp_path)
+    (root / "tapeflow" / "core" / "market" / "sneaky.py").write_text(f"import {outside}\n")
+    result = _lint_imports(root)
+    assert result.returncode != 0
+    assert "BROKEN" in result.stdout and "tapeflow.core.market.sneaky" in result.stdout

@@ -9,17 +9,17 @@ from bytewax.connectors.kafka import KafkaError, KafkaSourceMessage
 from bytewax.testing import TestingSink, TestingSource, run_main
 from confluent_kafka import KafkaError as ConfluentKafkaError
 
-from flows._ops import FirstTick, SymbolLogic
 from flows.market import MarketSinks, build_flow
+from flows.market_logic import FirstTick, SymbolLogic
 from schemas.catalogue import LocalCatalogue
 from schemas.codec import Codec
 from sources.synthetic import Garbage, MarketSpec, generate_market
-from tapeflow.candles import Candle
-from tapeflow.config import Settings
-from tapeflow.fixedpoint import ONE
-from tapeflow.market_step import Arrival, Mark, MarketConfig
-from tapeflow.models import DeadLetter, Quote, Trade
-from tapeflow.rejections import Rejection
+from tapeflow.core.fixedpoint import ONE
+from tapeflow.core.market.candles import Candle
+from tapeflow.core.market.rejections import Rejection
+from tapeflow.core.market.symbol_step import Arrival, Mark, MarketConfig
+from tapeflow.core.models import DeadLetter, Quote, Trade
+from tapeflow.settings import Settings
 
 SETTINGS = Settings(topic_prefix="x.")
 

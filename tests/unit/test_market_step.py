@@ -1,4 +1,5 @@
-"""tapeflow.market_step: merged interleaving, filter + candles + marks per symbol, resumable."""
+"""tapeflow.core.market.symbol_step: merged interleaving, filter + candles + marks per symbol,
+resumable."""
 
 from __future__ import annotations
 
@@ -8,10 +9,11 @@ from itertools import pairwise
 from typing import Any
 
 from sources.synthetic import MarketSpec, generate_market
-from tapeflow.candle_batch import build_candles, final_candles
-from tapeflow.candles import Candle
-from tapeflow.fixedpoint import ONE
-from tapeflow.market_step import (
+from tapeflow.core.fixedpoint import ONE
+from tapeflow.core.market.candle_batch import build_candles, final_candles
+from tapeflow.core.market.candles import Candle
+from tapeflow.core.market.rejections import Rejection
+from tapeflow.core.market.symbol_step import (
     Arrival,
     Mark,
     MarketConfig,
@@ -20,8 +22,7 @@ from tapeflow.market_step import (
     on_end,
     on_wall_clock,
 )
-from tapeflow.models import Quote, Trade
-from tapeflow.rejections import Rejection
+from tapeflow.core.models import Quote, Trade
 
 SPEC = MarketSpec(seed=11, n_symbols=3, duration_s=20.0, fault_rate=0.03)
 WIDE = MarketConfig(merge_max_wait_us=10**12)

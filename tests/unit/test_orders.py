@@ -9,10 +9,16 @@ from typing import Any
 
 import pytest
 
-from tapeflow import orders as orders_module
-from tapeflow.models import ExecType, ExecutionReport, OrderType, OrdStatus, Side
-from tapeflow.order_book import OrderBook, OrderRetention, apply_execution, evict, open_quantities
-from tapeflow.orders import (
+from tapeflow.core.trading import orders as orders_module
+from tapeflow.core.models import ExecType, ExecutionReport, OrderType, OrdStatus, Side
+from tapeflow.core.trading.order_book import (
+    OrderBook,
+    OrderRetention,
+    apply_execution,
+    evict,
+    open_quantities,
+)
+from tapeflow.core.trading.orders import (
     FILL_TYPES,
     TRANSITIONS,
     Applied,

@@ -10,7 +10,7 @@ import sys
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tapeflow.pmaps import SHARDS, GenerationLog, ShardedMap
+from tapeflow.core.trading.pmaps import SHARDS, GenerationLog, ShardedMap
 
 
 @settings(max_examples=200, deadline=None)

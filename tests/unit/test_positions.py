@@ -7,9 +7,9 @@ from decimal import ROUND_HALF_EVEN, Decimal
 
 import pytest
 
-from tapeflow.fixedpoint import ONE, div_round, to_decimal
-from tapeflow.models import Side
-from tapeflow.positions import DAY_US, Mark, apply_fill, apply_mark, new_account
+from tapeflow.core.fixedpoint import ONE, div_round, to_decimal
+from tapeflow.core.models import Side
+from tapeflow.core.trading.positions import DAY_US, Mark, apply_fill, apply_mark, new_account
 from tests.unit.trading_builders import T0, fill, u
 
 BUY, SELL = Side.BUY, Side.SELL

@@ -14,9 +14,9 @@ from fractions import Fraction
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tapeflow.fixedpoint import NOTIONAL_ONE, ONE, div_round
-from tapeflow.models import Side
-from tapeflow.positions import AccountState, Mark, apply_fill, apply_mark, new_account
+from tapeflow.core.fixedpoint import NOTIONAL_ONE, ONE, div_round
+from tapeflow.core.models import Side
+from tapeflow.core.trading.positions import AccountState, Mark, apply_fill, apply_mark, new_account
 from tests.unit.trading_builders import T0, fill
 
 Step = tuple[int, int, int]

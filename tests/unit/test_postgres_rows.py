@@ -12,8 +12,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from sinks.postgres_reference import LIMIT_COLUMNS, decimal_units
-from sinks.postgres_rows import (
+from sinks.postgres.rows import (
     MAX_N18,
     MAX_N38,
     MAX_TS_US,
@@ -30,13 +29,14 @@ from sinks.postgres_rows import (
     to_micros,
     trading_rows,
 )
-from sinks.postgres_sink import STATEMENT_OF
-from sinks.postgres_sql import parameters, parse_statements, statements
-from tapeflow.fixedpoint import ONE, to_units
-from tapeflow.models import RiskAlert, Severity
-from tapeflow.orders import Applied, Duplicate, Invalid, transition
-from tapeflow.positions import AccountState, Position
-from tapeflow.risk_limits import RiskLimits
+from sinks.postgres.writer import STATEMENT_OF
+from sources.postgres.reference import LIMIT_COLUMNS, decimal_units
+from tapeflow.core.fixedpoint import ONE, to_units
+from tapeflow.core.models import RiskAlert, Severity
+from tapeflow.core.risk.limits import RiskLimits
+from tapeflow.core.trading.orders import Applied, Duplicate, Invalid, transition
+from tapeflow.core.trading.positions import AccountState, Position
+from tapeflow.services.postgres_sql import parameters, parse_statements, statements
 from tests.postgres_scenario import scenario
 from tests.unit.trading_builders import T0, OrderSim
 

@@ -1,4 +1,4 @@
-"""The reconciliation's pure part (tapeflow.reconcile): replay, comparison, alerts.
+"""The reconciliation's pure part (tapeflow.core.trading.reconcile): replay, comparison, alerts.
 
 - Differential: replaying a generated order flow (duplicates, re-sent and invalid reports
   included) gives the same positions and cash as the trading core's own step
@@ -16,9 +16,15 @@ from datetime import date
 import pytest
 
 from sources.synthetic import MarketSpec, generate_market
-from tapeflow.fixedpoint import ONE
-from tapeflow.models import ExecutionReport, Severity
-from tapeflow.reconcile import (
+from tapeflow.core.fixedpoint import ONE
+from tapeflow.core.models import ExecutionReport, Severity
+from tapeflow.core.trading.account_step import (
+    TradingConfig,
+    TradingState,
+    new_trading_state,
+    on_execution,
+)
+from tapeflow.core.trading.reconcile import (
     ACCOUNT_LEVEL,
     RULE,
     Break,
@@ -31,7 +37,6 @@ from tapeflow.reconcile import (
     replay,
     run_id,
 )
-from tapeflow.trading import TradingConfig, TradingState, new_trading_state, on_execution
 
 CASH = 1_000_000 * ONE
 SPEC = MarketSpec(seed=5, n_symbols=4, n_accounts=3, duration_s=120.0, order_rate=8.0,

@@ -8,11 +8,11 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from tapeflow.models import RiskAlert, Severity
-from tapeflow.rejections import SequenceGap, TickKind
-from tapeflow.risk import FeedRiskState, assess_feed_timer, assess_gap
-from tapeflow.risk_levels import AlertKey, Levels, Reading, alert_id, apply_readings
-from tapeflow.risk_limits import (
+from tapeflow.core.market.rejections import SequenceGap, TickKind
+from tapeflow.core.models import RiskAlert, Severity
+from tapeflow.core.risk.assess import FeedRiskState, assess_feed_timer, assess_gap
+from tapeflow.core.risk.levels import AlertKey, Levels, Reading, alert_id, apply_readings
+from tapeflow.core.risk.limits import (
     RiskLimitBook,
     RiskLimits,
     SessionHours,
@@ -20,7 +20,7 @@ from tapeflow.risk_limits import (
     grade_ratio,
     ratio_bps,
 )
-from tapeflow.risk_rules import check_session
+from tapeflow.core.risk.rules import check_session
 from tests.unit.trading_builders import T0, u
 
 W, C, CLR = Severity.WARNING, Severity.CRITICAL, Severity.INFO

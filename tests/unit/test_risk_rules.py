@@ -8,14 +8,12 @@ from dataclasses import replace
 
 import pytest
 
-from tapeflow.fixedpoint import ONE
-from tapeflow.models import OrderType, Severity, Side
-from tapeflow.orders import OrderState, transition
-from tapeflow.positions import AccountState, Mark, apply_fill, new_account
-from tapeflow.risk_feed import check_stale_marks
-from tapeflow.risk_levels import Levels, Reading, apply_readings
-from tapeflow.risk_limits import BPS, RiskLimits
-from tapeflow.risk_rules import (
+from tapeflow.core.fixedpoint import ONE
+from tapeflow.core.models import OrderType, Severity, Side
+from tapeflow.core.risk.feed import check_stale_marks
+from tapeflow.core.risk.levels import Levels, Reading, apply_readings
+from tapeflow.core.risk.limits import BPS, RiskLimits
+from tapeflow.core.risk.rules import (
     check_buying_power,
     check_concentration,
     check_daily_loss,
@@ -28,6 +26,8 @@ from tapeflow.risk_rules import (
     turnover_add,
     turnover_prune,
 )
+from tapeflow.core.trading.orders import OrderState, transition
+from tapeflow.core.trading.positions import AccountState, Mark, apply_fill, new_account
 from tests.unit.trading_builders import T0, OrderSim, fill, u
 
 L = RiskLimits()

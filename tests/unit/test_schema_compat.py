@@ -26,8 +26,8 @@ from jobs.init import check_schemas
 from schemas.catalogue import CATALOGUE_FILE, LocalCatalogue, RegistryCatalogue, current_schema
 from schemas.codec import Codec
 from schemas.compat import IncompatibleSchemaError, check, problems
-from tapeflow.config import Settings
-from tapeflow.models import Trade
+from tapeflow.core.models import Trade
+from tapeflow.settings import Settings
 
 REPO = Path(__file__).resolve().parents[2]
 

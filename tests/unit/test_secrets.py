@@ -8,8 +8,11 @@ from pathlib import Path
 import pytest
 from pydantic_settings import SettingsError
 
-from sinks.stores import StoreUnavailableError, _redact, connect_postgres, open_clickhouse
-from tapeflow.config import Settings
+from tapeflow.errors import StoreUnavailableError
+from tapeflow.services.clickhouse import open_clickhouse
+from tapeflow.services.dsn import redact as _redact
+from tapeflow.services.postgres import connect_postgres
+from tapeflow.settings import Settings
 
 PW = "s3cr3t-Pa55"
 SECRET_FIELDS = ("kafka_sasl_password", "kafka_ssl_key_password", "schema_registry_basic_auth",

@@ -5,15 +5,15 @@
 
 from __future__ import annotations
 
-from tapeflow.cli.run import RunOptions, market_config, shard_config
-from tapeflow.config import Settings
-from tapeflow.filter_state import FilterState
-from tapeflow.fixedpoint import ONE
-from tapeflow.market_step import DEFAULT_MARKET_CONFIG
-from tapeflow.models import Trade
-from tapeflow.rejections import RejectReason
-from tapeflow.tick_filter import filter_trade
-from tapeflow.trading_step import DEFAULT_SHARD_CONFIG
+from tapeflow.core.fixedpoint import ONE
+from tapeflow.core.market.filter_state import FilterState
+from tapeflow.core.market.rejections import RejectReason
+from tapeflow.core.market.symbol_step import DEFAULT_MARKET_CONFIG
+from tapeflow.core.market.tick_filter import filter_trade
+from tapeflow.core.models import Trade
+from tapeflow.core.trading.shard_step import DEFAULT_SHARD_CONFIG
+from tapeflow.runtime.run import RunOptions, market_config, shard_config
+from tapeflow.settings import Settings
 
 
 def test_defaults_are_the_cores_defaults() -> None:

@@ -16,7 +16,6 @@ import pytest
 
 from schemas.catalogue import LocalCatalogue
 from schemas.codec import Codec, DecodeError
-from sources.parquet_out import write_parquet
 from sources.synthetic import (
     CODE_EXECUTION,
     CODE_GARBAGE,
@@ -35,8 +34,9 @@ from sources.synthetic import (
     generate_market,
     make_instruments,
 )
-from tapeflow.fixedpoint import ONE, div_round, to_units
-from tapeflow.models import ExecType, ExecutionReport, OrdStatus, Quote, Side, Trade
+from sources.synthetic.parquet import write_parquet
+from tapeflow.core.fixedpoint import ONE, div_round, to_units
+from tapeflow.core.models import ExecType, ExecutionReport, OrdStatus, Quote, Side, Trade
 
 REPO = Path(__file__).resolve().parents[2]
 SPEC = MarketSpec(seed=11, duration_s=180.0, fault_rate=0.05, order_rate=6.0)
@@ -406,10 +406,10 @@ def test_garbage_fails_to_decode_with_the_labelled_reason(market: Market) -> Non
 
 
 def test_labels_agree_with_the_tick_filter() -> None:
-    """The expected verdicts mirror tapeflow.tick_filter with its defaults, late trades
+    """The expected verdicts mirror tapeflow.core.market.tick_filter with its defaults, late trades
     included (the filter does not judge a print minutes old against the newest prices)."""
-    from tapeflow.filter_config import FilterConfig
-    from tapeflow.tick_filter import run_filter
+    from tapeflow.core.market.filter_config import FilterConfig
+    from tapeflow.core.market.tick_filter import run_filter
 
     m = generate_market(replace(SPEC, duration_s=90.0))
     config = FilterConfig(

@@ -9,10 +9,10 @@ from decimal import Decimal
 
 import pytest
 
-from tapeflow.filter_config import DEFAULT_FILTER_CONFIG, FilterConfig
-from tapeflow.models import Quote, Trade
-from tapeflow.rejections import RejectReason, SequenceGap, TickKind
-from tapeflow.tick_filter import FilterState, filter_quote, filter_trade, run_filter
+from tapeflow.core.market.filter_config import DEFAULT_FILTER_CONFIG, FilterConfig
+from tapeflow.core.market.rejections import RejectReason, SequenceGap, TickKind
+from tapeflow.core.market.tick_filter import FilterState, filter_quote, filter_trade, run_filter
+from tapeflow.core.models import Quote, Trade
 from tests.unit.market_builders import T0, S, px, quote, quotes_at, trade, trades_at
 
 R = RejectReason

@@ -9,12 +9,10 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tapeflow.models import ExecutionReport, RiskAlert, Severity, Side
-from tapeflow.orders import Applied, Duplicate, Invalid
-from tapeflow.positions import Mark
-from tapeflow.risk_levels import AlertKey, alert_id
-from tapeflow.risk_limits import RiskLimitBook, RiskLimits
-from tapeflow.trading import (
+from tapeflow.core.models import ExecutionReport, RiskAlert, Severity, Side
+from tapeflow.core.risk.levels import AlertKey, alert_id
+from tapeflow.core.risk.limits import RiskLimitBook, RiskLimits
+from tapeflow.core.trading.account_step import (
     TradingConfig,
     TradingOutput,
     TradingState,
@@ -24,6 +22,8 @@ from tapeflow.trading import (
     on_mark,
     on_timer,
 )
+from tapeflow.core.trading.orders import Applied, Duplicate, Invalid
+from tapeflow.core.trading.positions import Mark
 from tests.unit.trading_builders import T0, OrderSim, u
 
 W, C, CLR = Severity.WARNING, Severity.CRITICAL, Severity.INFO

@@ -13,11 +13,11 @@ from confluent_kafka import KafkaError as ConfluentKafkaError
 from flows.trading import TradingSinks, build_flow
 from schemas.catalogue import LocalCatalogue
 from schemas.codec import Codec
-from sinks.clickhouse_trading_rows import to_row
-from tapeflow.config import Settings
-from tapeflow.models import DeadLetter, RiskAlert, Trade
-from tapeflow.trading import TradingConfig
-from tapeflow.trading_step import ExecutionResult, PnlSnapshot, StateChange
+from sinks.clickhouse.trading_rows import to_row
+from tapeflow.core.models import DeadLetter, RiskAlert, Trade
+from tapeflow.core.trading.account_step import TradingConfig
+from tapeflow.core.trading.shard_step import ExecutionResult, PnlSnapshot, StateChange
+from tapeflow.settings import Settings
 from tests.unit.trading_builders import OrderSim, u
 
 SETTINGS = Settings(topic_prefix="x.")
@@ -94,7 +94,7 @@ def test_feed_gaps_become_alerts_on_every_alert_sink() -> None:
     from bytewax.dataflow import Dataflow
 
     from flows.trading import add_gap_alerts
-    from tapeflow.rejections import SequenceGap, TickKind
+    from tapeflow.core.market.rejections import SequenceGap, TickKind
 
     gaps = [
         ("XYZ", SequenceGap(TickKind.TRADE, "XNAS", "XYZ", 5, 8, 3, 1_000)),

@@ -9,15 +9,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from sinks.bytewax_trading_sinks import (
-    VERSION_BASE_SHIFT,
-    _postgres_rows,
-    clickhouse_trading_mapper,
-    restart_version_base,
-)
-from sinks.clickhouse_trading_rows import TABLE_COLUMNS
-from tapeflow.trading import TradingConfig
-from tapeflow.trading_step import ExecutionResult, PnlSnapshot, TradingShard, on_report
+from sinks.clickhouse.flow_sink import clickhouse_trading_mapper
+from sinks.clickhouse.trading_rows import TABLE_COLUMNS
+from sinks.postgres.flow_sink import _postgres_rows
+from sinks.versions import VERSION_BASE_SHIFT, restart_version_base
+from tapeflow.core.trading.account_step import TradingConfig
+from tapeflow.core.trading.shard_step import ExecutionResult, PnlSnapshot, TradingShard, on_report
 from tests.unit.trading_builders import OrderSim, u
 
 T_MS = 1_763_800_000_000  # 2025-11-22

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pickle
 
-from tapeflow.positions import Mark
-from tapeflow.risk_limits import RiskLimitBook, RiskLimits
-from tapeflow.trading import TradingConfig
-from tapeflow.trading_step import (
+from tapeflow.core.risk.limits import RiskLimitBook, RiskLimits
+from tapeflow.core.trading.account_step import TradingConfig
+from tapeflow.core.trading.positions import Mark
+from tapeflow.core.trading.shard_step import (
     ExecutionResult,
     PnlSnapshot,
     ShardConfig,

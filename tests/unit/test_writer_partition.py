@@ -1,4 +1,4 @@
-"""The Bytewax sink partition over a batching writer (sinks/bytewax_sinks.py `WriterPartition`):
+"""The Bytewax sink partition over a batching writer (sinks/partition.py `WriterPartition`):
 what it does with a writer's errors. Table-driven over the three outcomes that matter for
 delivery: a transient error that outlasted the retries stops the flow at once; an error no retry
 can fix keeps the rows and stops the flow at the checkpoint; after a stop, `close` (called by
@@ -12,8 +12,9 @@ from typing import Any
 
 import pytest
 
-from sinks.bytewax_sinks import KafkaRecordSink, WriterPartition
-from sinks.kafka_producer import DeliveryError
+from sinks.kafka.flow_sink import KafkaRecordSink
+from sinks.kafka.producer import DeliveryError
+from sinks.partition import WriterPartition
 
 QUIET = logging.getLogger("tests.quiet_kafka")
 QUIET.setLevel(logging.CRITICAL)  # "connection refused" is the point, not news

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from tapeflow.fixedpoint import ONE, to_units
-from tapeflow.models import ExecType, ExecutionReport, OrderType, OrdStatus, Side
-from tapeflow.orders import Fill
+from tapeflow.core.fixedpoint import ONE, to_units
+from tapeflow.core.models import ExecType, ExecutionReport, OrderType, OrdStatus, Side
+from tapeflow.core.trading.orders import Fill
 
 T0 = 1_767_623_400_000_000  # 2026-01-05T14:30:00Z (a Monday), microseconds
 

@@ -1,0 +1,238 @@
+"""Bytewax adapters of the trading flow: decoding, the mark broadcast, the shard logic.
+
+Every function here is called by Bytewax on user data and must never raise (an escaping
+exception kills the whole dataflow): failures become dead letters or log lines.
+"""
+
+from __future__ import annotations
+
+import logging
+import pickle
+from collections.abc import Callable, Iterable, Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any, NamedTuple
+
+from bytewax.operators import StatefulLogic
+
+from flows.market_logic import kafka_ts_us
+from flows.metrics import DEAD_LETTERS, count_trading
+from schemas.codec import Codec, DecodeError
+from tapeflow.core.market.rejections import SequenceGap
+from tapeflow.core.models import DeadLetter, ExecutionReport, Trade
+from tapeflow.core.trading.account_step import TradingConfig
+from tapeflow.core.trading.orders import Invalid
+from tapeflow.core.trading.positions import Mark
+from tapeflow.core.trading.shard_step import (
+    ExecutionResult,
+    FeedGaps,
+    ShardConfig,
+    ShardOutput,
+    TradingShard,
+    mark_of,
+    on_finish,
+    on_gap,
+    on_gap_timer,
+    on_market,
+    on_report,
+    on_tick,
+)
+
+log = logging.getLogger("tapeflow.flows.trading")
+
+
+class Incoming(NamedTuple):
+    """A decoded report or mark and where it came from (for error reports only)."""
+
+    event: ExecutionReport | Mark
+    origin: tuple[str, int, int]
+    """(topic, partition, offset)."""
+    raw: bytes
+    recv_us: int | None
+
+
+def shard_key(partition: int) -> str:
+    """The state key of an `oms.executions` partition."""
+    return str(partition)
+
+
+class TradingDecoder:
+    """A Kafka message -> [(shard key, Incoming)], or [DeadLetter] when it does not decode.
+
+    A report goes to the shard of its partition; a mark is broadcast to every shard
+    (`shard_keys`, one per executions partition), so each holds its own marks table.
+    """
+
+    def __init__(self, codec: Codec, executions_topic: str, marks_topic: str,
+                 shard_keys: Sequence[str]) -> None:
+        self._codec = codec
+        self._executions = executions_topic
+        self._marks = marks_topic
+        self._keys = tuple(shard_keys)
+        self.dead = 0
+
+    def __call__(self, msg: Any) -> list[tuple[str, Incoming] | DeadLetter]:
+        topic = msg.topic or ""
+        partition = -1 if msg.partition is None else int(msg.partition)
+        offset = -1 if msg.offset is None else int(msg.offset)
+        raw = msg.value if isinstance(msg.value, bytes) else b""
+        recv_us = kafka_ts_us(msg)
+        origin = (topic, partition, offset)
+        try:
+            if topic == self._executions:
+                report = self._codec.decode(raw, expect="ExecutionReport")
+                return [(shard_key(partition), Incoming(report, origin, raw, recv_us))]
+            if topic == self._marks:
+                mark = mark_of(self._codec.decode(raw, expect="Trade"))
+                incoming = Incoming(mark, origin, b"", recv_us)
+                return [(key, incoming) for key in self._keys]
+            raise DecodeError("unknown_topic", f"the trading flow does not read {topic!r}")
+        except DecodeError as exc:
+            reason, detail = exc.reason, exc.detail
+        except Exception as exc:  # the codec promises DecodeError only; be safe anyway
+            reason, detail = "decode_error", f"{type(exc).__name__}: {exc}"
+        self.dead += 1
+        DEAD_LETTERS.labels("trading", reason).inc()
+        return [DeadLetter(topic, partition, offset, reason, detail, raw,
+                           recv_us if recv_us is not None else 0)]
+
+
+def broadcast_mark(trade: Trade, shard_keys: Sequence[str]) -> list[tuple[str, Incoming]]:
+    """A clean last trade handed over inside one dataflow -> one mark per shard key."""
+    incoming = Incoming(mark_of(trade), ("", -1, -1), b"", None)
+    return [(key, incoming) for key in shard_keys]
+
+
+def _error_letter(stage: str, exc: BaseException, incoming: Incoming | None,
+                  key: str) -> DeadLetter:
+    topic, partition, offset = incoming.origin if incoming is not None else ("", -1, -1)
+    detail = f"{type(exc).__name__}: {exc}; shard {key}"
+    if incoming is not None:
+        detail += f"; event {incoming.event!r}"
+    raw = incoming.raw if incoming is not None else b""
+    ts = incoming.recv_us if incoming is not None and incoming.recv_us is not None else 0
+    return DeadLetter(topic, partition, offset, f"{stage}_error", detail, raw, ts)
+
+
+class ShardLogic(StatefulLogic[Incoming, ShardOutput | DeadLetter, TradingShard]):
+    """One shard's `tapeflow.core.trading.shard_step` state behind Bytewax's stateful operator.
+
+    `config` returns the current risk limits and sessions (refreshed elsewhere, see
+    `sources.postgres.limits.RefreshingConfig`). Every `tick` of wall time after the first
+    event, the time-driven rules run at the shard's event clock and provisional P&L snapshots
+    are emitted; end of input emits the last snapshots. An exception in the core is logged and
+    becomes a dead letter (reason `<stage>_error`, the report's raw bytes); the shard carries on.
+    """
+
+    def __init__(self, config: Callable[[], TradingConfig], shard_config: ShardConfig,
+                 tick: timedelta, resume: TradingShard | None) -> None:
+        self._key = "?"  # Bytewax does not pass the key to the builder
+        self._config = config
+        self._shard_config = shard_config
+        self._tick = tick
+        self._state = resume if resume is not None else TradingShard()
+        self._wake: datetime | None = None
+
+    def on_item(self, value: Incoming) -> tuple[Iterable[ShardOutput | DeadLetter], bool]:
+        event = value.event
+        try:
+            if isinstance(event, Mark):
+                out = on_market(self._state, event, self._config(), self._shard_config)
+            else:
+                self._key = str(value.origin[1])
+                out = on_report(self._state, event, self._config(), self._shard_config)
+                result = out[-1]
+                if isinstance(result, ExecutionResult) and isinstance(result.output.outcome,
+                                                                      Invalid):
+                    log.warning("execution %s for order %s not applied: %s", event.exec_id,
+                                event.order_id, result.output.outcome.reason)
+        except Exception as exc:
+            log.exception("trading step failed on shard %s", self._key)
+            return [_error_letter("process", exc, value, self._key)], StatefulLogic.RETAIN
+        if self._wake is None:
+            self._wake = datetime.now(UTC) + self._tick
+        count_trading(out)
+        return out, StatefulLogic.RETAIN
+
+    def on_notify(self) -> tuple[Iterable[ShardOutput | DeadLetter], bool]:
+        self._wake = datetime.now(UTC) + self._tick
+        try:
+            out = on_tick(self._state, self._state.clock_us, self._config(), self._shard_config)
+        except Exception as exc:
+            log.exception("timer step failed on shard %s", self._key)
+            return [_error_letter("timer", exc, None, self._key)], StatefulLogic.RETAIN
+        count_trading(out)
+        return out, StatefulLogic.RETAIN
+
+    def on_eof(self) -> tuple[Iterable[ShardOutput | DeadLetter], bool]:
+        try:
+            out = on_finish(self._state, self._shard_config)
+        except Exception as exc:
+            log.exception("end-of-input step failed on shard %s", self._key)
+            return [_error_letter("eof", exc, None, self._key)], StatefulLogic.RETAIN
+        count_trading(out)
+        return out, StatefulLogic.RETAIN
+
+    def notify_at(self) -> datetime | None:
+        return self._wake
+
+    def snapshot(self) -> TradingShard:
+        # The step functions update the shard in place: hand Bytewax an independent copy.
+        copy: TradingShard = pickle.loads(pickle.dumps(self._state, pickle.HIGHEST_PROTOCOL))
+        return copy
+
+
+def _wall_us() -> int:
+    return int(datetime.now(UTC).timestamp() * 1_000_000)
+
+
+class FeedGapLogic(StatefulLogic[SequenceGap, ShardOutput | DeadLetter, FeedGaps]):
+    """One feed key's gap alerts (`tapeflow.core.trading.shard_step.on_gap`) behind a stateful
+    operator.
+
+    The quiet period that clears a gap alert is measured in event time, but only gaps carry
+    event time here; so the timer's clock is the latest gap's event time plus the wall time
+    since it was seen (never less than the last gap). In a live feed that is the feed's time;
+    in a fast replay it barely moves, and gaps clear when a later gap shows the quiet period.
+    """
+
+    def __init__(self, config: Callable[[], TradingConfig], tick: timedelta,
+                 resume: FeedGaps | None, wall_us: Callable[[], int] = _wall_us) -> None:
+        self._config = config
+        self._tick = tick
+        self._state = resume if resume is not None else FeedGaps()
+        self._wall_us = wall_us
+        self._seen_at = wall_us()
+        self._wake: datetime | None = None
+
+    def on_item(self, value: SequenceGap) -> tuple[Iterable[ShardOutput | DeadLetter], bool]:
+        try:
+            self._state, out = on_gap(self._state, value, self._config())
+        except Exception as exc:
+            log.exception("gap step failed for %s", value.symbol)
+            letter = DeadLetter("", -1, -1, "gap_error", f"{type(exc).__name__}: {exc}; "
+                                f"gap {value!r}", b"", 0)
+            return [letter], StatefulLogic.RETAIN
+        self._seen_at = self._wall_us()
+        self._wake = datetime.now(UTC) + self._tick
+        count_trading(out)
+        return out, StatefulLogic.RETAIN
+
+    def on_notify(self) -> tuple[Iterable[ShardOutput | DeadLetter], bool]:
+        self._wake = datetime.now(UTC) + self._tick
+        now = self._state.last_gap_us + max(0, self._wall_us() - self._seen_at)
+        try:
+            self._state, out = on_gap_timer(self._state, now, self._config())
+        except Exception as exc:
+            log.exception("gap timer failed")
+            return [DeadLetter("", -1, -1, "gap_timer_error", f"{type(exc).__name__}: {exc}",
+                               b"", 0)], StatefulLogic.RETAIN
+        if not self._state.risk.levels:
+            self._wake = None  # nothing left to clear: sleep until the next gap
+        count_trading(out)
+        return out, StatefulLogic.RETAIN
+
+    def notify_at(self) -> datetime | None:
+        return self._wake
+
+    def snapshot(self) -> FeedGaps:
+        return self._state  # immutable

@@ -1,0 +1,247 @@
+"""A batching Postgres writer for the trading tables: one transaction per flush, retried.
+
+Why batches in one transaction: a flush is all or nothing, so after any failure the store
+holds either the whole batch or none of it, and the batch stays buffered for the next flush
+(or for the replay after a crash). Rows are sent with `executemany`, which psycopg 3 runs in
+pipeline mode: one round trip per batch rather than per row.
+
+Why replays and retries are safe: the statements (`schemas/postgres/statements.sql`) are
+idempotent. `orders`, `positions` and `accounts` are upserts guarded by the monotonic
+`version` (`WHERE t.version < EXCLUDED.version`), so an older or equal version never moves a
+row backwards; `execution_log` and `alerts` are `ON CONFLICT DO NOTHING`, so the first row
+per key stays (and operators' acknowledgement columns are never touched). A commit whose
+outcome is unknown (the connection dropped during COMMIT) can therefore be sent again.
+
+The buffer holds one row per key: for a versioned table the highest version (an equal or
+lower one would be refused by the guard anyway), for an append-only table the first. That
+bounds memory by distinct keys and avoids sending rows the database would discard.
+
+Errors: connection-level failures (`psycopg.OperationalError`: SQLSTATE classes 08, 53, 57,
+serialization failures 40001 and deadlocks 40P01) and a store that does not answer when
+reconnecting are retried with exponential backoff and jitter (tenacity), each retry logged
+with the store's name; a broken connection is replaced from the factory. Anything else (a
+constraint, a bad value, a missing table) raises `PostgresWriteError` at once with the
+SQLSTATE, chained to psycopg's exception class for that SQLSTATE. Either way nothing is
+dropped: the batch stays buffered.
+
+One writer belongs to one thread (one Bytewax partition, one job) and owns its connection.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import psycopg
+from psycopg import pq
+from tenacity import RetryCallState
+
+from sinks.batching import BatchPolicy, BatchWriter
+from sinks.postgres.rows import TABLE_COLUMNS, TABLE_KEYS, VERSIONED_TABLES, Row, trading_rows
+from tapeflow.core.models import ExecutionReport
+from tapeflow.core.trading.account_step import TradingOutput
+from tapeflow.errors import StoreUnavailableError
+from tapeflow.services.dsn import redact as _redact
+from tapeflow.services.postgres import connect_postgres
+from tapeflow.services.postgres_sql import statement
+
+log = logging.getLogger("tapeflow.sinks.postgres")
+
+ConnFactory = Callable[[], "psycopg.Connection[Any]"]
+
+STATEMENT_OF: dict[str, str] = {
+    "orders": "upsert_orders",
+    "positions": "upsert_positions",
+    "accounts": "upsert_accounts",
+    "execution_log": "insert_execution_log",
+    "alerts": "insert_alerts",
+}
+"""Table -> its statement in schemas/postgres/statements.sql."""
+
+RETRYABLE_SQLSTATES = frozenset({"40001", "40P01"})
+"""Serialization failure and deadlock: the same transaction may succeed when sent again."""
+
+
+class PostgresWriteError(RuntimeError):
+    """A batch could not be written. Its rows are still buffered in the writer."""
+
+    def __init__(self, message: str, *, rows: int, attempts: int, transient: bool,
+                 sqlstate: str | None) -> None:
+        super().__init__(message)
+        self.rows = rows
+        self.attempts = attempts
+        self.transient = transient
+        self.sqlstate = sqlstate
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Whether sending the same transaction again can help."""
+    if isinstance(exc, StoreUnavailableError | psycopg.OperationalError):
+        return True
+    sqlstate = getattr(exc, "sqlstate", None) or ""
+    return sqlstate.startswith("08") or sqlstate in RETRYABLE_SQLSTATES
+
+
+class PostgresWriter(BatchWriter):
+    """Buffers trading rows per table and writes them in one transaction per flush.
+
+    `connect` returns a new connection whose search_path leads to the tapeflow schema
+    (`from_dsn` builds one with `tapeflow.services.postgres.connect_postgres`); it is called lazily
+    and again after a connection breaks. `store` names the store in logs and errors.
+    """
+
+    metrics_store = "postgres"
+
+    def __init__(
+        self,
+        connect: ConnFactory,
+        *,
+        max_rows: int = 5_000,
+        max_age_s: float = 1.0,
+        attempts: int = 5,
+        backoff_s: float = 0.2,
+        max_backoff_s: float = 10.0,
+        deadline_s: float | None = None,
+        store: str = "Postgres",
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        super().__init__(BatchPolicy(max_rows, max_age_s, attempts, backoff_s, max_backoff_s,
+                                     deadline_s), clock=clock, sleep=sleep)
+        self._connect = connect
+        self.store = store
+        self._conn: psycopg.Connection[Any] | None = None
+        self._buffers: dict[str, dict[tuple[Any, ...], Row]] = {t: {} for t in TABLE_COLUMNS}
+
+    @classmethod
+    def from_dsn(cls, dsn: str, schema: str, **kwargs: Any) -> PostgresWriter:
+        """A writer connecting to `dsn` with `schema` first on the search_path."""
+        kwargs.setdefault("store", f"Postgres {_redact(dsn)} (schema {schema})")
+        return cls(lambda: connect_postgres(dsn, schema, autocommit=True), **kwargs)
+
+    @property
+    def pending(self) -> int:
+        """Rows buffered (one per key) and not yet written."""
+        return sum(len(rows) for rows in self._buffers.values())
+
+    def add(self, table: str, row: Row, now: float | None = None) -> int:
+        """Buffer one row; flush when a bound is reached. Returns the rows written by this call."""
+        buffer = self._buffers.get(table)
+        if buffer is None:
+            known = ", ".join(TABLE_COLUMNS)
+            raise KeyError(f"no statement for table {table!r}; known tables: {known}")
+        key = tuple(row[column] for column in TABLE_KEYS[table])
+        held = buffer.get(key)
+        if held is None or (table in VERSIONED_TABLES and row["version"] > held["version"]):
+            buffer[key] = row
+        self._started(now)
+        return self.flush_if_due(now)
+
+    def add_many(self, rows: Iterable[tuple[str, Row]], now: float | None = None) -> int:
+        """Buffer (table, row) pairs in order; returns the rows written meanwhile."""
+        return sum(self.add(table, row, now) for table, row in rows)
+
+    def add_output(self, output: TradingOutput, report: ExecutionReport | None = None,
+                   now: float | None = None) -> int:
+        """Buffer every row of one trading step (`report` gives the execution_log row)."""
+        return self.add_many(trading_rows(output, report), now)
+
+    def flush(self) -> int:
+        """Write every buffered row in one transaction. Returns the rows written; raises
+        `PostgresWriteError` with every row still buffered."""
+        batch = {table: list(rows.values()) for table, rows in self._buffers.items() if rows}
+        count = sum(len(rows) for rows in batch.values())
+        if not count:
+            self._flushed()
+            return 0
+        started = time.perf_counter()
+        failure = self._with_retries(is_transient, self._write, batch)
+        if failure is not None:
+            outcome = (f"failed {failure.attempts} times on connection-level errors "
+                       f"({self.retry_bound()}); the rows stay buffered; last"
+                       if failure.transient else
+                       f"failed and is not retryable (attempt {failure.attempts}); the whole "
+                       "batch was rolled back and stays buffered")
+            raise PostgresWriteError(
+                f"{self.store}: flush of {count} rows ({_tables(batch)}) {outcome}: "
+                f"{_describe(failure.error)}",
+                rows=count, attempts=failure.attempts, transient=failure.transient,
+                sqlstate=_sqlstate(failure.error),
+            ) from failure.error
+        for table, rows in batch.items():
+            self._buffers[table].clear()
+            self._record_batch(table, len(rows), started)
+        self._flushed()
+        self.rows_written += count
+        self.batches_written += 1
+        return count
+
+    def close(self) -> None:
+        """Write whatever is pending, then close the connection."""
+        try:
+            self.flush()
+        finally:
+            self._drop_connection()
+
+    def _abandon(self) -> None:
+        self._drop_connection()
+
+    def _connection(self) -> psycopg.Connection[Any]:
+        conn = self._conn
+        if conn is not None and not conn.closed and not conn.broken:
+            return conn
+        self._drop_connection()
+        conn = self._connect()
+        if conn.info.transaction_status != pq.TransactionStatus.IDLE:
+            conn.commit()  # keep the factory's session setup (search_path), then autocommit
+        conn.autocommit = True  # so `transaction()` is a real BEGIN ... COMMIT
+        self._conn = conn
+        return conn
+
+    def _drop_connection(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            try:
+                conn.close()
+            except psycopg.Error:
+                log.debug("%s: closing a broken connection failed", self.store, exc_info=True)
+
+    def _write(self, batch: dict[str, list[Row]]) -> None:
+        conn = self._connection()
+        try:
+            with conn.transaction(), conn.cursor() as cur:
+                for table, rows in batch.items():
+                    cur.executemany(statement(STATEMENT_OF[table]), rows)
+        except Exception:
+            if conn.closed or conn.broken:
+                self._drop_connection()
+            raise
+
+    def _log_retry(self, state: RetryCallState, exc: BaseException | None) -> None:
+        wait = state.next_action.sleep if state.next_action else 0.0
+        batch = state.args[0] if state.args else {}
+        rows = sum(len(r) for r in batch.values()) if isinstance(batch, dict) else 0
+        log.warning("%s: write of %d rows failed (attempt %d, %s): %s; next attempt in %.1f s",
+                    self.store, rows, state.attempt_number, self.retry_bound(),
+                    _describe(exc), wait)
+
+
+def _tables(batch: dict[str, list[Row]]) -> str:
+    return ", ".join(f"{table} {len(rows)}" for table, rows in batch.items())
+
+
+def _sqlstate(exc: BaseException | None) -> str | None:
+    return getattr(exc, "sqlstate", None)
+
+
+def _describe(exc: BaseException | None) -> str:
+    """Exception class, SQLSTATE and the first line of the message."""
+    if exc is None:
+        return "no exception"
+    text = str(exc).strip()
+    first = text.splitlines()[0] if text else ""
+    state = _sqlstate(exc)
+    prefix = f"{type(exc).__name__}" + (f" [SQLSTATE {state}]" if state else "")
+    return f"{prefix}: {first}" if first else prefix

@@ -1,0 +1,178 @@
+"""The flows' Kafka input: Bytewax's KafkaSource, errors as items, optionally one shard.
+
+Why shards: Bytewax's cross-process exchange of keyed items was measured at 8x slower than one
+process (DESIGN.md, "Scale"), so the scale-out that pays is independent single-process flows
+that each read a disjoint set of partitions: shard i of K reads partition p when p % K == i,
+on every topic it reads. Market data is keyed by symbol and executions by account, so a shard
+holds every tick of its symbols and every report of its accounts. Topics that every shard must
+see in full (the marks the trading flow values positions with) are listed in `shared_topics`.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from bytewax.connectors.kafka import KafkaSource
+from bytewax.inputs import StatefulSourcePartition
+from confluent_kafka import OFFSET_BEGINNING, KafkaException, TopicPartition
+
+from tapeflow.settings import Settings
+
+log = logging.getLogger("tapeflow.kafka.input")
+_STOP_POLL = timedelta(milliseconds=100)
+
+
+class GracefulStopError(RuntimeError):
+    """Raised by a source partition to end the dataflow once a stop was asked for and a
+    snapshot taken after it (see `request_stop`)."""
+
+
+_STOP = threading.Event()
+
+
+def request_stop() -> None:
+    """Ask every Kafka source partition of this process to stop reading.
+
+    Why not end of input: end of input runs each step's end-of-stream logic (the market step
+    would release ticks still waiting for their quotes and judge them alone, which an
+    uninterrupted run would not do). Instead each partition stops reading, lets one more
+    epoch close, so the state and offsets of everything read are snapshotted and the sinks
+    have flushed at that snapshot, and then raises `GracefulStopError` at the next snapshot.
+    A restart resumes from the last snapshot as after any stop.
+    """
+    _STOP.set()
+
+
+def stop_requested() -> bool:
+    return _STOP.is_set()
+
+
+class _ManagedPartition(StatefulSourcePartition[Any, int | None]):
+    """Bytewax's Kafka partition, stoppable, whose offset can also be committed to a group.
+
+    Why commit: Bytewax keeps the offsets only in its recovery snapshots, so lag tools
+    (kafka-consumer-groups, Burrow, exporters) and `tapeflow status` see nothing. With a group,
+    each snapshot's offset (the next one to read) is committed to it, asynchronously. The
+    group is for monitoring only: recovery still resumes from the snapshots, and the commit
+    may run one epoch ahead of the last durable snapshot.
+    """
+
+    def __init__(self, inner: Any, topic: str, partition: int, commit: bool) -> None:
+        self._inner = inner
+        self._topic = topic
+        self._partition = partition
+        self._commit = commit
+        self._committed: int | None = None
+        self._snapshots_since_stop = 0
+
+    def next_batch(self) -> list[Any]:
+        if _STOP.is_set():
+            if self._snapshots_since_stop >= 2:
+                raise GracefulStopError(f"stopped reading {self._topic}[{self._partition}] "
+                                   "after a snapshot")
+            return []
+        batch: list[Any] = self._inner.next_batch()
+        return batch
+
+    def next_awake(self) -> datetime | None:
+        if _STOP.is_set():
+            return datetime.now(UTC) + _STOP_POLL
+        awake: datetime | None = self._inner.next_awake()
+        return awake
+
+    def snapshot(self) -> int | None:
+        offset: int | None = self._inner.snapshot()
+        if _STOP.is_set():
+            # The first snapshot after the stop may belong to an epoch that began before it;
+            # the second closes an epoch in which nothing was read.
+            self._snapshots_since_stop += 1
+        if self._commit and offset is not None and offset >= 0 and offset != self._committed:
+            try:
+                # `_consumer` is the partition's own consumer (bytewax 0.21.1, pinned).
+                self._inner._consumer.commit(
+                    offsets=[TopicPartition(self._topic, self._partition, offset)],
+                    asynchronous=True)
+                self._committed = offset
+            except KafkaException as exc:
+                log.debug("offset commit for %s[%d] failed: %s", self._topic,
+                          self._partition, exc)
+        return offset
+
+    def close(self) -> None:
+        self._inner.close()
+
+
+class ShardedKafkaSource(KafkaSource):
+    """A KafkaSource that lists only the partitions of one shard."""
+
+    def __init__(self, *args: Any, shard: tuple[int, int] | None = None,
+                 shared_topics: frozenset[str] = frozenset(), commit_offsets: bool = False,
+                 **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if shard is not None and not 0 <= shard[0] < shard[1]:
+            raise ValueError(f"shard {shard[0]}/{shard[1]} is not i/K with 0 <= i < K")
+        self._shard = shard
+        self._shared_topics = shared_topics
+        self._commit_offsets = commit_offsets
+
+    def build_part(self, step_id: str, for_part: str, resume_state: int | None) -> Any:
+        part = super().build_part(step_id, for_part, resume_state)
+        partition, _, topic = for_part.partition("-")
+        return _ManagedPartition(part, topic, int(partition), self._commit_offsets)
+
+    def list_parts(self) -> list[str]:
+        # Bytewax lists partitions with an AdminClient built from the same extra config; a
+        # group.id there makes librdkafka warn on every start (an admin client is a producer
+        # underneath), so it is left out for the listing (`_add_config`: bytewax 0.21.1).
+        extra = self._add_config
+        self._add_config = {k: v for k, v in extra.items() if k != "group.id"}
+        try:
+            parts: list[str] = super().list_parts()
+        finally:
+            self._add_config = extra
+        if self._shard is None:
+            return parts
+        index, count = self._shard
+        mine = []
+        for part in parts:  # "<partition>-<topic>"
+            partition, _, topic = part.partition("-")
+            if topic in self._shared_topics or int(partition) % count == index:
+                mine.append(part)
+        return mine
+
+
+def consumer_group(settings: Settings, flow: str, shard: tuple[int, int] | None) -> str:
+    """The group a flow's offsets are committed to: one per flow and shard (shards share
+    topics they all read in full, so they must not share a group)."""
+    name = f"{settings.topic_prefix}tapeflow-{flow}"
+    return name if shard is None else f"{name}-shard{shard[0]}of{shard[1]}"
+
+
+def kafka_source(settings: Settings, topics: list[str], *, tail: bool = True,
+                 batch_size: int = 1000, shard: tuple[int, int] | None = None,
+                 shared_topics: frozenset[str] = frozenset(),
+                 group: str | None = None) -> ShardedKafkaSource:
+    """Bytewax's Kafka source over `topics` (full names), from the beginning, errors as items.
+
+    `tail=False` reads to the end each partition had when it was reached, then stops (batch).
+    `group`: commit each snapshot's offsets to this consumer group, for lag monitoring.
+    """
+    conf = settings.kafka_config()
+    brokers = conf.pop("bootstrap.servers").split(",")
+    if group is not None:
+        conf["group.id"] = group
+    return ShardedKafkaSource(
+        brokers,
+        topics,
+        tail=tail,
+        starting_offset=OFFSET_BEGINNING,
+        add_config={k: str(v) for k, v in conf.items()},
+        batch_size=batch_size,
+        raise_on_errors=False,
+        shard=shard,
+        shared_topics=shared_topics,
+        commit_offsets=group is not None,
+    )

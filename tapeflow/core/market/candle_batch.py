@@ -1,0 +1,49 @@
+"""Candles over a whole sequence at once: backfill, tests, and reading back final versions."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from tapeflow.core.market.candles import (
+    DEFAULT_CANDLE_CONFIG,
+    Candle,
+    CandleConfig,
+    CandleState,
+    add_trade,
+    flush,
+)
+from tapeflow.core.market.rejections import Rejection
+from tapeflow.core.models import Trade
+
+
+def build_candles(
+    trades: Iterable[Trade], config: CandleConfig = DEFAULT_CANDLE_CONFIG
+) -> tuple[list[Candle], list[Rejection]]:
+    """Fold a whole sequence and flush: every emission (all versions) and the rejections."""
+    state = CandleState()
+    candles: list[Candle] = []
+    rejections: list[Rejection] = []
+    for trade in trades:
+        state, emitted, rejection = add_trade(state, trade, None, config)
+        if emitted:
+            candles.extend(emitted)
+        if rejection is not None:
+            rejections.append(rejection)
+    state, emitted = flush(state)
+    candles.extend(emitted)
+    return candles, rejections
+
+
+def final_candles(candles: Iterable[Candle]) -> list[Candle]:
+    """The highest version of each (symbol, width, bucket), as a ReplacingMergeTree keeps it.
+
+    Versions are trade counts, so emissions with equal versions are identical; ties keep the
+    later one.
+    """
+    best: dict[tuple[str, int, int], Candle] = {}
+    for c in candles:
+        key = (c.symbol, c.width_us, c.bucket)
+        prev = best.get(key)
+        if prev is None or c.version >= prev.version:
+            best[key] = c
+    return [best[k] for k in sorted(best)]

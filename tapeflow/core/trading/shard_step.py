@@ -1,0 +1,273 @@
+"""One shard of the trading flow: the accounts of one executions partition, the shard's own
+copy of the marks table, and periodic P&L snapshots. Pure: no I/O, no clock, no Bytewax.
+
+The trading flow keys its state by the Kafka partition of `oms.executions` (docs/flows.md,
+"Trading flow"): a shard holds every account whose reports arrive on that partition (the
+topic is keyed by account_id, so an account lives on exactly one partition) plus a copy of
+the marks table, and both are snapshotted together, as `tapeflow.core.trading.account_step`
+requires. Each mark is delivered to every shard.
+
+Steps (each returns the outputs it produced, in order):
+
+- `on_report(shard, report, config)`: `trading.on_execution` for the report's account (a new
+  account starts with `ShardConfig.initial_cash`) -> `ExecutionResult`.
+- `on_market(shard, mark, config)`: a newer mark replaces the held one and revalues every
+  account of the shard holding the symbol (`trading.on_mark`) -> `StateChange`s. An older
+  mark (event time) changes nothing.
+- `on_tick(shard, now_us, config)`: the time-driven rules (`trading.on_timer`: stale market
+  data, turnover expiry) for every account, then provisional P&L snapshots.
+- `on_finish(shard)`: provisional snapshots of every account changed since its last one.
+
+Feed sequence gaps belong to no account and come from the market side (the tick filter's
+`SequenceGap`s): `on_gap` / `on_gap_timer` step a `FeedGaps` state per feed key with the
+default limits, and return their alerts as `StateChange`s, so they take the same way to the
+stores and the alert topic as account alerts (`flows.trading.add_gap_alerts`).
+
+Clock: the caller passes `now_us`. The flow uses the shard's event clock (`clock_us`, the
+latest event time it has seen, reports and marks), so a replay judges staleness as the first
+run did as long as the ticks fall at the same points; the flow documents what this means.
+
+P&L snapshots (ClickHouse `pnl_snapshots`, key (account_id, symbol, ts), `version` decides):
+event time is cut into buckets of `snapshot_interval_us`. When an execution report for an
+account falls in a later bucket than its last change, the state before it is emitted as the
+earlier bucket's snapshot, `ts` = that bucket's end. Only reports cut buckets (a mark revalues
+the open bucket's state), so the cut points, and everything the reports decide (quantities,
+cash, realised P&L), are the same in a replay; mark-driven values (unrealised P&L, equity)
+depend on how marks interleaved with the reports. Ticks and the
+end of input emit the current bucket's state provisionally (same `ts`); a later change in the
+same bucket re-emits it with a higher version, which replaces it. One row per account
+(`symbol` '') and one per position the account has ever held.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import NamedTuple
+
+from tapeflow.core.fixedpoint import ONE
+from tapeflow.core.market.rejections import SequenceGap
+from tapeflow.core.models import ExecutionReport, Trade
+from tapeflow.core.risk.assess import FeedRiskState, assess_feed_timer, assess_gap
+from tapeflow.core.trading.account_step import (
+    TradingConfig,
+    TradingOutput,
+    TradingState,
+    new_trading_state,
+    newer_mark,
+    on_execution,
+    on_mark,
+    on_timer,
+)
+from tapeflow.core.trading.order_book import OrderRetention
+from tapeflow.core.trading.orders import Duplicate
+from tapeflow.core.trading.positions import AccountState, Mark
+
+SECOND_US = 1_000_000
+
+
+@dataclass(frozen=True, slots=True)
+class ShardConfig:
+    """Read-only settings of a shard (not snapshotted)."""
+
+    initial_cash: int = 1_000_000 * ONE
+    """Cash (scale 8) of an account the shard has not seen before."""
+    snapshot_interval_us: int = 60 * SECOND_US
+    """Event-time width of a P&L snapshot bucket."""
+    retention: OrderRetention | None = None
+
+    def __post_init__(self) -> None:
+        if self.snapshot_interval_us <= 0:
+            raise ValueError("snapshot_interval_us must be positive")
+
+
+DEFAULT_SHARD_CONFIG = ShardConfig()
+
+
+class ExecutionResult(NamedTuple):
+    """What one execution report did: the outcome (always set) and the changes."""
+
+    report: ExecutionReport
+    output: TradingOutput
+
+
+class StateChange(NamedTuple):
+    """Changes made by a mark or a tick (positions, account, alerts); never an outcome."""
+
+    output: TradingOutput
+
+
+class PnlSnapshot(NamedTuple):
+    """One row of `pnl_snapshots`. `symbol` '' is the account row (qty and avg_px 0, mark
+    None); a symbol row holds the position, with `cash` 0 and `equity` its market value, so
+    the account's equity is its cash plus the sum over its symbol rows."""
+
+    account_id: str
+    symbol: str
+    ts: int
+    qty: int
+    avg_px: int
+    mark: int | None
+    realised_pnl: int
+    unrealised_pnl: int
+    cash: int
+    equity: int
+    version: int
+
+
+ShardOutput = ExecutionResult | StateChange | PnlSnapshot
+
+REDELIVERED = "exec_id already applied"
+"""`orders.Duplicate.reason` for a report whose exec_id was already applied."""
+
+
+def is_redelivery(result: ExecutionResult) -> bool:
+    """A report seen before (same exec_id): the audit trail already holds it, with the verdict
+    of its first delivery, so it is not written again (a second row would replace that
+    verdict with "duplicate"). A *different* report whose cum_qty does not advance is a new
+    report, written with outcome "duplicate"."""
+    outcome = result.output.outcome
+    return isinstance(outcome, Duplicate) and outcome.reason == REDELIVERED
+
+
+@dataclass(slots=True)
+class TradingShard:
+    """The snapshotted state of a shard. Steps update it in place (copy it to snapshot)."""
+
+    accounts: dict[str, TradingState] = field(default_factory=dict)
+    marks: dict[str, Mark] = field(default_factory=dict)
+    clock_us: int = 0
+    """Latest event time seen (reports and marks)."""
+    open_bucket: dict[str, int] = field(default_factory=dict)
+    """Account -> snapshot bucket of its last change."""
+    snapshot_version: dict[str, int] = field(default_factory=dict)
+    """Account -> account version of its last emitted snapshot."""
+
+
+def mark_of(trade: Trade) -> Mark:
+    """The mark a clean trade (from `md.marks`) gives; its id names the trade exactly."""
+    return Mark(trade.symbol, trade.price, trade.ts_event,
+                f"trade:{trade.venue}:{trade.symbol}:{trade.seq}@{trade.ts_event}")
+
+
+def snapshot_rows(account: AccountState, ts: int) -> list[PnlSnapshot]:
+    """The account row and one row per position, at scale 8."""
+    rows = [PnlSnapshot(account.account_id, "", ts, 0, 0, None, account.realised_pnl,
+                        account.unrealised_pnl, account.cash, account.equity, account.version)]
+    for symbol in sorted(account.positions):
+        p = account.positions[symbol]
+        rows.append(PnlSnapshot(
+            account.account_id, symbol, ts, p.qty, p.avg_cost or 0,
+            p.mark_px if p.qty else None, p.realised_pnl, p.unrealised_pnl, 0,
+            p.market_value, p.version,
+        ))
+    return rows
+
+
+def _bucket_end(bucket: int, config: ShardConfig) -> int:
+    return (bucket + 1) * config.snapshot_interval_us
+
+
+def _emit_snapshot(shard: TradingShard, account: AccountState, bucket: int,
+                   config: ShardConfig, out: list[ShardOutput]) -> None:
+    if shard.snapshot_version.get(account.account_id, -1) >= account.version:
+        return
+    shard.snapshot_version[account.account_id] = account.version
+    out.extend(snapshot_rows(account, _bucket_end(bucket, config)))
+
+
+def _before_change(shard: TradingShard, state: TradingState, ts: int, config: ShardConfig,
+                   out: list[ShardOutput]) -> None:
+    """Close the account's previous bucket when `ts` is in a later one."""
+    held = shard.open_bucket.get(state.account.account_id)
+    if held is not None and ts // config.snapshot_interval_us > held:
+        _emit_snapshot(shard, state.account, held, config, out)
+
+
+def _after_change(shard: TradingShard, account_id: str, ts: int, output: TradingOutput,
+                  config: ShardConfig) -> None:
+    if output.account is None and output.position is None:
+        return
+    bucket = ts // config.snapshot_interval_us
+    held = shard.open_bucket.get(account_id)
+    if held is None or bucket > held:
+        shard.open_bucket[account_id] = bucket
+
+
+def on_report(shard: TradingShard, report: ExecutionReport, trading: TradingConfig,
+              config: ShardConfig = DEFAULT_SHARD_CONFIG) -> list[ShardOutput]:
+    account_id = report.account_id
+    state = shard.accounts.get(account_id)
+    if state is None:
+        state = new_trading_state(account_id, config.initial_cash, config.retention)
+    out: list[ShardOutput] = []
+    _before_change(shard, state, report.ts_event, config, out)
+    state, output = on_execution(state, report, trading, shard.marks)
+    shard.accounts[account_id] = state
+    shard.clock_us = max(shard.clock_us, report.ts_event)
+    _after_change(shard, account_id, report.ts_event, output, config)
+    out.append(ExecutionResult(report, output))
+    return out
+
+
+def on_market(shard: TradingShard, mark: Mark, trading: TradingConfig,
+              config: ShardConfig = DEFAULT_SHARD_CONFIG) -> list[ShardOutput]:
+    if not newer_mark(shard.marks, mark):
+        return []
+    shard.marks[mark.symbol] = mark
+    shard.clock_us = max(shard.clock_us, mark.ts_event)
+    out: list[ShardOutput] = []
+    for account_id in sorted(shard.accounts):
+        state = shard.accounts[account_id]
+        position = state.account.positions.get(mark.symbol)
+        if position is None or position.qty == 0:
+            continue
+        state, output = on_mark(state, mark, trading, shard.marks)
+        shard.accounts[account_id] = state
+        if output != TradingOutput():
+            out.append(StateChange(output))
+    return out
+
+
+def on_tick(shard: TradingShard, now_us: int, trading: TradingConfig,
+            config: ShardConfig = DEFAULT_SHARD_CONFIG) -> list[ShardOutput]:
+    out: list[ShardOutput] = []
+    for account_id in sorted(shard.accounts):
+        state, output = on_timer(shard.accounts[account_id], now_us, trading, shard.marks)
+        shard.accounts[account_id] = state
+        if output.alerts:
+            out.append(StateChange(output))
+    out.extend(on_finish(shard, config))
+    return out
+
+
+def on_finish(shard: TradingShard, config: ShardConfig = DEFAULT_SHARD_CONFIG
+              ) -> list[ShardOutput]:
+    out: list[ShardOutput] = []
+    for account_id in sorted(shard.open_bucket):
+        _emit_snapshot(shard, shard.accounts[account_id].account,
+                       shard.open_bucket[account_id], config, out)
+    return out
+
+
+class FeedGaps(NamedTuple):
+    """The gap alerts of one feed key (the market flow keys them by symbol): the edge-trigger
+    levels and the latest gap's event time."""
+
+    risk: FeedRiskState = FeedRiskState()
+    last_gap_us: int = 0
+
+
+def on_gap(feed: FeedGaps, gap: SequenceGap, trading: TradingConfig
+           ) -> tuple[FeedGaps, list[ShardOutput]]:
+    """A sequence gap from the tick filter -> feed-gap alerts (no account: default limits)."""
+    risk, alerts = assess_gap(feed.risk, trading.limits.default, gap)
+    feed = FeedGaps(risk, max(feed.last_gap_us, gap.ts_event))
+    return feed, [StateChange(TradingOutput(alerts=alerts))] if alerts else []
+
+
+def on_gap_timer(feed: FeedGaps, now_us: int, trading: TradingConfig
+                 ) -> tuple[FeedGaps, list[ShardOutput]]:
+    """Clear gap alerts quiet for `gap_clear_after_us` at `now_us`."""
+    risk, alerts = assess_feed_timer(feed.risk, trading.limits.default, now_us)
+    feed = FeedGaps(risk, feed.last_gap_us)
+    return feed, [StateChange(TradingOutput(alerts=alerts))] if alerts else []
