@@ -91,7 +91,7 @@ def expected_alerts(settings: Settings, dsn: str, reports: list[ExecutionReport]
     """exec_ids of `accounts` that the pure core alerts on (the known share). Only the
     fat-finger accounts are folded (their alerts depend on their own reports and the marks),
     to keep this step short."""
-    with connect_postgres(dsn, settings.postgres_schema) as conn:
+    with connect_postgres(dsn, settings.postgres.schema) as conn:
         config = load_trading_config(conn)
     shard = TradingShard()
     sources: set[str] = set()

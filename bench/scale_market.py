@@ -101,9 +101,9 @@ def run_setup(settings: Settings, root: Path,
     subprocess.run([sys.executable, "-c", _INIT, *urls], check=True, cwd=REPO)
     base = {k: v for k, v in os.environ.items() if not k.startswith("TAPEFLOW_")}
     base.update({
-        "TAPEFLOW_KAFKA_BOOTSTRAP": settings.kafka_bootstrap,
+        "TAPEFLOW_KAFKA_BOOTSTRAP": settings.kafka.bootstrap,
         "TAPEFLOW_CLICKHOUSE_DATABASE": DATABASE,
-        "TAPEFLOW_TOPIC_PREFIX": settings.topic_prefix,
+        "TAPEFLOW_KAFKA_TOPIC_PREFIX": settings.kafka.topic_prefix,
     })
     cmd = [sys.executable, "-m", "tapeflow.cli", "run", "market", "--batch", "--no-recovery"]
     procs = []
@@ -161,8 +161,8 @@ def main() -> None:
             bootstrap = broker.bootstrap
         try:
             settings = Settings(home=tmpdir / "home", kafka_bootstrap=bootstrap,
-                                clickhouse_database=DATABASE, partitions=opts.partitions,
-                                topic_prefix=f"bench{uuid.uuid4().hex[:8]}.")
+                                clickhouse_database=DATABASE, kafka_partitions=opts.partitions,
+                                kafka_topic_prefix=f"bench{uuid.uuid4().hex[:8]}.")
             bench(settings, tmpdir, opts)
         finally:
             if broker is not None:
@@ -180,9 +180,9 @@ def bench(settings: Settings, tmpdir: Path, opts: argparse.Namespace) -> None:
     ticks = counts[settings.topic(TOPIC_TRADES)] + counts[settings.topic(TOPIC_QUOTES)]
     produced_s = time.perf_counter() - t
     print(f"input: {ticks:,} ticks ({opts.symbols} symbols, {opts.seconds:g} s of market) on "
-          f"{settings.partitions} partitions at {settings.kafka_bootstrap}"
+          f"{settings.kafka.partitions} partitions at {settings.kafka.bootstrap}"
           f"; made in {produced_s:.1f} s")
-    per_partition = [0] * settings.partitions
+    per_partition = [0] * settings.kafka.partitions
     for topic in (TOPIC_TRADES, TOPIC_QUOTES):
         for partition, end in end_offsets(settings.kafka_config(), settings.topic(topic)).items():
             per_partition[partition] += end

@@ -86,17 +86,17 @@ class Soak:
         prefix = f"soak{uuid.uuid4().hex[:6]}."
         chdb = f"chdb://{root / 'chdb'}"
         self.settings = Settings(home=root / "home", kafka_bootstrap=bootstrap,
-                                 topic_prefix=prefix, clickhouse_dsn=chdb)
+                                 kafka_topic_prefix=prefix, clickhouse_dsn=chdb)
         create_topics(self.settings)
         subprocess.run([sys.executable, "-c", "from jobs.init import init_clickhouse; "
                         "from tapeflow.settings import Settings; init_clickhouse(Settings())"],
                        check=True, cwd=REPO, env={**os.environ, "TAPEFLOW_CLICKHOUSE_DSN": chdb})
         self.metrics_port = free_port()
         env = {k: v for k, v in os.environ.items() if not k.startswith("TAPEFLOW_")}
-        env.update({"TAPEFLOW_KAFKA_BOOTSTRAP": bootstrap, "TAPEFLOW_TOPIC_PREFIX": prefix,
+        env.update({"TAPEFLOW_KAFKA_BOOTSTRAP": bootstrap, "TAPEFLOW_KAFKA_TOPIC_PREFIX": prefix,
                     "TAPEFLOW_HOME": str(root / "home"), "TAPEFLOW_CLICKHOUSE_DSN": chdb,
                     "TAPEFLOW_METRICS_PORT": str(self.metrics_port),
-                    "TAPEFLOW_SEQ_WINDOW": "1024", "TAPEFLOW_LATE_HORIZON_S": "120"})
+                    "TAPEFLOW_MARKET_SEQ_WINDOW": "1024", "TAPEFLOW_MARKET_LATE_HORIZON_S": "120"})
         self.log = root / "flow.log"
         with self.log.open("wb") as log:
             self.flow = subprocess.Popen([sys.executable, "-m", "tapeflow.cli", "run", "market"],

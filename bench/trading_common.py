@@ -110,12 +110,12 @@ def prepare(settings: Settings, dsn: str, limits_sql: list[str]) -> subprocess.P
     subprocess initialising the ClickHouse database (chDB: one process per directory)."""
     create_topics(settings)
     init_postgres(settings, dsn)
-    with connect_postgres(dsn, settings.postgres_schema) as conn:
+    with connect_postgres(dsn, settings.postgres.schema) as conn:
         for statement in limits_sql:
             conn.execute(statement)  # bench-only constants
         conn.commit()
     return subprocess.Popen([sys.executable, "-c", _INIT_CHDB, settings.clickhouse_url(),
-                             settings.clickhouse_database], cwd=REPO)
+                             settings.clickhouse.database], cwd=REPO)
 
 
 def produce(settings: Settings, records: list[tuple[str, str | None, bytes]]) -> None:
@@ -129,21 +129,21 @@ def bench_settings(bootstrap: str, dsn: str, root: Path, partitions: int) -> Set
     tag = uuid.uuid4().hex[:8]
     return Settings(home=root / "home", kafka_bootstrap=bootstrap, postgres_dsn=dsn,
                     postgres_schema=f"tf_bench_{tag}", clickhouse_dsn=f"chdb://{root / 'chdb'}",
-                    clickhouse_database="tf_bench", topic_prefix=f"bench{tag}.",
-                    partitions=partitions)
+                    clickhouse_database="tf_bench", kafka_topic_prefix=f"bench{tag}.",
+                    kafka_partitions=partitions)
 
 
 def flow_env(settings: Settings) -> dict[str, str]:
     """The environment of a `tapeflow run trading` subprocess for `settings`."""
-    assert settings.postgres_dsn is not None
+    assert settings.postgres.dsn is not None
     env = {k: v for k, v in os.environ.items() if not k.startswith("TAPEFLOW_")}
     env.update({
-        "TAPEFLOW_KAFKA_BOOTSTRAP": settings.kafka_bootstrap,
+        "TAPEFLOW_KAFKA_BOOTSTRAP": settings.kafka.bootstrap,
         "TAPEFLOW_CLICKHOUSE_DSN": settings.clickhouse_url(),
-        "TAPEFLOW_CLICKHOUSE_DATABASE": settings.clickhouse_database,
-        "TAPEFLOW_POSTGRES_DSN": settings.postgres_dsn.get_secret_value(),
-        "TAPEFLOW_POSTGRES_SCHEMA": settings.postgres_schema,
-        "TAPEFLOW_TOPIC_PREFIX": settings.topic_prefix,
+        "TAPEFLOW_CLICKHOUSE_DATABASE": settings.clickhouse.database,
+        "TAPEFLOW_POSTGRES_DSN": settings.postgres.dsn.get_secret_value(),
+        "TAPEFLOW_POSTGRES_SCHEMA": settings.postgres.schema,
+        "TAPEFLOW_KAFKA_TOPIC_PREFIX": settings.kafka.topic_prefix,
         "TAPEFLOW_HOME": str(settings.home),
     })
     return env

@@ -162,13 +162,13 @@ def bench(bootstrap: str, tmpdir: Path, opts: argparse.Namespace) -> None:
         root.mkdir(exist_ok=True)
         settings = base.with_overrides(
             home=root / "home", clickhouse_dsn=f"chdb://{root / 'chdb'}",
-            postgres_schema=f"{base.postgres_schema}_{r}")
+            postgres_schema=f"{base.postgres.schema}_{r}")
         chdb = prepare(settings, dsn, [])
         if r == 0:
             produce(settings, flow.records)
         assert chdb.wait(timeout=300) == 0, "ClickHouse init failed"
         if config is None:
-            with connect_postgres(dsn, settings.postgres_schema) as conn:
+            with connect_postgres(dsn, settings.postgres.schema) as conn:
                 config = load_trading_config(conn)
         wall, dataflow, cpu = run_flow(settings, root)
         rounds.append((wall, dataflow, cpu))

@@ -17,11 +17,14 @@ md.trades + md.quotes --> market part --> ClickHouse, md.marks, tapeflow.dlq
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 from bytewax.dataflow import Dataflow
 
 from flows import market, trading
+from flows.gap_alerts import add_gap_alerts
+from flows.spec import FlowRequest
 from schemas.codec import codec_for
 from tapeflow.core.market.symbol_step import DEFAULT_MARKET_CONFIG, MarketConfig
 from tapeflow.core.trading.shard_step import DEFAULT_SHARD_CONFIG, ShardConfig
@@ -43,22 +46,39 @@ def build_flow(settings: Settings, *, source: tuple[Any, Any] | None = None,
                config: MarketConfig = DEFAULT_MARKET_CONFIG,
                shard_config: ShardConfig = DEFAULT_SHARD_CONFIG, tail: bool = True) -> Dataflow:
     """Both flows on the stores and topics of `settings` (services checked first)."""
-    report = trading.check_services(settings)
+    report = trading.check_services(settings, settings.runtime.service_timeout_s)
     codec = codec_for(settings)
     market_source, trading_source = source or kafka_source(settings, tail=tail)
     trading_sinks = trading.default_sinks(settings, codec)  # the gap alerts' sinks too
-    limits = trading.refreshing_limits(settings)
+    limits = trading.refreshing_limits(settings, settings.trading.limits_refresh_s)
 
     flow = Dataflow(FLOW_ID)
     streams = market.add_market(flow, settings, source=market_source,
                                 sinks=market.default_sinks(settings, codec), config=config,
                                 codec=codec, prefix="market_")
-    trading.add_gap_alerts(streams.gaps, limits, trading_sinks)
+    add_gap_alerts(streams.gaps, limits, trading_sinks)
     trading.add_trading(flow, settings, source=trading_source, sinks=trading_sinks,
                         limits=limits, partitions=range(report.executions_partitions),
                         codec=codec, marks=streams.marks, shard_config=shard_config,
-                        prefix="trading_")
+                        tick=timedelta(seconds=settings.trading.timer_s), prefix="trading_")
     return flow
+
+
+class AllFlow:
+    """`tapeflow run all`: both flows in one process, the marks handed over inside."""
+
+    name = "all"
+    summary = "market and trading in one dataflow (what the embedded ClickHouse needs)"
+
+    def build(self, settings: Settings, request: FlowRequest) -> Dataflow:
+        source = kafka_source(settings, tail=not request.batch, shard=request.shard,
+                              group=request.group)
+        return build_flow(settings, source=source,
+                          config=market.core_config(settings, batch=request.batch),
+                          shard_config=trading.core_config(settings))
+
+
+SPEC = AllFlow()
 
 
 def get_flow() -> Dataflow:

@@ -2,14 +2,13 @@
 
 ```
 md.trades + md.quotes --(Kafka source, errors logged)--> decode --undecodable--> tapeflow.dlq
-    --> key by symbol --> one stateful step per symbol (tapeflow.core.market.symbol_step: merge
-    trades and
-        quotes, tick filter, candles, marks; notify_at closes idle buckets)
+    --> key by symbol --> one stateful step per symbol (tapeflow.core.market.symbol_step:
+        merge trades and quotes, tick filter, candles, marks; notify_at closes idle buckets)
     --> clean trades/quotes, rejected_ticks, candles_* --> ClickHouse (batched, idempotent)
     --> marks (last clean trade, throttled) --> md.marks
 ```
 
-Composition only: the rules are in `tapeflow/`, the writers in `sinks/`. `build_flow` is a
+Composition only: the rules are in `tapeflow/core/`, the writers in `sinks/`. `build_flow` is a
 factory so tests can swap the source and the sinks. Run it with
 `python -m bytewax.run flows.market:flow` (built from `Settings()` on first access) or
 `flows.market:get_flow()`. See docs/flows.md.
@@ -18,16 +17,17 @@ factory so tests can swap the source and the sinks. Run it with
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any, TypeGuard
 
 import bytewax.operators as op
-from bytewax.connectors.kafka import KafkaError
 from bytewax.dataflow import Dataflow
 from bytewax.inputs import Source
 from bytewax.outputs import Sink
 
-from flows.market_logic import Decoder, FirstTick, SymbolLogic, log_kafka_error
-from flows.trading import GapAlerts, add_gap_alerts
+from flows.gap_alerts import GapAlerts, add_gap_alerts, optional_gap_alerts
+from flows.market_logic import FirstTick, SymbolLogic, TickDecoder
+from flows.operators import decode_or_dead_letter, split_dead_letters, write_dead_letters
+from flows.spec import FlowRequest
 from schemas.catalogue import (
     TOPIC_DLQ,
     TOPIC_MARKS,
@@ -38,9 +38,15 @@ from schemas.codec import Codec, codec_for
 from sinks.clickhouse.flow_sink import ClickHouseSink
 from sinks.kafka.flow_sink import KafkaRecordSink
 from sources.kafka.flow_source import kafka_source as sharded_kafka_source
+from tapeflow.core.market.candles import CandleConfig
+from tapeflow.core.market.filter_config import FilterConfig
 from tapeflow.core.market.rejections import SequenceGap
-from tapeflow.core.market.symbol_step import DEFAULT_MARKET_CONFIG, Arrival, Mark, MarketConfig
-from tapeflow.core.models import DeadLetter
+from tapeflow.core.market.symbol_step import (
+    DEFAULT_MARKET_CONFIG,
+    MarketConfig,
+    MarkTrade,
+    Output,
+)
 from tapeflow.services.clickhouse import open_clickhouse
 from tapeflow.settings import Settings
 
@@ -54,12 +60,12 @@ class MarketSinks:
     clickhouse: Sink[Any]
     """Trade, Quote, Rejection and Candle records."""
     dlq: Sink[Any]
-    """(original Kafka key, DeadLetter) pairs."""
+    """`flows.operators.KeyedLetter`s: each dead letter under its original Kafka key."""
     marks: Sink[Any]
-    """`tapeflow.core.market.symbol_step.Mark` records."""
+    """`tapeflow.core.market.symbol_step.MarkTrade` records."""
 
 
-def kafka_source(settings: Settings, *, tail: bool = True, batch_size: int = 1000,
+def kafka_source(settings: Settings, *, tail: bool = True, batch_size: int | None = None,
                  shard: tuple[int, int] | None = None, group: str | None = None) -> Source[Any]:
     """Bytewax's Kafka source over md.trades and md.quotes, errors as items.
 
@@ -68,19 +74,22 @@ def kafka_source(settings: Settings, *, tail: bool = True, batch_size: int = 100
     the offsets are committed to after each snapshot, for lag monitoring.
     """
     topics = [settings.topic(TOPIC_TRADES), settings.topic(TOPIC_QUOTES)]
-    return sharded_kafka_source(settings, topics, tail=tail, batch_size=batch_size, shard=shard,
-                                group=group)
+    return sharded_kafka_source(settings, topics, tail=tail,
+                                batch_size=batch_size or settings.kafka.source_batch_size,
+                                shard=shard, group=group)
 
 
 def default_sinks(settings: Settings, codec: Codec) -> MarketSinks:
     url = settings.clickhouse_url()
-    database = settings.clickhouse_database
+    database = settings.clickhouse.database
     conf = settings.kafka_config()
-    deadline = settings.sink_retry_deadline_s
+    deadline = settings.runtime.sink_retry_deadline_s
     return MarketSinks(
-        clickhouse=ClickHouseSink(lambda: open_clickhouse(url, database), deadline_s=deadline),
-        dlq=KafkaRecordSink(conf, settings.topic(TOPIC_DLQ), lambda kv: codec.encode(kv[1]),
-                            key=lambda kv: kv[0] or None, deadline_s=deadline),
+        clickhouse=ClickHouseSink(lambda: open_clickhouse(url, database), deadline_s=deadline,
+                                  max_rows=settings.clickhouse.batch_rows,
+                                  max_age_s=settings.clickhouse.batch_age_s),
+        dlq=KafkaRecordSink(conf, settings.topic(TOPIC_DLQ), lambda kl: codec.encode(kl.letter),
+                            key=lambda kl: kl.key or None, deadline_s=deadline),
         marks=KafkaRecordSink(conf, settings.topic(TOPIC_MARKS), lambda m: codec.encode(m.trade),
                               key=lambda m: m.symbol, deadline_s=deadline),
     )
@@ -90,10 +99,18 @@ def default_sinks(settings: Settings, codec: Codec) -> MarketSinks:
 class MarketStreams:
     """What the market part hands to a flow that composes it (`flows.all`)."""
 
-    marks: op.KeyedStream[Mark]
+    marks: op.KeyedStream[MarkTrade]
     """Throttled marks, keyed by symbol (already written to md.marks)."""
     gaps: op.KeyedStream[SequenceGap]
     """Feed sequence gaps, keyed by symbol."""
+
+
+def is_mark(item: tuple[str, Output]) -> TypeGuard[tuple[str, MarkTrade]]:
+    return isinstance(item[1], MarkTrade)
+
+
+def is_gap(item: tuple[str, Output]) -> TypeGuard[tuple[str, SequenceGap]]:
+    return isinstance(item[1], SequenceGap)
 
 
 def add_market(
@@ -107,39 +124,23 @@ def add_market(
     prefix: str = "",
 ) -> MarketStreams:
     """Add the market steps to `flow` (step ids under `prefix`) and return its marks and gaps."""
-    decoder = Decoder(codec, {settings.topic(TOPIC_TRADES): "Trade",
-                              settings.topic(TOPIC_QUOTES): "Quote"})
+    decoder = TickDecoder(codec, {settings.topic(TOPIC_TRADES): "Trade",
+                                  settings.topic(TOPIC_QUOTES): "Quote"})
     inp = op.input(f"{prefix}md_in", flow, source)
-    split = op.branch(f"{prefix}kafka_errors", inp, lambda m: isinstance(m, KafkaError))
-    op.inspect(f"{prefix}log_kafka_errors", split.trues,
-               lambda _step, err: log_kafka_error(err))
-
-    # Keyed by the decoder: (symbol of the decoded tick, Arrival) or (original key, DeadLetter).
-    decoded = op.map(f"{prefix}decode", split.falses, decoder)
-    by_decode = op.branch(f"{prefix}undecodable", decoded,
-                          lambda kv: isinstance(kv[1], DeadLetter))
-    ticks = cast("op.KeyedStream[Arrival]", by_decode.falses)
+    ticks = decode_or_dead_letter(f"{prefix}decode", inp, decoder, "market")
 
     first_tick = FirstTick()  # shared by the keys: resumed keys measure quiet time from it
-    outputs = op.stateful(f"{prefix}market", ticks,
-                          lambda resume: SymbolLogic(config, resume, first_tick=first_tick))
-    is_letter = op.branch(f"{prefix}process_errors", outputs,
-                          lambda kv: isinstance(kv[1], DeadLetter))
-    is_mark = op.branch(f"{prefix}marks", is_letter.falses, lambda kv: isinstance(kv[1], Mark))
-    is_gap = op.branch(f"{prefix}gaps", is_mark.falses,
-                       lambda kv: isinstance(kv[1], SequenceGap))
+    outputs = split_dead_letters(
+        f"{prefix}process_errors",
+        op.stateful(f"{prefix}market", ticks.oks,
+                    lambda resume: SymbolLogic(config, resume, first_tick=first_tick)))
+    marks = op.branch(f"{prefix}marks", outputs.oks, is_mark)
+    gaps = op.branch(f"{prefix}gaps", marks.falses, is_gap)
 
-    # The DLQ sink takes (original key, DeadLetter) values: it writes the letter under its key.
-    letters = op.map(
-        f"{prefix}dead_letters",
-        op.merge(f"{prefix}all_dead_letters", by_decode.trues, is_letter.trues),
-        lambda kv: (TOPIC_DLQ, kv),
-    )
-    op.output(f"{prefix}dlq_out", letters, sinks.dlq)
-    op.output(f"{prefix}clickhouse_out", is_gap.falses, sinks.clickhouse)
-    marks = cast("op.KeyedStream[Mark]", is_mark.trues)
-    op.output(f"{prefix}marks_out", marks, sinks.marks)
-    return MarketStreams(marks, cast("op.KeyedStream[SequenceGap]", is_gap.trues))
+    write_dead_letters(f"{prefix}dlq", sinks.dlq, ticks.errs, outputs.errs)
+    op.output(f"{prefix}clickhouse_out", gaps.falses, sinks.clickhouse)
+    op.output(f"{prefix}marks_out", marks.trues, sinks.marks)
+    return MarketStreams(marks.trues, gaps.trues)
 
 
 def build_flow(
@@ -158,7 +159,7 @@ def build_flow(
     partition, offset, key, value, timestamp) or `KafkaError`s; default: the Kafka topics
     (`tail=False` for a batch run to the current end). `sinks` default to ClickHouse and
     Kafka from `settings`. `gap_alerts` turns feed sequence gaps into `feed_gap` alerts
-    (`flows.trading.gap_alerts_for`); without it gaps are counted by the filter only.
+    (`flows.gap_alerts.gap_alerts_for`); without it gaps are counted by the filter only.
     """
     codec = codec or codec_for(settings)
     source = source or kafka_source(settings, tail=tail)
@@ -168,6 +169,67 @@ def build_flow(
     if gap_alerts is not None:
         add_gap_alerts(streams.gaps, gap_alerts.limits, gap_alerts.sinks)
     return flow
+
+
+BATCH_MERGE_WAIT_S = 3600.0
+"""`--batch` runs: how far trades and quotes may run apart before being judged alone."""
+
+
+def core_config(settings: Settings, *, batch: bool = False) -> MarketConfig:
+    """The market core's configuration from the settings' market group.
+
+    The merge wait of a batch run defaults to the whole late horizon: reading a backlog,
+    Bytewax polls each partition in turn and quotes are ~3x as dense as trades, so trades run
+    ahead of their quotes by about 2/3 of the backlog's span (docs/flows.md). A batch run
+    ends, and the end of input releases every held tick in merge order, so it can afford to
+    wait and judge every trade against the quotes an uninterrupted live stream would have
+    shown it."""
+    market = settings.market
+    wait_s = market.merge_wait_s
+    if wait_s is None and batch:
+        wait_s = BATCH_MERGE_WAIT_S
+    return MarketConfig(
+        filter=FilterConfig(seq_window=market.seq_window),
+        candles=CandleConfig(allowed_lateness_us=_us(market.allowed_lateness_s),
+                             retention_us=_us(market.late_horizon_s),
+                             idle_timeout_us=_us(market.idle_timeout_s)),
+        mark_interval_us=_us(market.mark_interval_s),
+        merge_max_wait_us=(DEFAULT_MARKET_CONFIG.merge_max_wait_us if wait_s is None
+                           else _us(wait_s)),
+        quiet_us=_us(market.quiet_s),
+    )
+
+
+def _us(seconds: float) -> int:
+    return round(seconds * 1_000_000)
+
+
+def check_clickhouse(settings: Settings) -> None:
+    """ClickHouse answers (one-line error naming it and where, otherwise)."""
+    client = open_clickhouse(settings.clickhouse_url(), settings.clickhouse.database)
+    try:
+        client.command("SELECT 1")
+    finally:
+        client.close()
+
+
+class MarketFlow:
+    """`tapeflow run market`."""
+
+    name = "market"
+    summary = ("md.trades + md.quotes -> clean ticks, rejections, candles (ClickHouse), "
+               "md.marks, tapeflow.dlq, feed-gap alerts")
+
+    def build(self, settings: Settings, request: FlowRequest) -> Dataflow:
+        check_clickhouse(settings)
+        source = kafka_source(settings, tail=not request.batch, shard=request.shard,
+                              group=request.group)
+        return build_flow(settings, source=source,
+                          config=core_config(settings, batch=request.batch),
+                          gap_alerts=optional_gap_alerts(settings))
+
+
+SPEC = MarketFlow()
 
 
 def get_flow() -> Dataflow:

@@ -1,4 +1,4 @@
-"""Bytewax adapters of the market flow: decoding Kafka messages and the per-symbol logic.
+"""Bytewax adapters of the market flow: decoding ticks and the per-symbol logic.
 
 Every function here is called by Bytewax on user data and must never raise (an escaping
 exception kills the whole dataflow): failures become dead letters or log lines.
@@ -15,7 +15,8 @@ from typing import Any
 
 from bytewax.operators import StatefulLogic
 
-from flows.metrics import DEAD_LETTERS, MARKET_STATES
+from flows.metrics import MARKET_STATES
+from flows.operators import KeyedLetter, kafka_ts_us, origin_of
 from schemas.codec import Codec, DecodeError
 from tapeflow.core.market.symbol_step import (
     Arrival,
@@ -30,26 +31,10 @@ from tapeflow.core.models import DeadLetter
 
 log = logging.getLogger("tapeflow.flows.market")
 
-_NO_TIMESTAMP = 0  # confluent_kafka.TIMESTAMP_NOT_AVAILABLE
 
-
-def kafka_ts_us(msg: Any) -> int | None:
-    """The message timestamp in microseconds, None when the broker gave none."""
-    ts = getattr(msg, "timestamp", None)
-    if not ts or ts[0] == _NO_TIMESTAMP:
-        return None
-    return int(ts[1]) * 1000
-
-
-def _text(value: bytes | str | None) -> str | None:
-    if value is None or isinstance(value, str):
-        return value
-    return value.decode("utf-8", "replace")
-
-
-class Decoder:
-    """A Kafka message -> (symbol, Arrival), or (key, DeadLetter) for anything that does not
-    decode (the dead-letter topic keeps the original key, DESIGN.md "Wire contract").
+class TickDecoder:
+    """A Kafka message of md.trades or md.quotes -> [(symbol, Arrival)]; raises `DecodeError`
+    for anything else (`flows.operators.decode_or_dead_letter` makes it a dead letter).
 
     `record_of_topic` maps full topic names to the record each carries ("Trade", "Quote").
     """
@@ -57,49 +42,19 @@ class Decoder:
     def __init__(self, codec: Codec, record_of_topic: dict[str, str]) -> None:
         self._codec = codec
         self._record_of_topic = record_of_topic
-        self.dead = 0
         self.ticks_in = {"Trade": 0, "Quote": 0}
         """Ticks decoded, by record; a plain count read by the metrics collector at scrape time."""
         MARKET_STATES.track_decoder(self)
 
-    def __call__(self, msg: Any) -> tuple[str, Arrival | DeadLetter]:
-        """(symbol, Arrival) for a tick; (original Kafka key, DeadLetter) for anything else."""
-        topic = msg.topic or ""
-        partition = -1 if msg.partition is None else int(msg.partition)
-        offset = -1 if msg.offset is None else int(msg.offset)
+    def __call__(self, msg: Any) -> list[tuple[str, Arrival]]:
+        origin = origin_of(msg)
+        expect = self._record_of_topic.get(origin[0])
+        if expect is None:
+            raise DecodeError("unknown_topic", f"the market flow does not read {origin[0]!r}")
         raw = msg.value if isinstance(msg.value, bytes) else b""
-        recv_us = kafka_ts_us(msg)
-        try:
-            expect = self._record_of_topic.get(topic)
-            if expect is None:
-                raise DecodeError("unknown_topic", f"the market flow does not read {topic!r}")
-            tick = self._codec.decode(raw, expect=expect)
-            self.ticks_in[expect] += 1
-            return tick.symbol, Arrival(tick, recv_us, (topic, partition, offset))
-        except DecodeError as exc:
-            reason, detail = exc.reason, exc.detail
-        except Exception as exc:  # the codec promises DecodeError only; be safe anyway
-            reason, detail = "decode_error", f"{type(exc).__name__}: {exc}"
-        self.dead += 1
-        DEAD_LETTERS.labels("market", reason).inc()
-        key = _text(msg.key) or ""
-        return key, DeadLetter(topic, partition, offset, reason, detail, raw,
-                               recv_us if recv_us is not None else 0)
-
-
-_kafka_log = logging.getLogger("tapeflow.flows.kafka")
-
-
-def log_kafka_error(err: Any) -> None:
-    """A consumer error from the Kafka source (not a record): logged, not dead-lettered.
-
-    Shared by both flows, so it logs under its own name rather than the market flow's."""
-    try:
-        msg = err.msg
-        _kafka_log.warning("Kafka consumer error on %s[%s] at offset %s: %s",
-                    msg.topic, msg.partition, msg.offset, err.err)
-    except Exception as exc:
-        _kafka_log.warning("Kafka consumer error: %r (%s)", err, exc)
+        tick = self._codec.decode(raw, expect=expect)
+        self.ticks_in[expect] += 1
+        return [(tick.symbol, Arrival(tick, kafka_ts_us(msg), origin))]
 
 
 def _wall_us() -> int:
@@ -119,16 +74,17 @@ class FirstTick:
 
 
 def _error_letter(stage: str, exc: BaseException, arrival: Arrival | None,
-                  symbol: str) -> DeadLetter:
+                  symbol: str) -> KeyedLetter:
     topic, partition, offset = arrival.origin if arrival is not None else ("", -1, -1)
     detail = f"{type(exc).__name__}: {exc}; symbol {symbol}"
     if arrival is not None:
         detail += f"; tick {arrival.tick!r}"
     ts = arrival.recv_us if arrival is not None and arrival.recv_us is not None else 0
-    return DeadLetter(topic, partition, offset, f"{stage}_error", detail, b"", ts)
+    return KeyedLetter(symbol, DeadLetter(topic, partition, offset, f"{stage}_error", detail,
+                                          b"", ts))
 
 
-class SymbolLogic(StatefulLogic[Arrival, Output | DeadLetter, SymbolMarket]):
+class SymbolLogic(StatefulLogic[Arrival, Output | KeyedLetter, SymbolMarket]):
     """One symbol's `tapeflow.core.market.symbol_step` state behind Bytewax's stateful operator.
 
     `notify_at` wakes the key every `config.quiet_us` of wall time once it has seen a tick:
@@ -170,7 +126,7 @@ class SymbolLogic(StatefulLogic[Arrival, Output | DeadLetter, SymbolMarket]):
         """The live state, for the metrics collector (flows/metrics.py): read, never written."""
         return self._state
 
-    def on_item(self, value: Arrival) -> tuple[Iterable[Output | DeadLetter], bool]:
+    def on_item(self, value: Arrival) -> tuple[Iterable[Output | KeyedLetter], bool]:
         self._symbol = value.tick.symbol
         wall_us = self._wall_us()
         self._first_tick.note(wall_us)
@@ -184,7 +140,7 @@ class SymbolLogic(StatefulLogic[Arrival, Output | DeadLetter, SymbolMarket]):
             self._wake_us = wall_us + self._config.quiet_us
         return out, StatefulLogic.RETAIN
 
-    def on_notify(self) -> tuple[Iterable[Output | DeadLetter], bool]:
+    def on_notify(self) -> tuple[Iterable[Output | KeyedLetter], bool]:
         now = self._wall_us()
         late = now - self._wake_us if self._wake_us is not None else 0
         self._wake_us = now + self._config.quiet_us
@@ -205,7 +161,7 @@ class SymbolLogic(StatefulLogic[Arrival, Output | DeadLetter, SymbolMarket]):
             return [_error_letter("idle", exc, None, self._symbol)], StatefulLogic.RETAIN
         return out, StatefulLogic.RETAIN
 
-    def on_eof(self) -> tuple[Iterable[Output | DeadLetter], bool]:
+    def on_eof(self) -> tuple[Iterable[Output | KeyedLetter], bool]:
         try:
             self._state, out = on_end(self._state, self._config)
         except Exception as exc:

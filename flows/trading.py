@@ -3,10 +3,9 @@
 ```
 oms.executions + md.marks --(Kafka source, errors logged)--> decode --undecodable--> tapeflow.dlq
     --> reports keyed by their executions partition; each mark broadcast to every partition key
-    --> one stateful step per partition (tapeflow.core.trading.shard_step: accounts + own marks
-    table;
-        order state machine, positions and P&L, risk rules; notify_at runs the timer rules
-        and emits provisional P&L snapshots)
+    --> one stateful step per partition (tapeflow.core.trading.shard_step: accounts + own
+        marks table; order state machine, positions and P&L, risk rules; notify_at runs the
+        timer rules and emits provisional P&L snapshots)
     --> orders, positions, accounts, execution_log, alerts --> Postgres (batched, versioned)
     --> executions, pnl_snapshots, alerts --> ClickHouse (batched, idempotent)
     --> alerts --> risk.alerts (batched producer; ids already on the topic are not re-sent)
@@ -16,7 +15,7 @@ Risk limits and session hours come from Postgres (`risk_limits`, `instruments`) 
 are reloaded every `limits_refresh_s` of wall time (`sources.postgres.limits`). Before the
 dataflow is built, every service must answer within `timeout_s` (`check_services`).
 
-Composition only: the rules are in `tapeflow/`, the writers in `sinks/`. `build_flow` is a
+Composition only: the rules are in `tapeflow/core/`, the writers in `sinks/`. `build_flow` is a
 factory so tests can swap the source, the sinks and the limits. Run it with
 `python -m bytewax.run flows.trading:flow` (built from `Settings()` on first access). See
 docs/flows.md, "Trading flow".
@@ -27,19 +26,21 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any, cast
+from typing import Any
 
 import bytewax.operators as op
-from bytewax.connectors.kafka import KafkaError
 from bytewax.dataflow import Dataflow, Stream
 from bytewax.inputs import Source
 from bytewax.outputs import Sink
-from confluent_kafka.admin import AdminClient
 
-from flows.market_logic import log_kafka_error
+from flows.operators import (
+    KeyedLetter,
+    decode_or_dead_letter,
+    split_dead_letters,
+    write_dead_letters,
+)
+from flows.spec import FlowRequest
 from flows.trading_logic import (
-    FeedGapLogic,
-    Incoming,
     ShardLogic,
     TradingDecoder,
     broadcast_mark,
@@ -56,9 +57,11 @@ from sinks.versions import restart_version_base
 from sources.kafka.flow_source import kafka_source as sharded_kafka_source
 from sources.kafka.topic_reader import recent_identities
 from sources.postgres.limits import RefreshingConfig, postgres_loader
-from tapeflow.core.market.rejections import SequenceGap
-from tapeflow.core.models import DeadLetter, RiskAlert
+from tapeflow.core.fixedpoint import to_units
+from tapeflow.core.market.symbol_step import MarkTrade
+from tapeflow.core.models import RiskAlert
 from tapeflow.core.trading.account_step import TradingConfig
+from tapeflow.core.trading.order_book import OrderRetention
 from tapeflow.core.trading.shard_step import (
     DEFAULT_SHARD_CONFIG,
     ExecutionResult,
@@ -70,6 +73,7 @@ from tapeflow.core.trading.shard_step import (
 )
 from tapeflow.errors import StoreUnavailableError
 from tapeflow.services.clickhouse import open_clickhouse
+from tapeflow.services.kafka import partition_counts
 from tapeflow.settings import Settings
 
 FLOW_ID = "tapeflow-trading"
@@ -86,7 +90,7 @@ class TradingSinks:
     alerts: Sink[Any]
     """`RiskAlert` records (risk.alerts)."""
     dlq: Sink[Any]
-    """`DeadLetter` records."""
+    """`flows.operators.KeyedLetter`s: each dead letter under its original Kafka key."""
 
 
 @dataclass(frozen=True)
@@ -95,38 +99,23 @@ class ServiceReport:
 
 
 def postgres_dsn(settings: Settings) -> str:
-    if settings.postgres_dsn is None:
+    if settings.postgres.dsn is None:
         raise StoreUnavailableError(
             "no Postgres DSN: set TAPEFLOW_POSTGRES_DSN, or start the flow with "
             "`tapeflow run trading`, which starts the embedded Postgres")
-    return settings.postgres_dsn.get_secret_value()
-
-
-def topic_partitions(settings: Settings, topic: str, timeout_s: float = 10.0) -> int:
-    """The partition count of `topic`; raises when the broker does not answer in time (the
-    Kafka source itself would wait forever) or the topic does not exist."""
-    admin = AdminClient(settings.kafka_config())
-    try:
-        meta = admin.list_topics(topic, timeout=timeout_s)
-    except Exception as exc:
-        raise StoreUnavailableError(
-            f"Kafka at {settings.kafka_bootstrap} did not answer within {timeout_s} s: {exc}"
-        ) from None
-    found = meta.topics.get(topic)
-    if found is None or found.error is not None or not found.partitions:
-        why = found.error if found is not None and found.error is not None else "no partitions"
-        raise StoreUnavailableError(f"topic {topic} is not usable ({why}); run `tapeflow init`")
-    return len(found.partitions)
+    return settings.postgres.dsn.get_secret_value()
 
 
 def check_services(settings: Settings, timeout_s: float = 10.0) -> ServiceReport:
     """Kafka, Postgres and ClickHouse must each answer within `timeout_s`, before the flow
     starts: a clear error now instead of a hang or a panic inside the dataflow."""
-    parts = topic_partitions(settings, settings.topic(TOPIC_EXECUTIONS), timeout_s)
-    topic_partitions(settings, settings.topic(TOPIC_MARKS), timeout_s)
-    postgres_loader(postgres_dsn(settings), settings.postgres_schema,
+    executions = settings.topic(TOPIC_EXECUTIONS)
+    counts = partition_counts(settings.kafka_config(), [executions, settings.topic(TOPIC_MARKS)],
+                              timeout_s=timeout_s, bootstrap=settings.kafka.bootstrap)
+    parts = counts[executions]
+    postgres_loader(postgres_dsn(settings), settings.postgres.schema,
                     connect_timeout=max(1, int(timeout_s)))()
-    client = open_clickhouse(settings.clickhouse_url(), settings.clickhouse_database)
+    client = open_clickhouse(settings.clickhouse_url(), settings.clickhouse.database)
     try:
         client.command("SELECT 1")
     except Exception as exc:
@@ -134,7 +123,7 @@ def check_services(settings: Settings, timeout_s: float = 10.0) -> ServiceReport
     return ServiceReport(parts)
 
 
-def kafka_source(settings: Settings, *, tail: bool = True, batch_size: int = 1000,
+def kafka_source(settings: Settings, *, tail: bool = True, batch_size: int | None = None,
                  shard: tuple[int, int] | None = None, marks: bool = True,
                  group: str | None = None) -> Source[Any]:
     """Bytewax's Kafka source over oms.executions and md.marks, errors as items.
@@ -146,6 +135,7 @@ def kafka_source(settings: Settings, *, tail: bool = True, batch_size: int = 100
     only partitions p with p % K == i (sources/kafka/flow_source.py).
     """
     executions = settings.topic(TOPIC_EXECUTIONS)
+    batch_size = batch_size or settings.kafka.source_batch_size
     if not marks:
         return sharded_kafka_source(settings, [executions], tail=tail, batch_size=batch_size,
                                     shard=shard, group=group)
@@ -157,8 +147,8 @@ def kafka_source(settings: Settings, *, tail: bool = True, batch_size: int = 100
 
 def default_sinks(settings: Settings, codec: Codec) -> TradingSinks:
     url = settings.clickhouse_url()
-    database = settings.clickhouse_database
-    dsn, schema = postgres_dsn(settings), settings.postgres_schema
+    database = settings.clickhouse.database
+    dsn, schema = postgres_dsn(settings), settings.postgres.schema
     conf = settings.kafka_config()
     base = restart_version_base()  # this process's rows outrank a killed one's
     alerts_topic = settings.topic(TOPIC_ALERTS)
@@ -167,7 +157,7 @@ def default_sinks(settings: Settings, codec: Codec) -> TradingSinks:
         alert: RiskAlert = codec.decode(raw, expect="RiskAlert")
         return alert.alert_id
 
-    deadline = settings.sink_retry_deadline_s  # a store outage shorter than this only waits
+    deadline = settings.runtime.sink_retry_deadline_s  # a store outage shorter than this only waits
     return TradingSinks(
         postgres=PostgresSink(lambda: PostgresWriter.from_dsn(dsn, schema, deadline_s=deadline),
                               version_base=base),
@@ -179,8 +169,8 @@ def default_sinks(settings: Settings, codec: Codec) -> TradingSinks:
             key=lambda alert: alert.account_id, identity=lambda alert: alert.alert_id,
             recent=lambda n: recent_identities(conf, alerts_topic, alert_id_of, n),
             deadline_s=deadline),
-        dlq=KafkaRecordSink(conf, settings.topic(TOPIC_DLQ), codec.encode,
-                            key=lambda letter: None, deadline_s=deadline),
+        dlq=KafkaRecordSink(conf, settings.topic(TOPIC_DLQ), lambda kl: codec.encode(kl.letter),
+                            key=lambda kl: kl.key or None, deadline_s=deadline),
     )
 
 
@@ -246,30 +236,24 @@ def add_trading(
     limits: Callable[[], TradingConfig],
     partitions: Sequence[int],
     codec: Codec,
-    marks: op.KeyedStream[Any] | None = None,
+    marks: op.KeyedStream[MarkTrade] | None = None,
     shard_config: ShardConfig = DEFAULT_SHARD_CONFIG,
     tick: timedelta = timedelta(seconds=5),
     prefix: str = "",
 ) -> None:
     """Add the trading steps to `flow` (step ids under `prefix`).
 
-    `marks`: `tapeflow.core.market.symbol_step.Mark`s from a market part of the same dataflow (then
-    `source` should read the executions only); each is broadcast to every shard key, as the
-    decoder does for md.marks records.
+    `marks`: `tapeflow.core.market.symbol_step.MarkTrade`s from a market part of the same
+    dataflow (then `source` should read the executions only); each is broadcast to every
+    shard key, as the decoder does for md.marks records.
     """
     keys = [shard_key(p) for p in partitions]
     decoder = TradingDecoder(codec, settings.topic(TOPIC_EXECUTIONS),
                              settings.topic(TOPIC_MARKS), keys)
 
     inp = op.input(f"{prefix}trading_in", flow, source)
-    split = op.branch(f"{prefix}kafka_errors", inp, lambda m: isinstance(m, KafkaError))
-    op.inspect(f"{prefix}log_kafka_errors", split.trues,
-               lambda _step, err: log_kafka_error(err))
-
-    decoded = op.flat_map(f"{prefix}decode", split.falses, decoder)
-    by_decode = op.branch(f"{prefix}undecodable", decoded, lambda x: isinstance(x, DeadLetter))
-    events = cast("op.KeyedStream[Incoming]", by_decode.falses)
-    dead = cast("Stream[DeadLetter]", by_decode.trues)
+    decoded = decode_or_dead_letter(f"{prefix}decode", inp, decoder, "trading")
+    events = decoded.oks
     if marks is not None:
         broadcast = op.flat_map(f"{prefix}broadcast_marks", marks,
                                 lambda kv: broadcast_mark(kv[1].trade, keys))
@@ -279,66 +263,58 @@ def add_trading(
     outputs = op.stateful(
         f"{prefix}trading", events,
         lambda resume: ShardLogic(config, shard_config, tick, resume))
-    _write_outputs(prefix, outputs, sinks, dead)
+    write_outputs(prefix, outputs, sinks, decoded.errs)
 
 
-def _write_outputs(prefix: str, outputs: op.KeyedStream[ShardOutput | DeadLetter],
-                   sinks: TradingSinks, dead: Stream[DeadLetter] | None = None) -> None:
+def write_outputs(prefix: str, outputs: op.KeyedStream[ShardOutput | KeyedLetter],
+                  sinks: TradingSinks, dead: Stream[KeyedLetter] | None = None) -> None:
     """Route a stateful step's outputs to the sinks (step ids under `prefix`)."""
-    is_letter = op.branch(f"{prefix}process_errors", outputs,
-                          lambda kv: isinstance(kv[1], DeadLetter))
-    results = cast("op.KeyedStream[ShardOutput]", is_letter.falses)
-    letters: Stream[Any] = is_letter.trues
-    if dead is not None:
-        letters = op.merge(f"{prefix}dead_letters",
-                           op.key_on(f"{prefix}key_decode_letters", dead, lambda d: d.topic),
-                           letters)
-    op.output(f"{prefix}dlq_out", letters, sinks.dlq)
-
-    to_postgres = op.filter(f"{prefix}postgres_records", results,
+    results = split_dead_letters(f"{prefix}process_errors", outputs)
+    letters = [results.errs] if dead is None else [dead, results.errs]
+    write_dead_letters(f"{prefix}dlq", sinks.dlq, *letters)
+    to_postgres = op.filter(f"{prefix}postgres_records", results.oks,
                             lambda kv: isinstance(kv[1], ExecutionResult | StateChange))
     op.output(f"{prefix}postgres_out", to_postgres, sinks.postgres)
-    to_clickhouse = op.flat_map_value(f"{prefix}clickhouse_records", results,
+    to_clickhouse = op.flat_map_value(f"{prefix}clickhouse_records", results.oks,
                                       _clickhouse_records)
     op.output(f"{prefix}clickhouse_out", to_clickhouse, sinks.clickhouse)
-    alerts = op.flat_map_value(f"{prefix}alerts", results, _alerts_of)
+    alerts = op.flat_map_value(f"{prefix}alerts", results.oks, _alerts_of)
     op.output(f"{prefix}alerts_out", alerts, sinks.alerts)
-
-
-@dataclass(frozen=True)
-class GapAlerts:
-    """What feed-gap alerts need: the current limits, and sinks that take alerts."""
-
-    limits: Callable[[], TradingConfig]
-    sinks: TradingSinks
 
 
 def refreshing_limits(settings: Settings, every_s: float = 30.0) -> Callable[[], TradingConfig]:
     """The current risk limits and sessions from Postgres, reloaded every `every_s`."""
-    loader = postgres_loader(postgres_dsn(settings), settings.postgres_schema)
+    loader = postgres_loader(postgres_dsn(settings), settings.postgres.schema)
     return RefreshingConfig(loader, every_s=every_s).current
 
 
-def gap_alerts_for(settings: Settings, codec: Codec, *,
-                   limits_refresh_s: float = 30.0) -> GapAlerts:
-    """Feed-gap alerts to the stores and topic of `settings`, limits from Postgres."""
-    return GapAlerts(refreshing_limits(settings, limits_refresh_s),
-                     default_sinks(settings, codec))
+def core_config(settings: Settings) -> ShardConfig:
+    """The trading core's configuration from the settings' trading group."""
+    trading = settings.trading
+    return ShardConfig(
+        initial_cash=to_units(trading.initial_cash),
+        snapshot_interval_us=round(trading.pnl_interval_s * 1_000_000),
+        retention=OrderRetention(max_terminal=trading.order_max_terminal,
+                                 terminal_ttl_us=round(trading.order_terminal_ttl_s * 1e6)))
 
 
-def add_gap_alerts(gaps: op.KeyedStream[SequenceGap], limits: Callable[[], TradingConfig],
-                   sinks: TradingSinks, *, tick: timedelta = timedelta(seconds=5),
-                   prefix: str = "feed_gap_") -> None:
-    """Feed sequence gaps -> feed-gap alerts -> Postgres/ClickHouse alerts and risk.alerts.
+class TradingFlow:
+    """`tapeflow run trading`."""
 
-    For the flow that has the gaps: the market flow's per-symbol step emits
-    `tapeflow.core.market.rejections.SequenceGap`s keyed by symbol; pass that stream here (state
-    stays on the symbol's worker; no exchange). `sinks` may be `default_sinks(settings, codec)`, or
-    alert-only sinks; only `StateChange` alerts reach them.
-    """
-    outputs = op.stateful(f"{prefix}state", gaps,
-                          lambda resume: FeedGapLogic(limits, tick, resume))
-    _write_outputs(prefix, outputs, sinks)
+    name = "trading"
+    summary = ("oms.executions + md.marks -> orders, positions, P&L (Postgres, ClickHouse), "
+               "risk.alerts")
+
+    def build(self, settings: Settings, request: FlowRequest) -> Dataflow:
+        source = kafka_source(settings, tail=not request.batch, shard=request.shard,
+                              group=request.group)
+        return build_flow(settings, source=source, shard_config=core_config(settings),
+                          limits_refresh_s=settings.trading.limits_refresh_s,
+                          tick=timedelta(seconds=settings.trading.timer_s),
+                          timeout_s=settings.runtime.service_timeout_s)
+
+
+SPEC = TradingFlow()
 
 
 def get_flow() -> Dataflow:

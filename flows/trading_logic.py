@@ -14,24 +14,20 @@ from typing import Any, NamedTuple
 
 from bytewax.operators import StatefulLogic
 
-from flows.market_logic import kafka_ts_us
-from flows.metrics import DEAD_LETTERS, count_trading
+from flows.metrics import count_trading
+from flows.operators import KeyedLetter, kafka_ts_us, origin_of, text_key
 from schemas.codec import Codec, DecodeError
-from tapeflow.core.market.rejections import SequenceGap
 from tapeflow.core.models import DeadLetter, ExecutionReport, Trade
 from tapeflow.core.trading.account_step import TradingConfig
 from tapeflow.core.trading.orders import Invalid
-from tapeflow.core.trading.positions import Mark
+from tapeflow.core.trading.positions import MarkPrice
 from tapeflow.core.trading.shard_step import (
     ExecutionResult,
-    FeedGaps,
     ShardConfig,
     ShardOutput,
     TradingShard,
     mark_of,
     on_finish,
-    on_gap,
-    on_gap_timer,
     on_market,
     on_report,
     on_tick,
@@ -41,13 +37,15 @@ log = logging.getLogger("tapeflow.flows.trading")
 
 
 class Incoming(NamedTuple):
-    """A decoded report or mark and where it came from (for error reports only)."""
+    """A decoded report or mark and where it came from (for dead letters only)."""
 
-    event: ExecutionReport | Mark
+    event: ExecutionReport | MarkPrice
     origin: tuple[str, int, int]
     """(topic, partition, offset)."""
     raw: bytes
     recv_us: int | None
+    key: str = ""
+    """The Kafka key it arrived under (the account of a report)."""
 
 
 def shard_key(partition: int) -> str:
@@ -56,7 +54,8 @@ def shard_key(partition: int) -> str:
 
 
 class TradingDecoder:
-    """A Kafka message -> [(shard key, Incoming)], or [DeadLetter] when it does not decode.
+    """A Kafka message -> [(shard key, Incoming)]; raises `DecodeError` when it does not
+    decode (`flows.operators.decode_or_dead_letter` makes it a dead letter).
 
     A report goes to the shard of its partition; a mark is broadcast to every shard
     (`shard_keys`, one per executions partition), so each holds its own marks table.
@@ -68,32 +67,21 @@ class TradingDecoder:
         self._executions = executions_topic
         self._marks = marks_topic
         self._keys = tuple(shard_keys)
-        self.dead = 0
 
-    def __call__(self, msg: Any) -> list[tuple[str, Incoming] | DeadLetter]:
-        topic = msg.topic or ""
-        partition = -1 if msg.partition is None else int(msg.partition)
-        offset = -1 if msg.offset is None else int(msg.offset)
+    def __call__(self, msg: Any) -> list[tuple[str, Incoming]]:
+        origin = origin_of(msg)
+        topic, partition, _offset = origin
         raw = msg.value if isinstance(msg.value, bytes) else b""
         recv_us = kafka_ts_us(msg)
-        origin = (topic, partition, offset)
-        try:
-            if topic == self._executions:
-                report = self._codec.decode(raw, expect="ExecutionReport")
-                return [(shard_key(partition), Incoming(report, origin, raw, recv_us))]
-            if topic == self._marks:
-                mark = mark_of(self._codec.decode(raw, expect="Trade"))
-                incoming = Incoming(mark, origin, b"", recv_us)
-                return [(key, incoming) for key in self._keys]
-            raise DecodeError("unknown_topic", f"the trading flow does not read {topic!r}")
-        except DecodeError as exc:
-            reason, detail = exc.reason, exc.detail
-        except Exception as exc:  # the codec promises DecodeError only; be safe anyway
-            reason, detail = "decode_error", f"{type(exc).__name__}: {exc}"
-        self.dead += 1
-        DEAD_LETTERS.labels("trading", reason).inc()
-        return [DeadLetter(topic, partition, offset, reason, detail, raw,
-                           recv_us if recv_us is not None else 0)]
+        if topic == self._executions:
+            report = self._codec.decode(raw, expect="ExecutionReport")
+            return [(shard_key(partition),
+                     Incoming(report, origin, raw, recv_us, text_key(msg.key)))]
+        if topic == self._marks:
+            mark = mark_of(self._codec.decode(raw, expect="Trade"))
+            incoming = Incoming(mark, origin, b"", recv_us, text_key(msg.key))
+            return [(key, incoming) for key in self._keys]
+        raise DecodeError("unknown_topic", f"the trading flow does not read {topic!r}")
 
 
 def broadcast_mark(trade: Trade, shard_keys: Sequence[str]) -> list[tuple[str, Incoming]]:
@@ -103,17 +91,19 @@ def broadcast_mark(trade: Trade, shard_keys: Sequence[str]) -> list[tuple[str, I
 
 
 def _error_letter(stage: str, exc: BaseException, incoming: Incoming | None,
-                  key: str) -> DeadLetter:
+                  key: str) -> KeyedLetter:
     topic, partition, offset = incoming.origin if incoming is not None else ("", -1, -1)
     detail = f"{type(exc).__name__}: {exc}; shard {key}"
     if incoming is not None:
         detail += f"; event {incoming.event!r}"
     raw = incoming.raw if incoming is not None else b""
     ts = incoming.recv_us if incoming is not None and incoming.recv_us is not None else 0
-    return DeadLetter(topic, partition, offset, f"{stage}_error", detail, raw, ts)
+    original = incoming.key if incoming is not None else ""
+    return KeyedLetter(original, DeadLetter(topic, partition, offset, f"{stage}_error", detail,
+                                            raw, ts))
 
 
-class ShardLogic(StatefulLogic[Incoming, ShardOutput | DeadLetter, TradingShard]):
+class ShardLogic(StatefulLogic[Incoming, ShardOutput | KeyedLetter, TradingShard]):
     """One shard's `tapeflow.core.trading.shard_step` state behind Bytewax's stateful operator.
 
     `config` returns the current risk limits and sessions (refreshed elsewhere, see
@@ -132,10 +122,10 @@ class ShardLogic(StatefulLogic[Incoming, ShardOutput | DeadLetter, TradingShard]
         self._state = resume if resume is not None else TradingShard()
         self._wake: datetime | None = None
 
-    def on_item(self, value: Incoming) -> tuple[Iterable[ShardOutput | DeadLetter], bool]:
+    def on_item(self, value: Incoming) -> tuple[Iterable[ShardOutput | KeyedLetter], bool]:
         event = value.event
         try:
-            if isinstance(event, Mark):
+            if isinstance(event, MarkPrice):
                 out = on_market(self._state, event, self._config(), self._shard_config)
             else:
                 self._key = str(value.origin[1])
@@ -153,7 +143,7 @@ class ShardLogic(StatefulLogic[Incoming, ShardOutput | DeadLetter, TradingShard]
         count_trading(out)
         return out, StatefulLogic.RETAIN
 
-    def on_notify(self) -> tuple[Iterable[ShardOutput | DeadLetter], bool]:
+    def on_notify(self) -> tuple[Iterable[ShardOutput | KeyedLetter], bool]:
         self._wake = datetime.now(UTC) + self._tick
         try:
             out = on_tick(self._state, self._state.clock_us, self._config(), self._shard_config)
@@ -163,7 +153,7 @@ class ShardLogic(StatefulLogic[Incoming, ShardOutput | DeadLetter, TradingShard]
         count_trading(out)
         return out, StatefulLogic.RETAIN
 
-    def on_eof(self) -> tuple[Iterable[ShardOutput | DeadLetter], bool]:
+    def on_eof(self) -> tuple[Iterable[ShardOutput | KeyedLetter], bool]:
         try:
             out = on_finish(self._state, self._shard_config)
         except Exception as exc:
@@ -179,60 +169,3 @@ class ShardLogic(StatefulLogic[Incoming, ShardOutput | DeadLetter, TradingShard]
         # The step functions update the shard in place: hand Bytewax an independent copy.
         copy: TradingShard = pickle.loads(pickle.dumps(self._state, pickle.HIGHEST_PROTOCOL))
         return copy
-
-
-def _wall_us() -> int:
-    return int(datetime.now(UTC).timestamp() * 1_000_000)
-
-
-class FeedGapLogic(StatefulLogic[SequenceGap, ShardOutput | DeadLetter, FeedGaps]):
-    """One feed key's gap alerts (`tapeflow.core.trading.shard_step.on_gap`) behind a stateful
-    operator.
-
-    The quiet period that clears a gap alert is measured in event time, but only gaps carry
-    event time here; so the timer's clock is the latest gap's event time plus the wall time
-    since it was seen (never less than the last gap). In a live feed that is the feed's time;
-    in a fast replay it barely moves, and gaps clear when a later gap shows the quiet period.
-    """
-
-    def __init__(self, config: Callable[[], TradingConfig], tick: timedelta,
-                 resume: FeedGaps | None, wall_us: Callable[[], int] = _wall_us) -> None:
-        self._config = config
-        self._tick = tick
-        self._state = resume if resume is not None else FeedGaps()
-        self._wall_us = wall_us
-        self._seen_at = wall_us()
-        self._wake: datetime | None = None
-
-    def on_item(self, value: SequenceGap) -> tuple[Iterable[ShardOutput | DeadLetter], bool]:
-        try:
-            self._state, out = on_gap(self._state, value, self._config())
-        except Exception as exc:
-            log.exception("gap step failed for %s", value.symbol)
-            letter = DeadLetter("", -1, -1, "gap_error", f"{type(exc).__name__}: {exc}; "
-                                f"gap {value!r}", b"", 0)
-            return [letter], StatefulLogic.RETAIN
-        self._seen_at = self._wall_us()
-        self._wake = datetime.now(UTC) + self._tick
-        count_trading(out)
-        return out, StatefulLogic.RETAIN
-
-    def on_notify(self) -> tuple[Iterable[ShardOutput | DeadLetter], bool]:
-        self._wake = datetime.now(UTC) + self._tick
-        now = self._state.last_gap_us + max(0, self._wall_us() - self._seen_at)
-        try:
-            self._state, out = on_gap_timer(self._state, now, self._config())
-        except Exception as exc:
-            log.exception("gap timer failed")
-            return [DeadLetter("", -1, -1, "gap_timer_error", f"{type(exc).__name__}: {exc}",
-                               b"", 0)], StatefulLogic.RETAIN
-        if not self._state.risk.levels:
-            self._wake = None  # nothing left to clear: sleep until the next gap
-        count_trading(out)
-        return out, StatefulLogic.RETAIN
-
-    def notify_at(self) -> datetime | None:
-        return self._wake
-
-    def snapshot(self) -> FeedGaps:
-        return self._state  # immutable

@@ -18,7 +18,7 @@ restart: at-least-once, not exactly-once (the consumer's output and Kafka's offs
 one transaction). Alert ids are deterministic, so a consumer that must not act twice
 deduplicates on `alert_id`.
 
-The configured restriction (`Settings.alerts_allowed_accounts`) is applied here, inside the
+The configured restriction (`Settings.access.alerts_allowed_accounts`) is applied here, inside the
 iterator, after the caller's filters: no argument can widen it (`tapeflow.core.risk.subscription`).
 
 Undecodable records are skipped (with a warning through `warn`), their positions committed:
@@ -114,7 +114,7 @@ class AlertSubscription:
                  start: StartAt = FROM_COMMITTED, follow: bool = False, codec: Codec | None = None,
                  warn: Callable[[str], None] | None = None, poll_s: float = 0.5) -> None:
         self.wanted = wanted
-        self.allowed = settings.alerts_allowed_accounts
+        self.allowed = settings.access.alerts_allowed_accounts
         self.group = group or default_group(wanted)
         self._since_ms = start.ts_ms if start.kind == "time" else None
         self._codec = codec or codec_for(settings)

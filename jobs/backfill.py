@@ -300,7 +300,7 @@ def run_backfill(settings: Settings, paths: Sequence[str | Path],
     buckets = max(1, math.ceil(total / options.bucket_rows))
     report.buckets = buckets
     log.info("backfill: %d rows in %d file(s), %d bucket(s)", total, len(report.files), buckets)
-    writer = _Writer(open_clickhouse(settings.clickhouse_url(), settings.clickhouse_database))
+    writer = _Writer(open_clickhouse(settings.clickhouse_url(), settings.clickhouse.database))
     for result in _results(report.files, options, buckets, progress):
         t0 = time.perf_counter()
         writer.write(result, report)

@@ -20,10 +20,10 @@ def prepare_demo(settings: Settings, *, minutes: float, seed: int) -> Iterator[s
     """Yield progress lines, then the resolved settings (last) for the flows to use."""
     yield "starting local services (Kafka broker, embedded Postgres, embedded ClickHouse)..."
     settings = resolve(settings)
-    assert settings.postgres_dsn is not None
-    yield f"  Kafka at {settings.kafka_bootstrap}; stores under {settings.home.resolve()}"
+    assert settings.postgres.dsn is not None
+    yield f"  Kafka at {settings.kafka.bootstrap}; stores under {settings.home.resolve()}"
     yield from ("  " + line for line in
-                run_init(settings, settings.postgres_dsn.get_secret_value()).lines())
+                run_init(settings, settings.postgres.dsn.get_secret_value()).lines())
     # Each demo run is the next trading day, so a second run adds new market instead of
     # replaying the first one's sequence numbers (which the filter would rightly reject as
     # duplicates). The seed stays: it fixes the instruments and their price levels.

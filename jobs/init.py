@@ -7,12 +7,9 @@ with one line naming the subject, the version and the field, before any store is
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
-
-from confluent_kafka.admin import AdminClient, NewTopic
 
 from jobs.migrate import migrate_clickhouse, migrate_postgres
 from schemas.catalogue import (
@@ -28,6 +25,7 @@ from schemas.catalogue import (
     current_schema,
 )
 from schemas.compat import IncompatibleSchemaError, check
+from tapeflow.services import kafka
 from tapeflow.services.clickhouse import open_clickhouse
 from tapeflow.services.postgres import connect_postgres
 from tapeflow.settings import Settings
@@ -60,52 +58,20 @@ def init_clickhouse(settings: Settings) -> list[str]:
     admin = open_clickhouse(url)
     # The name is bound as a server-side Identifier parameter, quoted by ClickHouse itself.
     admin.command("CREATE DATABASE IF NOT EXISTS {db:Identifier}",
-                  parameters={"db": settings.clickhouse_database})
-    return migrate_clickhouse(open_clickhouse(url, settings.clickhouse_database))
+                  parameters={"db": settings.clickhouse.database})
+    return migrate_clickhouse(open_clickhouse(url, settings.clickhouse.database))
 
 
 def init_postgres(settings: Settings, dsn: str) -> list[str]:
-    with connect_postgres(dsn, settings.postgres_schema) as conn:
-        return migrate_postgres(conn, settings.postgres_schema)
+    with connect_postgres(dsn, settings.postgres.schema) as conn:
+        return migrate_postgres(conn, settings.postgres.schema)
 
 
 def create_topics(settings: Settings, timeout_s: float = 30.0) -> tuple[list[str], dict[str, int]]:
-    """Create missing topics with `settings.partitions`; existing ones are left as they are."""
-    admin = AdminClient(settings.kafka_config())
-    meta = admin.list_topics(timeout=timeout_s)
-    wanted = [settings.topic(t) for t in ALL_TOPICS]
-    existing = {t: len(meta.topics[t].partitions) for t in wanted if t in meta.topics}
-    missing = [NewTopic(t, num_partitions=settings.partitions, replication_factor=1)
-               for t in wanted if t not in existing]
-    created = []
-    if missing:
-        for topic, future in admin.create_topics(missing, request_timeout=timeout_s).items():
-            try:
-                future.result(timeout=timeout_s)
-                created.append(topic)
-            except Exception as exc:
-                if "TOPIC_ALREADY_EXISTS" not in str(exc):
-                    raise
-                existing[topic] = settings.partitions
-    _wait_for_leaders(admin, created, timeout_s)
-    return created, existing
-
-
-def _wait_for_leaders(admin: AdminClient, topics: list[str], timeout_s: float) -> None:
-    """Return once every partition of `topics` has a leader: a new topic is not usable before."""
-    deadline = time.monotonic() + timeout_s
-    while topics:
-        meta = admin.list_topics(timeout=timeout_s)
-        ready = all(
-            t in meta.topics and meta.topics[t].error is None
-            and all(p.leader >= 0 for p in meta.topics[t].partitions.values())
-            for t in topics
-        )
-        if ready:
-            return
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"topics {', '.join(topics)} have no partition leaders yet")
-        time.sleep(0.1)
+    """Create the missing topics of `ALL_TOPICS` with `settings.kafka.partitions`; existing ones are
+    left as they are."""
+    return kafka.create_topics(settings.kafka_config(), [settings.topic(t) for t in ALL_TOPICS],
+                               settings.kafka.partitions, timeout_s)
 
 
 def check_schemas(settings: Settings, registry: RegistryCatalogue | None = None) -> str:
@@ -113,15 +79,15 @@ def check_schemas(settings: Settings, registry: RegistryCatalogue | None = None)
     version the registry or the local catalogue holds for their subject; else a summary.
 
     `registry` overrides the one the settings name (tests share one mock registry)."""
-    if registry is None and settings.schema_registry_url:
-        auth = settings.schema_registry_basic_auth
+    if registry is None and settings.schema_registry.url:
+        auth = settings.schema_registry.basic_auth
         extra = {"basic.auth.user.info": auth.get_secret_value()} if auth else None
-        registry = RegistryCatalogue.from_url(settings.schema_registry_url, extra)
+        registry = RegistryCatalogue.from_url(settings.schema_registry.url, extra)
     if registry is None:
-        catalogue = LocalCatalogue.load(settings.schema_catalogue)
+        catalogue = LocalCatalogue.load(settings.schema_registry.catalogue)
         return f"compatible with {_check_all(catalogue.versions, 'catalogue')} catalogued versions"
     checked = _check_all(registry.versions, "registry")
-    url = settings.schema_registry_url or "mock://"
+    url = settings.schema_registry.url or "mock://"
     if not url.startswith("mock://"):  # a mock registry has no compatibility endpoint
         for name, subject in RECORD_SUBJECTS.items():
             if not registry.test_compatibility(subject, current_schema(name)):

@@ -16,11 +16,13 @@ from typing import Any
 
 from psycopg import sql
 
+from tapeflow.errors import UserError
+
 SCHEMA_DIR = Path(__file__).resolve().parent.parent / "schemas"
 _MIGRATION = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
 
 
-class MigrationError(RuntimeError):
+class MigrationError(UserError, RuntimeError):
     """A migration could not be applied; the message names the file."""
 
 

@@ -146,12 +146,12 @@ class Analytics:
                               start_us=span.start_us, end_us=span.end_us)
 
     def alerts(self, account: str | None = None, *, rules: Sequence[str] = (),
-               severity: str | None = None, since: TimeArg = None, until: TimeArg = None,
+               severity: str | None = None, start: TimeArg = None, end: TimeArg = None,
                source: str = "clickhouse") -> pl.DataFrame:
         """Risk alerts in time order. `severity` is a minimum (WARNING: WARNING and CRITICAL).
         `source="postgres"` reads the operational table, with its acknowledgement columns."""
         severities = severities_from(severity)
-        span = TimeRange.of(since, until)
+        span = TimeRange.of(start, end)
         if source == "postgres":
             return self._pg_frame("alerts", PG_ALERT_SCHEMA, account=account, rules=list(rules),
                                   severities=severities, start=_as_datetime(span.start_us),
@@ -195,7 +195,7 @@ class Analytics:
         except ch_errors.DatabaseError as exc:
             if "UNKNOWN_TABLE" in str(exc):
                 raise StoreUnavailableError(_not_initialised(
-                    f"ClickHouse database {self.settings.clickhouse_database!r}")) from None
+                    f"ClickHouse database {self.settings.clickhouse.database!r}")) from None
             raise
         frame = pl.from_arrow(table)
         assert isinstance(frame, pl.DataFrame)
@@ -206,9 +206,9 @@ class Analytics:
     def _postgres(self) -> psycopg.Connection[Any]:
         if self._pg is None:
             settings = ensure_postgres(self.settings)
-            assert settings.postgres_dsn is not None
-            self._pg = connect_postgres(settings.postgres_dsn.get_secret_value(),
-                                        settings.postgres_schema, autocommit=True)
+            assert settings.postgres.dsn is not None
+            self._pg = connect_postgres(settings.postgres.dsn.get_secret_value(),
+                                        settings.postgres.schema, autocommit=True)
         return self._pg
 
     def _pg_frame(self, name: str, schema: dict[str, Any], **parameters: Any) -> pl.DataFrame:
@@ -216,7 +216,7 @@ class Analytics:
             rows = self._postgres().execute(statement(PG_SQL, name), parameters).fetchall()
         except psycopg.errors.UndefinedTable:
             raise StoreUnavailableError(_not_initialised(
-                f"Postgres schema {self.settings.postgres_schema!r}")) from None
+                f"Postgres schema {self.settings.postgres.schema!r}")) from None
         return pl.DataFrame(rows, schema=schema, orient="row")
 
 

@@ -1,7 +1,8 @@
-"""A query's DataFrame as a table, CSV, JSON or Parquet, to the terminal or a file.
+"""A query's DataFrame as a table, CSV, JSON, JSON Lines or Parquet, to the terminal or a file.
 
 Exactness survives every format: polars writes Decimal columns as their exact digits in CSV
-and as JSON strings (`"123.45678901"`, never a JSON number a reader would parse as a float),
+and as JSON strings in JSON and JSON Lines (`"123.45678901"`, never a JSON number a reader
+would parse as a float),
 and Parquet keeps them as decimal128 with their scale. Timestamps are ISO-8601 with the UTC
 offset in text formats. Parquet is binary, so it needs `--output`.
 """
@@ -20,7 +21,7 @@ from rich.table import Table
 
 from jobs.query_params import QueryInputError
 
-FORMATS = ("table", "csv", "json", "parquet")
+FORMATS = ("table", "csv", "json", "jsonl", "parquet")
 
 
 def render(frame: pl.DataFrame, fmt: str, output: Path | None, *,
@@ -38,6 +39,8 @@ def render(frame: pl.DataFrame, fmt: str, output: Path | None, *,
         _text(frame.write_csv(), output, out)
     elif fmt == "json":
         _text(frame.write_json(), output, out)
+    elif fmt == "jsonl":
+        _text(frame.write_ndjson(), output, out)
     else:
         buffer = io.StringIO()
         target = buffer if output is not None else out

@@ -18,6 +18,7 @@ from types import MappingProxyType
 
 from tapeflow.core.market.candles import HOUR_US, MINUTE_US, SECOND_US
 from tapeflow.core.models import Severity
+from tapeflow.errors import UserError
 
 DAY_US = 24 * HOUR_US
 INTERVALS = MappingProxyType({
@@ -35,7 +36,7 @@ LATEST_US = 10_413_792_000_000_000
 """2300-01-01 00:00:00 UTC: "no end", just past the last time ClickHouse's DateTime64 holds."""
 
 
-class QueryInputError(ValueError):
+class QueryInputError(UserError, ValueError):
     """A query argument the user got wrong; the message is one line, fit for the terminal."""
 
 

@@ -103,9 +103,9 @@ def _units(value: Decimal | None) -> int | None:
 
 
 def _postgres_dsn(settings: Settings) -> str:
-    if settings.postgres_dsn is None:
+    if settings.postgres.dsn is None:
         raise StoreUnavailableError("no Postgres DSN: set TAPEFLOW_POSTGRES_DSN")
-    return settings.postgres_dsn.get_secret_value()
+    return settings.postgres.dsn.get_secret_value()
 
 
 def actual_values(conn: Any) -> dict[Key, Values]:
@@ -151,7 +151,7 @@ def _raise_alerts(settings: Settings, codec: Codec, conn: Any, client: Any,
         for alert in fresh:
             producer.send(settings.topic(TOPIC_ALERTS), codec.encode(alert), key=alert.account_id)
         producer.flush()
-    pg = PostgresWriter.from_dsn(_postgres_dsn(settings), settings.postgres_schema)
+    pg = PostgresWriter.from_dsn(_postgres_dsn(settings), settings.postgres.schema)
     try:
         pg.add_many(("alerts", postgres_alert_row(a)) for a in alerts)
         pg.flush()
@@ -170,12 +170,12 @@ def run_reconcile(settings: Settings, day: date, *, initial_cash: int | None = N
     """Reconcile the end of `day` (UTC). `initial_cash` and `retention` must be the trading
     flow's (default: its defaults, `trading_step.DEFAULT_SHARD_CONFIG`)."""
     shard = DEFAULT_SHARD_CONFIG
-    client = open_clickhouse(settings.clickhouse_url(), settings.clickhouse_database)
+    client = open_clickhouse(settings.clickhouse_url(), settings.clickhouse.database)
     expected = expected_at(read_reports(client), cutoff_us(day),
                            initial_cash=shard.initial_cash if initial_cash is None
                            else initial_cash,
                            retention=retention or shard.retention)
-    with connect_postgres(_postgres_dsn(settings), settings.postgres_schema,
+    with connect_postgres(_postgres_dsn(settings), settings.postgres.schema,
                           autocommit=True) as conn:
         breaks, compared = compare(expected, actual_values(conn))
         rid = run_id(day, breaks, compared, expected.reports)

@@ -14,17 +14,13 @@ import os
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any
 
-from confluent_kafka import Consumer, TopicPartition
-from confluent_kafka.admin import AdminClient
-
-from jobs.local.kafka_broker import PROBE_LOG
 from jobs.store_lock import open_for_reading
 from schemas.catalogue import TOPIC_EXECUTIONS, TOPIC_MARKS, TOPIC_QUOTES, TOPIC_TRADES
 from schemas.sql_files import statement
 from tapeflow.errors import StoreUnavailableError
 from tapeflow.services.dsn import redact as _redact
+from tapeflow.services.kafka import PROBE_LOG, admin_client, consumer_groups, group_lags
 from tapeflow.services.postgres import connect_postgres
 from tapeflow.settings import Settings
 
@@ -76,66 +72,38 @@ class StatusReport:
 
 
 def _kafka(settings: Settings, timeout_s: float) -> tuple[ServiceState, list[TopicLag]]:
-    address = settings.kafka_bootstrap
-    # librdkafka retrying an absent broker logs to a quiet logger, not stderr.
-    conf = {**settings.kafka_config(), "socket.timeout.ms": int(timeout_s * 1000),
-            "logger": PROBE_LOG}
-    admin = AdminClient(conf)
+    address = settings.kafka.bootstrap
+    conf = settings.kafka_config()
+    admin = admin_client(conf, quiet=True, timeout_s=timeout_s)
     try:
         meta = admin.list_topics(timeout=timeout_s)
     except Exception as exc:
         return ServiceState("kafka", address, False, f"no answer within {timeout_s:g} s: "
                             f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}"), []
-    topics = {settings.topic(t): meta.topics[settings.topic(t)]
+    topics = {settings.topic(t): len(meta.topics[settings.topic(t)].partitions)
               for t in INPUT_TOPICS if settings.topic(t) in meta.topics}
     state = ServiceState("kafka", address, True, f"{len(meta.brokers)} broker(s), "
                          f"{len(topics)} of {len(INPUT_TOPICS)} input topics")
-    return state, _lags(settings, admin, conf, topics, timeout_s)
-
-
-def _lags(settings: Settings, admin: AdminClient, conf: dict[str, Any], topics: dict[str, Any],
-          timeout_s: float) -> list[TopicLag]:
-    prefix = f"{settings.topic_prefix}tapeflow-"
-    try:
-        listed = admin.list_consumer_groups(request_timeout=timeout_s).result(timeout_s)
-        groups = sorted(g.group_id for g in listed.valid if g.group_id.startswith(prefix)
-                        and g.group_id.removeprefix(prefix).split("-shard")[0] in FLOWS)
-    except Exception:
-        groups = [prefix + flow for flow in FLOWS]
-    lags: list[TopicLag] = []
-    ends: dict[tuple[str, int], int] = {}  # end offsets, asked once whatever the groups
-    for group in groups:
-        consumer = Consumer({**conf, "group.id": group, "enable.auto.commit": False})
-        try:
-            for topic, meta in topics.items():
-                parts = [TopicPartition(topic, p) for p in sorted(meta.partitions)]
-                committed = [tp for tp in consumer.committed(parts, timeout=timeout_s)
-                             if tp.offset >= 0]
-                if not committed:
-                    continue
-                lag = 0
-                for tp in committed:
-                    where = (tp.topic, tp.partition)
-                    if where not in ends:
-                        ends[where] = consumer.get_watermark_offsets(tp, timeout=timeout_s)[1]
-                    lag += max(0, ends[where] - tp.offset)
-                lags.append(TopicLag(group, topic, lag, len(committed)))
-        finally:
-            consumer.close()
-    return lags
+    prefix = f"{settings.kafka.topic_prefix}tapeflow-"
+    listed = consumer_groups(conf, prefix, timeout_s)
+    groups = ([g for g in listed if g.removeprefix(prefix).split("-shard")[0] in FLOWS]
+              if listed is not None else [prefix + flow for flow in FLOWS])
+    lags = [TopicLag(*row) for row in
+            group_lags({**conf, "logger": PROBE_LOG}, groups, topics, timeout_s)]
+    return state, lags
 
 
 def _postgres(settings: Settings, timeout_s: float) -> ServiceState:
-    if settings.postgres_dsn is None:
+    if settings.postgres.dsn is None:
         pgdata = (settings.home / "postgres").resolve()
         if not _postmaster_alive(pgdata):
             # Not a fault: the embedded server is started on demand by whatever needs it.
             return ServiceState("postgres", f"embedded {pgdata}", True,
                                 "not running; started on demand by the flows and the demo")
         return ServiceState("postgres", f"embedded {pgdata}", True, "running")
-    dsn = settings.postgres_dsn.get_secret_value()
+    dsn = settings.postgres.dsn.get_secret_value()
     try:
-        with connect_postgres(dsn, settings.postgres_schema,
+        with connect_postgres(dsn, settings.postgres.schema,
                               connect_timeout=max(1, round(timeout_s))) as conn:
             conn.execute("SELECT 1")
     except StoreUnavailableError as exc:

@@ -75,7 +75,7 @@ def open_for_reading(settings: Settings) -> Any:
     if path is not None and holder is not None:
         raise StoreUnavailableError(held_message(path, holder))
     try:
-        return open_clickhouse(url, settings.clickhouse_database)
+        return open_clickhouse(url, settings.clickhouse.database)
     except StoreUnavailableError:
         # Taken between the check and the open: name the holder if it can be found now.
         holder = chdb_holder(path) if path is not None else None

@@ -15,7 +15,7 @@ PG_QUERIES = "queries/summary_postgres.sql"
 
 
 def market_summary(settings: Settings) -> Iterator[str]:
-    client = open_clickhouse(settings.clickhouse_url(), settings.clickhouse_database)
+    client = open_clickhouse(settings.clickhouse_url(), settings.clickhouse.database)
     counts = client.query(statement(CH_QUERIES, "tick_counts")).named_results()
     row: dict[str, Any] = next(iter(counts))
     yield (f"ticks: {row['clean_trades']:,} clean trades, {row['clean_quotes']:,} clean quotes, "
@@ -27,9 +27,9 @@ def market_summary(settings: Settings) -> Iterator[str]:
 
 
 def trading_summary(settings: Settings) -> Iterator[str]:
-    assert settings.postgres_dsn is not None
-    with connect_postgres(settings.postgres_dsn.get_secret_value(),
-                          settings.postgres_schema) as conn:
+    assert settings.postgres.dsn is not None
+    with connect_postgres(settings.postgres.dsn.get_secret_value(),
+                          settings.postgres.schema) as conn:
         outcomes = conn.execute(statement(PG_QUERIES, "execution_outcomes")).fetchall()
         yield "executions: " + (", ".join(f"{o} {n:,}" for o, n in outcomes) or "none")
         yield "accounts (cash, realised P&L, unrealised P&L, equity):"

@@ -15,6 +15,8 @@ from typing import Any, Protocol
 from confluent_kafka.schema_registry import Schema, SchemaRegistryClient
 from confluent_kafka.schema_registry.error import SchemaRegistryError
 
+from tapeflow.errors import UserError
+
 SCHEMA_DIR = Path(__file__).parent
 CATALOGUE_FILE = SCHEMA_DIR / "catalogue.json"
 
@@ -37,7 +39,7 @@ RECORD_SUBJECTS = {
 """Record name -> registry subject (TopicNameStrategy: '<topic>-value')."""
 
 
-class UnknownSchemaError(LookupError):
+class UnknownSchemaError(UserError, LookupError):
     """An id or subject the catalogue does not know."""
 
 
@@ -72,8 +74,8 @@ class LocalCatalogue:
     def load(cls, path: Path | None = None) -> LocalCatalogue:
         """The catalogue in `path` (default: the repository's); schema files are relative to it.
 
-        A deployment without a registry can keep its own copy (`TAPEFLOW_SCHEMA_CATALOGUE`) to
-        add the versions its producers moved to, without a new Tapeflow release."""
+        A deployment without a registry can keep its own copy (`TAPEFLOW_SCHEMA_REGISTRY_CATALOGUE`)
+        to add the versions its producers moved to, without a new Tapeflow release."""
         path = CATALOGUE_FILE if path is None else path
         doc = json.loads(path.read_text())
         cat = cls()

@@ -56,6 +56,7 @@ from tapeflow.core.models import (
     Side,
     Trade,
 )
+from tapeflow.errors import TapeflowError
 from tapeflow.settings import Settings
 
 MAGIC = 0
@@ -82,7 +83,7 @@ _ENUMS: dict[str, type[Any]] = {
 }
 
 
-class DecodeError(ValueError):
+class DecodeError(TapeflowError, ValueError):
     """A frame that is not a valid record. `reason` is a stable code for the dead-letter topic."""
 
     def __init__(self, reason: str, detail: str) -> None:
@@ -91,7 +92,7 @@ class DecodeError(ValueError):
         self.detail = detail
 
 
-class EncodeError(ValueError):
+class EncodeError(TapeflowError, ValueError):
     """A core record that cannot be represented on the wire (for example > decimal(18, 8))."""
 
 
@@ -344,11 +345,11 @@ def codec_for(settings: Settings, *, register: bool = False) -> Codec:
     `register=True` registers this version's schemas first (a producer of the input topics
     does; the flows only look ids up).
     """
-    if not settings.schema_registry_url:
-        return Codec(LocalCatalogue.load(settings.schema_catalogue))
-    auth = settings.schema_registry_basic_auth
+    if not settings.schema_registry.url:
+        return Codec(LocalCatalogue.load(settings.schema_registry.catalogue))
+    auth = settings.schema_registry.basic_auth
     extra = {"basic.auth.user.info": auth.get_secret_value()} if auth else None
-    catalogue = RegistryCatalogue.from_url(settings.schema_registry_url, extra)
+    catalogue = RegistryCatalogue.from_url(settings.schema_registry.url, extra)
     if register:
         catalogue.register_current()
     return Codec(catalogue)

@@ -29,6 +29,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from tapeflow.errors import UserError
+
 PRIMITIVES = {"null", "boolean", "int", "long", "float", "double", "bytes", "string"}
 PROMOTIONS = {
     ("int", "long"), ("int", "float"), ("int", "double"), ("long", "float"),
@@ -37,7 +39,7 @@ PROMOTIONS = {
 _LOGICAL_PARAMS = ("logicalType", "precision", "scale")
 
 
-class IncompatibleSchemaError(ValueError):
+class IncompatibleSchemaError(UserError, ValueError):
     """This version cannot read a schema version producers used; the message says where."""
 
 

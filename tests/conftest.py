@@ -75,6 +75,6 @@ def settings(kafka_bootstrap: str, postgres_dsn: str, clickhouse_url: str,
         clickhouse_dsn=clickhouse_url,
         clickhouse_database=f"tf_{session_id}",
         postgres_schema=f"tf_{session_id}",
-        topic_prefix=f"t{uuid.uuid4().hex[:8]}.",
-        partitions=3,
+        kafka_topic_prefix=f"t{uuid.uuid4().hex[:8]}.",
+        kafka_partitions=3,
     )

@@ -229,7 +229,7 @@ def init_stores(settings: Settings, dsn: str, chdb_dir: Path, *, topics: bool) -
     if not topics:
         args.append("--no-kafka")
     subprocess.run(args, env=env, cwd=REPO, check=True, timeout=120, capture_output=True)
-    with connect_postgres(dsn, settings.postgres_schema) as conn:
+    with connect_postgres(dsn, settings.postgres.schema) as conn:
         conn.execute(LIMITS_SQL)
         conn.commit()
 
@@ -238,13 +238,13 @@ def flow_env(settings: Settings, dsn: str, chdb_dir: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("TAPEFLOW_")}
     env.update({
         "TAPEFLOW_HOME": str(chdb_dir.parent / "home"),
-        "TAPEFLOW_KAFKA_BOOTSTRAP": settings.kafka_bootstrap,
+        "TAPEFLOW_KAFKA_BOOTSTRAP": settings.kafka.bootstrap,
         "TAPEFLOW_CLICKHOUSE_DSN": f"chdb://{chdb_dir}",
-        "TAPEFLOW_CLICKHOUSE_DATABASE": settings.clickhouse_database,
+        "TAPEFLOW_CLICKHOUSE_DATABASE": settings.clickhouse.database,
         "TAPEFLOW_POSTGRES_DSN": dsn,
-        "TAPEFLOW_POSTGRES_SCHEMA": settings.postgres_schema,
-        "TAPEFLOW_TOPIC_PREFIX": settings.topic_prefix,
-        "TAPEFLOW_PARTITIONS": str(settings.partitions),
+        "TAPEFLOW_POSTGRES_SCHEMA": settings.postgres.schema,
+        "TAPEFLOW_KAFKA_TOPIC_PREFIX": settings.kafka.topic_prefix,
+        "TAPEFLOW_KAFKA_PARTITIONS": str(settings.kafka.partitions),
         "TAPEFLOW_METRICS_PORT": "0",
     })
     return env
@@ -329,9 +329,9 @@ def reference_run(settings: Settings, dsn: str) -> dict[str, list[tuple[Any, ...
 
     init_clickhouse(settings)
     init_postgres(settings, dsn)
-    with connect_postgres(dsn, settings.postgres_schema) as conn:
+    with connect_postgres(dsn, settings.postgres.schema) as conn:
         conn.execute(LIMITS_SQL)
         conn.commit()
     run_main(build_flow(settings, tail=False, codec=Codec(LocalCatalogue.load()),
                         tick=timedelta(seconds=5)))
-    return pg_state(dsn, settings.postgres_schema)
+    return pg_state(dsn, settings.postgres.schema)

@@ -17,7 +17,7 @@ from tapeflow.core.trading.account_step import (
     on_execution,
     on_mark,
 )
-from tapeflow.core.trading.positions import Mark
+from tapeflow.core.trading.positions import MarkPrice
 from tests.unit.trading_builders import T0, OrderSim
 
 
@@ -30,7 +30,7 @@ def scenario(account: str = "ACC-1", symbol: str = "XYZ") -> Iterator[Step]:
     """Steps in event order; every kind of row appears at least once."""
     config = TradingConfig(RiskLimitBook(RiskLimits(max_order_qty=500 * ONE)))
     state = new_trading_state(account, cash=1_000_000 * ONE)
-    marks: dict[str, Mark] = {}
+    marks: dict[str, MarkPrice] = {}
     a = OrderSim("O1", 300 * ONE, account_id=account, symbol=symbol)
     b = OrderSim("O2", 900 * ONE, account_id=account, symbol=symbol, ts=T0 + 10_000_000)
     acked = a.new()
@@ -45,7 +45,7 @@ def scenario(account: str = "ACC-1", symbol: str = "XYZ") -> Iterator[Step]:
     state, out = on_execution(state, ghost, config, marks)  # unknown order: invalid + alert
     yield Step(out, ghost)
     for n, px in enumerate(("101", "99.99999999", "102.5")):
-        mark = Mark(symbol, to_units(px), T0 + 20_000_000 + n * 1_000_000, f"m{n}")
+        mark = MarkPrice(symbol, to_units(px), T0 + 20_000_000 + n * 1_000_000, f"m{n}")
         marks[symbol] = mark
         state, out = on_mark(state, mark, config, marks)
         yield Step(out, None)

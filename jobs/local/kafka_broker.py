@@ -21,8 +21,8 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-from confluent_kafka import KafkaException
-from confluent_kafka.admin import AdminClient
+from tapeflow.errors import UserError
+from tapeflow.services import kafka
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +32,7 @@ LOG4J_CONFIG = HERE / "kafka-log4j2.properties"
 START_TIMEOUT_S = 90.0
 
 
-class LocalServiceError(RuntimeError):
+class LocalServiceError(UserError, RuntimeError):
     """A local service could not be prepared or started; the message says what to do."""
 
 
@@ -76,19 +76,9 @@ def ensure_jars() -> Path:
     return target
 
 
-PROBE_LOG = logging.getLogger("tapeflow.kafka.probe")
-PROBE_LOG.setLevel(logging.CRITICAL)  # "connection refused" is the answer we ask for, not news
-
-
 def broker_answers(bootstrap: str, timeout_s: float = 2.0) -> bool:
     """True when a broker at `bootstrap` answers a metadata request within the timeout."""
-    admin = AdminClient({"bootstrap.servers": bootstrap, "socket.timeout.ms": 1000,
-                         "logger": PROBE_LOG})
-    try:
-        meta = admin.list_topics(timeout=timeout_s)
-    except KafkaException:
-        return False
-    return bool(meta.brokers)
+    return kafka.broker_answers({"bootstrap.servers": bootstrap}, timeout_s)
 
 
 @dataclass(frozen=True)

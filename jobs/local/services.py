@@ -8,10 +8,9 @@ from __future__ import annotations
 
 import logging
 
-from confluent_kafka.admin import AdminClient
-
-from jobs.local.kafka_broker import PROBE_LOG, LocalKafka, LocalServiceError
+from jobs.local.kafka_broker import LocalKafka, LocalServiceError
 from jobs.local.postgres import start_embedded_postgres
+from tapeflow.services.kafka import broker_answers
 from tapeflow.settings import LOCAL_KAFKA_PORT, Settings
 
 log = logging.getLogger(__name__)
@@ -20,8 +19,8 @@ LOCAL_HOSTS = ("127.0.0.1", "localhost")
 
 def local_broker(settings: Settings) -> LocalKafka | None:
     """The project-managed broker, when the bootstrap names this machine; else None."""
-    host, _, port = settings.kafka_bootstrap.partition(":")
-    if "," in settings.kafka_bootstrap or host not in LOCAL_HOSTS:
+    host, _, port = settings.kafka.bootstrap.partition(":")
+    if "," in settings.kafka.bootstrap or host not in LOCAL_HOSTS:
         return None
     return LocalKafka(settings.home, int(port or LOCAL_KAFKA_PORT))
 
@@ -29,11 +28,11 @@ def local_broker(settings: Settings) -> LocalKafka | None:
 def ensure_kafka(settings: Settings, *, start: bool = True, timeout_s: float = 10.0) -> None:
     """Make sure a broker answers at the bootstrap address, starting the local one if allowed."""
     broker = local_broker(settings)
-    if _answers(settings, 2.0 if broker is not None else timeout_s):
+    if broker_answers(settings.kafka_config(), 2.0 if broker is not None else timeout_s):
         return
     if broker is None or not start:
         raise LocalServiceError(
-            f"no Kafka broker answers at {settings.kafka_bootstrap} "
+            f"no Kafka broker answers at {settings.kafka.bootstrap} "
             f"(checked for {timeout_s:.0f} s). Start it (`tapeflow dev kafka start` for the "
             "local one) or set TAPEFLOW_KAFKA_BOOTSTRAP."
         )
@@ -41,18 +40,9 @@ def ensure_kafka(settings: Settings, *, start: bool = True, timeout_s: float = 1
     broker.start()
 
 
-def _answers(settings: Settings, timeout_s: float) -> bool:
-    admin = AdminClient({**settings.kafka_config(), "socket.timeout.ms": int(timeout_s * 1000),
-                         "logger": PROBE_LOG})
-    try:
-        return bool(admin.list_topics(timeout=timeout_s).brokers)
-    except Exception:
-        return False
-
-
 def ensure_postgres(settings: Settings) -> Settings:
     """Settings with a concrete Postgres DSN: the configured one, or the embedded server's."""
-    if settings.postgres_dsn is not None:
+    if settings.postgres.dsn is not None:
         return settings
     return settings.with_overrides(postgres_dsn=start_embedded_postgres(settings.home))
 

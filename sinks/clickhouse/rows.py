@@ -33,6 +33,7 @@ from tapeflow.core.fixedpoint import NOTIONAL_SCALE, SCALE, to_decimal
 from tapeflow.core.market.candles import MINUTE_US, SECOND_US, Candle
 from tapeflow.core.market.rejections import Rejection
 from tapeflow.core.models import EVENT_TIME_MAX_US, EVENT_TIME_MIN_US, DeadLetter, Quote, Trade
+from tapeflow.errors import TapeflowError
 
 Row = tuple[Any, ...]
 
@@ -74,11 +75,11 @@ MAX_UINT64 = 2**64 - 1
 # is checked here.
 
 
-class RowRangeError(ValueError):
+class RowRangeError(TapeflowError, ValueError):
     """A value does not fit its ClickHouse column; the message names table, column and record."""
 
 
-class UnsupportedWidthError(ValueError):
+class UnsupportedWidthError(TapeflowError, ValueError):
     """A candle width with no table."""
 
 

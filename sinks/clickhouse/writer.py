@@ -39,6 +39,7 @@ from tenacity import RetryCallState
 
 from sinks.batching import BatchPolicy, BatchWriter
 from sinks.clickhouse.rows import TABLE_COLUMNS, Row, to_row
+from tapeflow.errors import StoreError
 
 log = logging.getLogger("tapeflow.sinks.clickhouse")
 
@@ -60,7 +61,7 @@ TRANSIENT_CODES = frozenset({
 """ClickHouse error codes worth another attempt: the same insert may succeed a moment later."""
 
 
-class ClickHouseWriteError(RuntimeError):
+class ClickHouseWriteError(StoreError, RuntimeError):
     """A batch could not be written. The rows are still buffered in the writer."""
 
     def __init__(self, message: str, *, table: str, rows: int, attempts: int,

@@ -18,8 +18,10 @@ from typing import Any
 
 from confluent_kafka import KafkaError, Message, Producer
 
+from tapeflow.errors import StoreError
 
-class DeliveryError(RuntimeError):
+
+class DeliveryError(StoreError, RuntimeError):
     """Some records were not acknowledged by the broker."""
 
 

@@ -36,6 +36,7 @@ from tapeflow.core.models import ExecutionReport, RiskAlert
 from tapeflow.core.trading.account_step import TradingOutput
 from tapeflow.core.trading.orders import Applied, Duplicate, Invalid, OrderState, Outcome
 from tapeflow.core.trading.positions import AccountState, Position
+from tapeflow.errors import TapeflowError
 
 Row = dict[str, Any]
 
@@ -96,7 +97,7 @@ MAX_TS_US = (datetime(9999, 12, 31, 23, 59, 59, 999999, tzinfo=UTC) - _EPOCH) //
 OUTCOME_APPLIED, OUTCOME_DUPLICATE, OUTCOME_INVALID = "applied", "duplicate", "invalid"
 
 
-class PgRangeError(ValueError):
+class PgRangeError(TapeflowError, ValueError):
     """A value does not fit its Postgres column; the message names table, column and record."""
 
 

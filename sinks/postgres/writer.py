@@ -42,7 +42,7 @@ from sinks.batching import BatchPolicy, BatchWriter
 from sinks.postgres.rows import TABLE_COLUMNS, TABLE_KEYS, VERSIONED_TABLES, Row, trading_rows
 from tapeflow.core.models import ExecutionReport
 from tapeflow.core.trading.account_step import TradingOutput
-from tapeflow.errors import StoreUnavailableError
+from tapeflow.errors import StoreError, StoreUnavailableError
 from tapeflow.services.dsn import redact as _redact
 from tapeflow.services.postgres import connect_postgres
 from tapeflow.services.postgres_sql import statement
@@ -64,7 +64,7 @@ RETRYABLE_SQLSTATES = frozenset({"40001", "40P01"})
 """Serialization failure and deadlock: the same transaction may succeed when sent again."""
 
 
-class PostgresWriteError(RuntimeError):
+class PostgresWriteError(StoreError, RuntimeError):
     """A batch could not be written. Its rows are still buffered in the writer."""
 
     def __init__(self, message: str, *, rows: int, attempts: int, transient: bool,

@@ -38,6 +38,7 @@ import polars as pl
 
 from tapeflow.core.fixedpoint import ONE, FixedPointError, to_units
 from tapeflow.core.models import EVENT_TIME_MAX_US, EVENT_TIME_MIN_US, Quote, Trade
+from tapeflow.errors import UserError
 
 Kind = Literal["trade", "quote"]
 
@@ -56,7 +57,7 @@ SUFFIXES = (".parquet", ".csv")
 CONDITIONS_SEPARATOR = ";"
 
 
-class BackfillInputError(ValueError):
+class BackfillInputError(UserError, ValueError):
     """An input the backfill cannot read as trades or quotes; the message is one line."""
 
 

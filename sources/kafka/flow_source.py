@@ -19,13 +19,14 @@ from bytewax.connectors.kafka import KafkaSource
 from bytewax.inputs import StatefulSourcePartition
 from confluent_kafka import OFFSET_BEGINNING, KafkaException, TopicPartition
 
+from tapeflow.errors import TapeflowError
 from tapeflow.settings import Settings
 
 log = logging.getLogger("tapeflow.kafka.input")
 _STOP_POLL = timedelta(milliseconds=100)
 
 
-class GracefulStopError(RuntimeError):
+class GracefulStopError(TapeflowError, RuntimeError):
     """Raised by a source partition to end the dataflow once a stop was asked for and a
     snapshot taken after it (see `request_stop`)."""
 
@@ -147,7 +148,7 @@ class ShardedKafkaSource(KafkaSource):
 def consumer_group(settings: Settings, flow: str, shard: tuple[int, int] | None) -> str:
     """The group a flow's offsets are committed to: one per flow and shard (shards share
     topics they all read in full, so they must not share a group)."""
-    name = f"{settings.topic_prefix}tapeflow-{flow}"
+    name = f"{settings.kafka.topic_prefix}tapeflow-{flow}"
     return name if shard is None else f"{name}-shard{shard[0]}of{shard[1]}"
 
 

@@ -22,6 +22,7 @@ from typing import Any, NamedTuple
 from tapeflow.core.fixedpoint import SCALE
 from tapeflow.core.models import Severity
 from tapeflow.core.risk.limits import RiskLimitBook, RiskLimits, SessionHours
+from tapeflow.errors import UserError
 from tapeflow.services.postgres_sql import statement
 
 DEFAULT_ACCOUNT = "*"
@@ -36,7 +37,7 @@ NULLABLE_FIELDS = frozenset(f.name for f in dataclasses.fields(RiskLimits) if "N
 """Fields that may be None: rules that can be turned off (their columns allow NULL)."""
 
 
-class ReferenceDataError(ValueError):
+class ReferenceDataError(UserError, ValueError):
     """Reference data the core cannot use; the message names the table, row and column."""
 
 

@@ -8,7 +8,8 @@ from typing import Annotated
 
 import typer
 
-from tapeflow.cli.app import _settings, app
+from tapeflow.cli.app import app, settings_of
+from tapeflow.cli.options import Follow, Symbols
 
 
 @app.command("alerts")
@@ -17,16 +18,14 @@ def alerts(
     account: Annotated[
         list[str] | None, typer.Option(help="Only this account's alerts (repeatable).")
     ] = None,
-    symbol: Annotated[list[str] | None, typer.Option(help="Only this symbol (repeatable).")] = None,
+    symbol: Symbols = None,
     rule: Annotated[
         list[str] | None, typer.Option(help="Only this rule, e.g. position_limit (repeatable).")
     ] = None,
     severity: Annotated[
         str, typer.Option(help="Minimum severity: info < warning < critical.")
     ] = "info",
-    follow: Annotated[
-        bool, typer.Option("--follow", "-f", help="Keep waiting for new alerts.")
-    ] = False,
+    follow: Follow = False,
     from_beginning: Annotated[
         bool, typer.Option("--from-beginning", help="Start at the oldest alert the topic holds.")
     ] = False,
@@ -47,7 +46,7 @@ def alerts(
     Without --follow, stops at the end of what the topic holds now. A new subscriber starts
     at the end unless given --from-beginning or --since; a known one (same --group, or the
     same user and filters) resumes after the last line it printed. Delivery is at-least-once:
-    see docs/alerts.md. TAPEFLOW_ALERTS_ALLOWED_ACCOUNTS limits what may be printed,
+    see docs/alerts.md. TAPEFLOW_ACCESS_ALERTS_ALLOWED_ACCOUNTS limits what may be printed,
     whatever the flags.
 
     Example: tapeflow alerts --account ACC001 --severity warning --follow
@@ -70,12 +69,12 @@ def alerts(
         except ValueError as exc:
             raise typer.BadParameter(str(exc)) from None
         start = StartAt("time", ts_ms=int(when.timestamp() * 1000))
-    settings = _settings(ctx)
-    refused = refused_accounts(wanted, settings.alerts_allowed_accounts)
+    settings = settings_of(ctx)
+    refused = refused_accounts(wanted, settings.access.alerts_allowed_accounts)
     if refused:
         raise typer.BadParameter(
             f"--account {', '.join(sorted(refused))}: not among the accounts this subscriber "
-            "may read (TAPEFLOW_ALERTS_ALLOWED_ACCOUNTS)")
+            "may read (TAPEFLOW_ACCESS_ALERTS_ALLOWED_ACCOUNTS)")
     out = sys.stdout
     subscription = subscribe_alerts(settings, wanted, group=group, start=start, follow=follow,
                                     warn=lambda line: typer.echo(line, err=True))

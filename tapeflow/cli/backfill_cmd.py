@@ -15,7 +15,8 @@ from typing import Annotated
 
 import typer
 
-from tapeflow.cli.app import _settings, app
+from tapeflow.cli.app import app, settings_of
+from tapeflow.cli.options import End, Start, Symbols
 
 _LOG_EVERY_S = 5.0
 
@@ -62,12 +63,9 @@ def backfill(
     ctx: typer.Context,
     paths: Annotated[list[str], typer.Argument(
         help="Parquet or CSV files, globs or directories of trades and quotes.")],
-    symbols: Annotated[str | None, typer.Option(
-        help="Only these symbols, comma-separated.")] = None,
-    start: Annotated[str | None, typer.Option(
-        help="Only ticks with ts_event at or after this ISO time (UTC if no offset).")] = None,
-    end: Annotated[str | None, typer.Option(
-        help="Only ticks with ts_event before this ISO time (UTC if no offset).")] = None,
+    symbols: Symbols = None,
+    start: Start = None,
+    end: End = None,
     bucket_rows: Annotated[int, typer.Option(
         min=1, help="Rows per symbol bucket: bounds memory (1M rows: about 1.2 GB).")] = 1_000_000,
     workers: Annotated[int, typer.Option(
@@ -78,47 +76,41 @@ def backfill(
     Idempotent: running it again over the same files changes no query result.
     Columns are the Avro field names of Trade or Quote (docs/backfill.md).
 
-    Example: tapeflow backfill data/trades.parquet data/quotes.parquet --symbols AAPL,MSFT
+    Example: tapeflow backfill data/trades.parquet data/quotes.parquet -s AAPL -s MSFT
     """
-    from jobs.backfill import BackfillInputError, BackfillOptions, Window, run_backfill
-    from sinks.clickhouse.writer import ClickHouseWriteError
+    from jobs.backfill import BackfillOptions, Window, run_backfill
 
-    names = None if symbols is None else frozenset(s.strip() for s in symbols.split(",")
-                                                   if s.strip())
+    names = frozenset(symbols) if symbols else None
     window = Window(names, _micros(start, "--start"), _micros(end, "--end"))
     options = BackfillOptions(window=window, bucket_rows=bucket_rows, workers=workers)
-    settings = _settings(ctx)
-    try:
-        if sys.stderr.isatty():
-            from rich.progress import (
-                BarColumn,
-                MofNCompleteColumn,
-                Progress,
-                TextColumn,
-                TimeElapsedColumn,
-            )
+    settings = settings_of(ctx)
+    if sys.stderr.isatty():
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+        )
 
-            columns = (TextColumn("backfill"), BarColumn(), MofNCompleteColumn(),
-                       TextColumn("{task.fields[rate]} rows/s"), TimeElapsedColumn())
-            with Progress(*columns, transient=False) as bar:
-                task = bar.add_task("rows", total=None, rate="-")
-                began = time.monotonic()
+        columns = (TextColumn("backfill"), BarColumn(), MofNCompleteColumn(),
+                   TextColumn("{task.fields[rate]} rows/s"), TimeElapsedColumn())
+        with Progress(*columns, transient=False) as bar:
+            task = bar.add_task("rows", total=None, rate="-")
+            began = time.monotonic()
 
-                def advance(rows: int) -> None:
-                    bar.advance(task, rows)
-                    done = bar.tasks[0].completed
-                    rate = done / max(time.monotonic() - began, 1e-9)
-                    bar.update(task, rate=f"{rate:,.0f}")
+            def advance(rows: int) -> None:
+                bar.advance(task, rows)
+                done = bar.tasks[0].completed
+                rate = done / max(time.monotonic() - began, 1e-9)
+                bar.update(task, rate=f"{rate:,.0f}")
 
-                report = run_backfill(settings, [Path(p) for p in paths], options,
-                                      progress=advance,
-                                      on_total=lambda n: bar.update(task, total=n))
-        else:
-            plain = _PlainProgress()
             report = run_backfill(settings, [Path(p) for p in paths], options,
-                                  progress=plain.advance, on_total=plain.set_total)
-    except (BackfillInputError, ClickHouseWriteError) as exc:
-        typer.echo(f"tapeflow: error: {str(exc).strip().splitlines()[0]}", err=True)
-        raise typer.Exit(1) from None
+                                  progress=advance,
+                                  on_total=lambda n: bar.update(task, total=n))
+    else:
+        plain = _PlainProgress()
+        report = run_backfill(settings, [Path(p) for p in paths], options,
+                              progress=plain.advance, on_total=plain.set_total)
     for line in report.lines():
         typer.echo(line)

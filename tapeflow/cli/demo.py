@@ -10,7 +10,7 @@ from tapeflow.settings import Settings
 NEXT_STEPS = (
     "next steps:",
     "  tapeflow query candles SYM001 --interval 5m   # or vwap, rejects, pnl, positions, alerts",
-    "  tapeflow chart SYM001 --interval 1m --out sym001.html",
+    "  tapeflow chart SYM001 --interval 1m --output sym001.html",
     "  tapeflow alerts --from-beginning --severity WARNING",
     "  tapeflow status                # services, consumer lag, freshness",
     "  tapeflow run all               # keep both flows running (Ctrl-C stops cleanly)",
@@ -33,7 +33,7 @@ def run_demo(settings: Settings, *, minutes: float, seed: int) -> Iterator[str]:
     # Both flows in one dataflow: the embedded ClickHouse opens in one process only. Batch
     # mode reads what the topics hold now; recovery makes a second demo resume where the
     # first stopped instead of counting the same ticks again.
-    run(settings, RunOptions(flow="all", batch=True, snapshot_s=5.0))
+    run(settings.with_overrides(snapshot_interval_s=5.0), RunOptions(flow="all", batch=True))
     yield (f"ran the market and trading flows over it (tapeflow run all) in "
            f"{time.monotonic() - flow_started:.1f} s")
     yield from market_summary(settings)

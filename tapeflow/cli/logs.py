@@ -1,8 +1,7 @@
 """Log set-up of the `tapeflow` command: text lines, or one JSON object per line.
 
-`TAPEFLOW_LOG_LEVEL` (default WARNING) and `TAPEFLOW_LOG_FORMAT` (`text` or `json`) are read
-here, before any command runs, so the settings object's own validation is logged the same
-way. JSON lines carry ts (UTC, ISO-8601), level, logger, message, and the exception when
+From the runtime settings (`TAPEFLOW_LOG_LEVEL`, default WARNING; `TAPEFLOW_LOG_FORMAT`, text
+or json). JSON lines carry ts (UTC, ISO-8601), level, logger, message, and the exception when
 there is one, for log shippers that index fields.
 """
 
@@ -10,8 +9,9 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 from datetime import UTC, datetime
+
+from tapeflow.settings import RuntimeSettings
 
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
@@ -29,13 +29,16 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry, ensure_ascii=False)
 
 
-def configure_logging() -> str:
-    """Configure the root logger from the environment; returns the level name."""
-    level = os.environ.get("TAPEFLOW_LOG_LEVEL", "WARNING").upper()
+def configure_logging(runtime: RuntimeSettings) -> str:
+    """Configure the root logger; returns the level name."""
     handler = logging.StreamHandler()
-    if os.environ.get("TAPEFLOW_LOG_FORMAT", "text").lower() == "json":
+    if runtime.log_format == "json":
         handler.setFormatter(JsonFormatter())
     else:
         handler.setFormatter(logging.Formatter(TEXT_FORMAT))
-    logging.basicConfig(level=level, handlers=[handler])
-    return level
+    logging.basicConfig(level=runtime.log_level, handlers=[handler])
+    if runtime.log_level == "WARNING":
+        # librdkafka reports transient broker states (a coordinator still loading) as warnings
+        # and retries them itself; errors still show.
+        logging.getLogger("tapeflow.kafka").setLevel(logging.ERROR)
+    return runtime.log_level

@@ -7,14 +7,14 @@ DataFrame with `jobs.query_output.render`. docs/query.md describes the output.
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from tapeflow.cli.app import _settings, app
+from tapeflow.cli.app import app, settings_of
+from tapeflow.cli.options import End, Format, Output, Start, Symbols
 
 if TYPE_CHECKING:
     import polars as pl
@@ -22,36 +22,11 @@ if TYPE_CHECKING:
     from jobs.query import Analytics
 
 query_app = typer.Typer(
-    help="Answers from the stores as tables, CSV, JSON or Parquet (decimals exact).\n\n"
+    help="Answers from the stores as tables, CSV, JSON, JSON Lines or Parquet (decimals exact).\n\n"
     "Example: tapeflow query candles AAPL --interval 5m --start 2024-03-01T14:00Z",
     no_args_is_help=True,
 )
 app.add_typer(query_app, name="query")
-
-Format = Annotated[str, typer.Option("--format", "-f", help="table, csv, json or parquet.")]
-Output = Annotated[
-    Path | None, typer.Option("--output", "-o", help="Write to FILE (parquet needs one).")
-]
-Start = Annotated[
-    str | None, typer.Option(help="ISO-8601 start, inclusive (UTC if no offset).")
-]
-End = Annotated[str | None, typer.Option(help="ISO-8601 end, exclusive (UTC if no offset).")]
-Symbols = Annotated[
-    list[str] | None, typer.Option("--symbol", "-s", help="Only this symbol (repeatable).")
-]
-
-
-@contextmanager
-def _one_line_errors() -> Iterator[None]:
-    """A wrong argument ends in one line on stderr and exit 1, like every user error."""
-    from jobs.query_params import QueryInputError
-
-    try:
-        yield
-    except QueryInputError as exc:
-        typer.echo(f"tapeflow: error: {exc}", err=True)
-        raise typer.Exit(1) from None
-
 
 def _run(ctx: typer.Context, ask: Callable[[Analytics], pl.DataFrame], fmt: str,
          output: Path | None, title: str) -> None:
@@ -59,14 +34,13 @@ def _run(ctx: typer.Context, ask: Callable[[Analytics], pl.DataFrame], fmt: str,
     from jobs.query_output import FORMATS, render
     from jobs.query_params import QueryInputError
 
-    with _one_line_errors():
-        if fmt not in FORMATS:  # before any store is opened
-            raise QueryInputError(f"unknown format {fmt!r}; choose from {', '.join(FORMATS)}")
-        if fmt == "parquet" and output is None:
-            raise QueryInputError("--format parquet writes a binary file: give --output FILE")
-        with Analytics(_settings(ctx)) as analytics:
-            frame = ask(analytics)
-        note = render(frame, fmt, output, out=sys.stdout, title=title)
+    if fmt not in FORMATS:  # before any store is opened
+        raise QueryInputError(f"unknown format {fmt!r}; choose from {', '.join(FORMATS)}")
+    if fmt == "parquet" and output is None:
+        raise QueryInputError("--format parquet writes a binary file: give --output FILE")
+    with Analytics(settings_of(ctx)) as analytics:
+        frame = ask(analytics)
+    note = render(frame, fmt, output, out=sys.stdout, title=title)
     if note:
         typer.echo(note, err=True)
 
@@ -157,8 +131,8 @@ def alerts(
     severity: Annotated[
         str | None, typer.Option(help="Minimum severity: INFO, WARNING or CRITICAL.")
     ] = None,
-    since: Annotated[str | None, typer.Option(help="ISO-8601, inclusive.")] = None,
-    until: Annotated[str | None, typer.Option(help="ISO-8601, exclusive.")] = None,
+    start: Start = None,
+    end: End = None,
     source: Annotated[
         str, typer.Option(help="clickhouse (history) or postgres (with acknowledgements).")
     ] = "clickhouse",
@@ -166,8 +140,8 @@ def alerts(
 ) -> None:
     """Risk alerts, oldest first. For a live stream use `tapeflow alerts --follow`.
 
-    Example: tapeflow query alerts --account ACC001 --severity WARNING --since 2024-03-01
+    Example: tapeflow query alerts --account ACC001 --severity WARNING --start 2024-03-01
     """
     _run(ctx, lambda q: q.alerts(account, rules=rules or (), severity=severity,
-                                       since=since, until=until, source=source), fmt,
+                                       start=start, end=end, source=source), fmt,
          output, "alerts")

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from tapeflow.cli.app import _settings, app
+from tapeflow.cli.app import app, settings_of
 
 
 @app.command("reconcile")
@@ -36,7 +36,7 @@ def reconcile(
     except ValueError:
         raise typer.BadParameter(f"--date takes YYYY-MM-DD, not {day!r}") from None
     # The broker is needed only when there are breaks to alert on: not probed up front.
-    settings = resolve(_settings(ctx), kafka=False)
+    settings = resolve(settings_of(ctx), kafka=False)
     report = run_reconcile(settings, when, raise_alerts=alerts)
     for line in report.lines():
         typer.echo(line)

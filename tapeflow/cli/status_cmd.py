@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from tapeflow.cli.app import _settings, app
+from tapeflow.cli.app import app, settings_of
 
 
 @app.command()
@@ -22,7 +22,7 @@ def status(
     """
     from jobs.status import run_status
 
-    report = run_status(_settings(ctx), timeout_s=timeout)
+    report = run_status(settings_of(ctx), timeout_s=timeout)
     for line in report.lines():
         typer.echo(line)
     raise typer.Exit(0 if report.ok else 1)

@@ -21,6 +21,8 @@ from decimal import (
     localcontext,
 )
 
+from tapeflow.core.errors import UserError
+
 SCALE = 8
 ONE = 10**SCALE
 """1.0 in scale-8 units."""
@@ -36,7 +38,7 @@ _EXACT = Context(prec=MAX_PREC, Emax=MAX_EMAX, Emin=MIN_EMIN)
 which would silently cut a scale-16 notional of 29 digits or more."""
 
 
-class FixedPointError(ValueError):
+class FixedPointError(UserError, ValueError):
     """A value that cannot be represented exactly at scale 8 within precision 18."""
 
 

@@ -1,4 +1,5 @@
-"""Recovery-store housekeeping that Bytewax 0.21.1 does not do itself.
+"""Recovery stores: where they are, creating them once, and housekeeping Bytewax 0.21.1 does not
+do itself.
 
 **Stale snapshots of a crashed execution.** Bytewax writes each epoch's snapshots
 (`snaps`: step, key, epoch) as the epoch closes and records progress in `fronts` afterwards. A
@@ -24,7 +25,11 @@ import sqlite3
 from contextlib import closing
 from pathlib import Path
 
-log = logging.getLogger("tapeflow.flows.recovery")
+from bytewax.recovery import init_db_dir
+
+from tapeflow.settings import Settings
+
+log = logging.getLogger("tapeflow.runtime.recovery")
 
 
 def _partitions(path: Path) -> list[Path]:
@@ -64,3 +69,24 @@ def discard_uncommitted_snapshots(path: Path) -> int:
         log.info("recovery %s: discarded %d snapshots of an unfinished epoch (>= %d)", path,
                  deleted, epoch)
     return deleted
+
+
+def recovery_path(settings: Settings, flow: str, shard: tuple[int, int] | None) -> Path:
+    """The recovery store of a run: `runtime.recovery_dir` when set, else one per flow and
+    shard under HOME (shards are independent dataflows)."""
+    if settings.runtime.recovery_dir is not None:
+        return settings.runtime.recovery_dir.resolve()
+    name = flow if shard is None else f"{flow}-shard{shard[0]}of{shard[1]}"
+    return (settings.home / "recovery" / name).resolve()
+
+
+def ensure_recovery_dir(path: Path, partitions: int) -> None:
+    """Create the recovery partitions once; their count is fixed forever after."""
+    existing = _partitions(path)
+    if existing:
+        if len(existing) != partitions:
+            log.warning("recovery dir %s has %d partitions (not %d); keeping them", path,
+                        len(existing), partitions)
+        return
+    path.mkdir(parents=True, exist_ok=True)
+    init_db_dir(path, partitions)

@@ -177,7 +177,7 @@ def test_since_starts_at_publication_time(settings: Settings,
 
 def test_allowed_accounts_cannot_be_widened(settings: Settings,
                                             produced: list[tuple[RiskAlert, int]]) -> None:
-    restricted = settings.with_overrides(alerts_allowed_accounts=frozenset({"ACC001"}))
+    restricted = settings.with_overrides(access_alerts_allowed_accounts=frozenset({"ACC001"}))
     with subscribe(restricted, AlertFilter(), group=_group(), start=BEGINNING,
                    warn=lambda _: None) as sub:
         got = list(sub)
@@ -208,8 +208,8 @@ def test_follow_delivers_new_alerts(settings: Settings,
 
 def test_cli_prints_json_lines(settings: Settings,
                                produced: list[tuple[RiskAlert, int]]) -> None:
-    env = {"TAPEFLOW_KAFKA_BOOTSTRAP": settings.kafka_bootstrap,
-           "TAPEFLOW_TOPIC_PREFIX": settings.topic_prefix}
+    env = {"TAPEFLOW_KAFKA_BOOTSTRAP": settings.kafka.bootstrap,
+           "TAPEFLOW_KAFKA_TOPIC_PREFIX": settings.kafka.topic_prefix}
     runner = CliRunner()
     args = ["alerts", "--from-beginning", "--severity", "warning", "--account", "ACC001",
             "--account", "ACC003", "--group", _group()]
@@ -226,6 +226,6 @@ def test_cli_prints_json_lines(settings: Settings,
     assert "undecodable" in result.stderr
 
     denied = runner.invoke(app, ["alerts", "--account", "ACC002", "--from-beginning"],
-                           env={**env, "TAPEFLOW_ALERTS_ALLOWED_ACCOUNTS": "ACC001"})
+                           env={**env, "TAPEFLOW_ACCESS_ALERTS_ALLOWED_ACCOUNTS": "ACC001"})
     assert denied.exit_code == 2
     assert "ACC002" in denied.stderr and denied.stdout == ""

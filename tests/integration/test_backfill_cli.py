@@ -32,7 +32,7 @@ TABLES = ("trades", "quotes", "rejected_ticks", "candles_1s", "candles_1m")
 
 
 def _snapshot(settings: Settings) -> dict[str, list[tuple[Any, ...]]]:
-    client = open_clickhouse(settings.clickhouse_url(), settings.clickhouse_database)
+    client = open_clickhouse(settings.clickhouse_url(), settings.clickhouse.database)
     out = {}
     for table in TABLES:
         cols = ", ".join(TABLE_COLUMNS[table])
@@ -105,7 +105,7 @@ def test_the_command_reports_progress_and_writes(tmp_path: Path) -> None:
 
 def test_a_bad_path_is_one_line(tmp_path: Path) -> None:
     done = _cli(["backfill", str(tmp_path / "missing.parquet")], tmp_path)
-    assert done.returncode == 1
+    assert done.returncode == 2
     assert done.stderr.strip().splitlines() == [
         f"tapeflow: error: {tmp_path / 'missing.parquet'}: no such file or directory"]
 
@@ -114,7 +114,7 @@ def test_a_file_with_missing_columns_is_one_line(tmp_path: Path) -> None:
     path = tmp_path / "trades.parquet"
     pl.DataFrame({"symbol": ["A"], "venue": ["X"], "price": ["1.5"]}).write_parquet(path)
     done = _cli(["backfill", str(path)], tmp_path)
-    assert done.returncode == 1
+    assert done.returncode == 2
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1
     assert lines[0] == (f"tapeflow: error: {path}: trade file without column(s) "

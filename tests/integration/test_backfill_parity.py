@@ -45,7 +45,7 @@ def _table(client: Any, table: str) -> list[tuple[Any, ...]]:
 
 
 def _snapshot(settings: Settings) -> dict[str, list[tuple[Any, ...]]]:
-    client = open_clickhouse(settings.clickhouse_url(), settings.clickhouse_database)
+    client = open_clickhouse(settings.clickhouse_url(), settings.clickhouse.database)
     return {t: _table(client, t) for t in TABLES}
 
 

@@ -49,7 +49,7 @@ def charted(clickhouse_url: str, tmp_path: Path) -> Settings:
             trades.append(Trade(SYMBOL, "XNAS", START + minute * MINUTE_US + k * 10_000_000,
                                 minute * 10 + k, base + step, (k + 1) * ONE, None, ()))
     built, _ = build_candles(trades)
-    client = open_clickhouse(settings.clickhouse_url(), settings.clickhouse_database)
+    client = open_clickhouse(settings.clickhouse_url(), settings.clickhouse.database)
     writer = ClickHouseWriter(client)
     writer.add_records([*trades, *final_candles(built)])
     writer.flush()
@@ -97,8 +97,8 @@ def test_html_has_one_element_per_candle_with_exact_prices(charted: Settings,
 def test_coarse_interval_and_cli(charted: Settings, tmp_path: Path) -> None:
     out = tmp_path / "five.html"
     env = {"TAPEFLOW_CLICKHOUSE_DSN": charted.clickhouse_url(),
-           "TAPEFLOW_CLICKHOUSE_DATABASE": charted.clickhouse_database}
-    result = CliRunner().invoke(app, ["chart", SYMBOL, "--interval", "5m", "--out", str(out)],
+           "TAPEFLOW_CLICKHOUSE_DATABASE": charted.clickhouse.database}
+    result = CliRunner().invoke(app, ["chart", SYMBOL, "--interval", "5m", "--output", str(out)],
                                 env=env, catch_exceptions=False)
     assert result.exit_code == 0, result.output
     assert result.stdout.strip() == f"4 candles drawn to {out}"
@@ -110,9 +110,9 @@ def test_empty_range_writes_nothing(charted: Settings, tmp_path: Path) -> None:
     with pytest.raises(QueryInputError, match="no 1m candles for 'CHRT'"):
         chart(charted, SYMBOL, out, start="2020-01-01", end="2020-01-02")
     env = {"TAPEFLOW_CLICKHOUSE_DSN": charted.clickhouse_url(),
-           "TAPEFLOW_CLICKHOUSE_DATABASE": charted.clickhouse_database}
-    result = CliRunner().invoke(app, ["chart", "NOPE", "--out", str(out)], env=env)
-    assert result.exit_code == 1
+           "TAPEFLOW_CLICKHOUSE_DATABASE": charted.clickhouse.database}
+    result = CliRunner().invoke(app, ["chart", "NOPE", "--output", str(out)], env=env)
+    assert result.exit_code == 2
     assert result.stderr.startswith("tapeflow: error: no 1m candles for 'NOPE'")
     assert not out.exists()
     with pytest.raises(QueryInputError, match=r"\.html or \.png"):

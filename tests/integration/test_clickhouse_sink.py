@@ -35,7 +35,7 @@ HOSTILE = ["O'Brien", 'say "hi"', "back\\slash", "'; DROP TABLE trades; --", "Ü
 @pytest.fixture
 def client(settings: Settings) -> Any:
     init_clickhouse(settings)
-    return open_clickhouse(settings.clickhouse_url(), settings.clickhouse_database)
+    return open_clickhouse(settings.clickhouse_url(), settings.clickhouse.database)
 
 
 @pytest.fixture

@@ -122,7 +122,7 @@ def test_extreme_values_are_stored_exactly_or_refused_with_a_reason(
     # No row was refused by a sink ("not stored in ClickHouse: ..."), no step failed.
     assert [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR] == []
 
-    client = open_clickhouse(settings.clickhouse_url(), settings.clickhouse_database)
+    client = open_clickhouse(settings.clickhouse_url(), settings.clickhouse.database)
     trades = _rows(client, "SELECT symbol, venue, ts_event, seq, price, size, trade_id, "
                            "conditions FROM trades")
     quotes = _rows(client, "SELECT symbol, venue, ts_event, seq, bid_px, bid_sz, ask_px, ask_sz "

@@ -74,8 +74,8 @@ def test_a_missing_clickhouse_table_stops_the_flow_clearly_and_a_restart_replays
     tag = uuid.uuid4().hex[:8]
     flow_settings = settings.with_overrides(clickhouse_database="tapeflow",
                                             postgres_schema=f"tf_chf_{tag}")
-    assert settings.postgres_dsn is not None
-    dsn = settings.postgres_dsn.get_secret_value()
+    assert settings.postgres.dsn is not None
+    dsn = settings.postgres.dsn.get_secret_value()
     chdb_dir = tmp_path / "chdb"
     init_stores(flow_settings, dsn, chdb_dir, topics=True)
     orders = order_flow(Codec(LocalCatalogue.load()))
@@ -99,10 +99,10 @@ def test_a_missing_clickhouse_table_stops_the_flow_clearly_and_a_restart_replays
     reference = settings.with_overrides(clickhouse_database=f"tf_chr_{tag}",
                                         postgres_schema=f"tf_chr_{tag}")
     want_pg = reference_run(reference, dsn)
-    client = open_clickhouse(reference.clickhouse_url(), reference.clickhouse_database)
+    client = open_clickhouse(reference.clickhouse_url(), reference.clickhouse.database)
     want_ch = {t: sorted(tuple(r) for r in client.query(
         q, query_formats={"DateTime64*": "int"}).result_rows) for t, q in CH_TABLES.items()}
     got_ch = _chdb("read", chdb_dir, "tapeflow", tmp_path / "state.pickle")
     assert len(got_ch["executions"]) == len(orders.exec_ids[1])
     assert got_ch == want_ch
-    assert pg_state(dsn, flow_settings.postgres_schema) == want_pg
+    assert pg_state(dsn, flow_settings.postgres.schema) == want_pg

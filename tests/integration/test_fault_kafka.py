@@ -54,9 +54,9 @@ def test_kafka_broker_outage_the_flow_waits_and_resumes(settings: Settings,
         flow_settings = settings.with_overrides(kafka_bootstrap=broker.bootstrap,
                                                 postgres_schema=f"tf_kf_{tag}",
                                                 clickhouse_database="tapeflow")
-        assert settings.postgres_dsn is not None
-        dsn = settings.postgres_dsn.get_secret_value()
-        schema = flow_settings.postgres_schema
+        assert settings.postgres.dsn is not None
+        dsn = settings.postgres.dsn.get_secret_value()
+        schema = flow_settings.postgres.schema
         chdb_dir = tmp_path / "chdb"
         init_stores(flow_settings, dsn, chdb_dir, topics=True)
         codec = Codec(LocalCatalogue.load())

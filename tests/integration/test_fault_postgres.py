@@ -43,8 +43,8 @@ def test_postgres_outage_blocks_the_flow_then_it_catches_up(settings: Settings,
     tag = uuid.uuid4().hex[:8]
     flow_settings = settings.with_overrides(postgres_schema=f"tf_pgf_{tag}",
                                             clickhouse_database="tapeflow")
-    assert settings.postgres_dsn is not None
-    dsn = settings.postgres_dsn.get_secret_value()
+    assert settings.postgres.dsn is not None
+    dsn = settings.postgres.dsn.get_secret_value()
     chdb_dir = root / "chdb"
     init_stores(flow_settings, dsn, chdb_dir, topics=True)
     orders = order_flow(Codec(LocalCatalogue.load()))
@@ -54,18 +54,18 @@ def test_postgres_outage_blocks_the_flow_then_it_catches_up(settings: Settings,
     proxy = TcpProxy.for_postgres(dsn)
     flow = FlowProcess(flow_settings, proxy.dsn(dsn), chdb_dir, root / "flow.log")
     try:
-        schema = flow_settings.postgres_schema
+        schema = flow_settings.postgres.schema
         wait_until("the first half in Postgres", lambda: logged_exec_ids(dsn, schema) == first,
                    120)
         proxy.cut()
         cut_at = time.monotonic()
         orders.send(flow_settings, 1)
         time.sleep(5)  # the flow has read the second half and is retrying its write
-        during = committed(flow_settings, TOPIC_EXECUTIONS, flow_settings.partitions)
+        during = committed(flow_settings, TOPIC_EXECUTIONS, flow_settings.kafka.partitions)
         assert logged_exec_ids(dsn, schema) == first
         time.sleep(max(0.0, cut_at + OUTAGE_S - time.monotonic()))
         assert flow.alive(), flow.text()[-3000:]
-        assert committed(flow_settings, TOPIC_EXECUTIONS, flow_settings.partitions) == during
+        assert committed(flow_settings, TOPIC_EXECUTIONS, flow_settings.kafka.partitions) == during
         proxy.restore()
         caught_up = wait_until("the second half in Postgres",
                                lambda: logged_exec_ids(dsn, schema) == both, 60)

@@ -22,15 +22,15 @@ def _cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
 
 def test_generate_seed_7_twice_gives_byte_identical_parquet(tmp_path: Path) -> None:
     for name in ("a", "b"):
-        done = _cli("generate", "--seed", "7", "--minutes", "0.5", "--out", str(tmp_path / name),
-                    cwd=tmp_path)
+        done = _cli("generate", "--seed", "7", "--minutes", "0.5", "--output",
+                    str(tmp_path / name), cwd=tmp_path)
         assert done.returncode == 0, done.stderr
     files_a = sorted(p.name for p in (tmp_path / "a").iterdir())
     assert {"trades.parquet", "quotes.parquet", "executions.parquet"} <= set(files_a)
     assert files_a == sorted(p.name for p in (tmp_path / "b").iterdir())
     for name in files_a:
         assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes(), name
-    other = _cli("generate", "--seed", "8", "--minutes", "0.5", "--out", str(tmp_path / "c"),
+    other = _cli("generate", "--seed", "8", "--minutes", "0.5", "--output", str(tmp_path / "c"),
                  cwd=tmp_path)
     assert other.returncode == 0
     assert (tmp_path / "c" / "trades.parquet").read_bytes() != \
@@ -40,7 +40,7 @@ def test_generate_seed_7_twice_gives_byte_identical_parquet(tmp_path: Path) -> N
 def test_generate_without_a_destination_is_a_one_line_usage_error(tmp_path: Path) -> None:
     done = _cli("generate", cwd=tmp_path)
     assert done.returncode == 2
-    assert "Traceback" not in done.stderr and "--out" in done.stderr
+    assert "Traceback" not in done.stderr and "--output" in done.stderr
 
 
 def test_generate_to_kafka_produces_every_record(settings: Settings) -> None:
@@ -57,8 +57,8 @@ def test_demo_runs_the_flows_and_accounts_for_every_tick(settings: Settings) -> 
     """Every generated trade and quote ends up clean or rejected with a reason: none is lost."""
     from tapeflow.cli.demo import run_demo
 
-    own = settings.with_overrides(clickhouse_database=f"{settings.clickhouse_database}_demo",
-                                  postgres_schema=f"{settings.postgres_schema}_demo")
+    own = settings.with_overrides(clickhouse_database=f"{settings.clickhouse.database}_demo",
+                                  postgres_schema=f"{settings.postgres.schema}_demo")
     text = "\n".join(run_demo(own, minutes=0.2, seed=3))
     generated = re.search(r"([\d,]+) trades, ([\d,]+) quotes", text)
     ticks = re.search(r"ticks: ([\d,]+) clean trades, ([\d,]+) clean quotes", text)
@@ -87,7 +87,7 @@ def test_an_unreachable_broker_is_a_one_line_error(tmp_path: Path) -> None:
         cwd=tmp_path, capture_output=True, text=True, check=False, timeout=60,
         env={**os.environ, "TAPEFLOW_HOME": str(tmp_path / ".tf")},
     )
-    assert done.returncode == 1
+    assert done.returncode == 2
     assert done.stderr.startswith(f"tapeflow: error: no Kafka broker answers at 127.0.0.1:{port}")
     assert "tapeflow dev kafka start" in done.stderr
     assert "Traceback" not in done.stderr

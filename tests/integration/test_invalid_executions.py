@@ -65,9 +65,9 @@ HUGE = [huge.new(), huge.fill(u(1), u(100))]  # a fill: its position's key holds
 
 
 def _pg(settings: Settings, sql: str) -> list[tuple[Any, ...]]:
-    assert settings.postgres_dsn is not None
-    with connect_postgres(settings.postgres_dsn.get_secret_value(),
-                          settings.postgres_schema) as conn:
+    assert settings.postgres.dsn is not None
+    with connect_postgres(settings.postgres.dsn.get_secret_value(),
+                          settings.postgres.schema) as conn:
         return [tuple(r) for r in conn.execute(sql).fetchall()]
 
 
@@ -76,9 +76,9 @@ def test_reports_that_break_the_state_machine(settings: Settings,
     tag = uuid.uuid4().hex[:8]
     settings = settings.with_overrides(clickhouse_database=f"tf_inv_{tag}",
                                        postgres_schema=f"tf_inv_{tag}")
-    assert settings.postgres_dsn is not None
+    assert settings.postgres.dsn is not None
     init_clickhouse(settings)
-    init_postgres(settings, settings.postgres_dsn.get_secret_value())
+    init_postgres(settings, settings.postgres.dsn.get_secret_value())
     create_topics(settings)
     codec = Codec(LocalCatalogue.load())
     writer = KafkaWriter(settings.kafka_config())
@@ -96,7 +96,7 @@ def test_reports_that_break_the_state_machine(settings: Settings,
     assert all(outcomes[r.exec_id][0] == "applied" for r in VALID)
     pg_alerts = {src: rule for rule, src in _pg(settings, "SELECT rule, source_event_id "
                                                            "FROM alerts")}
-    client = open_clickhouse(settings.clickhouse_url(), settings.clickhouse_database)
+    client = open_clickhouse(settings.clickhouse_url(), settings.clickhouse.database)
     ch_alerts = {src: rule for rule, src in client.query(
         "SELECT rule, source_event_id FROM alerts FINAL").result_rows}
     topic_alerts = {a.source_event_id: a.rule for a in (

@@ -150,7 +150,7 @@ def _run(settings: Settings, codec: Codec) -> dict[str, Any]:
     settings = settings.with_overrides(clickhouse_database=f"tf_late_{uuid.uuid4().hex[:8]}")
     init_clickhouse(settings)
     run_main(build_flow(settings, tail=False, codec=codec))
-    client = open_clickhouse(settings.clickhouse_url(), settings.clickhouse_database)
+    client = open_clickhouse(settings.clickhouse_url(), settings.clickhouse.database)
     out: dict[str, Any] = {
         "trades": sorted(_rows(client, "SELECT symbol, venue, ts_event, seq, price, size "
                                        "FROM trades FINAL")),

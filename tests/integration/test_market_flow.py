@@ -80,7 +80,7 @@ def test_market_flow_end_to_end(settings: Settings) -> None:
                     if lab.kind == "quote" and lab.expected_reason is None]
     assert clean_trades and clean_quotes
 
-    client = open_clickhouse(settings.clickhouse_url(), settings.clickhouse_database)
+    client = open_clickhouse(settings.clickhouse_url(), settings.clickhouse.database)
 
     # Clean ticks: exactly once, before and after FINAL.
     trade_cols = "symbol, venue, ts_event, seq, price, size, trade_id, conditions"
@@ -178,7 +178,7 @@ def test_a_batch_run_over_a_long_backlog_judges_trades_against_their_quotes(
         for lab in market.labels
         if lab.kind in ("trade", "quote") and lab.expected_reason is not None
     }
-    client = open_clickhouse(settings.clickhouse_url(), settings.clickhouse_database)
+    client = open_clickhouse(settings.clickhouse_url(), settings.clickhouse.database)
     got_rejects = set(_rows(client, "SELECT kind, reason, symbol, venue, ts_event, seq "
                                     "FROM rejected_ticks FINAL"))
     assert got_rejects == expected_rejects

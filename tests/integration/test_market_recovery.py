@@ -105,13 +105,13 @@ class FlowRun(FlowProcess):
         self.chdb_dir = root / "chdb"
         self.url = f"chdb://{self.chdb_dir}"
         self.home = root / "home"
-        self.database = settings.clickhouse_database
+        self.database = settings.clickhouse.database
         self.env = {k: v for k, v in os.environ.items() if not k.startswith("TAPEFLOW_")}
         self.env.update({
-            "TAPEFLOW_KAFKA_BOOTSTRAP": settings.kafka_bootstrap,
+            "TAPEFLOW_KAFKA_BOOTSTRAP": settings.kafka.bootstrap,
             "TAPEFLOW_CLICKHOUSE_DSN": self.url,
             "TAPEFLOW_CLICKHOUSE_DATABASE": self.database,
-            "TAPEFLOW_TOPIC_PREFIX": settings.topic_prefix,
+            "TAPEFLOW_KAFKA_TOPIC_PREFIX": settings.kafka.topic_prefix,
             "TAPEFLOW_HOME": str(self.home),
         })
         self.log = root / "flow.log"

@@ -60,14 +60,14 @@ class Deployment:
         root.mkdir(parents=True)
         self.root = root
         self.url = f"chdb://{root / 'chdb'}"
-        self.database = settings.clickhouse_database
+        self.database = settings.clickhouse.database
         self.args = args
         self.env = {k: v for k, v in os.environ.items() if not k.startswith("TAPEFLOW_")}
         self.env.update({
-            "TAPEFLOW_KAFKA_BOOTSTRAP": settings.kafka_bootstrap,
+            "TAPEFLOW_KAFKA_BOOTSTRAP": settings.kafka.bootstrap,
             "TAPEFLOW_CLICKHOUSE_DSN": self.url,
             "TAPEFLOW_CLICKHOUSE_DATABASE": self.database,
-            "TAPEFLOW_TOPIC_PREFIX": settings.topic_prefix,
+            "TAPEFLOW_KAFKA_TOPIC_PREFIX": settings.kafka.topic_prefix,
             "TAPEFLOW_HOME": str(root / "home"),
         })
         self.log = root / "flow.log"
@@ -111,7 +111,7 @@ def _assert_same(table: str, got: list[tuple[Any, ...]], want: list[tuple[Any, .
 
 
 def test_shards_and_workers_match_one_process(settings: Settings, tmp_path: Path) -> None:
-    settings = settings.with_overrides(partitions=4)
+    settings = settings.with_overrides(kafka_partitions=4)
     create_topics(settings)
     spec = MarketSpec(seed=41, n_symbols=40, duration_s=20.0, trade_rate=300.0,
                       quote_rate=900.0, fault_rate=0.02)

@@ -64,10 +64,10 @@ def _status(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
 
 def test_metrics_and_committed_offsets_of_a_running_flow(settings: Settings,
                                                          tmp_path: Path) -> None:
-    assert settings.postgres_dsn is not None
+    assert settings.postgres.dsn is not None
     url = f"chdb://{tmp_path / 'chdb'}"
-    _chdb("init", url, settings.clickhouse_database)
-    init_postgres(settings, settings.postgres_dsn.get_secret_value())
+    _chdb("init", url, settings.clickhouse.database)
+    init_postgres(settings, settings.postgres.dsn.get_secret_value())
     create_topics(settings)
     market = generate_market(SPEC)
     produce_market(settings, market, Codec(LocalCatalogue.load()))
@@ -75,12 +75,12 @@ def test_metrics_and_committed_offsets_of_a_running_flow(settings: Settings,
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("TAPEFLOW_")}
     env.update({
-        "TAPEFLOW_KAFKA_BOOTSTRAP": settings.kafka_bootstrap,
+        "TAPEFLOW_KAFKA_BOOTSTRAP": settings.kafka.bootstrap,
         "TAPEFLOW_CLICKHOUSE_DSN": url,
-        "TAPEFLOW_CLICKHOUSE_DATABASE": settings.clickhouse_database,
-        "TAPEFLOW_POSTGRES_DSN": settings.postgres_dsn.get_secret_value(),
-        "TAPEFLOW_POSTGRES_SCHEMA": settings.postgres_schema,
-        "TAPEFLOW_TOPIC_PREFIX": settings.topic_prefix,
+        "TAPEFLOW_CLICKHOUSE_DATABASE": settings.clickhouse.database,
+        "TAPEFLOW_POSTGRES_DSN": settings.postgres.dsn.get_secret_value(),
+        "TAPEFLOW_POSTGRES_SCHEMA": settings.postgres.schema,
+        "TAPEFLOW_KAFKA_TOPIC_PREFIX": settings.kafka.topic_prefix,
         "TAPEFLOW_HOME": str(tmp_path / "home"),
         "TAPEFLOW_METRICS_PORT": str(port),
     })
@@ -118,7 +118,7 @@ def test_metrics_and_committed_offsets_of_a_running_flow(settings: Settings,
                                  f"{len(market.executions)} reports): {summary}; "
                                  f"{log.read_text()[-2000:]}")
         group = consumer_group(settings, "all", None)
-        consumer = Consumer({"bootstrap.servers": settings.kafka_bootstrap, "group.id": group})
+        consumer = Consumer({"bootstrap.servers": settings.kafka.bootstrap, "group.id": group})
         try:
             committed = {}
             for name in (TOPIC_TRADES, TOPIC_QUOTES, TOPIC_EXECUTIONS):

@@ -87,12 +87,12 @@ def filled(kafka_bootstrap: str, postgres_dsn: str, clickhouse_url: str,
         home=tmp_path_factory.mktemp("home"), kafka_bootstrap=kafka_bootstrap,
         postgres_dsn=postgres_dsn, clickhouse_dsn=clickhouse_url,
         clickhouse_database=f"tf_q_{tag}", postgres_schema=f"tf_q_{tag}",
-        topic_prefix=f"q{tag}.", partitions=2,
+        kafka_topic_prefix=f"q{tag}.", kafka_partitions=2,
     )
     init_clickhouse(settings)
     init_postgres(settings, postgres_dsn)
     create_topics(settings)
-    with connect_postgres(postgres_dsn, settings.postgres_schema) as conn:
+    with connect_postgres(postgres_dsn, settings.postgres.schema) as conn:
         conn.execute(LIMITS_SQL)
         conn.commit()
     market = generate_market(SPEC)
@@ -102,7 +102,7 @@ def filled(kafka_bootstrap: str, postgres_dsn: str, clickhouse_url: str,
     run_main(trading_flow(settings, tail=False, codec=codec, tick=timedelta(seconds=1),
                           shard_config=ShardConfig(snapshot_interval_us=30_000_000)))
     # The reference is what the flow accepted (the flow's own tests hold it to the labels).
-    client = open_clickhouse(settings.clickhouse_url(), settings.clickhouse_database)
+    client = open_clickhouse(settings.clickhouse_url(), settings.clickhouse.database)
     clean = [Trade(s, v, ts, seq, to_units(p), to_units(z), tid, tuple(cond))
              for s, v, ts, seq, p, z, tid, cond in client.query(
                  "SELECT symbol, venue, toUnixTimestamp64Micro(ts_event), seq, price, size, "
@@ -110,8 +110,8 @@ def filled(kafka_bootstrap: str, postgres_dsn: str, clickhouse_url: str,
     rejected = client.query("SELECT count() FROM rejected_ticks FINAL").result_rows[0][0]
     assert len(clean) > 3000
     env = {"TAPEFLOW_CLICKHOUSE_DSN": clickhouse_url, "TAPEFLOW_POSTGRES_DSN": postgres_dsn,
-           "TAPEFLOW_CLICKHOUSE_DATABASE": settings.clickhouse_database,
-           "TAPEFLOW_POSTGRES_SCHEMA": settings.postgres_schema,
+           "TAPEFLOW_CLICKHOUSE_DATABASE": settings.clickhouse.database,
+           "TAPEFLOW_POSTGRES_SCHEMA": settings.postgres.schema,
            "TAPEFLOW_HOME": str(settings.home)}
     yield Filled(settings, env, clean, rejected)
 
@@ -196,7 +196,7 @@ def test_vwap_per_symbol_and_per_interval(filled: Filled) -> None:
 
 def test_rejects_pnl_positions_alerts_equal_their_tables(filled: Filled) -> None:
     settings = filled.settings
-    client = open_clickhouse(settings.clickhouse_url(), settings.clickhouse_database)
+    client = open_clickhouse(settings.clickhouse_url(), settings.clickhouse.database)
     rows = client.query("SELECT kind, reason, symbol FROM rejected_ticks FINAL").result_rows
     with Analytics(settings) as q:
         rejects = q.rejects()
@@ -220,9 +220,9 @@ def test_rejects_pnl_positions_alerts_equal_their_tables(filled: Filled) -> None
         later = q.pnl(account, start=pnl["ts"][1])
         assert len(later) == len(pnl) - 1
 
-        assert settings.postgres_dsn is not None
-        with connect_postgres(settings.postgres_dsn.get_secret_value(),
-                              settings.postgres_schema) as conn:
+        assert settings.postgres.dsn is not None
+        with connect_postgres(settings.postgres.dsn.get_secret_value(),
+                              settings.postgres.schema) as conn:
             pg_positions = conn.execute(
                 "SELECT account_id, symbol, qty, avg_px, realised_pnl FROM positions "
                 "ORDER BY account_id, symbol").fetchall()
@@ -251,8 +251,8 @@ def test_rejects_pnl_positions_alerts_equal_their_tables(filled: Filled) -> None
         rule = pg_alerts[0][2]
         assert set(q.alerts(rules=[rule])["rule"]) == {rule}
         since = ch_alerts["ts_event"][len(ch_alerts) // 2]
-        assert all(t >= since for t in q.alerts(since=since)["ts_event"])
-        assert len(q.alerts(since=since)) < len(ch_alerts) or len(ch_alerts) == 1
+        assert all(t >= since for t in q.alerts(start=since)["ts_event"])
+        assert len(q.alerts(start=since)) < len(ch_alerts) or len(ch_alerts) == 1
 
 
 @pytest.mark.parametrize("fmt", ["table", "csv", "json", "parquet"])
@@ -302,7 +302,7 @@ def test_every_subcommand_cli_json_equals_api(filled: Filled, args: tuple[str, .
 def test_metacharacter_symbol_round_trips_and_drops_nothing(filled: Filled,
                                                             tmp_path: Path) -> None:
     settings = filled.settings
-    client = open_clickhouse(settings.clickhouse_url(), settings.clickhouse_database)
+    client = open_clickhouse(settings.clickhouse_url(), settings.clickhouse.database)
     tables = ("trades", "candles_1m", "candles_1s", "rejected_ticks", "pnl_snapshots")
     before = {t: client.query(f"SELECT count() FROM {t} FINAL").result_rows[0][0]
               for t in tables}
@@ -351,7 +351,7 @@ def test_metacharacter_symbol_round_trips_and_drops_nothing(filled: Filled,
 def test_bad_arguments_end_in_one_line(filled: Filled, args: tuple[str, ...],
                                        message: str) -> None:
     result = _cli(filled, "query", *args)
-    assert result.exit_code == 1
+    assert result.exit_code == 2
     assert result.stderr.strip().splitlines() == [result.stderr.strip()]
     assert result.stderr.startswith(f"tapeflow: error: {message}")
 

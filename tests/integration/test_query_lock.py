@@ -31,7 +31,8 @@ sys.stdin.read()  # hold until the test closes our stdin
 
 def _cli(url: str, *args: str) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("TAPEFLOW_")}
-    return subprocess.run([sys.executable, "-m", "tapeflow.cli", "--clickhouse-dsn", url, *args],
+    env["TAPEFLOW_CLICKHOUSE_DSN"] = url
+    return subprocess.run([sys.executable, "-m", "tapeflow.cli", *args],
                           cwd=_REPO, env=env, capture_output=True, text=True, timeout=120,
                           check=False)
 
@@ -46,9 +47,9 @@ def test_held_store_gives_one_line_naming_the_holder(tmp_path: Path) -> None:
         png = tmp_path / "chart.png"
         for args in (("query", "candles", "AAPL", "--interval", "5m"),
                      ("query", "vwap", "--format", "json"),
-                     ("chart", "AAPL", "--out", str(png))):
+                     ("chart", "AAPL", "--output", str(png))):
             run = _cli(url, *args)
-            assert run.returncode == 1, (args, run.stderr)
+            assert run.returncode == 2, (args, run.stderr)
             lines = run.stderr.strip().splitlines()
             assert len(lines) == 1, run.stderr
             line = lines[0]

@@ -47,13 +47,13 @@ def test_reconcile_finds_exactly_a_planted_break(settings: Settings) -> None:
     tag = uuid.uuid4().hex[:8]
     settings = settings.with_overrides(clickhouse_database=f"tf_rec_{tag}",
                                        postgres_schema=f"tf_rec_{tag}")
-    assert settings.postgres_dsn is not None
-    dsn = settings.postgres_dsn.get_secret_value()
+    assert settings.postgres.dsn is not None
+    dsn = settings.postgres.dsn.get_secret_value()
     init_clickhouse(settings)
     applied = init_postgres(settings, dsn)
     assert "0002_reconcile.sql" in applied
     create_topics(settings)
-    with connect_postgres(dsn, settings.postgres_schema) as conn:
+    with connect_postgres(dsn, settings.postgres.schema) as conn:
         conn.execute(LIMITS_SQL)
         conn.commit()
     codec = Codec(LocalCatalogue.load())
@@ -65,7 +65,7 @@ def test_reconcile_finds_exactly_a_planted_break(settings: Settings) -> None:
 
     clean = run_reconcile(settings, day, codec=codec)
     assert clean.breaks == []
-    with connect_postgres(dsn, settings.postgres_schema) as conn:
+    with connect_postgres(dsn, settings.postgres.schema) as conn:
         n_positions = conn.execute("SELECT count(*) FROM positions").fetchone()
         n_accounts = conn.execute("SELECT count(*) FROM accounts").fetchone()
         assert n_positions and n_accounts
@@ -91,7 +91,7 @@ def test_reconcile_finds_exactly_a_planted_break(settings: Settings) -> None:
     assert (alert.rule, alert.account_id, alert.symbol) == (RULE, account, symbol)
     assert (alert.limit, alert.observed) == (want.expected, want.actual)
 
-    with connect_postgres(dsn, settings.postgres_schema) as conn:
+    with connect_postgres(dsn, settings.postgres.schema) as conn:
         recorded = conn.execute(
             "SELECT account_id, symbol, field, expected, actual, alert_id "
             "FROM reconciliation_breaks WHERE run_date = %s AND run_id = %s",
@@ -103,7 +103,7 @@ def test_reconcile_finds_exactly_a_planted_break(settings: Settings) -> None:
     assert recorded == [(account, symbol, "qty", Decimal(qty), Decimal(qty + 1), alert.alert_id)]
     assert runs == [(1, clean.compared)]
     assert pg_alerts == [(alert.alert_id,)]
-    client = open_clickhouse(settings.clickhouse_url(), settings.clickhouse_database)
+    client = open_clickhouse(settings.clickhouse_url(), settings.clickhouse.database)
     ch_alerts = client.query("SELECT alert_id FROM alerts FINAL WHERE rule = {r:String}",
                              parameters={"r": RULE}).result_rows
     assert [tuple(r) for r in ch_alerts] == [(alert.alert_id,)]
@@ -116,12 +116,12 @@ def test_reconcile_finds_exactly_a_planted_break(settings: Settings) -> None:
     assert topic_breaks() == [alert.alert_id]
 
     # The CLI: prints the break, exits 1; the same run again sends nothing new.
-    env = {"TAPEFLOW_KAFKA_BOOTSTRAP": settings.kafka_bootstrap,
-           "TAPEFLOW_TOPIC_PREFIX": settings.topic_prefix,
+    env = {"TAPEFLOW_KAFKA_BOOTSTRAP": settings.kafka.bootstrap,
+           "TAPEFLOW_KAFKA_TOPIC_PREFIX": settings.kafka.topic_prefix,
            "TAPEFLOW_POSTGRES_DSN": dsn,
-           "TAPEFLOW_POSTGRES_SCHEMA": settings.postgres_schema,
+           "TAPEFLOW_POSTGRES_SCHEMA": settings.postgres.schema,
            "TAPEFLOW_CLICKHOUSE_DSN": settings.clickhouse_url(),
-           "TAPEFLOW_CLICKHOUSE_DATABASE": settings.clickhouse_database}
+           "TAPEFLOW_CLICKHOUSE_DATABASE": settings.clickhouse.database}
     runner = CliRunner()
     result = runner.invoke(app, ["reconcile", "--date", day.isoformat()], env=env)
     assert result.exit_code == 1, result.output
@@ -129,7 +129,7 @@ def test_reconcile_finds_exactly_a_planted_break(settings: Settings) -> None:
     assert [account, symbol, "qty", f"{qty:f}", f"{qty + 1:f}"] in lines
     assert f"run {found.run_id}" in result.stdout and "0 alerts sent" in result.stdout
     assert topic_breaks() == [alert.alert_id]
-    with connect_postgres(dsn, settings.postgres_schema) as conn:
+    with connect_postgres(dsn, settings.postgres.schema) as conn:
         count = conn.execute("SELECT count(*) FROM reconciliation_breaks").fetchone()
         assert count == (1,)
         conn.execute("UPDATE positions SET qty = %s WHERE account_id = %s AND symbol = %s",

@@ -60,14 +60,14 @@ def _produce(settings: Settings, codec: Codec) -> None:
 
 
 def _clickhouse(settings: Settings, sql: str) -> list[tuple[Any, ...]]:
-    client = open_clickhouse(settings.clickhouse_url(), settings.clickhouse_database)
+    client = open_clickhouse(settings.clickhouse_url(), settings.clickhouse.database)
     return sorted(tuple(r) for r in client.query(sql).result_rows)
 
 
 def _postgres(settings: Settings, sql: str) -> list[tuple[Any, ...]]:
-    assert settings.postgres_dsn is not None
-    with connect_postgres(settings.postgres_dsn.get_secret_value(),
-                          settings.postgres_schema) as conn:
+    assert settings.postgres.dsn is not None
+    with connect_postgres(settings.postgres.dsn.get_secret_value(),
+                          settings.postgres.schema) as conn:
         return sorted(tuple(r) for r in conn.execute(sql).fetchall())
 
 
@@ -99,17 +99,17 @@ def _outputs(settings: Settings, codec: Codec) -> dict[str, list[tuple[Any, ...]
 
 def _settings(base: Settings, name: str) -> Settings:
     tag = uuid.uuid4().hex[:6]
-    return base.with_overrides(topic_prefix=f"{name}{tag}.",
-                               clickhouse_database=f"{base.clickhouse_database}_{name}",
-                               postgres_schema=f"{base.postgres_schema}_{name}")
+    return base.with_overrides(kafka_topic_prefix=f"{name}{tag}.",
+                               clickhouse_database=f"{base.clickhouse.database}_{name}",
+                               postgres_schema=f"{base.postgres.schema}_{name}")
 
 
 def test_run_all_equals_market_then_trading(settings: Settings) -> None:
     codec = Codec(LocalCatalogue.load())
     together, apart = _settings(settings, "all"), _settings(settings, "sep")
     for each in (together, apart):
-        assert each.postgres_dsn is not None
-        run_init(each, each.postgres_dsn.get_secret_value())
+        assert each.postgres.dsn is not None
+        run_init(each, each.postgres.dsn.get_secret_value())
         _produce(each, codec)
 
     assert read_all(together.kafka_config(), together.topic("md.marks")) == []

@@ -103,7 +103,7 @@ def test_old_and_new_trade_schemas_in_one_run(settings: Settings) -> None:
     # The flow's own codec over the same registry: it learns the new id when it sees it.
     run_main(build_flow(settings, tail=False, codec=Codec(registry)))
 
-    client = open_clickhouse(settings.clickhouse_url(), settings.clickhouse_database)
+    client = open_clickhouse(settings.clickhouse_url(), settings.clickhouse.database)
     got = [tuple(r) for r in client.query(
         "SELECT symbol, venue, ts_event, seq, price, size, trade_id, conditions FROM trades",
         query_formats={"DateTime64*": "int"}).result_rows]

@@ -123,9 +123,9 @@ def _produce(settings: Settings, codec: Codec) -> tuple[list[ExecutionReport], l
 
 
 def _pg(settings: Settings, sql: str) -> list[dict[str, Any]]:
-    assert settings.postgres_dsn is not None
-    with connect_postgres(settings.postgres_dsn.get_secret_value(),
-                          settings.postgres_schema) as conn:
+    assert settings.postgres.dsn is not None
+    with connect_postgres(settings.postgres.dsn.get_secret_value(),
+                          settings.postgres.schema) as conn:
         cur = conn.execute(sql)
         names = [d.name for d in cur.description or ()]
         return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
@@ -141,7 +141,7 @@ def _pick(rows: list[dict[str, Any]], columns: tuple[str, ...]) -> list[tuple[An
 
 def _stores(settings: Settings) -> dict[str, Any]:
     """Everything a replay must leave unchanged."""
-    client = open_clickhouse(settings.clickhouse_url(), settings.clickhouse_database)
+    client = open_clickhouse(settings.clickhouse_url(), settings.clickhouse.database)
     return {
         "orders": _pick(_pg(settings, "SELECT * FROM orders"), ORDER_COLUMNS),
         "positions": _pick(_pg(settings, "SELECT * FROM positions"), POSITION_DECIDED),
@@ -161,12 +161,12 @@ def test_trading_flow_end_to_end(settings: Settings) -> None:
     tag = uuid.uuid4().hex[:8]
     settings = settings.with_overrides(clickhouse_database=f"tf_trd_{tag}",
                                        postgres_schema=f"tf_trd_{tag}")
-    assert settings.postgres_dsn is not None
-    dsn = settings.postgres_dsn.get_secret_value()
+    assert settings.postgres.dsn is not None
+    dsn = settings.postgres.dsn.get_secret_value()
     init_clickhouse(settings)
     init_postgres(settings, dsn)
     create_topics(settings)
-    with connect_postgres(dsn, settings.postgres_schema) as conn:
+    with connect_postgres(dsn, settings.postgres.schema) as conn:
         conn.execute(LIMITS_SQL)
         conn.commit()
         config = load_trading_config(conn)
@@ -227,7 +227,7 @@ def test_trading_flow_end_to_end(settings: Settings) -> None:
     # FINAL: a re-sent report is not written twice).
     want_log = sorted((x, *first_outcome[x]) for x in resent)
     assert got["execution_log"] == want_log
-    client = open_clickhouse(settings.clickhouse_url(), settings.clickhouse_database)
+    client = open_clickhouse(settings.clickhouse_url(), settings.clickhouse.database)
     raw = _ch(client, "SELECT exec_id, outcome FROM executions")
     assert sorted(raw) == [(x, kind) for x, kind, _ in want_log]
 

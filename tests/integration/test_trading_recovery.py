@@ -206,7 +206,7 @@ def _compare(ref: TradingRun, crash: TradingRun, codec: Codec) -> None:
         marked = {k for k in levels if k[0] in MARK_RULES}
         announced = {(a.rule, a.account_id, a.symbol) for a in topic
                      if a.rule in MARK_RULES and not a.message.startswith("cleared")}
-        assert marked <= announced, f"{run.settings.topic_prefix}: open but never announced"
+        assert marked <= announced, f"{run.settings.kafka.topic_prefix}: open but never announced"
     assert _open_on_topic(want_topic) == {k for k in want_levels if k[0] in MARK_RULES}
     stale = _open_on_topic(got_topic) - {k for k in got_levels if k[0] in MARK_RULES}
     print(f"mark-rule incidents open at the end: reference {len(want_final)} decided by final "
@@ -219,7 +219,7 @@ def _compare(ref: TradingRun, crash: TradingRun, codec: Codec) -> None:
         out = set()
         for _, value in run.topic(TOPIC_DLQ):
             letter = codec.decode(value or b"", expect="DeadLetter")
-            topic = letter.topic.removeprefix(run.settings.topic_prefix)
+            topic = letter.topic.removeprefix(run.settings.kafka.topic_prefix)
             out.add((topic, *letter[1:6]))
         return out
 

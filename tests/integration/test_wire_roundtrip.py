@@ -78,7 +78,7 @@ def test_init_creates_topics_with_the_configured_partition_count(
 ) -> None:
     from confluent_kafka.admin import AdminClient
 
-    local = settings.with_overrides(partitions=partitions)
+    local = settings.with_overrides(kafka_partitions=partitions)
     created, existing = create_topics(local)
     assert len(created) == len(ALL_TOPICS) and not existing
     meta = AdminClient(local.kafka_config()).list_topics(timeout=10)

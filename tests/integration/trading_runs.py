@@ -79,12 +79,12 @@ class TradingRun(FlowProcess):
 
     def __init__(self, settings: Settings, root: Path, name: str,
                  records: list[tuple[str, str | None, bytes]]) -> None:
-        assert settings.postgres_dsn is not None
-        self.dsn = settings.postgres_dsn.get_secret_value()
+        assert settings.postgres.dsn is not None
+        self.dsn = settings.postgres.dsn.get_secret_value()
         tag = uuid.uuid4().hex[:6]
         self.settings = settings.with_overrides(
-            topic_prefix=f"{settings.topic_prefix}{name}.",
-            postgres_schema=f"{settings.postgres_schema}_{name}_{tag}",
+            kafka_topic_prefix=f"{settings.kafka.topic_prefix}{name}.",
+            postgres_schema=f"{settings.postgres.schema}_{name}_{tag}",
             clickhouse_dsn=f"chdb://{root / 'chdb'}")
         self.chdb_dir = root / "chdb"
         self.home = root / "home"
@@ -93,7 +93,7 @@ class TradingRun(FlowProcess):
         self.root = root
         create_topics(self.settings)
         init_postgres(self.settings, self.dsn)
-        with connect_postgres(self.dsn, self.settings.postgres_schema) as conn:
+        with connect_postgres(self.dsn, self.settings.postgres.schema) as conn:
             conn.execute(LIMITS_SQL)
             conn.commit()
         # chDB in a subprocess (one process per directory), started now and waited for later:
@@ -106,32 +106,32 @@ class TradingRun(FlowProcess):
         s = self.settings
         self.env = {k: v for k, v in os.environ.items() if not k.startswith("TAPEFLOW_")}
         self.env.update({
-            "TAPEFLOW_KAFKA_BOOTSTRAP": s.kafka_bootstrap,
+            "TAPEFLOW_KAFKA_BOOTSTRAP": s.kafka.bootstrap,
             "TAPEFLOW_CLICKHOUSE_DSN": s.clickhouse_url(),
-            "TAPEFLOW_CLICKHOUSE_DATABASE": s.clickhouse_database,
+            "TAPEFLOW_CLICKHOUSE_DATABASE": s.clickhouse.database,
             "TAPEFLOW_POSTGRES_DSN": self.dsn,
-            "TAPEFLOW_POSTGRES_SCHEMA": s.postgres_schema,
-            "TAPEFLOW_TOPIC_PREFIX": s.topic_prefix,
+            "TAPEFLOW_POSTGRES_SCHEMA": s.postgres.schema,
+            "TAPEFLOW_KAFKA_TOPIC_PREFIX": s.kafka.topic_prefix,
             "TAPEFLOW_HOME": str(self.home),
         })
 
     # -- reading the outputs ------------------------------------------------------------
     def pg(self, table: str, columns: tuple[str, ...]) -> list[tuple[Any, ...]]:
-        with connect_postgres(self.dsn, self.settings.postgres_schema) as conn:
+        with connect_postgres(self.dsn, self.settings.postgres.schema) as conn:
             cur = conn.execute(f"SELECT * FROM {table}")  # test-only: fixed table names
             names = [d.name for d in cur.description or ()]
             rows = [dict(zip(names, r, strict=True)) for r in cur.fetchall()]
         return sorted(tuple(r[c] for c in columns) for r in rows)
 
     def pg_all(self, table: str, leave_out: tuple[str, ...]) -> list[tuple[Any, ...]]:
-        with connect_postgres(self.dsn, self.settings.postgres_schema) as conn:
+        with connect_postgres(self.dsn, self.settings.postgres.schema) as conn:
             cur = conn.execute(f"SELECT * FROM {table}")
             names = [d.name for d in cur.description or ()]
         return self.pg(table, tuple(n for n in names if n not in leave_out))
 
     def _chdb(self, action: str, out: str, tables: str) -> subprocess.Popen[bytes]:
         return subprocess.Popen([sys.executable, "-c", _CHDB_SCRIPT, action,
-                                 self.settings.clickhouse_url(), self.settings.clickhouse_database,
+                                 self.settings.clickhouse_url(), self.settings.clickhouse.database,
                                  out, tables], cwd=REPO)
 
     def wait_chdb(self) -> None:

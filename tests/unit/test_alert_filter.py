@@ -128,10 +128,10 @@ def test_json_line_is_exact() -> None:
 
 
 def test_allowed_accounts_setting_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("TAPEFLOW_ALERTS_ALLOWED_ACCOUNTS", "ACC001, ACC002")
-    assert Settings().alerts_allowed_accounts == frozenset({"ACC001", "ACC002"})
-    monkeypatch.delenv("TAPEFLOW_ALERTS_ALLOWED_ACCOUNTS")
-    assert Settings().alerts_allowed_accounts is None
-    monkeypatch.setenv("TAPEFLOW_ALERTS_ALLOWED_ACCOUNTS", " , ")
+    monkeypatch.setenv("TAPEFLOW_ACCESS_ALERTS_ALLOWED_ACCOUNTS", "ACC001, ACC002")
+    assert Settings().access.alerts_allowed_accounts == frozenset({"ACC001", "ACC002"})
+    monkeypatch.delenv("TAPEFLOW_ACCESS_ALERTS_ALLOWED_ACCOUNTS")
+    assert Settings().access.alerts_allowed_accounts is None
+    monkeypatch.setenv("TAPEFLOW_ACCESS_ALERTS_ALLOWED_ACCOUNTS", " , ")
     with pytest.raises(ValueError, match="at least one account"):
         Settings()

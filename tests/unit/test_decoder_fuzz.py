@@ -33,7 +33,8 @@ from bytewax.connectors.kafka import KafkaSourceMessage
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from flows.market_logic import Arrival, Decoder
+from flows.market_logic import Arrival, TickDecoder
+from flows.operators import DecodeOrLetter, KeyedLetter
 from flows.trading_logic import Incoming, TradingDecoder
 from schemas.catalogue import LocalCatalogue
 from schemas.codec import (
@@ -45,7 +46,7 @@ from schemas.codec import (
 )
 from sources.synthetic import MarketSpec, generate_market
 from tapeflow.core.models import DeadLetter, ExecutionReport, RiskAlert, Severity, Trade
-from tapeflow.core.trading.positions import Mark
+from tapeflow.core.trading.positions import MarkPrice
 
 T = TypeVar("T")
 CODEC = Codec(LocalCatalogue.load())
@@ -54,8 +55,23 @@ MARKET = generate_market(MarketSpec(seed=11, n_symbols=3, duration_s=10.0, order
 TRADES, QUOTES, EXECS = "p.md.trades", "p.md.quotes", "p.oms.executions"
 MARKS, OTHER = "p.md.marks", "p.other"
 TOPICS = [TRADES, QUOTES, EXECS, MARKS, OTHER]
-MARKET_DECODER = Decoder(CODEC, {TRADES: "Trade", QUOTES: "Quote"})
-TRADING_DECODER = TradingDecoder(CODEC, EXECS, MARKS, ["0", "1"])
+_MARKET = DecodeOrLetter(TickDecoder(CODEC, {TRADES: "Trade", QUOTES: "Quote"}), "market")
+_TRADING = DecodeOrLetter(TradingDecoder(CODEC, EXECS, MARKS, ["0", "1"]), "trading")
+
+
+def MARKET_DECODER(msg: Any) -> tuple[str, Any]:  # noqa: N802 - stands for the flow's step
+    """What the market flow's decode step gives for one message: (symbol, Arrival), or
+    (original key, DeadLetter)."""
+    out = _MARKET(msg)
+    assert len(out) == 1
+    item = out[0]
+    return (item.key, item.letter) if isinstance(item, KeyedLetter) else item
+
+
+def TRADING_DECODER(msg: Any) -> list[Any]:  # noqa: N802
+    """What the trading flow's decode step gives: [(shard key, Incoming), ...] or [DeadLetter]."""
+    out = _TRADING(msg)
+    return [out[0].letter] if isinstance(out[0], KeyedLetter) else out
 CARRIES = {TRADES: "Trade", QUOTES: "Quote", EXECS: "ExecutionReport", MARKS: "Trade"}
 
 ALERT = RiskAlert("a1", "order_size", Severity.WARNING, "ACC", "X'; DROP TABLE t; --", 1, 5,
@@ -174,7 +190,7 @@ def _one_frame(draw: _Draw) -> str:
             _check_record(incoming[0].event, topic, value)
         else:
             assert [k for k, _ in trading_out] == ["0", "1"]
-            assert all(isinstance(i.event, Mark) for i in incoming)
+            assert all(isinstance(i.event, MarkPrice) for i in incoming)
 
     if value == frame and CARRIES.get(topic) == CODEC.decode(frame).__class__.__name__:
         assert isinstance(market_out, Arrival) or topic not in (TRADES, QUOTES)

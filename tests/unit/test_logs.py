@@ -33,7 +33,8 @@ def test_an_exception_is_kept_inside_the_one_line() -> None:
 def test_the_cli_logs_json_when_asked() -> None:
     done = subprocess.run(
         [sys.executable, "-c", "import logging, sys; sys.argv=['tapeflow', '--help'];"
-         "from tapeflow.cli.logs import configure_logging; configure_logging();"
+         "from tapeflow.cli.logs import configure_logging;"
+         "from tapeflow.settings import Settings; configure_logging(Settings().runtime);"
          "logging.getLogger('tapeflow.t').warning('hello %s', 'world')"],
         capture_output=True, text=True, check=True, timeout=60,
         env={"TAPEFLOW_LOG_FORMAT": "json", "PATH": "/usr/bin:/bin"})

@@ -17,11 +17,11 @@ from sources.synthetic import Garbage, MarketSpec, generate_market
 from tapeflow.core.fixedpoint import ONE
 from tapeflow.core.market.candles import Candle
 from tapeflow.core.market.rejections import Rejection
-from tapeflow.core.market.symbol_step import Arrival, Mark, MarketConfig
+from tapeflow.core.market.symbol_step import Arrival, MarketConfig, MarkTrade
 from tapeflow.core.models import DeadLetter, Quote, Trade
 from tapeflow.settings import Settings
 
-SETTINGS = Settings(topic_prefix="x.")
+SETTINGS = Settings(kafka_topic_prefix="x.")
 
 
 def _messages(codec: Codec) -> tuple[Any, list[Any]]:
@@ -65,14 +65,16 @@ def test_the_flow_routes_every_output_and_survives_bad_input() -> None:
     assert any(isinstance(r, Quote) for r in records)
     assert any(isinstance(r, Rejection) for r in records)
     assert any(isinstance(r, Candle) for r in records)
-    assert marks and all(isinstance(m, Mark) for _k, m in marks)
+    assert marks and all(isinstance(m, MarkTrade) for _k, m in marks)
 
 
 def test_an_exception_in_the_core_becomes_a_dead_letter() -> None:
     logic = SymbolLogic(MarketConfig(merge_max_wait_us=0), None)
     broken = Trade("AAA", "XNAS", 1, 1, "not a price", ONE)  # type: ignore[arg-type]
     out, retain = logic.on_item(Arrival(broken, 5, ("x.md.trades", 2, 7)))
-    (letter,) = list(out)
+    (keyed,) = list(out)
+    assert keyed.key == "AAA"  # the symbol: the original Kafka key of a tick
+    letter = keyed.letter
     assert isinstance(letter, DeadLetter)
     assert (letter.topic, letter.partition, letter.offset) == ("x.md.trades", 2, 7)
     assert letter.reason == "process_error"

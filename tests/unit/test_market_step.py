@@ -15,8 +15,8 @@ from tapeflow.core.market.candles import Candle
 from tapeflow.core.market.rejections import Rejection
 from tapeflow.core.market.symbol_step import (
     Arrival,
-    Mark,
     MarketConfig,
+    MarkTrade,
     SymbolMarket,
     on_arrival,
     on_end,
@@ -90,7 +90,7 @@ def test_marks_are_clean_monotonic_and_throttled() -> None:
     out = _run(ticks, config)
     accepted = {o for o in out if isinstance(o, Trade)}
     for symbol, items in _per_symbol(out).items():
-        marks = [o.trade for o in items if isinstance(o, Mark)]
+        marks = [o.trade for o in items if isinstance(o, MarkTrade)]
         assert marks and all(m in accepted for m in marks)
         assert all(a.ts_event <= b.ts_event for a, b in pairwise(marks))
         assert all(b.ts_event - a.ts_event >= 2_000_000
@@ -104,11 +104,11 @@ def test_a_rejected_trade_never_marks() -> None:
     good = Trade("AAA", "XNAS", 1_000_000, 1, 100 * ONE, ONE)
     bad = Trade("AAA", "XNAS", 3_000_000, 2, 0, ONE)
     _, out = on_arrival(state, Arrival(good, None), None, MarketConfig(merge_max_wait_us=0))
-    assert Mark(good) in out
+    assert MarkTrade(good) in out
     _, out = on_arrival(state, Arrival(bad, None), None, MarketConfig(merge_max_wait_us=0))
-    assert not any(isinstance(o, Mark) for o in out)
+    assert not any(isinstance(o, MarkTrade) for o in out)
     _, out = on_end(state)
-    assert not any(isinstance(o, Mark) for o in out)
+    assert not any(isinstance(o, MarkTrade) for o in out)
 
 
 def test_a_pickled_state_resumes_identically() -> None:
@@ -163,5 +163,5 @@ def test_the_wall_clock_releases_a_quiet_symbol() -> None:
     _, out = on_wall_clock(state, 101_000_000, config)
     assert out == []
     _, out = on_wall_clock(state, 105_000_000, config)
-    assert trade in out and Mark(trade) in out
+    assert trade in out and MarkTrade(trade) in out
     assert any(isinstance(o, Candle) for o in out)  # idle buckets closed by the wall clock

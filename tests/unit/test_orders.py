@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from tapeflow.core.trading import orders as orders_module
 from tapeflow.core.models import ExecType, ExecutionReport, OrderType, OrdStatus, Side
+from tapeflow.core.trading import orders as orders_module
 from tapeflow.core.trading.order_book import (
     OrderBook,
     OrderRetention,

@@ -9,7 +9,7 @@ import pytest
 
 from tapeflow.core.fixedpoint import ONE, div_round, to_decimal
 from tapeflow.core.models import Side
-from tapeflow.core.trading.positions import DAY_US, Mark, apply_fill, apply_mark, new_account
+from tapeflow.core.trading.positions import DAY_US, MarkPrice, apply_fill, apply_mark, new_account
 from tests.unit.trading_builders import T0, fill, u
 
 BUY, SELL = Side.BUY, Side.SELL
@@ -95,10 +95,10 @@ def test_marks_value_open_positions_and_track_peak_equity() -> None:
     account, pos = apply_fill(account, fill(BUY, u(10), u(100)))
     assert pos.mark_px == u(100) and pos.mark_ts is None  # fill price until a market mark
     assert account.equity == u(10_000)
-    account, pos2 = apply_mark(account, Mark("XYZ", u(110), T0 + 10))
+    account, pos2 = apply_mark(account, MarkPrice("XYZ", u(110), T0 + 10))
     assert pos2 is not None and pos2.unrealised_pnl == u(100) and pos2.version == pos.version + 1
     assert account.equity == u(10_100) and account.peak_equity == u(10_100)
-    account, _ = apply_mark(account, Mark("XYZ", u(95), T0 + 20))
+    account, _ = apply_mark(account, MarkPrice("XYZ", u(95), T0 + 20))
     assert account.equity == u(9_950) and account.peak_equity == u(10_100)
     assert account.unrealised_pnl == -u(50)
     assert account.gross_exposure == u(950)
@@ -106,11 +106,11 @@ def test_marks_value_open_positions_and_track_peak_equity() -> None:
 
 def test_older_or_repeated_marks_and_marks_for_other_symbols_change_nothing() -> None:
     account, _ = apply_fill(new_account("ACC"), fill(BUY, u(1), u(100)))
-    account, _ = apply_mark(account, Mark("XYZ", u(101), T0 + 10))
+    account, _ = apply_mark(account, MarkPrice("XYZ", u(101), T0 + 10))
     for mark in (
-        Mark("XYZ", u(99), T0 + 9),
-        Mark("XYZ", u(101), T0 + 10),
-        Mark("OTHER", u(5), T0 + 11),
+        MarkPrice("XYZ", u(99), T0 + 9),
+        MarkPrice("XYZ", u(101), T0 + 10),
+        MarkPrice("OTHER", u(5), T0 + 11),
     ):
         same, pos = apply_mark(account, mark)
         assert same is account and pos is None
@@ -119,12 +119,12 @@ def test_older_or_repeated_marks_and_marks_for_other_symbols_change_nothing() ->
 def test_flat_positions_do_not_track_marks() -> None:
     account, _ = apply_fill(new_account("ACC"), fill(BUY, u(1), u(100)))
     account, _ = apply_fill(account, fill(SELL, u(1), u(100), ts=T0 + 1))
-    same, pos = apply_mark(account, Mark("XYZ", u(150), T0 + 5))
+    same, pos = apply_mark(account, MarkPrice("XYZ", u(150), T0 + 5))
     assert same is account and pos is None
 
 
 def test_first_fill_takes_known_market_mark() -> None:
-    market = Mark("XYZ", u(102), T0 - 5)
+    market = MarkPrice("XYZ", u(102), T0 - 5)
     account, pos = apply_fill(new_account("ACC"), fill(BUY, u(1), u(100)), market)
     assert (pos.mark_px, pos.mark_ts) == (u(102), T0 - 5)
     assert account.unrealised_pnl == u(2)
@@ -134,9 +134,9 @@ def test_daily_pnl_resets_at_the_utc_day_boundary() -> None:
     day_end = (T0 // DAY_US + 1) * DAY_US
     account = new_account("ACC", cash=u(1000))
     account, _ = apply_fill(account, fill(BUY, u(1), u(100)))
-    account, _ = apply_mark(account, Mark("XYZ", u(90), T0 + 1))
+    account, _ = apply_mark(account, MarkPrice("XYZ", u(90), T0 + 1))
     assert account.daily_pnl_16 == -u(10) * ONE
-    account, _ = apply_mark(account, Mark("XYZ", u(80), day_end))
+    account, _ = apply_mark(account, MarkPrice("XYZ", u(80), day_end))
     # Next day starts from the equity before its first event (990), not from 1000.
     assert account.day_start_equity_16 == u(990) * ONE
     assert account.daily_pnl_16 == -u(10) * ONE

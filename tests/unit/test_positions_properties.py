@@ -16,7 +16,13 @@ from hypothesis import strategies as st
 
 from tapeflow.core.fixedpoint import NOTIONAL_ONE, ONE, div_round
 from tapeflow.core.models import Side
-from tapeflow.core.trading.positions import AccountState, Mark, apply_fill, apply_mark, new_account
+from tapeflow.core.trading.positions import (
+    AccountState,
+    MarkPrice,
+    apply_fill,
+    apply_mark,
+    new_account,
+)
 from tests.unit.trading_builders import T0, fill
 
 Step = tuple[int, int, int]
@@ -138,7 +144,7 @@ def test_realised_plus_unrealised_is_cash_change_plus_value(
     account = new_account("ACC", cash)
     for i, event in enumerate(events):
         if event[0] == "mark":
-            account, _ = apply_mark(account, Mark("XYZ", event[1], T0 + i))
+            account, _ = apply_mark(account, MarkPrice("XYZ", event[1], T0 + i))
         else:
             q, px, c = event  # type: ignore[misc]
             side = Side.BUY if q > 0 else Side.SELL

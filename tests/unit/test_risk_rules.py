@@ -27,7 +27,7 @@ from tapeflow.core.risk.rules import (
     turnover_prune,
 )
 from tapeflow.core.trading.orders import OrderState, transition
-from tapeflow.core.trading.positions import AccountState, Mark, apply_fill, new_account
+from tapeflow.core.trading.positions import AccountState, MarkPrice, apply_fill, new_account
 from tests.unit.trading_builders import T0, OrderSim, fill, u
 
 L = RiskLimits()
@@ -111,7 +111,7 @@ BUILDERS: dict[str, Builder] = {
     "stale_market_data": lambda p, s: check_stale_marks(
         L,
         holding(u(100)),
-        {"XYZ": Mark("XYZ", u(100), T0, s)},
+        {"XYZ": MarkPrice("XYZ", u(100), T0, s)},
         T0 + pct(L.max_mark_age_us, p),
     ),
 }

@@ -173,7 +173,7 @@ def _old_trade_without_venue() -> dict[str, Any]:
 def test_init_refuses_a_catalogue_this_version_cannot_read(tmp_path: Path) -> None:
     path = _catalogue_with_old_trade(tmp_path, _old_trade_without_venue())
     with pytest.raises(IncompatibleSchemaError) as info:
-        check_schemas(Settings(schema_catalogue=path))
+        check_schemas(Settings(schema_registry_catalogue=path))
     assert str(info.value) == ("schemas/avro/Trade.avsc cannot read md.trades-value schema id 11 "
                                "(catalogue): Trade.venue: not written and has no default")
 
@@ -192,15 +192,16 @@ def test_init_refuses_a_registry_version_this_version_cannot_read() -> None:
 
 
 def test_tapeflow_init_says_so_in_one_line(tmp_path: Path) -> None:
-    """The command line: exit 1, one line on stderr, no traceback, nothing created."""
+    """The command line: exit 2 (an error), one line on stderr, no traceback, nothing
+    created."""
     path = _catalogue_with_old_trade(tmp_path, _old_trade_without_venue())
-    env = {"PATH": "/usr/bin:/bin", "TAPEFLOW_SCHEMA_CATALOGUE": str(path),
+    env = {"PATH": "/usr/bin:/bin", "TAPEFLOW_SCHEMA_REGISTRY_CATALOGUE": str(path),
            "TAPEFLOW_HOME": str(tmp_path / "home"),
            "TAPEFLOW_KAFKA_BOOTSTRAP": "127.0.0.1:1"}
     proc = subprocess.run([sys.executable, "-m", "tapeflow.cli", "init", "--no-kafka"],
                           cwd=REPO, env=env, capture_output=True, text=True, timeout=120,
                           check=False)
-    assert proc.returncode == 1, proc.stderr
+    assert proc.returncode == 2, proc.stderr
     assert proc.stderr.strip().splitlines() == [
         "tapeflow: error: schemas/avro/Trade.avsc cannot read md.trades-value schema id 11 "
         "(catalogue): Trade.venue: not written and has no default"]

@@ -12,7 +12,7 @@ from tapeflow.errors import StoreUnavailableError
 from tapeflow.services.clickhouse import open_clickhouse
 from tapeflow.services.dsn import redact as _redact
 from tapeflow.services.postgres import connect_postgres
-from tapeflow.settings import Settings
+from tapeflow.settings import Settings, locate
 
 PW = "s3cr3t-Pa55"
 SECRET_FIELDS = ("kafka_sasl_password", "kafka_ssl_key_password", "schema_registry_basic_auth",
@@ -34,7 +34,8 @@ def test_every_secret_reads_from_a_file_and_stays_hidden(
     path.write_text(f"{PW}-{field}\n")  # `echo pw > file` leaves a newline: dropped
     monkeypatch.setenv(f"TAPEFLOW_{field.upper()}_FILE", str(path))
     settings = Settings()
-    assert getattr(settings, field).get_secret_value() == f"{PW}-{field}"
+    group, name = locate(field)
+    assert getattr(getattr(settings, group), name).get_secret_value() == f"{PW}-{field}"
     for text in (repr(settings), str(settings), settings.model_dump_json(),
                  str(settings.model_dump())):
         assert PW not in text
@@ -44,9 +45,9 @@ def test_a_crlf_file_and_a_file_without_newline(tmp_path: Path,
                                                 monkeypatch: pytest.MonkeyPatch) -> None:
     (tmp_path / "a").write_text(f"{PW}\r\n", newline="")
     monkeypatch.setenv("TAPEFLOW_KAFKA_SASL_PASSWORD_FILE", str(tmp_path / "a"))
-    assert Settings().kafka_sasl_password.get_secret_value() == PW  # type: ignore[union-attr]
+    assert Settings().kafka.sasl_password.get_secret_value() == PW  # type: ignore[union-attr]
     (tmp_path / "a").write_text(PW + "\n\n")  # only one newline is the file's ending
-    assert Settings().kafka_sasl_password.get_secret_value() == PW + "\n"  # type: ignore[union-attr]
+    assert Settings().kafka.sasl_password.get_secret_value() == PW + "\n"  # type: ignore[union-attr]
 
 
 def test_variable_and_file_together_are_refused(tmp_path: Path,
@@ -69,14 +70,14 @@ def test_a_missing_file_is_an_error_not_a_silent_default(monkeypatch: pytest.Mon
 def test_only_secret_settings_read_files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     (tmp_path / "a").write_text("elsewhere:9092")
     monkeypatch.setenv("TAPEFLOW_KAFKA_BOOTSTRAP_FILE", str(tmp_path / "a"))
-    assert Settings().kafka_bootstrap != "elsewhere:9092"
+    assert Settings().kafka.bootstrap != "elsewhere:9092"
 
 
 def test_flags_win_over_files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     (tmp_path / "a").write_text(PW)
     monkeypatch.setenv("TAPEFLOW_POSTGRES_DSN_FILE", str(tmp_path / "a"))
     settings = Settings().with_overrides(postgres_dsn="postgresql://flag")
-    assert settings.postgres_dsn.get_secret_value() == "postgresql://flag"  # type: ignore[union-attr]
+    assert settings.postgres.dsn.get_secret_value() == "postgresql://flag"  # type: ignore[union-attr]
 
 
 def test_a_secrets_directory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -84,8 +85,8 @@ def test_a_secrets_directory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) ->
     (tmp_path / "tapeflow_postgres_dsn").write_text("postgresql://u:pw@h/db")
     monkeypatch.setenv("TAPEFLOW_SECRETS_DIR", str(tmp_path))
     settings = Settings()
-    assert settings.kafka_sasl_password.get_secret_value() == PW  # type: ignore[union-attr]
-    assert settings.postgres_dsn.get_secret_value() == "postgresql://u:pw@h/db"  # type: ignore[union-attr]
+    assert settings.kafka.sasl_password.get_secret_value() == PW  # type: ignore[union-attr]
+    assert settings.postgres.dsn.get_secret_value() == "postgresql://u:pw@h/db"  # type: ignore[union-attr]
     assert settings.kafka_config()["sasl.password"] == PW
     monkeypatch.setenv("TAPEFLOW_SECRETS_DIR", str(tmp_path / "missing"))
     with pytest.raises(SettingsError, match="is not a directory"):

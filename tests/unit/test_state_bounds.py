@@ -5,6 +5,8 @@
 
 from __future__ import annotations
 
+from flows.market import core_config as market_config
+from flows.trading import core_config as shard_config
 from tapeflow.core.fixedpoint import ONE
 from tapeflow.core.market.filter_state import FilterState
 from tapeflow.core.market.rejections import RejectReason
@@ -12,22 +14,22 @@ from tapeflow.core.market.symbol_step import DEFAULT_MARKET_CONFIG
 from tapeflow.core.market.tick_filter import filter_trade
 from tapeflow.core.models import Trade
 from tapeflow.core.trading.shard_step import DEFAULT_SHARD_CONFIG
-from tapeflow.runtime.run import RunOptions, market_config, shard_config
 from tapeflow.settings import Settings
 
 
 def test_defaults_are_the_cores_defaults() -> None:
-    settings = Settings(_env_file=None)  # type: ignore[call-arg]
-    assert market_config(settings, RunOptions(flow="market")) == DEFAULT_MARKET_CONFIG
+    settings = Settings(_env_file=None)
+    assert market_config(settings) == DEFAULT_MARKET_CONFIG
     config = shard_config(settings)
     assert config.initial_cash == DEFAULT_SHARD_CONFIG.initial_cash
     assert config.retention is not None
 
 
 def test_each_bound_reaches_its_config() -> None:
-    settings = Settings(_env_file=None, seq_window=64, allowed_lateness_s=2.5,  # type: ignore[call-arg]
-                        late_horizon_s=600, order_terminal_ttl_s=30, order_max_terminal=7)
-    market = market_config(settings, RunOptions(flow="market", batch=True))
+    settings = Settings(_env_file=None, market_seq_window=64, market_allowed_lateness_s=2.5,
+                        market_late_horizon_s=600, trading_order_terminal_ttl_s=30,
+                        trading_order_max_terminal=7)
+    market = market_config(settings, batch=True)
     assert market.filter.seq_window == 64
     assert market.candles.allowed_lateness_us == 2_500_000
     assert market.candles.retention_us == 600_000_000
@@ -40,8 +42,7 @@ def test_each_bound_reaches_its_config() -> None:
 def test_the_sequence_window_bounds_duplicate_detection() -> None:
     """A re-sent sequence number older than the window is no longer a known duplicate: it is
     refused as too old, and the filter keeps at most `seq_window` numbers."""
-    config = market_config(Settings(_env_file=None, seq_window=16),  # type: ignore[call-arg]
-                           RunOptions(flow="market")).filter
+    config = market_config(Settings(_env_file=None, market_seq_window=16)).filter
     state = FilterState()
     base = 1_700_000_000_000_000
 

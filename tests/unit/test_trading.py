@@ -23,7 +23,7 @@ from tapeflow.core.trading.account_step import (
     on_timer,
 )
 from tapeflow.core.trading.orders import Applied, Duplicate, Invalid
-from tapeflow.core.trading.positions import Mark
+from tapeflow.core.trading.positions import MarkPrice
 from tests.unit.trading_builders import T0, OrderSim, u
 
 W, C, CLR = Severity.WARNING, Severity.CRITICAL, Severity.INFO
@@ -88,25 +88,25 @@ def test_mark_revalues_and_drawdown_alerts_then_clears() -> None:
     limits = RiskLimitBook(RiskLimits(max_drawdown_bps=1_000, max_daily_loss=None))
     config = replace(CONFIG, limits=limits)
     state = fresh(cash=u(100_000))
-    marks: dict[str, Mark] = {}
+    marks: dict[str, MarkPrice] = {}
     for report in (sim.new(), sim.fill(u(1_000), u(100))):
         state, _ = on_execution(state, report, config, marks)
     got = []
     for i, px in enumerate([u(95), u(91), u(89), u(80), u(99)]):
-        mark = Mark("XYZ", px, T0 + (i + 1) * SECOND, f"trade:{i}")
+        mark = MarkPrice("XYZ", px, T0 + (i + 1) * SECOND, f"trade:{i}")
         marks["XYZ"] = mark
         state, out = on_mark(state, mark, config, marks)
         assert out.position is not None and out.position.mark_px == px
         got.append([a.severity for a in out.alerts if a.rule == "drawdown"])
     # Peak 100k; drawdown 5% (within 8% warn), 9% W, 11% C, 20% (no repeat), 1% clear.
     assert got == [[], [W], [C], [], [CLR]]
-    same, out = on_mark(state, Mark("ABC", u(1), T0), config, marks)
+    same, out = on_mark(state, MarkPrice("ABC", u(1), T0), config, marks)
     assert same is state and out == TradingOutput()
 
 
 def test_stale_market_data_via_timer_and_fresh_mark_clears() -> None:
     sim = OrderSim("o1", qty=u(1))
-    m0 = Mark("XYZ", u(100), T0, "trade:0")
+    m0 = MarkPrice("XYZ", u(100), T0, "trade:0")
     marks = {"XYZ": m0}
     state = fresh()
     for report in (sim.new(), sim.fill(u(1), u(100))):
@@ -119,7 +119,7 @@ def test_stale_market_data_via_timer_and_fresh_mark_clears() -> None:
     assert [a.severity for a in out.alerts] == [C]
     state, out = on_timer(state, T0 + 62 * SECOND, CONFIG, marks)
     assert out.alerts == ()
-    m1 = Mark("XYZ", u(101), T0 + 63 * SECOND, "trade:1")
+    m1 = MarkPrice("XYZ", u(101), T0 + 63 * SECOND, "trade:1")
     assert newer_mark(marks, m1) and not newer_mark({"XYZ": m1}, m0)
     marks = {"XYZ": m1}
     state, out = on_mark(state, m1, CONFIG, marks)
@@ -173,7 +173,7 @@ def order_flows(draw: st.DrawFn) -> list[Event]:
         if action == "mark":
             ts += SECOND
             px = u(draw(st.integers(80, 120)))
-            events.append(("mark", Mark(sim.symbol, px, ts, f"t{ts}")))
+            events.append(("mark", MarkPrice(sim.symbol, px, ts, f"t{ts}")))
         elif action == "bad":
             events.append(("report", sim.fill(u(1), u(100))._replace(cum_qty=10**15)))
             sim.cum -= u(1)
@@ -198,11 +198,11 @@ def order_flows(draw: st.DrawFn) -> list[Event]:
     return events
 
 
-Replayed = tuple[TradingState, dict[str, Mark], dict[str, RiskAlert]]
+Replayed = tuple[TradingState, dict[str, MarkPrice], dict[str, RiskAlert]]
 
 
 def replay(
-    state: TradingState, events: list[Event], marks: dict[str, Mark] | None = None
+    state: TradingState, events: list[Event], marks: dict[str, MarkPrice] | None = None
 ) -> Replayed:
     """Run events; marks are caller-owned state, so they are returned (and snapshotted) too.
 
@@ -257,7 +257,7 @@ def test_snapshot_and_resume_is_the_same_as_an_uninterrupted_run(
 @settings(max_examples=100, deadline=None)
 @given(order_flows())
 def test_versions_only_grow_and_account_matches_its_positions(events: list[Event]) -> None:
-    marks: dict[str, Mark] = {}
+    marks: dict[str, MarkPrice] = {}
     state = fresh()
     last_version: dict[tuple[str, str], int] = {}
     for kind, event in events:

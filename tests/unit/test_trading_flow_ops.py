@@ -20,7 +20,7 @@ from tapeflow.core.trading.shard_step import ExecutionResult, PnlSnapshot, State
 from tapeflow.settings import Settings
 from tests.unit.trading_builders import OrderSim, u
 
-SETTINGS = Settings(topic_prefix="x.")
+SETTINGS = Settings(kafka_topic_prefix="x.")
 EXEC, MARKS = "x.oms.executions", "x.md.marks"
 
 
@@ -35,7 +35,9 @@ def _run(messages: list[Any], limits: Any) -> dict[str, list[Any]]:
     flow = build_flow(SETTINGS, source=TestingSource(messages), sinks=sinks, limits=limits,
                       partitions=[0, 1], codec=Codec(LocalCatalogue.load()))
     run_main(flow)
-    return {k: [value for _key, value in v] for k, v in out.items()}
+    got = {k: [value for _key, value in v] for k, v in out.items()}
+    got["dlq"] = [keyed.letter for keyed in got["dlq"]]  # (original key, letter) pairs
+    return got
 
 
 def test_reports_marks_and_bad_input_are_routed() -> None:
@@ -93,7 +95,7 @@ def test_feed_gaps_become_alerts_on_every_alert_sink() -> None:
     from bytewax import operators as op
     from bytewax.dataflow import Dataflow
 
-    from flows.trading import add_gap_alerts
+    from flows.gap_alerts import add_gap_alerts
     from tapeflow.core.market.rejections import SequenceGap, TickKind
 
     gaps = [

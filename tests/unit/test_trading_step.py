@@ -6,7 +6,7 @@ import pickle
 
 from tapeflow.core.risk.limits import RiskLimitBook, RiskLimits
 from tapeflow.core.trading.account_step import TradingConfig
-from tapeflow.core.trading.positions import Mark
+from tapeflow.core.trading.positions import MarkPrice
 from tapeflow.core.trading.shard_step import (
     ExecutionResult,
     PnlSnapshot,
@@ -48,14 +48,14 @@ def test_a_newer_mark_revalues_holders_only_and_an_older_one_changes_nothing() -
     other = OrderSim("o", qty=u(1), account_id="FLAT", symbol="ABC")
     for report in (a.new(), a.fill(u(10), u(100)), other.new()):
         on_report(shard, report, CONFIG, SHARD)
-    (change,) = on_market(shard, Mark("XYZ", u(110), T0 + SECOND, "m1"), CONFIG, SHARD)
+    (change,) = on_market(shard, MarkPrice("XYZ", u(110), T0 + SECOND, "m1"), CONFIG, SHARD)
     assert isinstance(change, StateChange) and change.output.position is not None
     assert shard.accounts["ACC"].account.unrealised_pnl == u(100)
     assert shard.marks["XYZ"].source_id == "m1"
-    assert on_market(shard, Mark("XYZ", u(90), T0, "m0"), CONFIG, SHARD) == []
+    assert on_market(shard, MarkPrice("XYZ", u(90), T0, "m0"), CONFIG, SHARD) == []
     assert shard.marks["XYZ"].source_id == "m1"
     # A mark for a symbol nobody holds is kept for later fills, and revalues nothing.
-    assert on_market(shard, Mark("ABC", u(7), T0 + SECOND, "m2"), CONFIG, SHARD) == []
+    assert on_market(shard, MarkPrice("ABC", u(7), T0 + SECOND, "m2"), CONFIG, SHARD) == []
     assert shard.marks["ABC"].price == u(7)
 
 
@@ -66,11 +66,11 @@ def test_the_timer_raises_stale_market_data_at_the_event_clock() -> None:
     a = OrderSim("a", qty=u(10))
     on_report(shard, a.new(), config, SHARD)
     on_report(shard, a.fill(u(10), u(100)), config, SHARD)
-    on_market(shard, Mark("XYZ", u(101), a.ts, "m1"), config, SHARD)
+    on_market(shard, MarkPrice("XYZ", u(101), a.ts, "m1"), config, SHARD)
     assert not [x for x in on_tick(shard, a.ts + 30 * SECOND, config, SHARD)
                 if isinstance(x, StateChange)]
     # Another symbol's mark moves the shard's clock; the held symbol's mark is now old.
-    on_market(shard, Mark("ABC", u(5), a.ts + 61 * SECOND, "m2"), config, SHARD)
+    on_market(shard, MarkPrice("ABC", u(5), a.ts + 61 * SECOND, "m2"), config, SHARD)
     out = on_tick(shard, shard.clock_us, config, SHARD)
     alerts = [al for x in out if isinstance(x, StateChange) for al in x.output.alerts]
     assert [(al.rule, al.symbol, al.source_event_id) for al in alerts] == [
@@ -87,7 +87,7 @@ def test_snapshots_cut_at_report_buckets_and_are_provisional_at_the_end() -> Non
     on_report(shard, a.fill(u(4), u(100)), CONFIG, SHARD)
     cash_0 = shard.accounts["ACC"].account.cash
     # A mark does not cut a bucket, whatever its time.
-    on_market(shard, Mark("XYZ", u(101), T0 + 35 * SECOND, "m"), CONFIG, SHARD)
+    on_market(shard, MarkPrice("XYZ", u(101), T0 + 35 * SECOND, "m"), CONFIG, SHARD)
     a.ts = T0 + 25 * SECOND
     out = on_report(shard, a.fill(u(6), u(100)), CONFIG, SHARD)
     bucket_end = (T0 // (10 * SECOND) + 1) * 10 * SECOND
@@ -123,7 +123,7 @@ def test_the_shard_pickles_whole() -> None:
     a = OrderSim("a", qty=u(10))
     on_report(shard, a.new(), CONFIG, SHARD)
     on_report(shard, a.fill(u(10), u(100)), CONFIG, SHARD)
-    on_market(shard, Mark("XYZ", u(101), a.ts, "m"), CONFIG, SHARD)
+    on_market(shard, MarkPrice("XYZ", u(101), a.ts, "m"), CONFIG, SHARD)
     copy = pickle.loads(pickle.dumps(shard))
     assert copy.accounts["ACC"].account == shard.accounts["ACC"].account
     assert copy.marks == shard.marks and copy.open_bucket == shard.open_bucket

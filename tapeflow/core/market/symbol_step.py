@@ -60,7 +60,7 @@ from tapeflow.core.models import Quote, Trade
 SECOND_US = 1_000_000
 
 
-class Mark(NamedTuple):
+class MarkTrade(NamedTuple):
     """The price to mark a symbol's positions with: its last clean trade."""
 
     trade: Trade
@@ -80,7 +80,7 @@ class Arrival(NamedTuple):
     """(topic, partition, offset)."""
 
 
-Output = Trade | Quote | Rejection | Candle | SequenceGap | Mark
+Output = Trade | Quote | Rejection | Candle | SequenceGap | MarkTrade
 """What a step emits: clean ticks, rejections, candles (all versions), gaps, marks."""
 
 
@@ -246,6 +246,6 @@ def _trade(
 def _send_pending_mark(state: SymbolMarket, out: list[Output]) -> None:
     trade = state.pending_mark
     if trade is not None:
-        out.append(Mark(trade))
+        out.append(MarkTrade(trade))
         state.mark_sent_ts = trade.ts_event
         state.pending_mark = None

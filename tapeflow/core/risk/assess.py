@@ -54,7 +54,7 @@ from tapeflow.core.risk.rules import (
 )
 from tapeflow.core.trading.order_book import OrderBook, open_quantities
 from tapeflow.core.trading.orders import FILL_TYPES, Fill, OrderState
-from tapeflow.core.trading.positions import AccountState, Mark
+from tapeflow.core.trading.positions import AccountState, MarkPrice
 
 INVALID_EXECUTION = "invalid_execution"
 
@@ -72,7 +72,7 @@ class FeedRiskState:
     levels: Mapping[AlertKey, Level] = field(default_factory=dict)
 
 
-def _mark_px(symbol: str, account: AccountState, marks: Mapping[str, Mark]) -> int | None:
+def _mark_px(symbol: str, account: AccountState, marks: Mapping[str, MarkPrice]) -> int | None:
     mark = marks.get(symbol)
     if mark is not None:
         return mark.price
@@ -81,7 +81,7 @@ def _mark_px(symbol: str, account: AccountState, marks: Mapping[str, Mark]) -> i
 
 
 def open_order_notional_16(
-    book: OrderBook, account: AccountState, marks: Mapping[str, Mark]
+    book: OrderBook, account: AccountState, marks: Mapping[str, MarkPrice]
 ) -> int:
     """Leaves x reference price over the account's live orders, at scale 16.
 
@@ -104,7 +104,7 @@ def _exposure_readings(
     limits: RiskLimits,
     account: AccountState,
     book: OrderBook,
-    marks: Mapping[str, Mark],
+    marks: Mapping[str, MarkPrice],
     source: str,
 ) -> list[Reading]:
     """The rules that move with equity or gross exposure."""
@@ -131,7 +131,7 @@ def assess_execution(
     order: OrderState,
     report: ExecutionReport,
     fill: Fill | None,
-    marks: Mapping[str, Mark],
+    marks: Mapping[str, MarkPrice],
 ) -> tuple[RiskState, tuple[RiskAlert, ...]]:
     """Rules after an applied report; `account` and `book` already include it."""
     source, ts, symbol = report.exec_id, report.ts_event, order.symbol
@@ -177,8 +177,8 @@ def assess_mark(
     *,
     account: AccountState,
     book: OrderBook,
-    mark: Mark,
-    marks: Mapping[str, Mark],
+    mark: MarkPrice,
+    marks: Mapping[str, MarkPrice],
 ) -> tuple[RiskState, tuple[RiskAlert, ...]]:
     """Rules after a mark revalued one of the account's positions."""
     source = mark_event_id(mark)
@@ -195,7 +195,7 @@ def assess_timer(
     limits: RiskLimits,
     *,
     account: AccountState,
-    marks: Mapping[str, Mark],
+    marks: Mapping[str, MarkPrice],
     now_us: int,
 ) -> tuple[RiskState, tuple[RiskAlert, ...]]:
     """Time passing: stale marks, and turnover leaving its window (which may clear it)."""

@@ -15,20 +15,20 @@ from tapeflow.core.market.rejections import SequenceGap
 from tapeflow.core.models import Severity
 from tapeflow.core.risk.levels import AlertKey, Levels, Reading
 from tapeflow.core.risk.limits import RiskLimits, grade, us_to_seconds_units
-from tapeflow.core.trading.positions import AccountState, Mark
+from tapeflow.core.trading.positions import AccountState, MarkPrice
 
 STALE_MARKET_DATA = "stale_market_data"
 FEED_GAP = "feed_gap"
 
 
-def mark_event_id(mark: Mark) -> str:
+def mark_event_id(mark: MarkPrice) -> str:
     return mark.source_id or f"mark:{mark.symbol}:{mark.ts_event}"
 
 
 def check_stale_marks(
     limits: RiskLimits,
     account: AccountState,
-    marks: Mapping[str, Mark],
+    marks: Mapping[str, MarkPrice],
     now_us: int,
     symbols: Iterable[str] | None = None,
 ) -> list[Reading]:

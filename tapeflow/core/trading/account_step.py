@@ -9,7 +9,7 @@ End-to-end idempotence lives at the order level: a report that the order state m
 calls a duplicate changes nothing downstream of it (no fill, no position change, no new
 version, no alert). A report it calls invalid changes nothing either, and yields one alert.
 
-Marks are read-only input (`marks`, symbol -> latest `Mark`) owned by the caller, because
+Marks are read-only input (`marks`, symbol -> latest `MarkPrice`) owned by the caller, because
 they are shared by every account of a shard; `newer_mark` is the rule for updating them.
 They are inputs to the risk rules, so the caller snapshots them with the states: a restore
 without them would judge the replayed orders against different prices.
@@ -37,7 +37,7 @@ from tapeflow.core.trading.order_book import OrderBook, OrderRetention, apply_ex
 from tapeflow.core.trading.orders import Applied, Invalid, OrderState, Outcome
 from tapeflow.core.trading.positions import (
     AccountState,
-    Mark,
+    MarkPrice,
     Position,
     apply_fill,
     apply_mark,
@@ -80,7 +80,7 @@ def new_trading_state(
     )
 
 
-def newer_mark(marks: Mapping[str, Mark], mark: Mark) -> bool:
+def newer_mark(marks: Mapping[str, MarkPrice], mark: MarkPrice) -> bool:
     """Whether `mark` should replace the held one: later event time wins; ties keep the
     one held (so redelivery cannot flip it)."""
     held = marks.get(mark.symbol)
@@ -91,7 +91,7 @@ def on_execution(
     state: TradingState,
     report: ExecutionReport,
     config: TradingConfig,
-    marks: Mapping[str, Mark],
+    marks: Mapping[str, MarkPrice],
 ) -> tuple[TradingState, TradingOutput]:
     if report.account_id != state.account.account_id:
         reason = f"routed to account {state.account.account_id}"
@@ -127,7 +127,7 @@ def on_execution(
 
 
 def on_mark(
-    state: TradingState, mark: Mark, config: TradingConfig, marks: Mapping[str, Mark]
+    state: TradingState, mark: MarkPrice, config: TradingConfig, marks: Mapping[str, MarkPrice]
 ) -> tuple[TradingState, TradingOutput]:
     """Revalue the account if it holds `mark.symbol`; `marks` should already include it."""
     account, position = apply_mark(state.account, mark)
@@ -146,7 +146,7 @@ def on_mark(
 
 
 def on_timer(
-    state: TradingState, now_us: int, config: TradingConfig, marks: Mapping[str, Mark]
+    state: TradingState, now_us: int, config: TradingConfig, marks: Mapping[str, MarkPrice]
 ) -> tuple[TradingState, TradingOutput]:
     """Time-driven rules. `now_us` is the caller's clock; nothing here reads one."""
     risk, alerts = assess_timer(

@@ -53,7 +53,7 @@ def to_scale8(units_16: int) -> int:
     return div_round(units_16, ONE)
 
 
-class Mark(NamedTuple):
+class MarkPrice(NamedTuple):
     """The latest market price of a symbol (last clean trade, or quote mid when configured)."""
 
     symbol: str
@@ -200,7 +200,7 @@ def _sign(x: int) -> int:
 
 
 def apply_fill(
-    account: AccountState, fill: Fill, market: Mark | None = None
+    account: AccountState, fill: Fill, market: MarkPrice | None = None
 ) -> tuple[AccountState, Position]:
     """Book one fill: position, realised P&L, commissions, cash, peak equity.
 
@@ -261,7 +261,7 @@ def apply_fill(
     return _with_position(account, position, fill.ts_event), position
 
 
-def apply_mark(account: AccountState, mark: Mark) -> tuple[AccountState, Position | None]:
+def apply_mark(account: AccountState, mark: MarkPrice) -> tuple[AccountState, Position | None]:
     """Revalue the account's open position in `mark.symbol`; unchanged if none is open."""
     old = account.positions.get(mark.symbol)
     if old is None or old.qty == 0:

@@ -60,7 +60,7 @@ from tapeflow.core.trading.account_step import (
 )
 from tapeflow.core.trading.order_book import OrderRetention
 from tapeflow.core.trading.orders import Duplicate
-from tapeflow.core.trading.positions import AccountState, Mark
+from tapeflow.core.trading.positions import AccountState, MarkPrice
 
 SECOND_US = 1_000_000
 
@@ -134,7 +134,7 @@ class TradingShard:
     """The snapshotted state of a shard. Steps update it in place (copy it to snapshot)."""
 
     accounts: dict[str, TradingState] = field(default_factory=dict)
-    marks: dict[str, Mark] = field(default_factory=dict)
+    marks: dict[str, MarkPrice] = field(default_factory=dict)
     clock_us: int = 0
     """Latest event time seen (reports and marks)."""
     open_bucket: dict[str, int] = field(default_factory=dict)
@@ -143,9 +143,9 @@ class TradingShard:
     """Account -> account version of its last emitted snapshot."""
 
 
-def mark_of(trade: Trade) -> Mark:
+def mark_of(trade: Trade) -> MarkPrice:
     """The mark a clean trade (from `md.marks`) gives; its id names the trade exactly."""
-    return Mark(trade.symbol, trade.price, trade.ts_event,
+    return MarkPrice(trade.symbol, trade.price, trade.ts_event,
                 f"trade:{trade.venue}:{trade.symbol}:{trade.seq}@{trade.ts_event}")
 
 
@@ -209,7 +209,7 @@ def on_report(shard: TradingShard, report: ExecutionReport, trading: TradingConf
     return out
 
 
-def on_market(shard: TradingShard, mark: Mark, trading: TradingConfig,
+def on_market(shard: TradingShard, mark: MarkPrice, trading: TradingConfig,
               config: ShardConfig = DEFAULT_SHARD_CONFIG) -> list[ShardOutput]:
     if not newer_mark(shard.marks, mark):
         return []
