@@ -74,8 +74,8 @@ class AllFlow:
         source = kafka_source(settings, tail=not request.batch, shard=request.shard,
                               group=request.group)
         return build_flow(settings, source=source,
-                          config=market.core_config(settings, batch=request.batch),
-                          shard_config=trading.core_config(settings))
+                          config=settings.market.core_config(batch=request.batch),
+                          shard_config=settings.trading.core_config())
 
 
 SPEC = AllFlow()

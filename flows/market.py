@@ -38,8 +38,6 @@ from schemas.codec import Codec, codec_for
 from sinks.clickhouse.flow_sink import ClickHouseSink
 from sinks.kafka.flow_sink import KafkaRecordSink
 from sources.kafka.flow_source import kafka_source as sharded_kafka_source
-from tapeflow.core.market.candles import CandleConfig
-from tapeflow.core.market.filter_config import FilterConfig
 from tapeflow.core.market.rejections import SequenceGap
 from tapeflow.core.market.symbol_step import (
     DEFAULT_MARKET_CONFIG,
@@ -171,39 +169,6 @@ def build_flow(
     return flow
 
 
-BATCH_MERGE_WAIT_S = 3600.0
-"""`--batch` runs: how far trades and quotes may run apart before being judged alone."""
-
-
-def core_config(settings: Settings, *, batch: bool = False) -> MarketConfig:
-    """The market core's configuration from the settings' market group.
-
-    The merge wait of a batch run defaults to the whole late horizon: reading a backlog,
-    Bytewax polls each partition in turn and quotes are ~3x as dense as trades, so trades run
-    ahead of their quotes by about 2/3 of the backlog's span (docs/flows.md). A batch run
-    ends, and the end of input releases every held tick in merge order, so it can afford to
-    wait and judge every trade against the quotes an uninterrupted live stream would have
-    shown it."""
-    market = settings.market
-    wait_s = market.merge_wait_s
-    if wait_s is None and batch:
-        wait_s = BATCH_MERGE_WAIT_S
-    return MarketConfig(
-        filter=FilterConfig(seq_window=market.seq_window),
-        candles=CandleConfig(allowed_lateness_us=_us(market.allowed_lateness_s),
-                             retention_us=_us(market.late_horizon_s),
-                             idle_timeout_us=_us(market.idle_timeout_s)),
-        mark_interval_us=_us(market.mark_interval_s),
-        merge_max_wait_us=(DEFAULT_MARKET_CONFIG.merge_max_wait_us if wait_s is None
-                           else _us(wait_s)),
-        quiet_us=_us(market.quiet_s),
-    )
-
-
-def _us(seconds: float) -> int:
-    return round(seconds * 1_000_000)
-
-
 def check_clickhouse(settings: Settings) -> None:
     """ClickHouse answers (one-line error naming it and where, otherwise)."""
     client = open_clickhouse(settings.clickhouse_url(), settings.clickhouse.database)
@@ -225,7 +190,7 @@ class MarketFlow:
         source = kafka_source(settings, tail=not request.batch, shard=request.shard,
                               group=request.group)
         return build_flow(settings, source=source,
-                          config=core_config(settings, batch=request.batch),
+                          config=settings.market.core_config(batch=request.batch),
                           gap_alerts=optional_gap_alerts(settings))
 
 

@@ -57,11 +57,9 @@ from sinks.versions import restart_version_base
 from sources.kafka.flow_source import kafka_source as sharded_kafka_source
 from sources.kafka.topic_reader import recent_identities
 from sources.postgres.limits import RefreshingConfig, postgres_loader
-from tapeflow.core.fixedpoint import to_units
 from tapeflow.core.market.symbol_step import MarkTrade
 from tapeflow.core.models import RiskAlert
 from tapeflow.core.trading.account_step import TradingConfig
-from tapeflow.core.trading.order_book import OrderRetention
 from tapeflow.core.trading.shard_step import (
     DEFAULT_SHARD_CONFIG,
     ExecutionResult,
@@ -288,16 +286,6 @@ def refreshing_limits(settings: Settings, every_s: float = 30.0) -> Callable[[],
     return RefreshingConfig(loader, every_s=every_s).current
 
 
-def core_config(settings: Settings) -> ShardConfig:
-    """The trading core's configuration from the settings' trading group."""
-    trading = settings.trading
-    return ShardConfig(
-        initial_cash=to_units(trading.initial_cash),
-        snapshot_interval_us=round(trading.pnl_interval_s * 1_000_000),
-        retention=OrderRetention(max_terminal=trading.order_max_terminal,
-                                 terminal_ttl_us=round(trading.order_terminal_ttl_s * 1e6)))
-
-
 class TradingFlow:
     """`tapeflow run trading`."""
 
@@ -308,7 +296,7 @@ class TradingFlow:
     def build(self, settings: Settings, request: FlowRequest) -> Dataflow:
         source = kafka_source(settings, tail=not request.batch, shard=request.shard,
                               group=request.group)
-        return build_flow(settings, source=source, shard_config=core_config(settings),
+        return build_flow(settings, source=source, shard_config=settings.trading.core_config(),
                           limits_refresh_s=settings.trading.limits_refresh_s,
                           tick=timedelta(seconds=settings.trading.timer_s),
                           timeout_s=settings.runtime.service_timeout_s)

@@ -39,7 +39,16 @@ from pydantic_settings import (
     SettingsError,
 )
 
+from tapeflow.core.fixedpoint import to_units
+from tapeflow.core.market.candles import CandleConfig
+from tapeflow.core.market.filter_config import FilterConfig
+from tapeflow.core.market.symbol_step import DEFAULT_MARKET_CONFIG, MarketConfig
+from tapeflow.core.trading.order_book import OrderRetention
+from tapeflow.core.trading.shard_step import ShardConfig
+
 ENV_PREFIX = "TAPEFLOW_"
+BATCH_MERGE_WAIT_S = 3600.0
+"""`--batch` runs: how far trades and quotes may run apart before being judged alone."""
 DEFAULT_HOME = Path(".tapeflow")
 LOCAL_KAFKA_PORT = 9092
 
@@ -272,6 +281,29 @@ class MarketSettings(_Group):
         5.0, ge=0, description="Wall time without ticks after which a symbol's held ticks "
         "and pending mark are released.")
 
+    def core_config(self, *, batch: bool = False) -> MarketConfig:
+        """The market core's configuration: what the stream and the backfill both judge with.
+
+        The merge wait of a batch run defaults to `BATCH_MERGE_WAIT_S`: reading a backlog,
+        Bytewax polls each partition in turn and quotes are ~3x as dense as trades, so trades
+        run ahead of their quotes by about 2/3 of the backlog's span (docs/flows.md). A batch
+        run ends, and the end of input releases every held tick in merge order, so it can
+        afford to wait and judge every trade against the quotes an uninterrupted live stream
+        would have shown it."""
+        wait_s = self.merge_wait_s
+        if wait_s is None and batch:
+            wait_s = BATCH_MERGE_WAIT_S
+        return MarketConfig(
+            filter=FilterConfig(seq_window=self.seq_window),
+            candles=CandleConfig(allowed_lateness_us=_us(self.allowed_lateness_s),
+                                 retention_us=_us(self.late_horizon_s),
+                                 idle_timeout_us=_us(self.idle_timeout_s)),
+            mark_interval_us=_us(self.mark_interval_s),
+            merge_max_wait_us=(DEFAULT_MARKET_CONFIG.merge_max_wait_us if wait_s is None
+                               else _us(wait_s)),
+            quiet_us=_us(self.quiet_s),
+        )
+
 
 class TradingSettings(_Group):
     """Tuning of the trading core (docs/trading-core.md)."""
@@ -293,6 +325,14 @@ class TradingSettings(_Group):
     timer_s: float = Field(
         5.0, gt=0, description="Wall time between runs of the time-driven risk rules "
         "(stale marks, turnover expiry) and provisional P&L snapshots.")
+
+    def core_config(self) -> ShardConfig:
+        """The trading core's configuration (a shard of accounts)."""
+        return ShardConfig(
+            initial_cash=to_units(self.initial_cash),
+            snapshot_interval_us=_us(self.pnl_interval_s),
+            retention=OrderRetention(max_terminal=self.order_max_terminal,
+                                     terminal_ttl_us=_us(self.order_terminal_ttl_s)))
 
 
 class RuntimeSettings(_Group):
@@ -372,6 +412,10 @@ GROUPS: dict[str, type[_Group]] = {
     "runtime": RuntimeSettings,
     "access": AccessSettings,
 }
+
+
+def _us(seconds: float) -> int:
+    return round(seconds * 1_000_000)
 
 
 def _identifier(value: str) -> str:

@@ -82,8 +82,10 @@ def backfill(
 
     names = frozenset(symbols) if symbols else None
     window = Window(names, _micros(start, "--start"), _micros(end, "--end"))
-    options = BackfillOptions(window=window, bucket_rows=bucket_rows, workers=workers)
     settings = settings_of(ctx)
+    # The stream's own bounds (sequence window, lateness, late horizon) judge the history.
+    options = BackfillOptions(window=window, bucket_rows=bucket_rows, workers=workers,
+                              config=settings.market.core_config(batch=True))
     if sys.stderr.isatty():
         from rich.progress import (
             BarColumn,

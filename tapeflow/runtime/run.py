@@ -15,6 +15,7 @@ import signal
 from dataclasses import dataclass
 from datetime import timedelta
 
+from bytewax.dataflow import Dataflow
 from bytewax.recovery import RecoveryConfig
 from bytewax.run import cli_main
 
@@ -53,9 +54,13 @@ class RunOptions:
                            group=consumer_group(settings, self.flow, self.shard))
 
 
+def build(settings: Settings, options: RunOptions) -> Dataflow:
+    """The dataflow a run of `options` runs (its flow's `FlowSpec.build`)."""
+    return spec(options.flow).build(settings, options.request(settings))
+
+
 def run(settings: Settings, options: RunOptions) -> int:
     """Run one flow until it ends (batch) or is stopped; returns the exit code."""
-    flow_spec = spec(options.flow)
     if options.processes > 1 and options.process_id is None:
         return spawn_local_cluster(settings, options.flow, options.processes,
                                    child_args=_child_args(options), recovery=options.recovery,
@@ -70,7 +75,7 @@ def run(settings: Settings, options: RunOptions) -> int:
             # would load them over older offsets on the next resume (docs/flows.md).
             discard_uncommitted_snapshots(path)
         recovery_config = RecoveryConfig(path, timedelta(0))
-    flow = flow_spec.build(settings, options.request(settings))
+    flow = build(settings, options)
     serve(settings.runtime.metrics_port, options.process_id)
     _stop_on_signals()
     try:

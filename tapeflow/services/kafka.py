@@ -138,9 +138,11 @@ def group_lags(conf: Mapping[str, Any], groups: Iterable[str], topics: Mapping[s
 def consumer_groups(conf: Mapping[str, Any], prefix: str, timeout_s: float) -> list[str] | None:
     """The consumer groups whose id starts with `prefix`, sorted; None when the broker cannot
     list them (an old broker, or no permission to describe groups)."""
+    admin = admin_client(conf)  # kept alive until the answer: a freed client cancels it
     try:
-        listed = admin_client(conf).list_consumer_groups(
-            request_timeout=timeout_s).result(timeout_s)
+        listed = admin.list_consumer_groups(request_timeout=timeout_s).result(timeout_s)
     except Exception:
+        return None
+    if listed.errors and not listed.valid:
         return None
     return sorted(g.group_id for g in listed.valid if g.group_id.startswith(prefix))

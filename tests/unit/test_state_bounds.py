@@ -5,8 +5,6 @@
 
 from __future__ import annotations
 
-from flows.market import core_config as market_config
-from flows.trading import core_config as shard_config
 from tapeflow.core.fixedpoint import ONE
 from tapeflow.core.market.filter_state import FilterState
 from tapeflow.core.market.rejections import RejectReason
@@ -19,8 +17,8 @@ from tapeflow.settings import Settings
 
 def test_defaults_are_the_cores_defaults() -> None:
     settings = Settings(_env_file=None)
-    assert market_config(settings) == DEFAULT_MARKET_CONFIG
-    config = shard_config(settings)
+    assert settings.market.core_config() == DEFAULT_MARKET_CONFIG
+    config = settings.trading.core_config()
     assert config.initial_cash == DEFAULT_SHARD_CONFIG.initial_cash
     assert config.retention is not None
 
@@ -29,12 +27,12 @@ def test_each_bound_reaches_its_config() -> None:
     settings = Settings(_env_file=None, market_seq_window=64, market_allowed_lateness_s=2.5,
                         market_late_horizon_s=600, trading_order_terminal_ttl_s=30,
                         trading_order_max_terminal=7)
-    market = market_config(settings, batch=True)
+    market = settings.market.core_config(batch=True)
     assert market.filter.seq_window == 64
     assert market.candles.allowed_lateness_us == 2_500_000
     assert market.candles.retention_us == 600_000_000
     assert market.merge_max_wait_us == 3_600_000_000  # --batch waits the whole horizon
-    retention = shard_config(settings).retention
+    retention = settings.trading.core_config().retention
     assert retention is not None
     assert (retention.max_terminal, retention.terminal_ttl_us) == (7, 30_000_000)
 
@@ -42,7 +40,7 @@ def test_each_bound_reaches_its_config() -> None:
 def test_the_sequence_window_bounds_duplicate_detection() -> None:
     """A re-sent sequence number older than the window is no longer a known duplicate: it is
     refused as too old, and the filter keeps at most `seq_window` numbers."""
-    config = market_config(Settings(_env_file=None, market_seq_window=16)).filter
+    config = Settings(_env_file=None, market_seq_window=16).market.core_config().filter
     state = FilterState()
     base = 1_700_000_000_000_000
 
