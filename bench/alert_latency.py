@@ -59,7 +59,12 @@ from sinks.kafka.producer import KafkaWriter
 from sources.postgres.limits import load_trading_config
 from sources.synthetic import MarketSpec
 from tapeflow.core.models import ExecutionReport
-from tapeflow.core.trading.shard_step import TradingShard, mark_of, on_market, on_report
+from tapeflow.core.trading.shard_step import (
+    ShardState,
+    mark_of,
+    on_market_inplace,
+    on_report_inplace,
+)
 from tapeflow.services.postgres import connect_postgres
 from tapeflow.settings import Settings
 
@@ -93,18 +98,18 @@ def expected_alerts(settings: Settings, dsn: str, reports: list[ExecutionReport]
     to keep this step short."""
     with connect_postgres(dsn, settings.postgres.schema) as conn:
         config = load_trading_config(conn)
-    shard = TradingShard()
+    shard = ShardState()
     sources: set[str] = set()
     exec_ids = {r.exec_id for r in reports}
     for event in arrivals:
         if isinstance(event, ExecutionReport):
             if event.account_id not in accounts:
                 continue
-            for out in on_report(shard, event, config):
+            for out in on_report_inplace(shard, event, config):
                 alerts = getattr(getattr(out, "output", None), "alerts", ())
                 sources.update(a.source_event_id for a in alerts if a.source_event_id in exec_ids)
         else:
-            on_market(shard, mark_of(event), config)  # type: ignore[arg-type]
+            on_market_inplace(shard, mark_of(event), config)  # type: ignore[arg-type]
     return sources
 
 

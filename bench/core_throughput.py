@@ -28,10 +28,10 @@ from tapeflow.core.market.candles import (
     SECOND_US,
     CandleConfig,
     CandleState,
-    add_trade,
-    flush,
+    add_trade_inplace,
+    flush_inplace,
 )
-from tapeflow.core.market.tick_filter import FilterState, filter_trade
+from tapeflow.core.market.tick_filter import FilterState, filter_trade_inplace
 from tapeflow.core.models import Trade
 
 START_US = 1_700_000_000_000_000
@@ -78,7 +78,7 @@ def filter_only(trades: list[Trade]) -> int:
     state = FilterState()
     rejected = 0
     for t in trades:
-        state, rejection, _gap = filter_trade(state, t, None)
+        state, rejection, _gap = filter_trade_inplace(state, t, None)
         if rejection is not None:
             rejected += 1
     return rejected
@@ -88,9 +88,9 @@ def candles_only(trades: list[Trade], config: CandleConfig) -> int:
     state = CandleState()
     emitted = 0
     for t in trades:
-        state, candles, _rejection = add_trade(state, t, None, config)
+        state, candles, _rejection = add_trade_inplace(state, t, None, config)
         emitted += len(candles)
-    state, candles = flush(state)
+    state, candles = flush_inplace(state)
     return emitted + len(candles)
 
 
@@ -99,11 +99,11 @@ def filter_and_candles(trades: list[Trade], config: CandleConfig) -> int:
     cstate = CandleState()
     emitted = 0
     for t in trades:
-        fstate, rejection, _gap = filter_trade(fstate, t, None)
+        fstate, rejection, _gap = filter_trade_inplace(fstate, t, None)
         if rejection is None:
-            cstate, candles, _late = add_trade(cstate, t, None, config)
+            cstate, candles, _late = add_trade_inplace(cstate, t, None, config)
             emitted += len(candles)
-    cstate, candles = flush(cstate)
+    cstate, candles = flush_inplace(cstate)
     return emitted + len(candles)
 
 

@@ -12,9 +12,9 @@ and garbage, plus ~1,800 marks, one per symbol per second), produces it once to 
             from process start to exit, "dataflow" from the moment the Kafka source started
             (librdkafka clients alive in the process, polled in /proc every 5 ms) to the exit:
             it leaves out imports, pre-flight checks and chDB start-up (~3-5 s).
-- baseline: in this process, the pure core (`tapeflow.core.trading.shard_step.on_report` /
-            `on_market`) folded over the same decoded reports and marks in arrival order, with
-            the same limits; and the same with Avro decoding of every record first. No I/O.
+- baseline: in this process, the pure core (`tapeflow.core.trading.shard_step.on_report_inplace` /
+            `on_market_inplace`) folded over the same decoded reports and marks in arrival order,
+            with the same limits; and the same with Avro decoding of every record first. No I/O.
 
 Risk limits: the `risk_limits` defaults (every rule on), so the risk rules' cost is included.
 Throughput = execution reports (the records on oms.executions, garbage included) / time.
@@ -58,7 +58,12 @@ from sources.postgres.limits import load_trading_config
 from sources.synthetic import MarketSpec
 from tapeflow.core.models import ExecutionReport
 from tapeflow.core.trading.account_step import TradingConfig
-from tapeflow.core.trading.shard_step import TradingShard, mark_of, on_market, on_report
+from tapeflow.core.trading.shard_step import (
+    ShardState,
+    mark_of,
+    on_market_inplace,
+    on_report_inplace,
+)
 from tapeflow.services.postgres import connect_postgres
 from tapeflow.settings import Settings
 
@@ -92,33 +97,33 @@ def run_flow(settings: Settings, root: Path) -> tuple[float, float, float]:
 def core_fold(flow: OrderFlow, config: TradingConfig, shards: int,
               keys: dict[str, int]) -> float:
     """Seconds to fold the reports and marks through the pure shard steps (no I/O)."""
-    states = [TradingShard() for _ in range(shards)]
+    states = [ShardState() for _ in range(shards)]
     marks = {id(t): mark_of(t) for t in flow.marks}
     t = time.perf_counter()
     for event in flow.arrivals:
         if isinstance(event, ExecutionReport):
-            on_report(states[keys[event.account_id] % shards], event, config)
+            on_report_inplace(states[keys[event.account_id] % shards], event, config)
         else:
             mark = marks[id(event)]
             for state in states:
-                on_market(state, mark, config)
+                on_market_inplace(state, mark, config)
     return time.perf_counter() - t
 
 
 def decode_and_fold(flow: OrderFlow, codec: Codec, config: TradingConfig, shards: int,
                     keys: dict[str, int]) -> float:
     """Seconds to decode every record (Avro) and fold it, as the flow's stateful step does."""
-    states = [TradingShard() for _ in range(shards)]
+    states = [ShardState() for _ in range(shards)]
     t = time.perf_counter()
     for topic, _key, value in flow.records:
         try:
             if topic == "md.marks":
                 mark = mark_of(codec.decode(value, expect="Trade"))
                 for state in states:
-                    on_market(state, mark, config)
+                    on_market_inplace(state, mark, config)
             else:
                 report = codec.decode(value, expect="ExecutionReport")
-                on_report(states[keys[report.account_id] % shards], report, config)
+                on_report_inplace(states[keys[report.account_id] % shards], report, config)
         except Exception:  # garbage frames: the flow dead-letters them
             continue
     return time.perf_counter() - t

@@ -22,10 +22,10 @@ from tapeflow.core.market.symbol_step import (
     Arrival,
     MarketConfig,
     Output,
-    SymbolMarket,
-    on_arrival,
-    on_end,
-    on_wall_clock,
+    SymbolState,
+    on_arrival_inplace,
+    on_end_inplace,
+    on_wall_clock_inplace,
 )
 from tapeflow.core.models import DeadLetter
 
@@ -84,7 +84,7 @@ def _error_letter(stage: str, exc: BaseException, arrival: Arrival | None,
                                           b"", ts))
 
 
-class SymbolLogic(StatefulLogic[Arrival, Output | KeyedLetter, SymbolMarket]):
+class SymbolLogic(StatefulLogic[Arrival, Output | KeyedLetter, SymbolState]):
     """One symbol's `tapeflow.core.market.symbol_step` state behind Bytewax's stateful operator.
 
     `notify_at` wakes the key every `config.quiet_us` of wall time once it has seen a tick:
@@ -105,12 +105,12 @@ class SymbolLogic(StatefulLogic[Arrival, Output | KeyedLetter, SymbolMarket]):
     uninterrupted run did (found by tests/integration/test_market_recovery.py).
     """
 
-    def __init__(self, config: MarketConfig, resume: SymbolMarket | None,
+    def __init__(self, config: MarketConfig, resume: SymbolState | None,
                  wall_us: Callable[[], int] = _wall_us,
                  first_tick: FirstTick | None = None) -> None:
         self._symbol = "?"  # Bytewax does not pass the key to the builder; set from the ticks
         self._config = config
-        self._state = resume if resume is not None else SymbolMarket()
+        self._state = resume if resume is not None else SymbolState()
         self._wall_us = wall_us
         self._stall_us = config.quiet_us // 20
         self._first_tick = first_tick if first_tick is not None else FirstTick()
@@ -122,7 +122,7 @@ class SymbolLogic(StatefulLogic[Arrival, Output | KeyedLetter, SymbolMarket]):
         self._wake_us: int | None = None if resume is None else self._wall_us() + config.quiet_us
         MARKET_STATES.track(self)
 
-    def state(self) -> SymbolMarket:
+    def state(self) -> SymbolState:
         """The live state, for the metrics collector (flows/metrics.py): read, never written."""
         return self._state
 
@@ -132,7 +132,7 @@ class SymbolLogic(StatefulLogic[Arrival, Output | KeyedLetter, SymbolMarket]):
         self._first_tick.note(wall_us)
         self._observed_from = wall_us
         try:
-            self._state, out = on_arrival(self._state, value, wall_us, self._config)
+            self._state, out = on_arrival_inplace(self._state, value, wall_us, self._config)
         except Exception as exc:
             log.exception("market step failed for %s", self._symbol)
             return [_error_letter("process", exc, value, self._symbol)], StatefulLogic.RETAIN
@@ -155,7 +155,7 @@ class SymbolLogic(StatefulLogic[Arrival, Output | KeyedLetter, SymbolMarket]):
                 return [], StatefulLogic.RETAIN
         quiet = now - since >= self._config.quiet_us
         try:
-            self._state, out = on_wall_clock(self._state, now, self._config, quiet=quiet)
+            self._state, out = on_wall_clock_inplace(self._state, now, self._config, quiet=quiet)
         except Exception as exc:
             log.exception("wall-clock step failed for %s", self._symbol)
             return [_error_letter("idle", exc, None, self._symbol)], StatefulLogic.RETAIN
@@ -163,7 +163,7 @@ class SymbolLogic(StatefulLogic[Arrival, Output | KeyedLetter, SymbolMarket]):
 
     def on_eof(self) -> tuple[Iterable[Output | KeyedLetter], bool]:
         try:
-            self._state, out = on_end(self._state, self._config)
+            self._state, out = on_end_inplace(self._state, self._config)
         except Exception as exc:
             log.exception("end-of-input step failed for %s", self._symbol)
             return [_error_letter("eof", exc, None, self._symbol)], StatefulLogic.RETAIN
@@ -174,7 +174,7 @@ class SymbolLogic(StatefulLogic[Arrival, Output | KeyedLetter, SymbolMarket]):
             return None
         return datetime(1970, 1, 1, tzinfo=UTC) + timedelta(microseconds=self._wake_us)
 
-    def snapshot(self) -> SymbolMarket:
+    def snapshot(self) -> SymbolState:
         # The core advances its state in place: hand Bytewax an independent copy.
-        copy: SymbolMarket = pickle.loads(pickle.dumps(self._state, pickle.HIGHEST_PROTOCOL))
+        copy: SymbolState = pickle.loads(pickle.dumps(self._state, pickle.HIGHEST_PROTOCOL))
         return copy

@@ -25,12 +25,12 @@ from tapeflow.core.trading.shard_step import (
     ExecutionResult,
     ShardConfig,
     ShardOutput,
-    TradingShard,
+    ShardState,
     mark_of,
-    on_finish,
-    on_market,
-    on_report,
-    on_tick,
+    on_finish_inplace,
+    on_market_inplace,
+    on_report_inplace,
+    on_tick_inplace,
 )
 
 log = logging.getLogger("tapeflow.flows.trading")
@@ -103,7 +103,7 @@ def _error_letter(stage: str, exc: BaseException, incoming: Incoming | None,
                                             raw, ts))
 
 
-class ShardLogic(StatefulLogic[Incoming, ShardOutput | KeyedLetter, TradingShard]):
+class ShardLogic(StatefulLogic[Incoming, ShardOutput | KeyedLetter, ShardState]):
     """One shard's `tapeflow.core.trading.shard_step` state behind Bytewax's stateful operator.
 
     `config` returns the current risk limits and sessions (refreshed elsewhere, see
@@ -114,22 +114,22 @@ class ShardLogic(StatefulLogic[Incoming, ShardOutput | KeyedLetter, TradingShard
     """
 
     def __init__(self, config: Callable[[], TradingConfig], shard_config: ShardConfig,
-                 tick: timedelta, resume: TradingShard | None) -> None:
+                 tick: timedelta, resume: ShardState | None) -> None:
         self._key = "?"  # Bytewax does not pass the key to the builder
         self._config = config
         self._shard_config = shard_config
         self._tick = tick
-        self._state = resume if resume is not None else TradingShard()
+        self._state = resume if resume is not None else ShardState()
         self._wake: datetime | None = None
 
     def on_item(self, value: Incoming) -> tuple[Iterable[ShardOutput | KeyedLetter], bool]:
         event = value.event
         try:
             if isinstance(event, MarkPrice):
-                out = on_market(self._state, event, self._config(), self._shard_config)
+                out = on_market_inplace(self._state, event, self._config(), self._shard_config)
             else:
                 self._key = str(value.origin[1])
-                out = on_report(self._state, event, self._config(), self._shard_config)
+                out = on_report_inplace(self._state, event, self._config(), self._shard_config)
                 result = out[-1]
                 if isinstance(result, ExecutionResult) and isinstance(result.output.outcome,
                                                                       Invalid):
@@ -146,7 +146,8 @@ class ShardLogic(StatefulLogic[Incoming, ShardOutput | KeyedLetter, TradingShard
     def on_notify(self) -> tuple[Iterable[ShardOutput | KeyedLetter], bool]:
         self._wake = datetime.now(UTC) + self._tick
         try:
-            out = on_tick(self._state, self._state.clock_us, self._config(), self._shard_config)
+            out = on_tick_inplace(self._state, self._state.clock_us, self._config(),
+                                  self._shard_config)
         except Exception as exc:
             log.exception("timer step failed on shard %s", self._key)
             return [_error_letter("timer", exc, None, self._key)], StatefulLogic.RETAIN
@@ -155,7 +156,7 @@ class ShardLogic(StatefulLogic[Incoming, ShardOutput | KeyedLetter, TradingShard
 
     def on_eof(self) -> tuple[Iterable[ShardOutput | KeyedLetter], bool]:
         try:
-            out = on_finish(self._state, self._shard_config)
+            out = on_finish_inplace(self._state, self._shard_config)
         except Exception as exc:
             log.exception("end-of-input step failed on shard %s", self._key)
             return [_error_letter("eof", exc, None, self._key)], StatefulLogic.RETAIN
@@ -165,7 +166,7 @@ class ShardLogic(StatefulLogic[Incoming, ShardOutput | KeyedLetter, TradingShard
     def notify_at(self) -> datetime | None:
         return self._wake
 
-    def snapshot(self) -> TradingShard:
+    def snapshot(self) -> ShardState:
         # The step functions update the shard in place: hand Bytewax an independent copy.
-        copy: TradingShard = pickle.loads(pickle.dumps(self._state, pickle.HIGHEST_PROTOCOL))
+        copy: ShardState = pickle.loads(pickle.dumps(self._state, pickle.HIGHEST_PROTOCOL))
         return copy

@@ -2,8 +2,8 @@
 
 The stream folds every clean trade into `tapeflow.core.market.candles` and writes every emission; a
 ReplacingMergeTree(version) keeps the highest version of each (symbol, bucket). A backfill only
-needs that last version, and it is a plain aggregate. From `tapeflow.core.market.candles.add_trade`,
-for the
+needs that last version, and it is a plain aggregate. From
+`tapeflow.core.market.candles.add_trade_inplace`, for the
 trades the tick filter accepted, in fold order, per symbol:
 
 1. `too_late`: the builder's `max_ts` is the running maximum of the ts_event of the trades it

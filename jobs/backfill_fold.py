@@ -1,10 +1,10 @@
 """One symbol's ticks through the stream's tick filter: the sequential part of the backfill.
 
 The market flow keys the tape by symbol and drives `tapeflow.core.market.symbol_step`: it merges the
-symbol's trades and quotes, then calls the tick filter (`filter_trade` / `filter_quote`) on each
-tick and the candle builder on each accepted trade. The filter is causal and sequential (each
-verdict depends on the ticks before it), so the backfill calls the same filter functions, tick
-by tick, in the same order; the candles are an aggregate of the result
+symbol's trades and quotes, then calls the tick filter (`filter_trade_inplace` /
+`filter_quote_inplace`) on each tick and the candle builder on each accepted trade. The filter is
+causal and sequential (each verdict depends on the ticks before it), so the backfill calls the same
+filter functions, tick by tick, in the same order; the candles are an aggregate of the result
 (`jobs.backfill_candles`, which proves it equal to the builder's last versions).
 
 **Order.** The stream keeps each kind in arrival order (its Kafka partition's offset order, i.e.
@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from tapeflow.core.market.filter_config import DEFAULT_FILTER_CONFIG, FilterConfig
 from tapeflow.core.market.filter_state import FilterState
 from tapeflow.core.market.rejections import Rejection
-from tapeflow.core.market.tick_filter import filter_quote, filter_trade
+from tapeflow.core.market.tick_filter import filter_quote_inplace, filter_trade_inplace
 from tapeflow.core.models import Quote, Trade
 
 
@@ -88,11 +88,11 @@ def filter_symbol(
     gaps = 0
     for k in order:
         if k >= 0:
-            state, rejection, gap = filter_trade(state, trades[k], t_recv[k], config)
+            state, rejection, gap = filter_trade_inplace(state, trades[k], t_recv[k], config)
             if rejection is None:
                 trade_ok[k] = True
         else:
-            state, rejection, gap = filter_quote(state, quotes[~k], q_recv[~k], config)
+            state, rejection, gap = filter_quote_inplace(state, quotes[~k], q_recv[~k], config)
             if rejection is None:
                 quote_ok[~k] = True
         if rejection is not None:

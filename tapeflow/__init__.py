@@ -1,7 +1,11 @@
-"""Tapeflow's domain core: pure rules over immutable values, no I/O and no engine.
+"""Tapeflow: a streaming pipeline for trading platforms.
 
-The stream (Bytewax flows) and the batch (backfill jobs) call the same functions from here,
-so a tick is judged and a candle is built the same way whichever path it takes.
+The package holds the pure core (`tapeflow.core`: business rules, no I/O, no engine, no clock)
+and, beside it, the top of the stack that runs it: the settings (`tapeflow.settings`), the
+error family (`tapeflow.errors`), connections to the services (`tapeflow.services`), the flow
+runtime (`tapeflow.runtime`) and the command line (`tapeflow.cli`). The adapters and the flows
+live in the top-level packages `sources`, `sinks`, `flows`, `jobs` and `schemas`
+(docs/design.md, "Layout").
 """
 
 __version__ = "0.1.0"

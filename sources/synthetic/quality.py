@@ -38,7 +38,7 @@ from typing import TypeVar
 from sources.synthetic.types import CODE_QUOTE, CODE_TRADE, Fault, Market
 from tapeflow.core.market.filter_config import FilterConfig
 from tapeflow.core.market.filter_state import FilterState
-from tapeflow.core.market.tick_filter import filter_quote, filter_trade
+from tapeflow.core.market.tick_filter import filter_quote_inplace, filter_trade_inplace
 from tapeflow.core.models import Quote, Trade
 
 K = TypeVar("K")
@@ -207,10 +207,10 @@ def score_market(market: Market, config: FilterConfig | None = None) -> Quality:
         if is_trade:
             trade: Trade = trades[row]
             price = trade.price
-            state, rejection, _gap = filter_trade(state, trade, trade.ts_event + delay, cfg)
+            state, rejection, _gap = filter_trade_inplace(state, trade, trade.ts_event + delay, cfg)
         else:
             quote: Quote = quotes[row]
-            state, rejection, _gap = filter_quote(state, quote, quote.ts_event + delay, cfg)
+            state, rejection, _gap = filter_quote_inplace(state, quote, quote.ts_event + delay, cfg)
         got = None if rejection is None else rejection.reason.value
         if label is None:
             (clean_trades if is_trade else clean_quotes).add(is_trade, None, got)

@@ -18,9 +18,15 @@ import pytest
 from jobs.init import init_clickhouse
 from sinks.clickhouse.rows import MAX_D18, MAX_D38, TABLE_COLUMNS, RowRangeError, to_row
 from sinks.clickhouse.writer import ClickHouseWriteError, ClickHouseWriter
-from tapeflow.core.market.candles import MINUTE_US, SECOND_US, Candle, add_trade, new_candle_state
+from tapeflow.core.market.candles import (
+    MINUTE_US,
+    SECOND_US,
+    Candle,
+    add_trade_inplace,
+    new_candle_state,
+)
 from tapeflow.core.market.rejections import Rejection, RejectReason, TickKind
-from tapeflow.core.market.tick_filter import filter_trade, new_filter_state
+from tapeflow.core.market.tick_filter import filter_trade_inplace, new_filter_state
 from tapeflow.core.models import EVENT_TIME_MAX_US, EVENT_TIME_MIN_US, Quote, Trade
 from tapeflow.services.clickhouse import open_clickhouse
 from tapeflow.settings import Settings
@@ -186,7 +192,7 @@ def test_the_core_candle_fold_and_its_correction_land_as_the_last_version(client
     state, out = new_candle_state(), []
     trades = [(T0, 1, 100), (T0 + 100, 2, 102), (T0 + 10 * SECOND_US, 3, 101), (T0 + 500, 4, 90)]
     for ts, seq, price in trades:
-        state, candles, rejection = add_trade(state, Trade(sym, "X", ts, seq, price * 10**8,
+        state, candles, rejection = add_trade_inplace(state, Trade(sym, "X", ts, seq, price * 10**8,
                                                            10**8))
         assert rejection is None
         out.extend(candles)
@@ -208,7 +214,7 @@ def test_rejected_ticks_keep_each_distinct_tick_and_collapse_identical_resends(
     state, rejections = new_filter_state(), []
     tick = Trade(sym, "XNAS", T0, 1, 100 * 10**8, 10**8)
     for t in [tick, tick, tick, tick._replace(price=101 * 10**8)]:
-        state, rejection, _ = filter_trade(state, t, None)
+        state, rejection, _ = filter_trade_inplace(state, t, None)
         if rejection is not None:
             rejections.append(rejection)
     assert [r.reason for r in rejections] == [RejectReason.DUPLICATE_SEQ] * 3

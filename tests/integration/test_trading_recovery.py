@@ -68,7 +68,7 @@ import pytest
 from schemas.catalogue import TOPIC_ALERTS, TOPIC_DLQ, LocalCatalogue
 from schemas.codec import Codec
 from sources.synthetic import MarketSpec
-from tapeflow.core.trading.shard_step import TradingShard
+from tapeflow.core.trading.shard_step import ShardState
 from tapeflow.settings import Settings
 from tests.integration.test_market_recovery import _kill_after, _kill_at_insert
 from tests.integration.trading_runs import TradingRun, trading_input
@@ -116,7 +116,7 @@ def _final_levels(run: TradingRun) -> dict[Incident, str]:
     with closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True)) as conn:
         rows = conn.execute("SELECT state_key, ser_change FROM snaps WHERE step_id LIKE "
                             "'%.trading.stateful_batch' ORDER BY snap_epoch").fetchall()
-    shards: dict[str, TradingShard] = {k: pickle.loads(v) for k, v in rows if v is not None}
+    shards: dict[str, ShardState] = {k: pickle.loads(v) for k, v in rows if v is not None}
     assert shards, "no shard snapshot"
     return {(key.rule, key.account_id, key.symbol): str(level.severity)
             for shard in shards.values() for state in shard.accounts.values()

@@ -6,7 +6,7 @@ from collections import defaultdict
 from collections.abc import Iterable
 from fractions import Fraction
 
-from tapeflow.core.market.candles import Candle, CandleConfig, CandleState, add_trade
+from tapeflow.core.market.candles import Candle, CandleConfig, CandleState, add_trade_inplace
 from tapeflow.core.models import Trade
 
 Market = tuple[str, int, int, int, int, int, int, int, int, int, int]
@@ -52,7 +52,7 @@ def classify(trades: Iterable[Trade], config: CandleConfig) -> list[tuple[str, .
     state = CandleState()
     out = []
     for t in trades:
-        state, emitted, rejection = add_trade(state, t, None, config)
+        state, emitted, rejection = add_trade_inplace(state, t, None, config)
         if rejection is not None:
             out.append(("too_late",) * len(config.widths_us))
             continue

@@ -14,9 +14,9 @@ from tapeflow.core.market.candles import (
     Candle,
     CandleConfig,
     CandleState,
-    add_trade,
-    flush,
-    on_idle,
+    add_trade_inplace,
+    close_idle_inplace,
+    flush_inplace,
 )
 from tapeflow.core.market.rollup import rollup
 from tapeflow.core.models import Trade
@@ -156,14 +156,14 @@ def test_wall_clock_closing_changes_emissions_not_versions(
     emitted = []
     wall = T0 + 3600 * SECOND_US  # a replay: wall clock well after event time
     for i, t in enumerate(arrival):
-        state, out, rejection = add_trade(state, t, wall, CONFIG)
+        state, out, rejection = add_trade_inplace(state, t, wall, CONFIG)
         assert rejection is None
         emitted.extend(out)
         if i in idle_after:
             wall += CONFIG.idle_timeout_us
-            state, out = on_idle(state, wall, CONFIG)
+            state, out = close_idle_inplace(state, wall, CONFIG)
             emitted.extend(out)
-    state, out = flush(state)
+    state, out = flush_inplace(state)
     emitted.extend(out)
     plain, _ = build_candles(arrival, CONFIG)
     # Same highest-version candle per bucket, every field, and the same version numbers.

@@ -13,9 +13,9 @@ from tapeflow.core.market.candles import (
     Candle,
     CandleConfig,
     CandleState,
-    add_trade,
-    flush,
-    on_idle,
+    add_trade_inplace,
+    close_idle_inplace,
+    flush_inplace,
 )
 from tapeflow.core.market.rejections import RejectReason
 from tapeflow.core.market.rollup import rollup
@@ -34,7 +34,7 @@ def _feed(
     emitted: list[list[Candle]] = []
     reasons: list[RejectReason | None] = []
     for t in trades:
-        state, candles, rejection = add_trade(state, t, None, config)
+        state, candles, rejection = add_trade_inplace(state, t, None, config)
         emitted.append(list(candles))
         reasons.append(None if rejection is None else rejection.reason)
     return state, emitted, reasons
@@ -159,26 +159,27 @@ def test_empty_buckets_are_not_emitted() -> None:
 
 def test_non_positive_input_is_refused_not_crashed() -> None:
     state = CandleState()
-    state, out, rejection = add_trade(state, Trade("AAA", "X", B0, 1, px(1), 0, None, ()))
+    state, out, rejection = add_trade_inplace(state, Trade("AAA", "X", B0, 1, px(1), 0, None, ()))
     assert out == () and rejection is not None
     assert rejection.reason == RejectReason.NON_POSITIVE_SIZE
-    state, out, rejection = add_trade(state, Trade("AAA", "X", B0, 1, 0, px(1), None, ()))
+    state, out, rejection = add_trade_inplace(state, Trade("AAA", "X", B0, 1, 0, px(1), None, ()))
     assert rejection is not None and rejection.reason == RejectReason.NON_POSITIVE_PRICE
-    assert flush(state)[1] == ()
+    assert flush_inplace(state)[1] == ()
 
 
 def test_wall_clock_closes_idle_buckets_and_late_trades_still_correct() -> None:
     config = ONE_MINUTE
     state = CandleState()
     arrival = B0 + 600 * M  # wall clock: a replay ten hours after the fact
-    state, _, _ = add_trade(state, trade("10", ts=B0 + 1, seq=1), arrival, config)
+    state, _, _ = add_trade_inplace(state, trade("10", ts=B0 + 1, seq=1), arrival, config)
     # Not idle yet: nothing closes.
-    state, out = on_idle(state, arrival + config.idle_timeout_us - 1, config)
+    state, out = close_idle_inplace(state, arrival + config.idle_timeout_us - 1, config)
     assert out == ()
-    state, out = on_idle(state, arrival + config.idle_timeout_us, config)
+    state, out = close_idle_inplace(state, arrival + config.idle_timeout_us, config)
     assert [(c.bucket, c.version, c.trade_count) for c in out] == [(B0, 1, 1)]
     # A trade for the same bucket, within the lateness: corrected, version 2 (two trades).
-    state, out, rejection = add_trade(state, trade("12", ts=B0 + 2, seq=2), arrival + M, config)
+    state, out, rejection = add_trade_inplace(state, trade("12", ts=B0 + 2, seq=2), arrival + M,
+                                              config)
     assert rejection is None
     assert [(c.version, c.close, c.trade_count) for c in out] == [(2, px(12), 2)]
     # The final candle equals the one built without the wall clock (emitted once), version
@@ -190,10 +191,10 @@ def test_wall_clock_closes_idle_buckets_and_late_trades_still_correct() -> None:
 def test_idle_does_not_close_a_bucket_before_its_end_plus_lateness() -> None:
     config = ONE_MINUTE
     state = CandleState()
-    state, _, _ = add_trade(state, trade("10", ts=B0 + 1, seq=1), B0 + 1, config)
-    state, out = on_idle(state, B0 + M + config.allowed_lateness_us - 1, config)
+    state, _, _ = add_trade_inplace(state, trade("10", ts=B0 + 1, seq=1), B0 + 1, config)
+    state, out = close_idle_inplace(state, B0 + M + config.allowed_lateness_us - 1, config)
     assert out == ()
-    state, out = on_idle(state, B0 + M + config.allowed_lateness_us, config)
+    state, out = close_idle_inplace(state, B0 + M + config.allowed_lateness_us, config)
     assert len(out) == 1
 
 
@@ -201,7 +202,8 @@ def test_memory_is_bounded_by_the_retention_horizon() -> None:
     config = CandleConfig(widths_us=(SECOND_US, M), retention_us=10 * M)
     state = CandleState()
     for i in range(0, 3 * 3600):  # three hours, one trade a second
-        state, _, _ = add_trade(state, trade("10", ts=B0 + i * SECOND_US, seq=i), None, config)
+        state, _, _ = add_trade_inplace(state, trade("10", ts=B0 + i * SECOND_US, seq=i), None,
+        config)
     sym = state.symbols["AAA"]
     per_second, per_minute = sym.widths
     assert len(per_second.emitted) <= 10 * 60 + 10
@@ -217,7 +219,7 @@ def test_snapshot_roundtrip_continues_identically() -> None:
     state = CandleState()
     whole = []
     for t in stream:
-        state, out, _ = add_trade(state, t)
+        state, out, _ = add_trade_inplace(state, t)
         whole.extend(out)
     state = CandleState()
     resumed = []
@@ -226,7 +228,7 @@ def test_snapshot_roundtrip_continues_identically() -> None:
             copy = pickle.loads(pickle.dumps(state))
             assert copy == state
             state = copy
-        state, out, _ = add_trade(state, t)
+        state, out, _ = add_trade_inplace(state, t)
         resumed.extend(out)
     assert resumed == whole
     assert any(c.version > 1 for c in whole)

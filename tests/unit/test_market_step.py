@@ -17,10 +17,10 @@ from tapeflow.core.market.symbol_step import (
     Arrival,
     MarketConfig,
     MarkTrade,
-    SymbolMarket,
-    on_arrival,
-    on_end,
-    on_wall_clock,
+    SymbolState,
+    on_arrival_inplace,
+    on_end_inplace,
+    on_wall_clock_inplace,
 )
 from tapeflow.core.models import Quote, Trade
 
@@ -35,13 +35,13 @@ def _ticks() -> tuple[Any, list[Trade | Quote]]:
 
 
 def _run(arrivals: list[Trade | Quote], config: MarketConfig = WIDE) -> list[Any]:
-    states: dict[str, SymbolMarket] = {}
+    states: dict[str, SymbolState] = {}
     out: list[Any] = []
     for tick in arrivals:
-        state = states.setdefault(tick.symbol, SymbolMarket())
-        out += on_arrival(state, Arrival(tick, None), None, config)[1]
+        state = states.setdefault(tick.symbol, SymbolState())
+        out += on_arrival_inplace(state, Arrival(tick, None), None, config)[1]
     for state in states.values():
-        out += on_end(state, config)[1]
+        out += on_end_inplace(state, config)[1]
     return out
 
 
@@ -100,55 +100,55 @@ def test_marks_are_clean_monotonic_and_throttled() -> None:
 
 
 def test_a_rejected_trade_never_marks() -> None:
-    state = SymbolMarket()
+    state = SymbolState()
     good = Trade("AAA", "XNAS", 1_000_000, 1, 100 * ONE, ONE)
     bad = Trade("AAA", "XNAS", 3_000_000, 2, 0, ONE)
-    _, out = on_arrival(state, Arrival(good, None), None, MarketConfig(merge_max_wait_us=0))
+    _, out = on_arrival_inplace(state, Arrival(good, None), None, MarketConfig(merge_max_wait_us=0))
     assert MarkTrade(good) in out
-    _, out = on_arrival(state, Arrival(bad, None), None, MarketConfig(merge_max_wait_us=0))
+    _, out = on_arrival_inplace(state, Arrival(bad, None), None, MarketConfig(merge_max_wait_us=0))
     assert not any(isinstance(o, MarkTrade) for o in out)
-    _, out = on_end(state)
+    _, out = on_end_inplace(state)
     assert not any(isinstance(o, MarkTrade) for o in out)
 
 
 def test_a_pickled_state_resumes_identically() -> None:
     _, ticks = _ticks()
     whole = _run(ticks)
-    states: dict[str, SymbolMarket] = {}
+    states: dict[str, SymbolState] = {}
     out: list[Any] = []
     half = len(ticks) // 2
     for i, tick in enumerate(ticks):
         if i == half:
             states = pickle.loads(pickle.dumps(states))
-        state = states.setdefault(tick.symbol, SymbolMarket())
-        out += on_arrival(state, Arrival(tick, None), None, WIDE)[1]
+        state = states.setdefault(tick.symbol, SymbolState())
+        out += on_arrival_inplace(state, Arrival(tick, None), None, WIDE)[1]
     for state in states.values():
-        out += on_end(state, WIDE)[1]
+        out += on_end_inplace(state, WIDE)[1]
     assert _per_symbol(out) == _per_symbol(whole)
 
 
 def test_one_kind_is_held_only_up_to_the_merge_wait() -> None:
     config = MarketConfig(merge_max_wait_us=5_000_000)
-    state = SymbolMarket()
+    state = SymbolState()
     first = Trade("AAA", "XNAS", 1_000_000, 1, 100 * ONE, ONE)
-    _, out = on_arrival(state, Arrival(first, None), None, config)
+    _, out = on_arrival_inplace(state, Arrival(first, None), None, config)
     assert out == []  # waiting for a quote to compare with
     later = Trade("AAA", "XNAS", 6_000_001, 2, 100 * ONE, ONE)
-    _, out = on_arrival(state, Arrival(later, None), None, config)
+    _, out = on_arrival_inplace(state, Arrival(later, None), None, config)
     assert first in out and later not in out
 
 
 def test_a_future_timestamp_does_not_hold_its_kind_back() -> None:
     """The merge key is capped at the receive time: a quote stamped far in the future is
     merged where it arrived (and rejected there), not held until trades reach its time."""
-    state = SymbolMarket()
+    state = SymbolState()
     recv = 10_000_000
     bogus = Quote("AAA", "XNAS", 10**15, 1, 99 * ONE, ONE, 100 * ONE, ONE)
     quote = Quote("AAA", "XNAS", recv + 1, 2, 99 * ONE, ONE, 100 * ONE, ONE)
     trade = Trade("AAA", "XNAS", recv + 2, 1, 100 * ONE, ONE)
-    on_arrival(state, Arrival(bogus, recv), None, WIDE)
-    on_arrival(state, Arrival(quote, recv + 1), None, WIDE)
-    _, out = on_arrival(state, Arrival(trade, recv + 2), None, WIDE)
+    on_arrival_inplace(state, Arrival(bogus, recv), None, WIDE)
+    on_arrival_inplace(state, Arrival(quote, recv + 1), None, WIDE)
+    _, out = on_arrival_inplace(state, Arrival(trade, recv + 2), None, WIDE)
     rejected = [o for o in out if isinstance(o, Rejection)]
     assert [r.reason.value for r in rejected] == ["future_timestamp"]
     assert quote in out and trade not in out  # the trade waits for the next quote
@@ -156,12 +156,12 @@ def test_a_future_timestamp_does_not_hold_its_kind_back() -> None:
 
 def test_the_wall_clock_releases_a_quiet_symbol() -> None:
     config = MarketConfig(quiet_us=5_000_000)
-    state = SymbolMarket()
+    state = SymbolState()
     trade = Trade("AAA", "XNAS", 1_000_000, 1, 100 * ONE, ONE)
-    _, out = on_arrival(state, Arrival(trade, None), 100_000_000, config)
+    _, out = on_arrival_inplace(state, Arrival(trade, None), 100_000_000, config)
     assert out == []
-    _, out = on_wall_clock(state, 101_000_000, config)
+    _, out = on_wall_clock_inplace(state, 101_000_000, config)
     assert out == []
-    _, out = on_wall_clock(state, 105_000_000, config)
+    _, out = on_wall_clock_inplace(state, 105_000_000, config)
     assert trade in out and MarkTrade(trade) in out
     assert any(isinstance(o, Candle) for o in out)  # idle buckets closed by the wall clock

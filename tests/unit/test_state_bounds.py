@@ -9,7 +9,7 @@ from tapeflow.core.fixedpoint import ONE
 from tapeflow.core.market.filter_state import FilterState
 from tapeflow.core.market.rejections import RejectReason
 from tapeflow.core.market.symbol_step import DEFAULT_MARKET_CONFIG
-from tapeflow.core.market.tick_filter import filter_trade
+from tapeflow.core.market.tick_filter import filter_trade_inplace
 from tapeflow.core.models import Trade
 from tapeflow.core.trading.shard_step import DEFAULT_SHARD_CONFIG
 from tapeflow.settings import Settings
@@ -48,9 +48,9 @@ def test_the_sequence_window_bounds_duplicate_detection() -> None:
         return Trade("S", "V", base + seq * 1000, seq, 100 * ONE, ONE, None, ())
 
     for seq in range(1, 200):
-        state, rejection, _gap = filter_trade(state, trade(seq), base + seq * 1000, config)
+        state, rejection, _gap = filter_trade_inplace(state, trade(seq), base + seq * 1000, config)
         assert rejection is None
-    _, recent, _ = filter_trade(state, trade(199), base + 200_000, config)
-    _, old, _ = filter_trade(state, trade(5), base + 200_000, config)
+    _, recent, _ = filter_trade_inplace(state, trade(199), base + 200_000, config)
+    _, old, _ = filter_trade_inplace(state, trade(5), base + 200_000, config)
     assert recent is not None and recent.reason == RejectReason.DUPLICATE_SEQ
     assert old is not None and old.reason == RejectReason.SEQ_TOO_OLD

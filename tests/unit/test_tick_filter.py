@@ -11,7 +11,12 @@ import pytest
 
 from tapeflow.core.market.filter_config import DEFAULT_FILTER_CONFIG, FilterConfig
 from tapeflow.core.market.rejections import RejectReason, SequenceGap, TickKind
-from tapeflow.core.market.tick_filter import FilterState, filter_quote, filter_trade, run_filter
+from tapeflow.core.market.tick_filter import (
+    FilterState,
+    filter_quote_inplace,
+    filter_trade_inplace,
+    run_filter,
+)
 from tapeflow.core.models import Quote, Trade
 from tests.unit.market_builders import T0, S, px, quote, quotes_at, trade, trades_at
 
@@ -156,8 +161,8 @@ def _step(
     state: FilterState, tick: Trade | Quote, now_us: int | None, config: FilterConfig
 ) -> tuple[FilterState, object, SequenceGap | None]:
     if isinstance(tick, Trade):
-        return filter_trade(state, tick, now_us, config)
-    return filter_quote(state, tick, now_us, config)
+        return filter_trade_inplace(state, tick, now_us, config)
+    return filter_quote_inplace(state, tick, now_us, config)
 
 
 @pytest.mark.parametrize("case", CASES, ids=lambda c: f"{c.rule}: {c.name}")
@@ -186,12 +191,12 @@ def test_every_filter_rule_has_a_rejecting_and_an_accepting_case() -> None:
 
 def test_gap_is_reported_once_and_the_tick_accepted() -> None:
     state = FilterState()
-    state, rejection, gap = filter_trade(state, trade("10", seq=1), None)
+    state, rejection, gap = filter_trade_inplace(state, trade("10", seq=1), None)
     assert gap is None
-    state, rejection, gap = filter_trade(state, trade("10", seq=5, ts=T0 + 9), None)
+    state, rejection, gap = filter_trade_inplace(state, trade("10", seq=5, ts=T0 + 9), None)
     assert rejection is None
     assert gap == SequenceGap(TickKind.TRADE, "XNAS", "AAA", 2, 5, 3, T0 + 9)
-    state, rejection, gap = filter_trade(state, trade("10", seq=3), None)  # late fill
+    state, rejection, gap = filter_trade_inplace(state, trade("10", seq=3), None)  # late fill
     assert rejection is None and gap is None
     assert state.counters["trade.seq_gaps"] == 1
     assert state.counters["trade.seq_missing"] == 3
@@ -200,38 +205,38 @@ def test_gap_is_reported_once_and_the_tick_accepted() -> None:
 
 def test_gap_reported_even_when_the_tick_is_rejected() -> None:
     state = FilterState()
-    state, _, _ = filter_trade(state, trade("10", seq=1), None)
-    state, rejection, gap = filter_trade(state, trade("0", seq=3), None)
+    state, _, _ = filter_trade_inplace(state, trade("10", seq=1), None)
+    state, rejection, gap = filter_trade_inplace(state, trade("0", seq=3), None)
     assert rejection is not None and rejection.reason == R.NON_POSITIVE_PRICE
     assert gap is not None and gap.missing == 1
     # The seq was used: sending it again is a duplicate, not a fresh tick.
-    state, rejection, _ = filter_trade(state, trade("10", seq=3), None)
+    state, rejection, _ = filter_trade_inplace(state, trade("10", seq=3), None)
     assert rejection is not None and rejection.reason == R.DUPLICATE_SEQ
 
 
 def test_level_shift_is_accepted_on_the_mth_agreeing_outlier() -> None:
     state = FilterState()
     for t in trades_at(["100.00"] * 20, start_seq=1):
-        state, rejection, _ = filter_trade(state, t, None)
+        state, rejection, _ = filter_trade_inplace(state, t, None)
         assert rejection is None
     verdicts = []
     for t in trades_at(["110.00", "110.02", "109.98", "110.01", "110.00", "110.03"], start_seq=21):
-        state, rejection, _ = filter_trade(state, t, None)
+        state, rejection, _ = filter_trade_inplace(state, t, None)
         verdicts.append(None if rejection is None else rejection.reason)
     m = DEFAULT_FILTER_CONFIG.reanchor_count
     assert verdicts == [R.PRICE_OUTLIER] * (m - 1) + [None, None]
     assert state.counters["trade.reanchors"] == 1
     # The reference moved: the old level is now the outlier.
-    state, rejection, _ = filter_trade(state, trade("100.00", seq=27), None)
+    state, rejection, _ = filter_trade_inplace(state, trade("100.00", seq=27), None)
     assert rejection is not None and rejection.reason == R.PRICE_OUTLIER
 
 
 def test_disagreeing_outliers_never_reanchor() -> None:
     state = FilterState()
     for t in trades_at(["100.00"] * 20, start_seq=1):
-        state, _, _ = filter_trade(state, t, None)
+        state, _, _ = filter_trade_inplace(state, t, None)
     for t in trades_at(["110", "120", "110", "120", "110", "120", "110"], start_seq=21):
-        state, rejection, _ = filter_trade(state, t, None)
+        state, rejection, _ = filter_trade_inplace(state, t, None)
         assert rejection is not None and rejection.reason == R.PRICE_OUTLIER
     assert state.counters.get("trade.reanchors", 0) == 0
 
@@ -239,11 +244,11 @@ def test_disagreeing_outliers_never_reanchor() -> None:
 def test_an_accepted_trade_breaks_the_run() -> None:
     state = FilterState()
     for t in trades_at(["100.00"] * 20, start_seq=1):
-        state, _, _ = filter_trade(state, t, None)
+        state, _, _ = filter_trade_inplace(state, t, None)
     prices = ["110", "110", "110", "110", "100", "110"]
     reasons = []
     for t in trades_at(prices, start_seq=21):
-        state, rejection, _ = filter_trade(state, t, None)
+        state, rejection, _ = filter_trade_inplace(state, t, None)
         reasons.append(None if rejection is None else rejection.reason)
     assert reasons == [R.PRICE_OUTLIER] * 4 + [None, R.PRICE_OUTLIER]
 
@@ -253,10 +258,10 @@ def test_rejected_prices_still_move_the_reference() -> None:
     config = FilterConfig(outlier_window=10, reanchor_count=10)
     state = FilterState()
     for t in trades_at(["100"] * 10, start_seq=1):
-        state, _, _ = filter_trade(state, t, None, config)
+        state, _, _ = filter_trade_inplace(state, t, None, config)
     reasons = []
     for t in trades_at(["110"] * 6, start_seq=11):
-        state, rejection, _ = filter_trade(state, t, None, config)
+        state, rejection, _ = filter_trade_inplace(state, t, None, config)
         reasons.append(None if rejection is None else rejection.reason)
     # After three rejected 110s the window is 7 x 100, 3 x 110: q1 = s[2] = 100, q3 = s[7] = 110,
     # so the limit is 3 x 10 and 110 (10 from the median of 100) is within it. Were rejected
@@ -271,36 +276,36 @@ def test_wide_spread_reference_includes_rejected_quotes() -> None:
     pairs = [("100.00", "100.02")] * 10 + [("100.00", "101.00")] * 6
     reasons = []
     for q in quotes_at(pairs, start_seq=1):
-        state, rejection, _ = filter_quote(state, q, None, config)
+        state, rejection, _ = filter_quote_inplace(state, q, None, config)
         reasons.append(None if rejection is None else rejection.reason)
     assert reasons == [None] * 10 + [R.WIDE_SPREAD] * 5 + [None]
 
 
 def test_older_quote_does_not_replace_the_prevailing_one() -> None:
     state = FilterState()
-    state, _, _ = filter_quote(state, quote("100.00", "100.02", ts=T0 + 10, seq=2), None)
-    state, rejection, _ = filter_quote(state, quote("90.00", "90.02", ts=T0, seq=1), None)
+    state, _, _ = filter_quote_inplace(state, quote("100.00", "100.02", ts=T0 + 10, seq=2), None)
+    state, rejection, _ = filter_quote_inplace(state, quote("90.00", "90.02", ts=T0, seq=1), None)
     assert rejection is None  # accepted (a gap fill), but the book stays at 100
-    state, rejection, _ = filter_trade(state, trade("100.01", ts=T0 + 11, seq=1), None)
+    state, rejection, _ = filter_trade_inplace(state, trade("100.01", ts=T0 + 11, seq=1), None)
     assert rejection is None
 
 
 def test_a_late_trade_neither_joins_the_reference_nor_breaks_the_run() -> None:
     state = FilterState()
     for t in trades_at(["100.00"] * 20, start_seq=1, ts=LATER):
-        state, _, _ = filter_trade(state, t, None)
+        state, _, _ = filter_trade_inplace(state, t, None)
     # Four fresh outliers at 110 start a re-anchor run.
     reasons = []
     for t in trades_at(["110"] * 4, start_seq=21, ts=LATER + 20):
-        state, rejection, _ = filter_trade(state, t, None)
+        state, rejection, _ = filter_trade_inplace(state, t, None)
         reasons.append(None if rejection is None else rejection.reason)
     # Late prints at the old level, minutes old: accepted, not judged, not added, and the run
     # of 110s goes on (a judged 100 would have been accepted and broken it).
     for i, t in enumerate(trades_at(["100.00", "90", "130"], start_seq=25, ts=T0)):
-        state, rejection, _ = filter_trade(state, t, None)
+        state, rejection, _ = filter_trade_inplace(state, t, None)
         assert rejection is None
         assert state.counters["trade.outlier_skipped_stale"] == i + 1
-    state, rejection, _ = filter_trade(state, trade("110", ts=LATER + 30, seq=28), None)
+    state, rejection, _ = filter_trade_inplace(state, trade("110", ts=LATER + 30, seq=28), None)
     reasons.append(None if rejection is None else rejection.reason)
     assert reasons == [R.PRICE_OUTLIER] * 4 + [None]
     assert state.counters["trade.reanchors"] == 1
@@ -309,16 +314,16 @@ def test_a_late_trade_neither_joins_the_reference_nor_breaks_the_run() -> None:
 
 def test_a_late_trade_is_still_held_to_the_deterministic_rules_and_an_older_quote() -> None:
     state = FilterState()
-    state, _, _ = filter_quote(state, quote("100.00", "100.02", ts=T0, seq=1), None)
+    state, _, _ = filter_quote_inplace(state, quote("100.00", "100.02", ts=T0, seq=1), None)
     for t in trades_at(["100.01"] * 10, start_seq=1, ts=LATER):
-        state, _, _ = filter_trade(state, t, None)
+        state, _, _ = filter_trade_inplace(state, t, None)
     # 59 s before the newest trade: no outlier rule, but the quote at T0 is older than it.
-    state, rejection, _ = filter_trade(state, trade("100.50", ts=T0 + S, seq=11), None)
+    state, rejection, _ = filter_trade_inplace(state, trade("100.50", ts=T0 + S, seq=11), None)
     assert rejection is not None and rejection.reason == R.OUTSIDE_QUOTE
-    state, rejection, _ = filter_trade(state, trade("0", ts=T0 + S, seq=12), None)
+    state, rejection, _ = filter_trade_inplace(state, trade("0", ts=T0 + S, seq=12), None)
     assert rejection is not None and rejection.reason == R.NON_POSITIVE_PRICE
     # Older than the quote: the rule does not apply, the price is not judged at all.
-    state, rejection, _ = filter_trade(state, trade("100.50", ts=T0 - S, seq=13), None)
+    state, rejection, _ = filter_trade_inplace(state, trade("100.50", ts=T0 - S, seq=13), None)
     assert rejection is None
     assert state.counters["trade.outlier_skipped_stale"] == 2
 

@@ -14,17 +14,22 @@ from sinks.clickhouse.trading_rows import TABLE_COLUMNS
 from sinks.postgres.flow_sink import _postgres_rows
 from sinks.versions import VERSION_BASE_SHIFT, restart_version_base
 from tapeflow.core.trading.account_step import TradingConfig
-from tapeflow.core.trading.shard_step import ExecutionResult, PnlSnapshot, TradingShard, on_report
+from tapeflow.core.trading.shard_step import (
+    ExecutionResult,
+    PnlSnapshot,
+    ShardState,
+    on_report_inplace,
+)
 from tests.unit.trading_builders import OrderSim, u
 
 T_MS = 1_763_800_000_000  # 2025-11-22
 
 
 def _fill_result() -> ExecutionResult:
-    shard = TradingShard()
+    shard = ShardState()
     sim = OrderSim("o", qty=u(10))
-    on_report(shard, sim.new(), TradingConfig())
-    (result,) = on_report(shard, sim.fill(u(10), u(100)), TradingConfig())
+    on_report_inplace(shard, sim.new(), TradingConfig())
+    (result,) = on_report_inplace(shard, sim.fill(u(10), u(100)), TradingConfig())
     assert isinstance(result, ExecutionResult)
     return result
 

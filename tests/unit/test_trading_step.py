@@ -11,13 +11,13 @@ from tapeflow.core.trading.shard_step import (
     ExecutionResult,
     PnlSnapshot,
     ShardConfig,
+    ShardState,
     StateChange,
-    TradingShard,
     is_redelivery,
-    on_finish,
-    on_market,
-    on_report,
-    on_tick,
+    on_finish_inplace,
+    on_market_inplace,
+    on_report_inplace,
+    on_tick_inplace,
 )
 from tests.unit.trading_builders import T0, OrderSim, u
 
@@ -31,10 +31,10 @@ def _snaps(out: list[object]) -> list[PnlSnapshot]:
 
 
 def test_reports_open_accounts_with_initial_cash_and_fill_them() -> None:
-    shard = TradingShard()
+    shard = ShardState()
     a, b = OrderSim("a", qty=u(10)), OrderSim("b", qty=u(5), account_id="ACC2")
     for report in (a.new(), b.new(), a.fill(u(10), u(100))):
-        (result,) = on_report(shard, report, CONFIG, SHARD)
+        (result,) = on_report_inplace(shard, report, CONFIG, SHARD)
         assert isinstance(result, ExecutionResult) and result.report == report
     assert set(shard.accounts) == {"ACC", "ACC2"}
     assert shard.accounts["ACC"].account.cash == u(1_000_000) - u(1_000)
@@ -43,75 +43,75 @@ def test_reports_open_accounts_with_initial_cash_and_fill_them() -> None:
 
 
 def test_a_newer_mark_revalues_holders_only_and_an_older_one_changes_nothing() -> None:
-    shard = TradingShard()
+    shard = ShardState()
     a = OrderSim("a", qty=u(10))
     other = OrderSim("o", qty=u(1), account_id="FLAT", symbol="ABC")
     for report in (a.new(), a.fill(u(10), u(100)), other.new()):
-        on_report(shard, report, CONFIG, SHARD)
-    (change,) = on_market(shard, MarkPrice("XYZ", u(110), T0 + SECOND, "m1"), CONFIG, SHARD)
+        on_report_inplace(shard, report, CONFIG, SHARD)
+    (change,) = on_market_inplace(shard, MarkPrice("XYZ", u(110), T0 + SECOND, "m1"), CONFIG, SHARD)
     assert isinstance(change, StateChange) and change.output.position is not None
     assert shard.accounts["ACC"].account.unrealised_pnl == u(100)
     assert shard.marks["XYZ"].source_id == "m1"
-    assert on_market(shard, MarkPrice("XYZ", u(90), T0, "m0"), CONFIG, SHARD) == []
+    assert on_market_inplace(shard, MarkPrice("XYZ", u(90), T0, "m0"), CONFIG, SHARD) == []
     assert shard.marks["XYZ"].source_id == "m1"
     # A mark for a symbol nobody holds is kept for later fills, and revalues nothing.
-    assert on_market(shard, MarkPrice("ABC", u(7), T0 + SECOND, "m2"), CONFIG, SHARD) == []
+    assert on_market_inplace(shard, MarkPrice("ABC", u(7), T0 + SECOND, "m2"), CONFIG, SHARD) == []
     assert shard.marks["ABC"].price == u(7)
 
 
 def test_the_timer_raises_stale_market_data_at_the_event_clock() -> None:
     limits = RiskLimitBook(RiskLimits(max_mark_age_us=60 * SECOND))
     config = TradingConfig(limits=limits)
-    shard = TradingShard()
+    shard = ShardState()
     a = OrderSim("a", qty=u(10))
-    on_report(shard, a.new(), config, SHARD)
-    on_report(shard, a.fill(u(10), u(100)), config, SHARD)
-    on_market(shard, MarkPrice("XYZ", u(101), a.ts, "m1"), config, SHARD)
-    assert not [x for x in on_tick(shard, a.ts + 30 * SECOND, config, SHARD)
+    on_report_inplace(shard, a.new(), config, SHARD)
+    on_report_inplace(shard, a.fill(u(10), u(100)), config, SHARD)
+    on_market_inplace(shard, MarkPrice("XYZ", u(101), a.ts, "m1"), config, SHARD)
+    assert not [x for x in on_tick_inplace(shard, a.ts + 30 * SECOND, config, SHARD)
                 if isinstance(x, StateChange)]
     # Another symbol's mark moves the shard's clock; the held symbol's mark is now old.
-    on_market(shard, MarkPrice("ABC", u(5), a.ts + 61 * SECOND, "m2"), config, SHARD)
-    out = on_tick(shard, shard.clock_us, config, SHARD)
+    on_market_inplace(shard, MarkPrice("ABC", u(5), a.ts + 61 * SECOND, "m2"), config, SHARD)
+    out = on_tick_inplace(shard, shard.clock_us, config, SHARD)
     alerts = [al for x in out if isinstance(x, StateChange) for al in x.output.alerts]
     assert [(al.rule, al.symbol, al.source_event_id) for al in alerts] == [
         ("stale_market_data", "XYZ", "m1")]
     # Edge-triggered: the next tick does not repeat it.
-    assert not [x for x in on_tick(shard, shard.clock_us, config, SHARD)
+    assert not [x for x in on_tick_inplace(shard, shard.clock_us, config, SHARD)
                 if isinstance(x, StateChange)]
 
 
 def test_snapshots_cut_at_report_buckets_and_are_provisional_at_the_end() -> None:
-    shard = TradingShard()
+    shard = ShardState()
     a = OrderSim("a", qty=u(10))
-    on_report(shard, a.new(), CONFIG, SHARD)
-    on_report(shard, a.fill(u(4), u(100)), CONFIG, SHARD)
+    on_report_inplace(shard, a.new(), CONFIG, SHARD)
+    on_report_inplace(shard, a.fill(u(4), u(100)), CONFIG, SHARD)
     cash_0 = shard.accounts["ACC"].account.cash
     # A mark does not cut a bucket, whatever its time.
-    on_market(shard, MarkPrice("XYZ", u(101), T0 + 35 * SECOND, "m"), CONFIG, SHARD)
+    on_market_inplace(shard, MarkPrice("XYZ", u(101), T0 + 35 * SECOND, "m"), CONFIG, SHARD)
     a.ts = T0 + 25 * SECOND
-    out = on_report(shard, a.fill(u(6), u(100)), CONFIG, SHARD)
+    out = on_report_inplace(shard, a.fill(u(6), u(100)), CONFIG, SHARD)
     bucket_end = (T0 // (10 * SECOND) + 1) * 10 * SECOND
     snaps = _snaps(out)
     assert [(s.symbol, s.ts) for s in snaps] == [("", bucket_end), ("XYZ", bucket_end)]
     assert snaps[0].cash == cash_0 and snaps[1].qty == u(4)
     assert isinstance(out[-1], ExecutionResult)
-    final = _snaps(on_finish(shard, SHARD))
+    final = _snaps(on_finish_inplace(shard, SHARD))
     assert [s.ts for s in final] == [(T0 + 30 * SECOND)] * 2
     assert final[0].version == shard.accounts["ACC"].account.version
     assert final[1].qty == u(10) and final[1].equity == u(1010)
     assert final[0].equity == final[0].cash + final[1].equity
-    assert on_finish(shard, SHARD) == []  # nothing changed since
-    assert _snaps(on_tick(shard, shard.clock_us, CONFIG, SHARD)) == []
+    assert on_finish_inplace(shard, SHARD) == []  # nothing changed since
+    assert _snaps(on_tick_inplace(shard, shard.clock_us, CONFIG, SHARD)) == []
 
 
 def test_a_resent_report_is_a_redelivery_and_a_stale_cum_qty_is_not() -> None:
-    shard = TradingShard()
+    shard = ShardState()
     a = OrderSim("a", qty=u(10))
-    on_report(shard, a.new(), CONFIG, SHARD)
+    on_report_inplace(shard, a.new(), CONFIG, SHARD)
     fill = a.fill(u(4), u(100))
-    (first,) = on_report(shard, fill, CONFIG, SHARD)
-    (again,) = on_report(shard, fill, CONFIG, SHARD)
-    (stale,) = on_report(shard, fill._replace(exec_id="other"), CONFIG, SHARD)
+    (first,) = on_report_inplace(shard, fill, CONFIG, SHARD)
+    (again,) = on_report_inplace(shard, fill, CONFIG, SHARD)
+    (stale,) = on_report_inplace(shard, fill._replace(exec_id="other"), CONFIG, SHARD)
     assert isinstance(first, ExecutionResult) and not is_redelivery(first)
     assert isinstance(again, ExecutionResult) and is_redelivery(again)
     assert isinstance(stale, ExecutionResult) and not is_redelivery(stale)
@@ -119,11 +119,11 @@ def test_a_resent_report_is_a_redelivery_and_a_stale_cum_qty_is_not() -> None:
 
 
 def test_the_shard_pickles_whole() -> None:
-    shard = TradingShard()
+    shard = ShardState()
     a = OrderSim("a", qty=u(10))
-    on_report(shard, a.new(), CONFIG, SHARD)
-    on_report(shard, a.fill(u(10), u(100)), CONFIG, SHARD)
-    on_market(shard, MarkPrice("XYZ", u(101), a.ts, "m"), CONFIG, SHARD)
+    on_report_inplace(shard, a.new(), CONFIG, SHARD)
+    on_report_inplace(shard, a.fill(u(10), u(100)), CONFIG, SHARD)
+    on_market_inplace(shard, MarkPrice("XYZ", u(101), a.ts, "m"), CONFIG, SHARD)
     copy = pickle.loads(pickle.dumps(shard))
     assert copy.accounts["ACC"].account == shard.accounts["ACC"].account
     assert copy.marks == shard.marks and copy.open_bucket == shard.open_bucket

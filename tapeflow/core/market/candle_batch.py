@@ -9,8 +9,8 @@ from tapeflow.core.market.candles import (
     Candle,
     CandleConfig,
     CandleState,
-    add_trade,
-    flush,
+    add_trade_inplace,
+    flush_inplace,
 )
 from tapeflow.core.market.rejections import Rejection
 from tapeflow.core.models import Trade
@@ -19,17 +19,17 @@ from tapeflow.core.models import Trade
 def build_candles(
     trades: Iterable[Trade], config: CandleConfig = DEFAULT_CANDLE_CONFIG
 ) -> tuple[list[Candle], list[Rejection]]:
-    """Fold a whole sequence and flush: every emission (all versions) and the rejections."""
+    """Fold a whole sequence and flush_inplace: every emission (all versions) and the rejections."""
     state = CandleState()
     candles: list[Candle] = []
     rejections: list[Rejection] = []
     for trade in trades:
-        state, emitted, rejection = add_trade(state, trade, None, config)
+        state, emitted, rejection = add_trade_inplace(state, trade, None, config)
         if emitted:
             candles.extend(emitted)
         if rejection is not None:
             rejections.append(rejection)
-    state, emitted = flush(state)
+    state, emitted = flush_inplace(state)
     candles.extend(emitted)
     return candles, rejections
 

@@ -19,7 +19,7 @@ Semantics (DESIGN.md, "Semantics"), made precise:
   symbol and width; a trade with ts_event < watermark - retention is rejected `too_late`.
   The watermark is read before the trade is applied, and both bounds are event time, so a
   replay classifies every trade as the first run did.
-- Wall clock (`on_idle`) only closes buckets early: a symbol with no arrival for
+- Wall clock (`close_idle_inplace`) only closes buckets early: a symbol with no arrival for
   `idle_timeout_us` of wall time has its open buckets emitted once their end plus the allowed
   lateness is behind the wall clock. Any trade that later lands in such a bucket re-emits it
   with a higher version, so the last version of every candle is the same with or without
@@ -32,15 +32,16 @@ Semantics (DESIGN.md, "Semantics"), made precise:
   complete candle whatever the emission history (wall clock, crash and replay), versions
   are identical across runs, and roll-ups (sum of the parts' versions) carry the version a
   direct build gives.
-- Empty buckets are never emitted. `flush` emits every open bucket (end of a batch input).
+- Empty buckets are never emitted. `flush_inplace` emits every open bucket (end of a batch input).
 
 The candle builder does not judge prices (that is the tick filter's job, run first: a trade
 with a far-future timestamp would otherwise push the watermark on and make good trades
 too late). It refuses only non-positive prices and sizes, which would break vwap.
 
 State: as in `tapeflow.core.market.tick_filter`, `CandleState` is owned by one partition of symbols
-and advanced in place by `add_trade`, `on_idle` and `flush`, which return it; copying bucket maps on
-every trade would cost more than the fold. It pickles, and equal inputs give equal outputs.
+and advanced in place by `add_trade_inplace`, `close_idle_inplace` and `flush_inplace`, which return
+it; copying bucket maps on every trade would cost more than the fold. It pickles, and equal inputs
+give equal outputs.
 """
 
 from __future__ import annotations
@@ -216,7 +217,8 @@ def _tie(acc: list[object], trade: Trade) -> None:
 
 
 def _update(acc: list[object], trade: Trade) -> None:
-    """Fold one trade into an accumulator (the slow-path twin of the inline code in add_trade)."""
+    """Fold one trade into an accumulator (the slow-path twin of the inline code in
+    add_trade_inplace)."""
     ts = trade.ts_event
     price = trade.price
     acc[_HIGH] = max(acc[_HIGH], price)  # type: ignore[call-overload]
@@ -304,15 +306,16 @@ def _place(
     return None
 
 
-def add_trade(
+def add_trade_inplace(
     state: CandleState,
     trade: Trade,
     now_us: int | None = None,
     config: CandleConfig = DEFAULT_CANDLE_CONFIG,
 ) -> tuple[CandleState, tuple[Candle, ...], Rejection | None]:
     """Fold one clean trade: (state, candles emitted or corrected by it, rejection or None).
+    Advances `state` in place (module doc, "State").
 
-    `now_us` is the wall-clock arrival time, used only by `on_idle`; None in a batch.
+    `now_us` is the wall-clock arrival time, used only by `close_idle_inplace`; None in a batch.
     """
     # One unpack instead of named-field reads (see tick_filter.filter_trade).
     symbol, _venue, ts, _seq, price, size, _trade_id, _conditions = trade
@@ -369,10 +372,11 @@ def add_trade(
     return state, _EMPTY, None
 
 
-def on_idle(
+def close_idle_inplace(
     state: CandleState, now_us: int, config: CandleConfig = DEFAULT_CANDLE_CONFIG
 ) -> tuple[CandleState, tuple[Candle, ...]]:
-    """Wall-clock tick: close open buckets of symbols that have gone quiet.
+    """Wall-clock tick: close open buckets of symbols that have gone quiet; advances `state` in
+    place.
 
     A symbol is idle when no trade arrived for `idle_timeout_us` (or it never recorded an
     arrival time); its buckets whose end + allowed lateness <= now_us are emitted. The
@@ -389,8 +393,9 @@ def on_idle(
     return state, tuple(out)
 
 
-def flush(state: CandleState) -> tuple[CandleState, tuple[Candle, ...]]:
-    """End of input (a batch): emit every open bucket. Retained buckets stay correctable."""
+def flush_inplace(state: CandleState) -> tuple[CandleState, tuple[Candle, ...]]:
+    """End of input (a batch): emit every open bucket; advances `state` in place. Retained
+    buckets stay correctable."""
     out: list[Candle] = []
     for sym in state.symbols.values():
         for w in sym.widths:

@@ -1,6 +1,6 @@
 """One symbol's market pipeline as a pure step: merge trades and quotes, filter, candles, marks.
 
-The market dataflow keys the tape by symbol and drives one `SymbolMarket` per key with these
+The market dataflow keys the tape by symbol and drives one `SymbolState` per key with these
 functions; a backfill can drive the same ones. Nothing here reads a clock or does I/O: the
 receive time (`recv_us`, the Kafka message timestamp in the stream) and the wall clock
 (`wall_us`, only for closing idle candles and releasing a quiet merge) are arguments.
@@ -47,14 +47,14 @@ from tapeflow.core.market.candles import (
     Candle,
     CandleConfig,
     CandleState,
-    add_trade,
-    flush,
-    on_idle,
+    add_trade_inplace,
+    close_idle_inplace,
+    flush_inplace,
 )
 from tapeflow.core.market.filter_config import DEFAULT_FILTER_CONFIG, FilterConfig
 from tapeflow.core.market.filter_state import FilterState
 from tapeflow.core.market.rejections import Rejection, SequenceGap
-from tapeflow.core.market.tick_filter import filter_quote, filter_trade
+from tapeflow.core.market.tick_filter import filter_quote_inplace, filter_trade_inplace
 from tapeflow.core.models import Quote, Trade
 
 SECOND_US = 1_000_000
@@ -106,7 +106,7 @@ _NOTHING = -(2**63)
 
 
 @dataclass
-class SymbolMarket:
+class SymbolState:
     """Everything one symbol's pipeline remembers. Pickles (recovery snapshots)."""
 
     trades: deque[tuple[int, Arrival]] = field(default_factory=deque)
@@ -127,13 +127,14 @@ def _merge_key(arrival: Arrival) -> int:
     return ts if recv is None or ts <= recv else recv
 
 
-def on_arrival(
-    state: SymbolMarket,
+def on_arrival_inplace(
+    state: SymbolState,
     arrival: Arrival,
     wall_us: int | None,
     config: MarketConfig = DEFAULT_MARKET_CONFIG,
-) -> tuple[SymbolMarket, list[Output]]:
-    """Take one tick of the symbol; emit what the merge releases, filtered and folded."""
+) -> tuple[SymbolState, list[Output]]:
+    """Take one tick of the symbol; emit what the merge releases, filtered and folded.
+    Advances `state` in place."""
     key = _merge_key(arrival)
     (state.trades if isinstance(arrival.tick, Trade) else state.quotes).append((key, arrival))
     state.newest_key = max(state.newest_key, key)
@@ -144,12 +145,13 @@ def on_arrival(
     return state, out
 
 
-def on_wall_clock(
-    state: SymbolMarket, wall_us: int, config: MarketConfig = DEFAULT_MARKET_CONFIG,
+def on_wall_clock_inplace(
+    state: SymbolState, wall_us: int, config: MarketConfig = DEFAULT_MARKET_CONFIG,
     quiet: bool | None = None,
-) -> tuple[SymbolMarket, list[Output]]:
-    """Periodic wall-clock call: a quiet symbol releases its merge and its pending mark, and
-    its idle candle buckets are closed (`tapeflow.core.market.candles.on_idle`).
+) -> tuple[SymbolState, list[Output]]:
+    """Periodic wall-clock call, advancing `state` in place: a quiet symbol releases its merge
+    and its pending mark, and its idle candle buckets are closed
+    (`tapeflow.core.market.candles.close_idle_inplace`).
 
     `quiet` None: quiet when no tick arrived for `config.quiet_us`; a caller that knows better
     (a stream that can tell its own stalls from a quiet feed) passes the verdict."""
@@ -160,25 +162,26 @@ def on_wall_clock(
     if quiet:
         _release(state, None, config, out)
         _send_pending_mark(state, out)
-    state.candles, candles = on_idle(state.candles, wall_us, config.candles)
+    state.candles, candles = close_idle_inplace(state.candles, wall_us, config.candles)
     out.extend(candles)
     return state, out
 
 
-def on_end(
-    state: SymbolMarket, config: MarketConfig = DEFAULT_MARKET_CONFIG
-) -> tuple[SymbolMarket, list[Output]]:
-    """End of a finite input: release everything, emit open candles and the pending mark."""
+def on_end_inplace(
+    state: SymbolState, config: MarketConfig = DEFAULT_MARKET_CONFIG
+) -> tuple[SymbolState, list[Output]]:
+    """End of a finite input: release everything, emit open candles and the pending mark;
+    advances `state` in place."""
     out: list[Output] = []
     _release(state, None, config, out)
-    state.candles, candles = flush(state.candles)
+    state.candles, candles = flush_inplace(state.candles)
     out.extend(candles)
     _send_pending_mark(state, out)
     return state, out
 
 
 def _release(
-    state: SymbolMarket,
+    state: SymbolState,
     floor: int | None,
     config: MarketConfig,
     out: list[Output],
@@ -202,10 +205,10 @@ def _release(
             _trade(state, trades.popleft()[1], config, out)
 
 
-def _quote(state: SymbolMarket, arrival: Arrival, config: MarketConfig, out: list[Output]) -> None:
+def _quote(state: SymbolState, arrival: Arrival, config: MarketConfig, out: list[Output]) -> None:
     quote = arrival.tick
     assert isinstance(quote, Quote)
-    state.filter, rejection, gap = filter_quote(state.filter, quote, arrival.recv_us,
+    state.filter, rejection, gap = filter_quote_inplace(state.filter, quote, arrival.recv_us,
                                                 config.filter)
     if gap is not None:
         out.append(gap)
@@ -213,14 +216,14 @@ def _quote(state: SymbolMarket, arrival: Arrival, config: MarketConfig, out: lis
 
 
 def _trade(
-    state: SymbolMarket,
+    state: SymbolState,
     arrival: Arrival,
     config: MarketConfig,
     out: list[Output],
 ) -> None:
     trade = arrival.tick
     assert isinstance(trade, Trade)
-    state.filter, rejection, gap = filter_trade(state.filter, trade, arrival.recv_us,
+    state.filter, rejection, gap = filter_trade_inplace(state.filter, trade, arrival.recv_us,
                                                 config.filter)
     if gap is not None:
         out.append(gap)
@@ -229,7 +232,8 @@ def _trade(
         return
     # The candle builder's idle rule wants the symbol's last arrival, not the release time.
     arrived = state.last_arrival_wall
-    state.candles, candles, rejection = add_trade(state.candles, trade, arrived, config.candles)
+    state.candles, candles, rejection = add_trade_inplace(state.candles, trade, arrived,
+    config.candles)
     if rejection is not None:
         out.append(rejection)
         return
@@ -243,7 +247,7 @@ def _trade(
             _send_pending_mark(state, out)
 
 
-def _send_pending_mark(state: SymbolMarket, out: list[Output]) -> None:
+def _send_pending_mark(state: SymbolState, out: list[Output]) -> None:
     trade = state.pending_mark
     if trade is not None:
         out.append(MarkTrade(trade))

@@ -50,9 +50,9 @@ Rules, in the order they are applied; a tick gets the code of the first rule it 
 
 State: `FilterState` is a mutable object owned by one partition of keys (one Bytewax key, or a
 whole backfill). Copying k-price windows on every tick would cost more than the rest of the
-filter, so `filter_trade` and `filter_quote` advance the state in place and return it; treat
-the state you passed in as consumed. It pickles (Bytewax snapshots) and is deterministic: the
-same ticks in the same order give the same verdicts and an equal state.
+filter, so `filter_trade_inplace` and `filter_quote_inplace` advance the state in place and return
+it; treat the state you passed in as consumed. It pickles (Bytewax snapshots) and is deterministic:
+the same ticks in the same order give the same verdicts and an equal state.
 """
 
 from __future__ import annotations
@@ -128,13 +128,14 @@ def _key_state(state: FilterState, tick: Trade | Quote, config: FilterConfig) ->
     return ks
 
 
-def filter_trade(  # noqa: PLR0915 - the per-trade path is inlined on purpose (speed)
+def filter_trade_inplace(  # noqa: PLR0915 - the per-trade path is inlined on purpose (speed)
     state: FilterState,
     trade: Trade,
     now_us: int | None,
     config: FilterConfig = DEFAULT_FILTER_CONFIG,
 ) -> tuple[FilterState, Rejection | None, SequenceGap | None]:
-    """Judge one trade: (state, rejection or None if accepted, sequence gap or None)."""
+    """Judge one trade: (state, rejection or None if accepted, sequence gap or None).
+    Advances `state` in place (module doc, "State")."""
     # One unpack instead of eight named-field reads: NamedTuple attributes are not specialised
     # by the 3.11 interpreter, tuple unpacking is.
     symbol, venue, ts, seq, price, size, _trade_id, _conditions = trade
@@ -256,13 +257,14 @@ def filter_trade(  # noqa: PLR0915 - the per-trade path is inlined on purpose (s
     return state, None, gap
 
 
-def filter_quote(  # noqa: PLR0915 - inlined on purpose, like filter_trade
+def filter_quote_inplace(  # noqa: PLR0915 - inlined on purpose, like filter_trade_inplace
     state: FilterState,
     quote: Quote,
     now_us: int | None,
     config: FilterConfig = DEFAULT_FILTER_CONFIG,
 ) -> tuple[FilterState, Rejection | None, SequenceGap | None]:
     """Judge one quote: (state, rejection or None if accepted, sequence gap or None).
+    Advances `state` in place.
 
     An accepted quote becomes the venue's prevailing quote for rule 6, unless it is older in
     event time than the prevailing one (a late gap fill does not roll the book back).
@@ -358,8 +360,8 @@ def run_filter(
     append = out.append
     for tick in ticks:
         if isinstance(tick, Trade):
-            st, rejection, gap = filter_trade(st, tick, now_us, config)
+            st, rejection, gap = filter_trade_inplace(st, tick, now_us, config)
         else:
-            st, rejection, gap = filter_quote(st, tick, now_us, config)
+            st, rejection, gap = filter_quote_inplace(st, tick, now_us, config)
         append(_new_tuple(Decision, (tick, rejection, gap)))  # cheaper than Decision(...)
     return out

@@ -9,14 +9,14 @@ requires. Each mark is delivered to every shard.
 
 Steps (each returns the outputs it produced, in order):
 
-- `on_report(shard, report, config)`: `trading.on_execution` for the report's account (a new
+- `on_report_inplace(shard, report, config)`: `trading.on_execution` for the report's account (a new
   account starts with `ShardConfig.initial_cash`) -> `ExecutionResult`.
-- `on_market(shard, mark, config)`: a newer mark replaces the held one and revalues every
+- `on_market_inplace(shard, mark, config)`: a newer mark replaces the held one and revalues every
   account of the shard holding the symbol (`trading.on_mark`) -> `StateChange`s. An older
   mark (event time) changes nothing.
-- `on_tick(shard, now_us, config)`: the time-driven rules (`trading.on_timer`: stale market
+- `on_tick_inplace(shard, now_us, config)`: the time-driven rules (`trading.on_timer`: stale market
   data, turnover expiry) for every account, then provisional P&L snapshots.
-- `on_finish(shard)`: provisional snapshots of every account changed since its last one.
+- `on_finish_inplace(shard)`: provisional snapshots of every account changed since its last one.
 
 Feed sequence gaps belong to no account and come from the market side (the tick filter's
 `SequenceGap`s): `on_gap` / `on_gap_timer` step a `FeedGaps` state per feed key with the
@@ -130,7 +130,7 @@ def is_redelivery(result: ExecutionResult) -> bool:
 
 
 @dataclass(slots=True)
-class TradingShard:
+class ShardState:
     """The snapshotted state of a shard. Steps update it in place (copy it to snapshot)."""
 
     accounts: dict[str, TradingState] = field(default_factory=dict)
@@ -167,7 +167,7 @@ def _bucket_end(bucket: int, config: ShardConfig) -> int:
     return (bucket + 1) * config.snapshot_interval_us
 
 
-def _emit_snapshot(shard: TradingShard, account: AccountState, bucket: int,
+def _emit_snapshot(shard: ShardState, account: AccountState, bucket: int,
                    config: ShardConfig, out: list[ShardOutput]) -> None:
     if shard.snapshot_version.get(account.account_id, -1) >= account.version:
         return
@@ -175,7 +175,7 @@ def _emit_snapshot(shard: TradingShard, account: AccountState, bucket: int,
     out.extend(snapshot_rows(account, _bucket_end(bucket, config)))
 
 
-def _before_change(shard: TradingShard, state: TradingState, ts: int, config: ShardConfig,
+def _before_change(shard: ShardState, state: TradingState, ts: int, config: ShardConfig,
                    out: list[ShardOutput]) -> None:
     """Close the account's previous bucket when `ts` is in a later one."""
     held = shard.open_bucket.get(state.account.account_id)
@@ -183,7 +183,7 @@ def _before_change(shard: TradingShard, state: TradingState, ts: int, config: Sh
         _emit_snapshot(shard, state.account, held, config, out)
 
 
-def _after_change(shard: TradingShard, account_id: str, ts: int, output: TradingOutput,
+def _after_change(shard: ShardState, account_id: str, ts: int, output: TradingOutput,
                   config: ShardConfig) -> None:
     if output.account is None and output.position is None:
         return
@@ -193,8 +193,10 @@ def _after_change(shard: TradingShard, account_id: str, ts: int, output: Trading
         shard.open_bucket[account_id] = bucket
 
 
-def on_report(shard: TradingShard, report: ExecutionReport, trading: TradingConfig,
-              config: ShardConfig = DEFAULT_SHARD_CONFIG) -> list[ShardOutput]:
+def on_report_inplace(shard: ShardState, report: ExecutionReport, trading: TradingConfig,
+                      config: ShardConfig = DEFAULT_SHARD_CONFIG) -> list[ShardOutput]:
+    """One execution report for its account; advances `shard` in place (it holds every account
+    of a partition: copying it per report would cost more than the rules)."""
     account_id = report.account_id
     state = shard.accounts.get(account_id)
     if state is None:
@@ -209,8 +211,10 @@ def on_report(shard: TradingShard, report: ExecutionReport, trading: TradingConf
     return out
 
 
-def on_market(shard: TradingShard, mark: MarkPrice, trading: TradingConfig,
-              config: ShardConfig = DEFAULT_SHARD_CONFIG) -> list[ShardOutput]:
+def on_market_inplace(shard: ShardState, mark: MarkPrice, trading: TradingConfig,
+                      config: ShardConfig = DEFAULT_SHARD_CONFIG) -> list[ShardOutput]:
+    """A mark: replaces the held one when newer and revalues the holders; advances `shard` in
+    place."""
     if not newer_mark(shard.marks, mark):
         return []
     shard.marks[mark.symbol] = mark
@@ -228,20 +232,24 @@ def on_market(shard: TradingShard, mark: MarkPrice, trading: TradingConfig,
     return out
 
 
-def on_tick(shard: TradingShard, now_us: int, trading: TradingConfig,
-            config: ShardConfig = DEFAULT_SHARD_CONFIG) -> list[ShardOutput]:
+def on_tick_inplace(shard: ShardState, now_us: int, trading: TradingConfig,
+                    config: ShardConfig = DEFAULT_SHARD_CONFIG) -> list[ShardOutput]:
+    """The time-driven rules of every account at `now_us`, then provisional P&L snapshots;
+    advances `shard` in place."""
     out: list[ShardOutput] = []
     for account_id in sorted(shard.accounts):
         state, output = on_timer(shard.accounts[account_id], now_us, trading, shard.marks)
         shard.accounts[account_id] = state
         if output.alerts:
             out.append(StateChange(output))
-    out.extend(on_finish(shard, config))
+    out.extend(on_finish_inplace(shard, config))
     return out
 
 
-def on_finish(shard: TradingShard, config: ShardConfig = DEFAULT_SHARD_CONFIG
-              ) -> list[ShardOutput]:
+def on_finish_inplace(shard: ShardState, config: ShardConfig = DEFAULT_SHARD_CONFIG
+                      ) -> list[ShardOutput]:
+    """End of input: the last snapshot of every account changed since its last one; advances
+    `shard` in place (the snapshot versions it has emitted)."""
     out: list[ShardOutput] = []
     for account_id in sorted(shard.open_bucket):
         _emit_snapshot(shard, shard.accounts[account_id].account,
