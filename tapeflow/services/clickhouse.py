@@ -11,11 +11,14 @@ from typing import Any
 import clickhouse_connect
 
 from tapeflow.errors import StoreUnavailableError
+from tapeflow.extras import require
 from tapeflow.services.dsn import redact
 
 
 def open_clickhouse(url: str, database: str | None = None, **settings: Any) -> Any:
     """A clickhouse-connect client; `database` must already exist unless None."""
+    if url.startswith("chdb://"):
+        require("chdb")
     try:
         if url.startswith("chdb://"):
             return clickhouse_connect.get_client(dsn=url, database=database, **settings)
