@@ -1,6 +1,6 @@
 """Both dataflows as one: the market and trading parts in one Bytewax dataflow.
 
-Why: the embedded ClickHouse opens in one process only (DESIGN.md, "Local services"), so on
+Why: the embedded ClickHouse opens in one process only (docs/design.md, "Local services"), so on
 the embedded defaults the two flows must share a process. Composing them in one dataflow
 also hands the marks over directly: the trading part receives each throttled mark from the
 market part (still written to md.marks for other consumers) instead of reading md.marks,

@@ -89,7 +89,7 @@ class SymbolLogic(StatefulLogic[Arrival, Output | KeyedLetter, SymbolState]):
 
     `notify_at` wakes the key every `config.quiet_us` of wall time once it has seen a tick:
     that releases a quiet symbol's merge and pending mark and closes idle candle buckets
-    (the DESIGN.md rule: wall clock only closes idle buckets early). End of input flushes.
+    (the docs/design.md rule: wall clock only closes idle buckets early). End of input flushes.
     An exception in the core is logged and becomes a dead letter with reason
     `<stage>_error`; the key keeps its state and carries on.
 

@@ -1,6 +1,6 @@
 """Opening the ClickHouse store for reading, with a clear word when another process holds it.
 
-The embedded engine (chDB) holds its data directory exclusively (DESIGN.md, "Local services").
+The embedded engine (chDB) holds its data directory exclusively (docs/design.md, "Local services").
 While a flow runs on it, a second process that opens the same path gets an engine error that
 does not say why ("Error initializing EmbeddedServer", or "Cannot lock file .../status" in
 other versions). The engine writes `PID: n` into `<path>/status` while it runs and removes the

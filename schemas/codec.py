@@ -3,7 +3,7 @@
 Frame: byte 0 = 0 (magic), bytes 1-4 = schema id (big-endian), then the Avro binary body.
 
 Why fastavro directly and not confluent-kafka's AvroDeserializer: it was measured about 4x
-slower per message (DESIGN.md). Why "raw" schemas: decimal and timestamp logical types are
+slower per message (docs/design.md). Why "raw" schemas: decimal and timestamp logical types are
 stripped before parsing, so fastavro hands back the unscaled decimal bytes and the integer
 microseconds, which are exactly the core's representation (scale-8 int, int micros), instead
 of building a `Decimal` and a `datetime` per field only for us to take them apart again.

@@ -34,7 +34,7 @@ def kafka_bootstrap() -> Iterator[str]:
         return
     from jobs.local.kafka_broker import LocalKafka
 
-    broker = LocalKafka(TEST_HOME, TEST_KAFKA_PORT)
+    broker = LocalKafka(TEST_HOME, TEST_KAFKA_PORT, Settings().runtime.cache_dir)
     started_here = not broker.status().answering
     broker.start()
     yield broker.bootstrap

@@ -1,6 +1,6 @@
 """A single-node Apache Kafka 4.x broker in KRaft mode, started by the project itself.
 
-No Docker engine is assumed (DESIGN.md, "Local services"): the broker's jars come from Maven
+No Docker engine is assumed (docs/design.md, "Local services"): the broker's jars come from Maven
 Central through Maven into a cache directory that every clone on the machine reuses, and the
 broker runs on the machine's Java 17 with its data under `<home>/kafka`. Every operation is
 idempotent: `start` on a running broker reports it and returns, `stop` on a stopped one is a
@@ -36,21 +36,22 @@ class LocalServiceError(UserError, RuntimeError):
     """A local service could not be prepared or started; the message says what to do."""
 
 
-def cache_root() -> Path:
-    env = os.environ.get("TAPEFLOW_CACHE_DIR")
-    base = Path(env) if env else Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"))
-    return base / "tapeflow" if not env else base
+def cache_root(cache_dir: Path | None = None) -> Path:
+    """`cache_dir` (the setting `TAPEFLOW_CACHE_DIR`), else the user's cache directory."""
+    if cache_dir is not None:
+        return cache_dir
+    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "tapeflow"
 
 
-def jars_dir() -> Path:
+def jars_dir(cache_dir: Path | None = None) -> Path:
     """Cache directory named by the pom's content, so a changed pom fetches afresh."""
     digest = hashlib.sha256(POM.read_bytes()).hexdigest()[:12]
-    return cache_root() / f"kafka-jars-{digest}"
+    return cache_root(cache_dir) / f"kafka-jars-{digest}"
 
 
-def ensure_jars() -> Path:
+def ensure_jars(cache_dir: Path | None = None) -> Path:
     """Fetch the broker's jars with Maven unless the cache already holds them."""
-    target = jars_dir()
+    target = jars_dir(cache_dir)
     marker = target / ".complete"
     if marker.exists():
         return target
@@ -101,8 +102,9 @@ class BrokerStatus:
 class LocalKafka:
     """The local development broker under `<home>/kafka`, listening on 127.0.0.1:`port`."""
 
-    def __init__(self, home: Path, port: int = 9092) -> None:
+    def __init__(self, home: Path, port: int = 9092, cache_dir: Path | None = None) -> None:
         self.dir = (home / "kafka").resolve()
+        self.cache_dir = cache_dir
         self.port = port
         self.controller_port = port + 1
         self.bootstrap = f"127.0.0.1:{port}"
@@ -185,7 +187,7 @@ class LocalKafka:
             return current
         if current.running and current.pid is not None:
             return self._wait(current.pid, timeout_s)
-        jars = ensure_jars()
+        jars = ensure_jars(self.cache_dir)
         self._write_config()
         self._format(jars)
         with self.log_file.open("ab") as out:

@@ -22,7 +22,7 @@ def local_broker(settings: Settings) -> LocalKafka | None:
     host, _, port = settings.kafka.bootstrap.partition(":")
     if "," in settings.kafka.bootstrap or host not in LOCAL_HOSTS:
         return None
-    return LocalKafka(settings.home, int(port or LOCAL_KAFKA_PORT))
+    return LocalKafka(settings.home, int(port or LOCAL_KAFKA_PORT), settings.runtime.cache_dir)
 
 
 def ensure_kafka(settings: Settings, *, start: bool = True, timeout_s: float = 10.0) -> None:

@@ -54,7 +54,7 @@ CANDLE_TABLES: Mapping[int, str] = MappingProxyType(
     {SECOND_US: "candles_1s", MINUTE_US: "candles_1m"}
 )
 """Candle width (microseconds) -> table. Coarser intervals are rolled up from 1 m at query
-time (DESIGN.md, "Stores"); storing another width means a new table and an entry here."""
+time (docs/design.md, "Stores"); storing another width means a new table and an entry here."""
 
 TABLE_COLUMNS: Mapping[str, tuple[str, ...]] = MappingProxyType({
     "trades": TRADE_COLUMNS,
@@ -260,7 +260,7 @@ def to_row(record: Trade | Quote | Rejection | Candle) -> tuple[str, Row]:
         return mapper(record)
     if isinstance(record, DeadLetter):
         raise TypeError("a DeadLetter is not stored in ClickHouse: it goes, raw bytes and "
-                        "reason, to the dead-letter topic (DESIGN.md, 'Wire contract')")
+                        "reason, to the dead-letter topic (docs/design.md, 'Wire contract')")
     raise TypeError(f"no ClickHouse table for {type(record).__name__} records")
 
 

@@ -1,6 +1,6 @@
 """A batched Kafka producer: librdkafka batches and compresses, we flush only when asked.
 
-The stock Bytewax KafkaSink flushes on every batch (DESIGN.md); this one lets librdkafka fill
+The stock Bytewax KafkaSink flushes on every batch (docs/design.md); this one lets librdkafka fill
 its batches (`linger.ms`) and flushes at the points where the caller needs durability (end of a
 job, a checkpoint). Delivery failures are counted and raised at `flush`, never lost.
 

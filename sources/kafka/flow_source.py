@@ -1,7 +1,7 @@
 """The flows' Kafka input: Bytewax's KafkaSource, errors as items, optionally one shard.
 
 Why shards: Bytewax's cross-process exchange of keyed items was measured at 8x slower than one
-process (DESIGN.md, "Scale"), so the scale-out that pays is independent single-process flows
+process (docs/design.md, "Scale"), so the scale-out that pays is independent single-process flows
 that each read a disjoint set of partitions: shard i of K reads partition p when p % K == i,
 on every topic it reads. Market data is keyed by symbol and executions by account, so a shard
 holds every tick of its symbols and every report of its accounts. Topics that every shard must

@@ -1,7 +1,7 @@
 """A committing Kafka reader for one subscriber: every partition of one topic, one group.
 
-What it is for: `jobs.alerts` (the alert subscription). It differs from `kafka_reader.read_all`
-(a throw-away group, nothing committed) and from `kafka_reader.follow` (auto-commit, which
+What it is for: `jobs.alerts` (the alert subscription). It differs from `topic_reader.read_all`
+(a throw-away group, nothing committed) and from `topic_reader.follow` (auto-commit, which
 commits what was *fetched*, not what was *handled*, so a crash loses what was fetched but not
 yet written). Here the caller says when a message is handled (`done`), and only handled
 positions are committed, so a restart with the same group resumes exactly after the last

@@ -27,7 +27,7 @@ SESSION_OPEN_US = (14 * 3600 + 30 * 60) * 1_000_000
 SESSION_CLOSE_US = 21 * 3600 * 1_000_000
 
 # Mirrors of the defaults the expected verdicts depend on (tapeflow.core.market.filter_config,
-# DESIGN.md).
+# docs/design.md).
 SEQ_WINDOW = 4096
 QUOTE_MAX_AGE_US = 10_000_000
 HEADER_LEN = 5

@@ -1,6 +1,6 @@
 """The wire records as immutable core values.
 
-Field names are exactly the Avro field names of `schemas/avro/*.avsc` (DESIGN.md, "Wire
+Field names are exactly the Avro field names of `schemas/avro/*.avsc` (docs/design.md, "Wire
 contract"). Prices, sizes and money are `int` scale-8 units (see `fixedpoint`); timestamps
 are `int` microseconds since the Unix epoch, UTC. `NamedTuple` rather than a frozen dataclass
 because construction and attribute access are the cheapest immutable option in CPython, and

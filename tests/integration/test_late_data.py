@@ -5,7 +5,7 @@ Kafka timestamps (the receive time: a late trade is received when it arrives, no
 happened), then the flow run by Bytewax in batch mode twice, from scratch each time (no
 recovery state, Kafka source from the beginning) into two fresh ClickHouse databases.
 
-What it proves (DESIGN.md "Semantics", docs/market-core.md "Candles"):
+What it proves (docs/design.md "Semantics", docs/market-core.md "Candles"):
 - a trade 30 s late (beyond the 5 s allowed lateness, within the 1 h horizon) is accepted and
   corrects its already final 1 s and 1 min candles; a candle's version is its trade count, so
   the highest version written for every bucket is the complete candle's (a trade 3 s late only

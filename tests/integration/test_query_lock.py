@@ -1,6 +1,6 @@
 """`tapeflow query` and `tapeflow chart` while another process holds the embedded store.
 
-chDB allows one process per data directory (DESIGN.md, "Local services"). A subprocess opens a
+chDB allows one process per data directory (docs/design.md, "Local services"). A subprocess opens a
 store and keeps it, as a running flow does; the real CLI, in another subprocess, must then end
 in one line that names the holder (its pid) and what to do, exit 1, print no traceback and
 write no file. Once the holder is gone, the same command answers. The test process never opens

@@ -1,7 +1,7 @@
 """A producer moves to a new Trade schema mid-stream; the market flow reads both versions.
 
 The real broker and chDB, a schema registry (confluent-kafka's mock registry, one client shared
-by producer and flow because each mock instance has its own store, DESIGN.md). Trades are
+by producer and flow because each mock instance has its own store, docs/design.md). Trades are
 produced with this version's Trade schema, then with a new version that adds an optional field
 (`aggressor`, placed between existing fields, so resolution is by name, not position), then
 with the old one again (a fleet of producers halfway through a rolling upgrade). The new

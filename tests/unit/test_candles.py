@@ -1,4 +1,4 @@
-"""Candle builder: worked examples for each rule of DESIGN.md "Semantics"."""
+"""Candle builder: worked examples for each rule of docs/design.md "Semantics"."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Fuzzing the decoding path the flows use: `flows.market_logic.Decoder` (market) and
+"""Fuzzing the decoding path the flows use: `flows.market_logic.TickDecoder` (market) and
 `flows.trading_logic.TradingDecoder` (executions and marks), over the real codec with its compiled
 reader (schemas/fast_reader.py, checked against fastavro in tests/unit/test_fast_reader.py).
 

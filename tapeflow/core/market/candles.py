@@ -1,6 +1,6 @@
 """OHLCV candles as a fold of clean trades into epoch-aligned event-time buckets.
 
-Semantics (DESIGN.md, "Semantics"), made precise:
+Semantics (docs/design.md, "Semantics"), made precise:
 
 - A bucket of width w starts at `ts - ts % w` (UTC epoch aligned) and ends at start + w
   (exclusive). Several widths are built from one trade stream (`CandleConfig.widths_us`,

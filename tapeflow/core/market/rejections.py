@@ -1,7 +1,7 @@
 """Why a tick was refused, as stable codes, and the record that carries the refusal.
 
-Every rejected tick is written to `rejected_ticks` with one of these codes (DESIGN.md, "Stores"),
-so the codes are part of the storage contract: add new ones, never rename existing ones.
+Every rejected tick is written to `rejected_ticks` with one of these codes (docs/design.md,
+"Stores"), so the codes are part of the storage contract: add new ones, never rename existing ones.
 Each tick gets exactly one code, the first rule it fails in the documented order of the
 tick filter (`tapeflow.core.market.tick_filter`), so the same tick always gets the same code.
 """

@@ -1,4 +1,4 @@
-"""Coarser candles from finer ones, exactly (DESIGN.md: 5m, 15m, 1h, 1d from 1m).
+"""Coarser candles from finer ones, exactly (docs/design.md: 5m, 15m, 1h, 1d from 1m).
 
 Exact because every field of a candle is either a sum (volume, notional, trade count), an
 extreme (high, low) or taken from the earliest or latest part (open, close), and finer

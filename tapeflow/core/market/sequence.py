@@ -1,7 +1,7 @@
 """Venue sequence numbers: duplicates, gaps and resets, in bounded memory.
 
 One tracker per (venue, symbol, kind): trades and quotes are separate streams with separate
-sequence spaces by default, because venues number them separately (and DESIGN.md gives the
+sequence spaces by default, because venues number them separately (and docs/design.md gives the
 sequence "per symbol" for each topic).
 
 Why "holes" and not "seen": a healthy feed is in order, so the tracker keeps the highest number

@@ -1,4 +1,4 @@
-"""The risk rules of DESIGN.md, each a pure function from limits and state to level readings.
+"""The risk rules of docs/design.md, each a pure function from limits and state to level readings.
 
 A rule does not alert by itself: it says where a key stands now (`Reading`), and
 `risk_levels.apply_readings` turns changes of level into alerts. A rule returns a reading

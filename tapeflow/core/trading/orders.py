@@ -8,7 +8,7 @@ Every report is judged against the order's current state and classified as exact
   advance past what was already applied. Nothing changes. This is what makes at-least-once
   delivery (Kafka redelivery, Bytewax replay after recovery) count every fill once.
 * `Invalid`: the report breaks the state machine or is inconsistent. Nothing changes; the
-  caller logs it and raises an alert (DESIGN.md, "Orders").
+  caller logs it and raises an alert (docs/design.md, "Orders").
 
 Decisions, with the reason for each:
 
