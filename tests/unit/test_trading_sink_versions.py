@@ -15,7 +15,7 @@ from sinks.postgres.flow_sink import _postgres_rows
 from sinks.versions import VERSION_BASE_SHIFT, restart_version_base
 from tapeflow.core.trading.account_step import TradingConfig
 from tapeflow.core.trading.shard_step import ExecutionResult, PnlSnapshot, TradingShard, on_report
-from tests.unit.trading_builders import OrderSim, u
+from tests.support.trading_builders import OrderSim, u
 
 T_MS = 1_763_800_000_000  # 2025-11-22
 
