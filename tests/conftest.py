@@ -18,10 +18,7 @@ from pathlib import Path
 import pytest
 
 from tapeflow.settings import Settings
-
-REPO = Path(__file__).resolve().parent.parent
-TEST_HOME = REPO / ".tapeflow" / "test"
-TEST_KAFKA_PORT = int(os.environ.get("TAPEFLOW_TEST_KAFKA_PORT", "19092"))
+from tests.support.locations import TEST_HOME, TEST_KAFKA_PORT
 
 warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")
 

@@ -27,7 +27,8 @@ from schemas.catalogue import LocalCatalogue
 from schemas.codec import Codec
 from tapeflow.services.clickhouse import open_clickhouse
 from tapeflow.settings import Settings
-from tests.faults import REPO, FlowProcess, init_stores, order_flow, pg_state, reference_run
+from tests.support.faults import FlowProcess, init_stores, order_flow, pg_state, reference_run
+from tests.support.locations import REPO
 
 CH_TABLES = {
     "executions": "SELECT exec_id, outcome FROM executions FINAL",

@@ -28,8 +28,7 @@ from schemas.catalogue import TOPIC_ALERTS, LocalCatalogue
 from schemas.codec import Codec
 from sources.kafka.topic_reader import read_all
 from tapeflow.settings import Settings
-from tests.conftest import TEST_KAFKA_PORT
-from tests.faults import (
+from tests.support.faults import (
     OUTAGE_S,
     FlowProcess,
     init_stores,
@@ -40,6 +39,7 @@ from tests.faults import (
     reference_run,
     wait_until,
 )
+from tests.support.locations import TEST_KAFKA_PORT
 
 
 @pytest.mark.slow  # 55-70 s: two broker starts, a 20 s outage, a reference run

@@ -1,9 +1,9 @@
 """Fault: Postgres unreachable for 20 s while the trading flow runs (docs/faults.md).
 
 The flow (`tapeflow run trading`, a subprocess, tailing, recovery on) reaches Postgres through a
-TCP proxy the test owns (tests/faults.py). After the first half of an order flow is written, the
-proxy is cut (live connections reset, new ones refused) and the second half is produced; 20 s
-later the proxy listens again.
+TCP proxy the test owns (tests/support/faults.py). After the first half of an order flow is
+written, the proxy is cut (live connections reset, new ones refused) and the second half is
+produced; 20 s later the proxy listens again.
 
 What it proves:
 - the flow neither dies nor skips: it is alive through the outage, and its log has a retry line
@@ -23,7 +23,7 @@ from pathlib import Path
 from schemas.catalogue import TOPIC_EXECUTIONS, LocalCatalogue
 from schemas.codec import Codec
 from tapeflow.settings import Settings
-from tests.faults import (
+from tests.support.faults import (
     OUTAGE_S,
     FlowProcess,
     TcpProxy,

@@ -42,7 +42,7 @@ from tapeflow.core.trading.shard_step import ShardConfig
 from tapeflow.services.clickhouse import open_clickhouse
 from tapeflow.services.postgres import connect_postgres
 from tapeflow.settings import Settings
-from tests.unit.trading_builders import OrderSim, u
+from tests.support.trading_builders import OrderSim, u
 
 SHARD = ShardConfig(snapshot_interval_us=10_000_000)
 

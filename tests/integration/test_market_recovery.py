@@ -33,12 +33,9 @@ before the flow ends. Processes are started by the test and killed by their own 
 from __future__ import annotations
 
 import os
-import pickle
 import random
 import signal
 import subprocess
-import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -48,54 +45,11 @@ from jobs.generate import produce_market
 from jobs.init import create_topics
 from schemas.catalogue import TOPIC_DLQ, TOPIC_MARKS, LocalCatalogue
 from schemas.codec import Codec
-from sources.kafka.topic_reader import end_offsets, read_all
+from sources.kafka.topic_reader import end_offsets
 from sources.synthetic import MarketSpec, generate_market
 from tapeflow.settings import Settings
-from tests.integration.flow_process import REPO as _REPO
-from tests.integration.flow_process import FlowProcess
-
-TABLES = ("trades", "quotes", "rejected_ticks", "candles_1s", "candles_1m")
-BOOKKEEPING = ("ingested_at",)
-
-_CHDB_SCRIPT = r"""
-import pickle, sys
-from tapeflow.services.clickhouse import open_clickhouse
-from tapeflow.settings import Settings
-from jobs.init import init_clickhouse
-
-action, url, database, out = sys.argv[1:5]
-if action == "init":
-    init_clickhouse(Settings(clickhouse_dsn=url, clickhouse_database=database))
-    sys.exit(0)
-client = open_clickhouse(url, database)
-tables = {}
-for table in sys.argv[5].split(","):
-    cols = [r[0] for r in client.query(
-        "SELECT name FROM system.columns WHERE database = currentDatabase() AND table = {t:String} "
-        "ORDER BY position", parameters={"t": table}).result_rows
-        if r[0] != "ingested_at"]
-    rows = client.query(f"SELECT {', '.join(cols)} FROM {table} FINAL",
-                        query_formats={"DateTime64*": "int"}).result_rows
-    raw = client.query(f"SELECT count() FROM {table}").result_rows[0][0]
-    rows = [tuple(tuple(v) if isinstance(v, list) else v for v in r) for r in rows]
-    tables[table] = (cols, sorted(rows), raw)
-client.close()
-with open(out, "wb") as f:
-    pickle.dump(tables, f)
-"""
-
-
-def _chdb(action: str, url: str, database: str, out: Path | None = None) -> Any:
-    """Init or read an embedded ClickHouse in a short subprocess: chDB holds a directory (and
-    this test process would hold an engine path) exclusively, so the test never opens one."""
-    args = [sys.executable, "-c", _CHDB_SCRIPT, action, url, database, str(out or ""),
-            ",".join(TABLES)]
-    subprocess.run(args, check=True, cwd=_REPO, timeout=120)
-    if out is None:
-        return None
-    with out.open("rb") as f:
-        return pickle.load(f)
-
+from tests.support.flow_process import FlowProcess, kill_after, kill_at_insert
+from tests.support.run_outputs import BOOKKEEPING, TABLES, run_chdb, topic_records
 
 
 class FlowRun(FlowProcess):
@@ -116,48 +70,11 @@ class FlowRun(FlowProcess):
         })
         self.log = root / "flow.log"
         self.flow = "market"
-        _chdb("init", self.url, self.database)
+        run_chdb("init", self.url, self.database)
 
     def read(self, root: Path) -> dict[str, Any]:
-        tables: dict[str, Any] = _chdb("read", self.url, self.database, root / "tables.pickle")
+        tables: dict[str, Any] = run_chdb("read", self.url, self.database, root / "tables.pickle")
         return tables
-
-
-def _kill_at_insert(proc: subprocess.Popen[bytes], run: FlowRun, nth: int,
-                    timeout_s: float) -> bool:
-    """SIGKILL `proc` (by its own pid) while it writes its `nth` ClickHouse part of this start;
-    False if it ended first."""
-    seen: set[str] = set()
-    deadline = time.monotonic() + timeout_s
-    while proc.poll() is None and time.monotonic() < deadline:
-        writing = run.inserts()
-        seen |= writing
-        if writing and len(seen) >= nth:
-            proc.send_signal(signal.SIGKILL)
-            proc.wait()
-            return proc.returncode == -signal.SIGKILL
-        time.sleep(0.001)
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGKILL)
-        proc.wait()
-    return False
-
-
-def _kill_after(proc: subprocess.Popen[bytes], delay_s: float) -> bool:
-    """SIGKILL `proc` after `delay_s`; False if it ended before."""
-    try:
-        proc.wait(timeout=delay_s)
-        return False
-    except subprocess.TimeoutExpired:
-        proc.send_signal(signal.SIGKILL)
-        proc.wait()
-        return True
-
-
-def _topic_records(settings: Settings, topic: str, start: dict[int, int],
-                   end: dict[int, int]) -> list[tuple[bytes | None, bytes | None]]:
-    msgs = read_all(settings.kafka_config(), topic, start=start)
-    return [(m.key(), m.value()) for m in msgs if (m.offset() or 0) < end[m.partition() or 0]]
 
 
 def _term_after(proc: subprocess.Popen[bytes], delay_s: float, log: Path) -> bool:
@@ -199,7 +116,7 @@ def _crash_test(settings: Settings, tmp_path: Path, spec: MarketSpec, seed: int,
     ref_s = ref.run_to_end()
     after_ref = ends()
     want = ref.read(tmp_path / "ref")
-    want_topics = {t: _topic_records(settings, t, before[t], after_ref[t]) for t in out_topics}
+    want_topics = {t: topic_records(settings, t, before[t], after_ref[t]) for t in out_topics}
 
     # The crash run: killed at each point of the plan (each restart resumes from the last
     # snapshot), then left to finish.
@@ -212,7 +129,7 @@ def _crash_test(settings: Settings, tmp_path: Path, spec: MarketSpec, seed: int,
         crash.wait_running(proc, executions)
         if point[0] == "insert":
             nth = rng.randint(int(point[1]), int(point[2]))
-            if _kill_at_insert(proc, crash, nth, timeout_s=ref_s + 30):
+            if kill_at_insert(proc, crash, nth, timeout_s=ref_s + 30):
                 kills.append(f"while writing ClickHouse part #{nth}")
         elif point[0] == "term":
             delay = rng.uniform(point[1], point[2]) * ref_s
@@ -220,12 +137,12 @@ def _crash_test(settings: Settings, tmp_path: Path, spec: MarketSpec, seed: int,
                 kills.append(f"SIGTERM after {delay:.2f} s")
         else:
             delay = rng.uniform(point[1], point[2]) * ref_s
-            if _kill_after(proc, delay):
+            if kill_after(proc, delay):
                 kills.append(f"after {delay:.2f} s")
     crash_s = crash.run_to_end()
     after_crash = ends()
     got = crash.read(tmp_path / "crash")
-    got_topics = {t: _topic_records(settings, t, after_ref[t], after_crash[t])
+    got_topics = {t: topic_records(settings, t, after_ref[t], after_crash[t])
                   for t in out_topics}
     print(f"reference {ref_s:.1f} s; kills: {kills}; last restart {crash_s:.1f} s")
     assert len(kills) == len(plan), f"some kills missed (the flow ended first): {kills}"

@@ -14,8 +14,8 @@ after the other:
 ClickHouse: the embedded chDB engine holds a directory exclusively, so two processes cannot
 share one store. The server-less mode that works with several processes is one embedded store
 per shard: each setup (and each shard of B) writes into its own chDB directory (A, B0, B1, C).
-The test itself never opens a chDB directory; it reads each one in a short subprocess (the
-`_chdb` helper of test_market_recovery.py). Postgres is not used by the market flow.
+The test itself never opens a chDB directory; it reads each one in a short subprocess
+(`run_chdb` of tests/support/run_outputs.py). Postgres is not used by the market flow.
 
 Compared exactly, per table (trades, quotes, rejected_ticks, candles_1s, candles_1m; latest
 version of each row via FINAL; every column but the bookkeeping `version` / `ingested_at`):
@@ -47,9 +47,9 @@ from schemas.codec import Codec
 from sources.kafka.topic_reader import end_offsets
 from sources.synthetic import MarketSpec, generate_market
 from tapeflow.settings import Settings
-from tests.integration.test_market_recovery import BOOKKEEPING, TABLES, _chdb, _topic_records
+from tests.support.locations import REPO
+from tests.support.run_outputs import BOOKKEEPING, TABLES, run_chdb, topic_records
 
-_REPO = Path(__file__).resolve().parents[2]
 Tables = dict[str, tuple[list[str], list[tuple[Any, ...]], int]]
 
 
@@ -71,17 +71,17 @@ class Deployment:
             "TAPEFLOW_HOME": str(root / "home"),
         })
         self.log = root / "flow.log"
-        _chdb("init", self.url, self.database)
+        run_chdb("init", self.url, self.database)
 
     def start(self) -> subprocess.Popen[bytes]:
         cmd = [sys.executable, "-m", "tapeflow.cli", "run", "market", "--batch",
                "--no-recovery", *self.args]
         with self.log.open("ab") as log:
-            return subprocess.Popen(cmd, cwd=_REPO, env=self.env, stdout=log,
+            return subprocess.Popen(cmd, cwd=REPO, env=self.env, stdout=log,
                                     stderr=subprocess.STDOUT)
 
     def read(self) -> Tables:
-        tables: Tables = _chdb("read", self.url, self.database, self.root / "tables.pickle")
+        tables: Tables = run_chdb("read", self.url, self.database, self.root / "tables.pickle")
         return tables
 
 
@@ -135,7 +135,7 @@ def test_shards_and_workers_match_one_process(settings: Settings, tmp_path: Path
         seconds = _run_all(deployments)
         after = ends()
         print(f"{name}: {seconds:.1f} s")
-        records[name] = {t: set(_topic_records(settings, t, before[t], after[t]))
+        records[name] = {t: set(topic_records(settings, t, before[t], after[t]))
                          for t in out_topics}
         tables[name] = [d.read() for d in deployments]
 

@@ -34,7 +34,8 @@ from sources.kafka.flow_source import consumer_group
 from sources.kafka.topic_reader import end_offsets
 from sources.synthetic import MarketSpec, generate_market
 from tapeflow.settings import Settings
-from tests.integration.test_market_recovery import _REPO, _chdb
+from tests.support.locations import REPO
+from tests.support.run_outputs import run_chdb
 
 SPEC = MarketSpec(seed=13, n_symbols=4, n_accounts=3, duration_s=20.0, order_rate=5.0,
                   fault_rate=0.03)
@@ -58,7 +59,7 @@ def _sum(metrics: dict[tuple[str, tuple[tuple[str, str], ...]], float], name: st
 
 def _status(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "tapeflow.cli", "status", "--timeout", "5"],
-                          cwd=_REPO, env=env, capture_output=True, text=True, timeout=120,
+                          cwd=REPO, env=env, capture_output=True, text=True, timeout=120,
                           check=False)
 
 
@@ -66,7 +67,7 @@ def test_metrics_and_committed_offsets_of_a_running_flow(settings: Settings,
                                                          tmp_path: Path) -> None:
     assert settings.postgres.dsn is not None
     url = f"chdb://{tmp_path / 'chdb'}"
-    _chdb("init", url, settings.clickhouse.database)
+    run_chdb("init", url, settings.clickhouse.database)
     init_postgres(settings, settings.postgres.dsn.get_secret_value())
     create_topics(settings)
     market = generate_market(SPEC)
@@ -87,7 +88,7 @@ def test_metrics_and_committed_offsets_of_a_running_flow(settings: Settings,
     log = tmp_path / "flow.log"
     cmd = [sys.executable, "-m", "tapeflow.cli", "run", "all", "--snapshot-interval", "1"]
     with log.open("wb") as out:
-        proc = subprocess.Popen(cmd, cwd=_REPO, env=env, stdout=out, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT)
     labels = [lab for lab in market.labels if lab.kind in ("trade", "quote")]
     ticks = len(market.trades) + len(market.quotes)
     try:

@@ -45,8 +45,8 @@ from tapeflow.core.risk.limits import RiskLimitBook, RiskLimits
 from tapeflow.core.trading.positions import Position
 from tapeflow.services.postgres import connect_postgres
 from tapeflow.settings import Settings
-from tests.postgres_scenario import scenario
-from tests.unit.trading_builders import T0
+from tests.support.postgres_scenario import scenario
+from tests.support.trading_builders import T0
 
 ALL_COLUMNS = "*"
 

@@ -36,7 +36,7 @@ from tapeflow.core.trading.reconcile import RULE, Break
 from tapeflow.services.clickhouse import open_clickhouse
 from tapeflow.services.postgres import connect_postgres
 from tapeflow.settings import Settings
-from tests.integration.test_trading_flow import LIMITS_SQL, SHARD, SPEC, _produce
+from tests.support.order_flow import LIMITS_SQL, SHARD, SPEC, produce_order_flow
 
 
 def _day(ts_us: int) -> datetime:
@@ -57,7 +57,7 @@ def test_reconcile_finds_exactly_a_planted_break(settings: Settings) -> None:
         conn.execute(LIMITS_SQL)
         conn.commit()
     codec = Codec(LocalCatalogue.load())
-    reports, _marks, _garbage = _produce(settings, codec)
+    reports, _marks, _garbage = produce_order_flow(settings, codec)
     run_main(build_flow(settings, tail=False, codec=codec, tick=timedelta(seconds=1),
                         shard_config=SHARD))
     day = _day(SPEC.start_us).date()

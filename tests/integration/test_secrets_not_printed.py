@@ -25,7 +25,7 @@ from pathlib import Path
 import psycopg
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
-from tests.conftest import REPO, TEST_HOME
+from tests.support.locations import REPO, TEST_HOME
 
 
 def _files(root: Path) -> list[Path]:

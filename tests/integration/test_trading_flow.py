@@ -39,11 +39,9 @@ from schemas.catalogue import (
     TOPIC_ALERTS,
     TOPIC_DLQ,
     TOPIC_EXECUTIONS,
-    TOPIC_MARKS,
     LocalCatalogue,
 )
 from schemas.codec import Codec
-from sinks.kafka.producer import KafkaWriter
 from sinks.postgres.rows import (
     ORDER_COLUMNS,
     account_row,
@@ -53,73 +51,19 @@ from sinks.postgres.rows import (
 )
 from sources.kafka.topic_reader import read_all
 from sources.postgres.limits import load_trading_config
-from sources.synthetic import Garbage, MarketSpec, generate_market
 from tapeflow.core.fixedpoint import ONE
-from tapeflow.core.models import ExecType, ExecutionReport, OrderType, OrdStatus, Side, Trade
 from tapeflow.core.trading.account_step import TradingState, new_trading_state, on_execution
 from tapeflow.core.trading.positions import apply_mark
-from tapeflow.core.trading.shard_step import ShardConfig, mark_of
+from tapeflow.core.trading.shard_step import mark_of
 from tapeflow.services.clickhouse import open_clickhouse
 from tapeflow.services.postgres import connect_postgres
 from tapeflow.settings import Settings
+from tests.support.order_flow import LIMITS_SQL, SHARD, produce_order_flow
 
-SPEC = MarketSpec(seed=11, n_symbols=4, n_accounts=3, duration_s=45.0, order_rate=5.0,
-                  fault_rate=0.03)
-MARK_EVERY_US = 1_000_000
-SHARD = ShardConfig(snapshot_interval_us=10_000_000)
-
-LIMITS_SQL = """
-UPDATE risk_limits SET max_order_qty = 1000, max_position_qty = 2000,
-    max_order_notional = NULL, price_collar_bps = NULL, max_leverage = NULL,
-    max_daily_loss = NULL, max_drawdown_bps = NULL, max_concentration_bps = NULL,
-    max_gross_exposure = NULL, max_turnover_notional = NULL, max_mark_age_us = NULL
-WHERE account_id = '*'
-"""
 POSITION_DECIDED = ("account_id", "symbol", "qty", "avg_px", "realised_pnl", "commissions",
                     "opened_ts")
 ACCOUNT_DECIDED = ("account_id", "cash", "realised_pnl", "commissions", "unrealised_pnl",
                    "equity")
-
-
-def _unknown_fill(template: ExecutionReport) -> ExecutionReport:
-    """A fill for an order the OMS never acknowledged: invalid, alerted, not applied."""
-    return template._replace(
-        exec_id="NOPE-1", order_id="NOPE", client_order_id=None, side=Side.BUY,
-        order_type=OrderType.MARKET, exec_type=ExecType.FILL, ord_status=OrdStatus.FILLED,
-        order_qty=10 * ONE, limit_price=None, stop_price=None, last_qty=10 * ONE,
-        last_px=template.limit_price or 100 * ONE, cum_qty=10 * ONE, leaves_qty=0,
-        avg_px=template.limit_price or 100 * ONE, commission=0, reject_reason=None)
-
-
-def _produce(settings: Settings, codec: Codec) -> tuple[list[ExecutionReport], list[Trade], int]:
-    """Executions (with the generator's duplicates and garbage) and throttled marks from the
-    clean trades, in arrival order. Returns the reports, the marks and the garbage count."""
-    market = generate_market(SPEC)
-    writer = KafkaWriter(settings.kafka_config())
-    reports: list[ExecutionReport] = []
-    marks: list[Trade] = []
-    last_mark: dict[str, int] = {}
-    garbage = 0
-    labels = market.labels
-    for pos, (topic, key, record) in enumerate(market.stream()):
-        if topic == TOPIC_EXECUTIONS:
-            if isinstance(record, Garbage):
-                writer.send(settings.topic(topic), record.frame(codec.encode), key=key)
-                garbage += 1
-            else:
-                writer.send(settings.topic(topic), codec.encode(record), key=key)
-                reports.append(record)
-        elif (isinstance(record, Trade) and labels[pos].expected_reason is None
-              and record.ts_event - last_mark.get(record.symbol, -MARK_EVERY_US)
-              >= MARK_EVERY_US):
-            last_mark[record.symbol] = record.ts_event
-            writer.send(settings.topic(TOPIC_MARKS), codec.encode(record), key=record.symbol)
-            marks.append(record)
-    bad = _unknown_fill(reports[0])
-    writer.send(settings.topic(TOPIC_EXECUTIONS), codec.encode(bad), key=bad.account_id)
-    reports.append(bad)
-    writer.flush()
-    return reports, marks, garbage
 
 
 def _pg(settings: Settings, sql: str) -> list[dict[str, Any]]:
@@ -171,7 +115,7 @@ def test_trading_flow_end_to_end(settings: Settings) -> None:
         conn.commit()
         config = load_trading_config(conn)
     codec = Codec(LocalCatalogue.load())
-    reports, marks, garbage = _produce(settings, codec)
+    reports, marks, garbage = produce_order_flow(settings, codec)
 
     started = time.monotonic()
     run_main(build_flow(settings, tail=False, codec=codec, tick=timedelta(seconds=1),

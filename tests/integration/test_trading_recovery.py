@@ -70,8 +70,8 @@ from schemas.codec import Codec
 from sources.synthetic import MarketSpec
 from tapeflow.core.trading.shard_step import ShardState
 from tapeflow.settings import Settings
-from tests.integration.test_market_recovery import _kill_after, _kill_at_insert
-from tests.integration.trading_runs import TradingRun, trading_input
+from tests.support.flow_process import kill_after, kill_at_insert
+from tests.support.trading_runs import TradingRun, trading_input
 
 REPORT_RULES = frozenset({"order_size", "position_limit", "invalid_execution"})
 MARK_RULES = frozenset({"daily_loss", "drawdown", "price_collar"})
@@ -250,11 +250,11 @@ def _crash_test(settings: Settings, tmp_path: Path, spec: MarketSpec, seed: int,
         crash.wait_running(proc, executions)
         if point[0] == "insert":
             nth = rng.randint(int(point[1]), int(point[2]))
-            if _kill_at_insert(proc, crash, nth, timeout_s=ref_s + 30):  # type: ignore[arg-type]
+            if kill_at_insert(proc, crash, nth, timeout_s=ref_s + 30):
                 kills.append(f"while writing ClickHouse part #{nth}")
         else:
             delay = rng.uniform(point[1], point[2]) * ref_s
-            if _kill_after(proc, delay):
+            if kill_after(proc, delay):
                 kills.append(f"after {delay:.2f} s")
     crash_s = crash.run_to_end()
     print(f"set-up {setup_s:.1f} s; ", end="")

@@ -14,7 +14,7 @@ from schemas.codec import Codec
 from sinks.kafka.producer import KafkaWriter
 from sources.kafka.topic_reader import read_all
 from tapeflow.settings import Settings
-from tests.records import edge_records
+from tests.support.records import edge_records
 
 TOPIC_OF = {name: subject.removesuffix("-value") for name, subject in RECORD_SUBJECTS.items()}
 

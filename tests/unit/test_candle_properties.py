@@ -20,8 +20,8 @@ from tapeflow.core.market.candles import (
 )
 from tapeflow.core.market.rollup import rollup
 from tapeflow.core.models import Trade
-from tests.unit.candle_reference import classify, market, reference
-from tests.unit.market_builders import T0
+from tests.support.candle_reference import classify, market, reference
+from tests.support.market_builders import T0
 
 CONFIG = CandleConfig()  # 1 s and 1 min, lateness 5 s, retention 1 h
 WIDTHS = CONFIG.widths_us

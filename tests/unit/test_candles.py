@@ -20,7 +20,7 @@ from tapeflow.core.market.candles import (
 from tapeflow.core.market.rejections import RejectReason
 from tapeflow.core.market.rollup import rollup
 from tapeflow.core.models import Trade
-from tests.unit.market_builders import T0, px, trade
+from tests.support.market_builders import T0, px, trade
 
 M = MINUTE_US
 ONE_MINUTE = CandleConfig(widths_us=(M,))

@@ -14,7 +14,7 @@ from tapeflow.core.models import RiskAlert, Severity
 from tapeflow.core.trading.account_step import TradingOutput
 from tapeflow.core.trading.orders import Duplicate
 from tapeflow.core.trading.shard_step import ExecutionResult, PnlSnapshot
-from tests.unit.trading_builders import T0, OrderSim, u
+from tests.support.trading_builders import T0, OrderSim, u
 
 DDL = (Path(__file__).resolve().parents[2] / "schemas" / "clickhouse" / "0001_init.sql").read_text()
 

@@ -12,7 +12,7 @@ from schemas.catalogue import LocalCatalogue
 from schemas.codec import Codec, DecodeError, EncodeError
 from tapeflow.core.fixedpoint import MAX_UNITS
 from tapeflow.core.models import Trade
-from tests.records import T0, edge_records
+from tests.support.records import T0, edge_records
 
 CODEC = Codec(LocalCatalogue.load())
 TRADE = Trade("AAPL", "XNAS", T0, 7, 18_912_000_000, 100 * 10**8, "x1", ("@",))

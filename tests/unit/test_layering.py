@@ -1,7 +1,9 @@
-"""The layering contract (import-linter, pyproject.toml) holds, and fails when broken."""
+"""The layering contract (import-linter, pyproject.toml) holds, and fails when broken; test
+modules share helpers only through tests/support/."""
 
 from __future__ import annotations
 
+import ast
 import os
 import shutil
 import subprocess
@@ -57,3 +59,26 @@ def test_the_core_importing_anything_outside_the_core_breaks_the_build(
     result = _lint_imports(root)
     assert result.returncode != 0
     assert "BROKEN" in result.stdout and "tapeflow.core.market.sneaky" in result.stdout
+
+
+def test_test_modules_share_helpers_only_through_tests_support() -> None:
+    """No module under tests/ imports a test module, a conftest or a private name: what two
+    test modules share lives in tests/support/ under a public name."""
+    offenders = []
+    for path in sorted((REPO / "tests").rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.ImportFrom):
+                module = "." * node.level + (node.module or "")
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.Import):
+                module, names = "", [alias.name for alias in node.names]
+            else:
+                continue
+            for target in [module] if module else names:
+                shared = target.startswith("tests.support.")
+                if (target == "tests" or target.startswith(("tests.", "."))) and not shared:
+                    offenders.append(f"{path.relative_to(REPO)}: {target}")
+                elif shared:
+                    offenders += [f"{path.relative_to(REPO)}: {target}.{name}"
+                                  for name in names if name.startswith("_")]
+    assert not offenders, "\n".join(offenders)

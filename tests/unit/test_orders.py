@@ -26,7 +26,7 @@ from tapeflow.core.trading.orders import (
     Invalid,
     transition,
 )
-from tests.unit.trading_builders import OrderSim, u
+from tests.support.trading_builders import OrderSim, u
 
 UNREACHABLE = (
     OrdStatus.PENDING_NEW,

@@ -10,7 +10,7 @@ import pytest
 from tapeflow.core.fixedpoint import ONE, div_round, to_decimal
 from tapeflow.core.models import Side
 from tapeflow.core.trading.positions import DAY_US, MarkPrice, apply_fill, apply_mark, new_account
-from tests.unit.trading_builders import T0, fill, u
+from tests.support.trading_builders import T0, fill, u
 
 BUY, SELL = Side.BUY, Side.SELL
 

@@ -23,7 +23,7 @@ from tapeflow.core.trading.positions import (
     apply_mark,
     new_account,
 )
-from tests.unit.trading_builders import T0, fill
+from tests.support.trading_builders import T0, fill
 
 Step = tuple[int, int, int]
 """(signed quantity, price, commission), scale-8 units."""

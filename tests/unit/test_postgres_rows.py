@@ -37,8 +37,8 @@ from tapeflow.core.risk.limits import RiskLimits
 from tapeflow.core.trading.orders import Applied, Duplicate, Invalid, transition
 from tapeflow.core.trading.positions import AccountState, Position
 from tapeflow.services.postgres_sql import parameters, parse_statements, statements
-from tests.postgres_scenario import scenario
-from tests.unit.trading_builders import T0, OrderSim
+from tests.support.postgres_scenario import scenario
+from tests.support.trading_builders import T0, OrderSim
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 

@@ -21,7 +21,7 @@ from tapeflow.core.risk.limits import (
     ratio_bps,
 )
 from tapeflow.core.risk.rules import check_session
-from tests.unit.trading_builders import T0, u
+from tests.support.trading_builders import T0, u
 
 W, C, CLR = Severity.WARNING, Severity.CRITICAL, Severity.INFO
 KEY = AlertKey("r", "ACC", "XYZ")

@@ -28,7 +28,7 @@ from tapeflow.core.risk.rules import (
 )
 from tapeflow.core.trading.orders import OrderState, transition
 from tapeflow.core.trading.positions import AccountState, MarkPrice, apply_fill, new_account
-from tests.unit.trading_builders import T0, OrderSim, fill, u
+from tests.support.trading_builders import T0, OrderSim, fill, u
 
 L = RiskLimits()
 COLLAR_BPS = 500

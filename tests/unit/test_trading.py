@@ -24,7 +24,7 @@ from tapeflow.core.trading.account_step import (
 )
 from tapeflow.core.trading.orders import Applied, Duplicate, Invalid
 from tapeflow.core.trading.positions import MarkPrice
-from tests.unit.trading_builders import T0, OrderSim, u
+from tests.support.trading_builders import T0, OrderSim, u
 
 W, C, CLR = Severity.WARNING, Severity.CRITICAL, Severity.INFO
 CONFIG = TradingConfig()

@@ -18,7 +18,7 @@ from tapeflow.core.models import DeadLetter, RiskAlert, Trade
 from tapeflow.core.trading.account_step import TradingConfig
 from tapeflow.core.trading.shard_step import ExecutionResult, PnlSnapshot, StateChange
 from tapeflow.settings import Settings
-from tests.unit.trading_builders import OrderSim, u
+from tests.support.trading_builders import OrderSim, u
 
 SETTINGS = Settings(kafka_topic_prefix="x.")
 EXEC, MARKS = "x.oms.executions", "x.md.marks"

@@ -20,7 +20,7 @@ from tapeflow.core.trading.shard_step import (
     ShardState,
     on_report_inplace,
 )
-from tests.unit.trading_builders import OrderSim, u
+from tests.support.trading_builders import OrderSim, u
 
 T_MS = 1_763_800_000_000  # 2025-11-22
 

@@ -19,7 +19,7 @@ from tapeflow.core.trading.shard_step import (
     on_report_inplace,
     on_tick_inplace,
 )
-from tests.unit.trading_builders import T0, OrderSim, u
+from tests.support.trading_builders import T0, OrderSim, u
 
 SECOND = 1_000_000
 CONFIG = TradingConfig()

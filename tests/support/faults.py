@@ -42,22 +42,13 @@ from sources.synthetic import Garbage, MarketSpec, generate_market
 from tapeflow.core.models import Trade
 from tapeflow.services.postgres import connect_postgres
 from tapeflow.settings import Settings
+from tests.support.locations import REPO
+from tests.support.order_flow import LIMITS_SQL
 
-REPO = Path(__file__).resolve().parent.parent
 SPEC = MarketSpec(seed=23, n_symbols=4, n_accounts=3, duration_s=40.0, order_rate=5.0,
                   fault_rate=0.03)
 MARK_EVERY_US = 1_000_000
 OUTAGE_S = 20.0
-
-LIMITS_SQL = """
-UPDATE risk_limits SET max_order_qty = 1000, max_position_qty = 2000,
-    max_order_notional = NULL, price_collar_bps = NULL, max_leverage = NULL,
-    max_daily_loss = NULL, max_drawdown_bps = NULL, max_concentration_bps = NULL,
-    max_gross_exposure = NULL, max_turnover_notional = NULL, max_mark_age_us = NULL
-WHERE account_id = '*'
-"""
-"""Only the rules the reports alone decide (as in test_trading_flow): the mark-driven rules
-depend on how marks interleave with reports, which differs between a live and a batch run."""
 
 COMPARED: dict[str, tuple[str, ...]] = {
     "orders": ORDER_COLUMNS,

@@ -1,4 +1,5 @@
-"""Builders for consistent execution reports, orders and fills in the trading unit tests."""
+"""Builders for consistent execution reports, orders and fills in the trading tests (unit and
+integration) and the Postgres scenario: `OrderSim` (one order's reports), `fill`, `u` (units)."""
 
 from __future__ import annotations
 

@@ -18,7 +18,7 @@ from tapeflow.core.trading.account_step import (
     on_mark,
 )
 from tapeflow.core.trading.positions import MarkPrice
-from tests.unit.trading_builders import T0, OrderSim
+from tests.support.trading_builders import T0, OrderSim
 
 
 class Step(NamedTuple):

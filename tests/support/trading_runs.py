@@ -1,6 +1,7 @@
-"""The trading crash test's runs: one `tapeflow run trading --batch` deployment each, with its
-own topics (a prefix), Postgres schema, chDB directory and recovery store, and the input they
-are given. Used by tests/integration/test_trading_recovery.py."""
+"""The trading crash test's runs: one `tapeflow run trading --batch` deployment each
+(`TradingRun`), with its own topics (a prefix), Postgres schema, chDB directory and recovery
+store, and the input they are given (`trading_input`). Used by
+tests/integration/test_trading_recovery.py."""
 
 from __future__ import annotations
 
@@ -18,12 +19,13 @@ from schemas.codec import Codec
 from sinks.kafka.producer import KafkaWriter
 from sources.kafka.topic_reader import read_all
 from sources.synthetic import Garbage, MarketSpec, generate_market
-from tapeflow.core.fixedpoint import ONE
-from tapeflow.core.models import ExecType, ExecutionReport, OrderType, OrdStatus, Side
+from tapeflow.core.models import ExecutionReport
 from tapeflow.services.postgres import connect_postgres
 from tapeflow.settings import Settings
-from tests.integration.flow_process import REPO, FlowProcess
-from tests.integration.test_market_recovery import _CHDB_SCRIPT
+from tests.support.flow_process import FlowProcess
+from tests.support.locations import REPO
+from tests.support.order_flow import unknown_fill
+from tests.support.run_outputs import CHDB_SCRIPT
 
 MARK_EVERY_US = 1_000_000
 CH_TABLES = ("executions", "pnl_snapshots", "alerts")
@@ -35,16 +37,6 @@ UPDATE risk_limits SET max_order_qty = 1000, max_position_qty = 2000,
 WHERE account_id = '*'
 """
 Records = list[tuple[bytes | None, bytes | None]]
-
-
-def unknown_fill(template: ExecutionReport) -> ExecutionReport:
-    """A fill for an order the OMS never acknowledged: invalid, alerted, not applied."""
-    return template._replace(
-        exec_id="NOPE-1", order_id="NOPE", client_order_id=None, side=Side.BUY,
-        order_type=OrderType.MARKET, exec_type=ExecType.FILL, ord_status=OrdStatus.FILLED,
-        order_qty=10 * ONE, limit_price=None, stop_price=None, last_qty=10 * ONE,
-        last_px=template.limit_price or 100 * ONE, cum_qty=10 * ONE, leaves_qty=0,
-        avg_px=template.limit_price or 100 * ONE, commission=0, reject_reason=None)
 
 
 def trading_input(spec: MarketSpec, codec: Codec) -> list[tuple[str, str | None, bytes]]:
@@ -130,7 +122,7 @@ class TradingRun(FlowProcess):
         return self.pg(table, tuple(n for n in names if n not in leave_out))
 
     def _chdb(self, action: str, out: str, tables: str) -> subprocess.Popen[bytes]:
-        return subprocess.Popen([sys.executable, "-c", _CHDB_SCRIPT, action,
+        return subprocess.Popen([sys.executable, "-c", CHDB_SCRIPT, action,
                                  self.settings.clickhouse_url(), self.settings.clickhouse.database,
                                  out, tables], cwd=REPO)
 

@@ -1,14 +1,17 @@
-"""One `tapeflow run FLOW --batch` deployment as a subprocess, for the crash tests.
+"""One `tapeflow run FLOW --batch` deployment as a subprocess, for the crash tests, and the
+kills they deal it.
 
 Shared by the market and trading crash tests (test_market_recovery.py, trading_runs.py): start
 the real command, tell when Bytewax registered a start in the recovery store, run to the end,
 and see the ClickHouse parts being written (a kill there is a kill mid-batch). A subclass sets
-`flow`, `home`, `log`, `env` and `chdb_dir`.
+`flow`, `home`, `log`, `env` and `chdb_dir`. `kill_at_insert` and `kill_after` SIGKILL a started
+process by its own pid, mid-insert or after a delay.
 """
 
 from __future__ import annotations
 
 import os
+import signal
 import sqlite3
 import subprocess
 import sys
@@ -16,7 +19,8 @@ import time
 from contextlib import closing
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[2]
+from tests.support.locations import REPO
+
 SNAPSHOT_S = 0.5
 
 
@@ -79,3 +83,34 @@ class FlowProcess:
         for dirpath, dirnames, _files in os.walk(self.chdb_dir / "store"):
             found.update(f"{dirpath}/{d}" for d in dirnames if d.startswith("tmp_insert"))
         return found
+
+
+def kill_at_insert(proc: subprocess.Popen[bytes], run: FlowProcess, nth: int,
+                   timeout_s: float) -> bool:
+    """SIGKILL `proc` (by its own pid) while it writes its `nth` ClickHouse part of this start;
+    False if it ended first."""
+    seen: set[str] = set()
+    deadline = time.monotonic() + timeout_s
+    while proc.poll() is None and time.monotonic() < deadline:
+        writing = run.inserts()
+        seen |= writing
+        if writing and len(seen) >= nth:
+            proc.send_signal(signal.SIGKILL)
+            proc.wait()
+            return proc.returncode == -signal.SIGKILL
+        time.sleep(0.001)
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    return False
+
+
+def kill_after(proc: subprocess.Popen[bytes], delay_s: float) -> bool:
+    """SIGKILL `proc` after `delay_s`; False if it ended before."""
+    try:
+        proc.wait(timeout=delay_s)
+        return False
+    except subprocess.TimeoutExpired:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        return True
