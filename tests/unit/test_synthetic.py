@@ -14,6 +14,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
+from jobs.generate import write_market_parquet
 from schemas.catalogue import LocalCatalogue
 from schemas.codec import Codec, DecodeError
 from sources.synthetic import (
@@ -34,7 +35,6 @@ from sources.synthetic import (
     generate_market,
     make_instruments,
 )
-from sources.synthetic.parquet import write_parquet
 from tapeflow.core.fixedpoint import ONE, div_round, to_units
 from tapeflow.core.models import ExecType, ExecutionReport, OrdStatus, Quote, Side, Trade
 
@@ -78,15 +78,15 @@ def test_a_different_seed_gives_a_different_market(market: Market) -> None:
 
 def test_parquet_files_are_byte_identical_across_runs(tmp_path: Path) -> None:
     spec = replace(SPEC, duration_s=30.0)
-    first = write_parquet(generate_market(spec), tmp_path / "a")
-    second = write_parquet(generate_market(spec), tmp_path / "b")
+    first = write_market_parquet(generate_market(spec), tmp_path / "a")
+    second = write_market_parquet(generate_market(spec), tmp_path / "b")
     names = sorted(p.name for p in first)
     assert names == sorted(p.name for p in second)
     assert {"trades.parquet", "quotes.parquet", "executions.parquet", "labels.parquet",
             "instruments.parquet", "garbage.parquet"} <= set(names)  # fmt: skip
     for a, b in zip(sorted(first), sorted(second), strict=True):
         assert a.read_bytes() == b.read_bytes(), a.name
-    different = write_parquet(generate_market(replace(spec, seed=12)), tmp_path / "c")
+    different = write_market_parquet(generate_market(replace(spec, seed=12)), tmp_path / "c")
     by_name = {p.name: p for p in different}
     assert (
         by_name["trades.parquet"].read_bytes() != (tmp_path / "a" / "trades.parquet").read_bytes()
@@ -524,7 +524,7 @@ def _units(value: Decimal | None) -> int | None:
 
 def test_parquet_holds_exactly_the_records_and_labels(tmp_path: Path) -> None:
     m = generate_market(replace(SPEC, duration_s=30.0))
-    write_parquet(m, tmp_path)
+    write_market_parquet(m, tmp_path)
     trades = pq.read_table(tmp_path / "trades.parquet")
     assert trades.schema.names == list(Trade._fields)
     assert str(trades.schema.field("price").type) == "decimal128(18, 8)"
