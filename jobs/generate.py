@@ -1,15 +1,32 @@
-"""`tapeflow generate`: the synthetic market to Parquet files, to Kafka, or both."""
+"""`tapeflow generate`: the synthetic market to Parquet files, to Kafka, or both.
+
+The market's Parquet files are composed here because they join both sides: the simulator's
+own tables (`sources.synthetic.tables`) and the record tables and deterministic writer of
+`sinks.files.parquet` (sources and sinks never import each other).
+"""
 
 from __future__ import annotations
 
+import os
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import pyarrow as pa
+
 from schemas.codec import Codec, codec_for
+from sinks.files.parquet import executions_table, quotes_table, trades_table, write_tables
 from sinks.kafka.producer import KafkaWriter
-from sources.synthetic import DEFAULT_START_US, Garbage, Market, MarketSpec, generate_market
-from sources.synthetic.parquet import write_parquet
+from sources.synthetic import (
+    DEFAULT_START_US,
+    Garbage,
+    Market,
+    MarketSpec,
+    generate_market,
+    paused_gc,
+)
+from sources.synthetic.tables import garbage_table, instruments_table, labels_table
 from tapeflow.settings import Settings
 
 US_PER_DAY = 86_400_000_000
@@ -44,6 +61,28 @@ class GenerateReport:
         return out
 
 
+def market_tables(market: Market) -> Iterator[tuple[str, pa.Table]]:
+    """The market's files as (name, Arrow table), each built when asked for, so that the
+    writer encodes one while the next is built; the labels reuse the trades' and quotes'
+    columns."""
+    yield "instruments", instruments_table(market.instruments)
+    trades = trades_table(market.trades)
+    yield "trades", trades
+    quotes = quotes_table(market.quotes)
+    yield "quotes", quotes
+    yield "executions", executions_table(market.executions)
+    yield "garbage", garbage_table(market)
+    yield "labels", labels_table(market, trades, quotes)
+
+
+def write_market_parquet(market: Market, out_dir: str | os.PathLike[str]) -> list[Path]:
+    """Write instruments, trades, quotes, executions, garbage and labels `.parquet` into
+    `out_dir` (created if needed), byte for byte the same for the same market (and pyarrow
+    version); returns their paths in that order. Columns: docs/synthetic.md."""
+    with paused_gc():
+        return write_tables(market_tables(market), out_dir)
+
+
 def produce_market(settings: Settings, market: Market, codec: Codec) -> Counter[str]:
     """Produce every record in arrival order, keyed as the topics expect; flush at the end."""
     writer = KafkaWriter(settings.kafka_config())
@@ -63,7 +102,7 @@ def run_generate(settings: Settings, request: MarketRequest, *, out: Path | None
     market = generate_market(request.spec())
     report = GenerateReport(summary=market.summary())
     if out is not None:
-        report.files = write_parquet(market, out)
+        report.files = write_market_parquet(market, out)
     if kafka:
         report.produced = produce_market(settings, market, codec_for(settings, register=True))
     return report

@@ -1,9 +1,9 @@
 """Synthetic order flow: FIX 4.4 execution reports for a few accounts, priced off the market.
 
-Used by `sources.synthetic`, which owns the clock and the market; this module only knows how
-an order lives. Each order draws a *plan* when it is created (acknowledge, then some of:
-partial fills, fill, cancel, replace, expire; or a straight reject) and the steps run at their
-scheduled event times, pricing fills against the symbol's book at that moment.
+Used by the tape simulation (`sources.synthetic.tape`), which owns the clock and the market;
+this module creates orders, runs their steps at their scheduled event times and writes the
+reports. What can happen to one order (its plan, and when the market fills it) is in
+`sources.synthetic.order_lifecycle`; fills are priced against the symbol's book at that moment.
 
 FIX 4.4 choices, written down so the consumers agree with them:
 
@@ -26,104 +26,26 @@ from __future__ import annotations
 import heapq
 from collections.abc import Callable, Sequence
 from random import Random
-from typing import NamedTuple
 
+from sources.synthetic.order_lifecycle import (
+    CANCEL,
+    EXPIRE,
+    FILL,
+    NEW,
+    REJECT,
+    REJECT_REASONS,
+    Book,
+    LiveOrder,
+    draw_plan,
+)
 from tapeflow.core.fixedpoint import ONE, div_round
 from tapeflow.core.models import ExecType, ExecutionReport, OrderType, OrdStatus, Side
 
 INF = 1 << 62
 """A time after any event (int micros), so heap heads compare as ints."""
 
-# Plan actions.
-NEW = 0
-FILL = 1
-CANCEL = 2
-REPLACE = 3
-EXPIRE = 4
-REJECT = 5
-
 _MAX_FILL_RETRIES = 30
 """A fill waits (about 2 s each time) at most this often for the market to reach the order."""
-
-REJECT_REASONS = (
-    "INSUFFICIENT_BUYING_POWER",
-    "PRICE_OUTSIDE_COLLAR",
-    "EXCEEDS_MAX_ORDER_QTY",
-    "DUPLICATE_CLORDID",
-)
-
-
-class Book(NamedTuple):
-    """What the order simulator needs to know about one instrument."""
-
-    symbol: str
-    tick: int
-    """Tick size, scale-8 units."""
-    lot: int
-    """Lot size, scale-8 units."""
-    round_lots: int
-    """Lots in one round lot (100 shares for a one-share lot)."""
-
-
-_Step = tuple[int, int, float]
-"""(delay after the previous step in micros, action, fill fraction of the leaves)."""
-
-
-class _Order:
-    __slots__ = (
-        "account",
-        "book",
-        "clordid",
-        "cum",
-        "limit",
-        "n_exec",
-        "n_replace",
-        "notional",
-        "order_id",
-        "otype",
-        "plan",
-        "qty",
-        "retries",
-        "s",
-        "side",
-        "step",
-        "stop",
-        "triggered",
-    )
-
-    def __init__(
-        self,
-        *,
-        order_id: str,
-        clordid: str,
-        account: str,
-        s: int,
-        book: Book,
-        side: Side,
-        otype: OrderType,
-        qty: int,
-        limit: int | None,
-        stop: int | None,
-        plan: tuple[_Step, ...],
-    ) -> None:
-        self.order_id = order_id
-        self.clordid = clordid
-        self.account = account
-        self.s = s
-        self.book = book
-        self.side = side
-        self.otype = otype
-        self.qty = qty
-        self.limit = limit
-        self.stop = stop
-        self.plan = plan
-        self.step = 0
-        self.cum = 0
-        self.notional = 0
-        self.n_exec = 0
-        self.n_replace = 0
-        self.retries = 0
-        self.triggered = stop is None
 
 
 class OrderSim:
@@ -158,7 +80,7 @@ class OrderSim:
         self._prefix = id_prefix
         self._quote = quote
         self._emit = emit
-        self._heap: list[tuple[int, int, _Order | None]] = []
+        self._heap: list[tuple[int, int, LiveOrder | None]] = []
         self._n = 0
         self._orders = 0
         if order_rate > 0 and accounts:
@@ -192,7 +114,7 @@ class OrderSim:
     def _gap(self) -> int:
         return 1 + int(self._rng.expovariate(self._rate_per_us))
 
-    def _push(self, ts: int, order: _Order | None) -> None:
+    def _push(self, ts: int, order: LiveOrder | None) -> None:
         if ts <= self._end:
             self._n += 1
             heapq.heappush(self._heap, (ts, self._n, order))
@@ -239,8 +161,8 @@ class OrderSim:
         self._orders += 1
         order_id = f"{self._prefix}O{self._orders:07d}"
         clordid = f"{account}-{self._orders:07d}"
-        plan = self._plan(otype, rnd)
-        order = _Order(
+        plan = draw_plan(otype, rng)
+        order = LiveOrder(
             order_id=order_id,
             clordid=clordid,
             account=account,
@@ -255,58 +177,9 @@ class OrderSim:
         )
         self._push(ts + plan[0][0], order)
 
-    def _plan(self, otype: OrderType, rnd: Callable[[], float]) -> tuple[_Step, ...]:
-        """The order's future: (delay after the previous step in micros, action, fill fraction)."""
-        ack = 200 + int(rnd() * 2_800)
-        if rnd() < 0.03:
-            return ((ack, REJECT, 0.0),)
-        steps: list[_Step] = [(ack, NEW, 0.0)]
-        expo = self._rng.expovariate
-
-        def fills(n: int, mean_gap_us: float, last: bool = True) -> None:
-            for i in range(n):
-                frac = 1.0 if last and i == n - 1 else 0.2 + 0.4 * rnd()
-                steps.append((1 + int(expo(1.0 / mean_gap_us)), FILL, frac))
-
-        if otype is OrderType.MARKET:
-            fills(1 + int(rnd() * 3), 2_000.0)
-            return tuple(steps)
-        u = rnd()
-        if otype is OrderType.LIMIT:
-            if u < 0.45:
-                fills(1 + int(rnd() * 4), 3e6)
-            elif u < 0.57:
-                fills(1 + int(rnd() * 2), 3e6, last=False)
-                steps.append((1 + int(expo(1 / 5e6)), CANCEL, 0.0))
-            elif u < 0.72:
-                steps.append((1 + int(expo(1 / 5e6)), CANCEL, 0.0))
-            elif u < 0.80:
-                if rnd() < 0.5:
-                    fills(1, 3e6, last=False)
-                steps.append((1 + int(expo(1 / 3e6)), REPLACE, 0.0))
-                fills(1 + int(rnd() * 2), 3e6)
-            elif u < 0.83:
-                steps.append((1 + int(expo(1 / 3e6)), REPLACE, 0.0))
-                steps.append((1 + int(expo(1 / 5e6)), CANCEL, 0.0))
-            elif u < 0.88:
-                steps.append((20_000_000 + int(rnd() * 100e6), EXPIRE, 0.0))
-            elif u < 0.92:
-                fills(1, 3e6, last=False)
-                steps.append((20_000_000 + int(rnd() * 100e6), EXPIRE, 0.0))
-            # else: rests on the book past the end of the run
-            return tuple(steps)
-        # STOP / STOP_LIMIT: triggered (filled), canceled, expired or resting.
-        if u < 0.5:
-            fills(1 + int(rnd() * 2), 10e6)
-        elif u < 0.8:
-            steps.append((1 + int(expo(1 / 10e6)), CANCEL, 0.0))
-        elif u < 0.9:
-            steps.append((20_000_000 + int(rnd() * 100e6), EXPIRE, 0.0))
-        return tuple(steps)
-
     def _report(
         self,
-        o: _Order,
+        o: LiveOrder,
         ts: int,
         exec_type: ExecType,
         ord_status: OrdStatus,
@@ -343,28 +216,7 @@ class OrderSim:
             )
         )
 
-    def _fill_price(self, o: _Order) -> int | None:
-        """The price the order can fill at now, or None when the market is not there.
-
-        A stop must have been triggered (the market reached the stop price); a limit order
-        fills when it is marketable (at the opposite touch) or is itself the best price on
-        its side (at its limit). Fill prices therefore lie between the bid and the ask.
-        """
-        bid, ask = self._quote(o.s)
-        buy = o.side is Side.BUY
-        if not o.triggered:
-            assert o.stop is not None
-            if (ask < o.stop) if buy else (bid > o.stop):
-                return None
-            o.triggered = True
-        limit = o.limit
-        if limit is None:
-            return ask if buy else bid
-        if buy:
-            return None if limit < bid else min(limit, ask)
-        return None if limit > ask else max(limit, bid)
-
-    def _step(self, o: _Order, ts: int) -> None:
+    def _step(self, o: LiveOrder, ts: int) -> None:
         _, action, frac = o.plan[o.step]
         o.step += 1
         live = OrdStatus.PARTIALLY_FILLED if o.cum else OrdStatus.NEW
@@ -375,7 +227,7 @@ class OrderSim:
             self._report(o, ts, ExecType.REJECTED, OrdStatus.REJECTED, reject_reason=reason)
             return
         elif action == FILL:
-            px = self._fill_price(o)
+            px = o.fill_price(*self._quote(o.s))
             if px is None:  # the market is not at the order: wait, or give up filling
                 o.step -= 1
                 o.retries += 1

@@ -35,7 +35,9 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import TypeVar
 
-from sources.synthetic.types import CODE_QUOTE, CODE_TRADE, Fault, Market
+from sources.synthetic.labels import Fault
+from sources.synthetic.market import Market
+from sources.synthetic.records import CODE_QUOTE, CODE_TRADE
 from tapeflow.core.market.filter_config import FilterConfig
 from tapeflow.core.market.filter_state import FilterState
 from tapeflow.core.market.tick_filter import filter_quote_inplace, filter_trade_inplace

@@ -19,10 +19,10 @@ from typing import Any
 import polars as pl
 
 from jobs.backfill import BackfillOptions, Window, run_backfill
+from jobs.generate import write_market_parquet
 from jobs.init import init_clickhouse
 from sinks.clickhouse.rows import TABLE_COLUMNS
 from sources.synthetic import MarketSpec, generate_market
-from sources.synthetic.parquet import write_parquet
 from tapeflow.services.clickhouse import open_clickhouse
 from tapeflow.settings import Settings
 
@@ -51,7 +51,7 @@ def _database(settings: Settings) -> Settings:
 def test_symbols_start_end_equal_a_backfill_of_the_cut_files(settings: Settings,
                                                              tmp_path: Path) -> None:
     market = generate_market(SPEC)
-    write_parquet(market, tmp_path / "all")
+    write_market_parquet(market, tmp_path / "all")
     symbols = frozenset(sorted({t.symbol for t in market.trades})[:2])
     start = SPEC.start_us + 20_000_000
     end = SPEC.start_us + 60_000_000
@@ -89,8 +89,8 @@ def _cli(args: list[str], tmp_path: Path) -> subprocess.CompletedProcess[str]:
 
 
 def test_the_command_reports_progress_and_writes(tmp_path: Path) -> None:
-    write_parquet(generate_market(MarketSpec(seed=3, n_symbols=2, duration_s=20.0)),
-                  tmp_path / "market")
+    write_market_parquet(generate_market(MarketSpec(seed=3, n_symbols=2, duration_s=20.0)),
+                         tmp_path / "market")
     init = subprocess.run(
         [sys.executable, "-c", "from jobs.init import init_clickhouse\n"
          "from tapeflow.settings import Settings\ninit_clickhouse(Settings())"],

@@ -19,13 +19,12 @@ from bytewax.testing import run_main
 
 from flows.market import build_flow
 from jobs.backfill import BackfillOptions, run_backfill
-from jobs.generate import produce_market
+from jobs.generate import produce_market, write_market_parquet
 from jobs.init import create_topics, init_clickhouse
 from schemas.catalogue import LocalCatalogue
 from schemas.codec import Codec
 from sinks.clickhouse.rows import TABLE_COLUMNS
 from sources.synthetic import MarketSpec, generate_market
-from sources.synthetic.parquet import write_parquet
 from tapeflow.core.market.symbol_step import MarketConfig
 from tapeflow.services.clickhouse import open_clickhouse
 from tapeflow.settings import Settings
@@ -66,7 +65,7 @@ def test_backfill_equals_the_stream_and_a_second_run_changes_nothing(
     run_main(build_flow(stream, tail=False, codec=codec, config=BATCH_CONFIG))
     want = _snapshot(stream)
 
-    write_parquet(market, tmp_path / "market")
+    write_market_parquet(market, tmp_path / "market")
     batch = _database(settings, "batch")
     # Small buckets: several buckets and the symbol hash split are exercised too.
     options = BackfillOptions(bucket_rows=20_000)

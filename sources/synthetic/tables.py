@@ -1,110 +1,40 @@
-"""Write a synthetic `Market` to Parquet, byte for byte the same on every run.
+"""The simulator's own Arrow tables: instruments, garbage and labels, for the Parquet files.
 
-Files (in `out_dir`):
+Why here and not beside the record tables (`sinks.files.parquet`): these tables are made of
+the simulator's types (`Instrument`, `Garbage`, `Label`, the `Market`'s stream positions),
+and sinks may not import sources. `jobs.generate.write_market_parquet` writes them beside the
+trades, quotes and executions, with the same writer. Columns:
 
-- trades.parquet, quotes.parquet, executions.parquet: the records in arrival order, columns
-  named exactly as the Avro fields of `Trade`, `Quote`, `ExecutionReport`;
-- instruments.parquet: symbol, tick_size, lot_size, session_open, session_close, ref_price,
-  price_band_pct (the fields of `sources.synthetic.Instrument`);
-- garbage.parquet: the undecodable values in arrival order: pos, topic, key, variant, raw
-  (null for `truncated_body`, whose bytes depend on the codec), ref_pos, cut;
-- labels.parquet: one row per stream position, the fields of `sources.synthetic.Label`.
+- instruments: symbol, tick_size, lot_size, session_open, session_close, ref_price,
+  price_band_pct (the fields of `Instrument`);
+- garbage: the undecodable values in arrival order: pos, topic, key, variant, raw (null for
+  `truncated_body`, whose bytes depend on the codec), ref_pos, cut;
+- labels: one row per stream position, the fields of `Label`.
 
-Types: prices, sizes and money `decimal128(18, 8)`; `ts_event` `timestamp[us, tz=UTC]`;
-`seq` int64; enums as their string values; session times `time64[us]` (UTC); in the labels,
-`ts_event` is a timestamp too and `delay_us` / `magnitude_bps` / `original` stay integers
-(`original` in scale-8 units, as the field it came from).
-
-Byte-identical output: the writer's settings are fixed (`WRITE_OPTIONS`), there are no
-timestamps or random ids in Parquet metadata, and the data are deterministic. The bytes do
-depend on the pyarrow version (it is named in the file footer), so compare files written by
-the same version. Each file is written to a temporary name and renamed into place.
+Types are those of the record tables: prices and sizes `decimal128(18, 8)`, `ts_event`
+`timestamp[us, tz=UTC]`; session times `time64[us]` (UTC); in the labels, `delay_us` /
+`magnitude_bps` / `original` stay integers (`original` in scale-8 units, as the field it came
+from).
 """
 
 from __future__ import annotations
 
-import os
 from array import array
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
-from sources.synthetic import (
-    CODE_GARBAGE,
-    TOPIC_EXECUTIONS,
-    TOPIC_QUOTES,
-    TOPIC_TRADES,
-    Instrument,
-    Label,
-    Market,
-    paused_gc,
-)
-from tapeflow.core.models import ExecutionReport, Quote, Trade
+from sources.synthetic.instruments import Instrument
+from sources.synthetic.labels import Label
+from sources.synthetic.market import Market
+from sources.synthetic.records import CODE_GARBAGE, TOPIC_EXECUTIONS, TOPIC_QUOTES, TOPIC_TRADES
 
 DECIMAL = pa.decimal128(18, 8)
+"""Scale-8 units, as in the record tables (`sinks.files.parquet.DECIMAL`)."""
 TIMESTAMP = pa.timestamp("us", tz="UTC")
 
-WRITE_OPTIONS: dict[str, Any] = {
-    "compression": "zstd",
-    "compression_level": 3,
-    "use_dictionary": True,
-    "write_statistics": True,
-    "version": "2.6",
-    "data_page_version": "1.0",
-    "row_group_size": 1 << 20,
-    "store_schema": True,
-}
-"""Fixed writer settings: part of the byte-identity promise."""
-
-TRADE_SCHEMA = pa.schema(
-    [
-        ("symbol", pa.string()),
-        ("venue", pa.string()),
-        ("ts_event", TIMESTAMP),
-        ("seq", pa.int64()),
-        ("price", DECIMAL),
-        ("size", DECIMAL),
-        ("trade_id", pa.string()),
-        ("conditions", pa.list_(pa.string())),
-    ]
-)
-QUOTE_SCHEMA = pa.schema(
-    [
-        ("symbol", pa.string()),
-        ("venue", pa.string()),
-        ("ts_event", TIMESTAMP),
-        ("seq", pa.int64()),
-        ("bid_px", DECIMAL),
-        ("bid_sz", DECIMAL),
-        ("ask_px", DECIMAL),
-        ("ask_sz", DECIMAL),
-    ]
-)
-_EXEC_DECIMALS = (
-    "order_qty",
-    "limit_price",
-    "stop_price",
-    "last_qty",
-    "last_px",
-    "cum_qty",
-    "leaves_qty",
-    "avg_px",
-    "commission",
-)
-EXECUTION_SCHEMA = pa.schema(
-    [
-        (
-            name,
-            TIMESTAMP if name == "ts_event" else DECIMAL if name in _EXEC_DECIMALS else pa.string(),
-        )
-        for name in ExecutionReport._fields
-    ]
-)
 INSTRUMENT_SCHEMA = pa.schema(
     [
         ("symbol", pa.string()),
@@ -149,47 +79,20 @@ LABEL_SCHEMA = pa.schema(
 )
 
 
-def decimals(units: Sequence[int | None]) -> pa.Array:
-    """Scale-8 integers (None for null) as decimal128(18, 8), without a Decimal per value."""
+def _decimals(units: Sequence[int]) -> pa.Array:
+    """Scale-8 integers as decimal128(18, 8), without a Decimal per value."""
     return pa.array(units, pa.int64()).cast(pa.decimal128(19, 0)).view(DECIMAL)
 
 
-def _columns(records: Sequence[tuple[Any, ...]], width: int) -> list[tuple[Any, ...]]:
-    if not records:
-        return [()] * width
-    return list(zip(*records, strict=True))
-
-
-def _table(schema: pa.Schema, columns: list[tuple[Any, ...]]) -> pa.Table:
-    arrays = []
-    for fld, values in zip(schema, columns, strict=True):
-        if fld.type == DECIMAL:
-            arrays.append(decimals(values))
-        else:
-            arrays.append(pa.array(values, fld.type))
-    return pa.Table.from_arrays(arrays, schema=schema)
-
-
-def trades_table(trades: Sequence[Trade]) -> pa.Table:
-    return _table(TRADE_SCHEMA, _columns(trades, len(TRADE_SCHEMA)))
-
-
-def quotes_table(quotes: Sequence[Quote]) -> pa.Table:
-    return _table(QUOTE_SCHEMA, _columns(quotes, len(QUOTE_SCHEMA)))
-
-
-def executions_table(executions: Sequence[ExecutionReport]) -> pa.Table:
-    cols = _columns(executions, len(EXECUTION_SCHEMA))
-    # StrEnum members are str, but pyarrow wants plain str for a string column.
-    cols = [
-        tuple(map(str, col)) if name in ("side", "order_type", "exec_type", "ord_status") else col
-        for name, col in zip(ExecutionReport._fields, cols, strict=True)
-    ]
-    return _table(EXECUTION_SCHEMA, cols)
-
-
 def instruments_table(instruments: Sequence[Instrument]) -> pa.Table:
-    return _table(INSTRUMENT_SCHEMA, _columns(instruments, len(INSTRUMENT_SCHEMA)))
+    columns: list[tuple[Any, ...]] = (
+        list(zip(*instruments, strict=True)) if instruments else [()] * len(INSTRUMENT_SCHEMA)
+    )
+    arrays = [
+        _decimals(values) if fld.type == DECIMAL else pa.array(values, fld.type)
+        for fld, values in zip(INSTRUMENT_SCHEMA, columns, strict=True)
+    ]
+    return pa.Table.from_arrays(arrays, schema=INSTRUMENT_SCHEMA)
 
 
 def garbage_table(market: Market) -> pa.Table:
@@ -215,13 +118,14 @@ def _positions(market: Market, code: int) -> list[int]:
     return out
 
 
-def labels_table(
-    market: Market, trades: pa.Table | None = None, quotes: pa.Table | None = None
-) -> pa.Table:
-    """One row per stream position; clean rows are gathered column-wise from the data tables."""
+def labels_table(market: Market, trades: pa.Table, quotes: pa.Table) -> pa.Table:
+    """One row per stream position; clean rows are gathered column-wise from the data tables.
+
+    `trades` and `quotes` are the market's trades and quotes as Arrow tables (as
+    `sinks.files.parquet` builds them: `symbol`, `venue`, `seq` and `ts_event` columns are
+    read), so the labels reuse their columns instead of building them again.
+    """
     n = len(market.codes)
-    trades = trades_table(market.trades) if trades is None else trades
-    quotes = quotes_table(market.quotes) if quotes is None else quotes
     n_t, n_q, n_e = len(market.trades), len(market.quotes), len(market.executions)
     garbage_labels: list[Label] = [market.faults[p] for p in _positions(market, CODE_GARBAGE)]
     n_g = len(garbage_labels)
@@ -329,46 +233,12 @@ def labels_table(
     )
 
 
-def write_table(table: pa.Table, path: Path) -> Path:
-    """Write with `WRITE_OPTIONS`, atomically (temporary file, then rename)."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    pq.write_table(table, tmp, **WRITE_OPTIONS)
-    os.replace(tmp, path)
-    return path
-
-
-def write_parquet(market: Market, out_dir: str | os.PathLike[str]) -> list[Path]:
-    """Write the market's files into `out_dir` (created if needed); returns their paths."""
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    # Tables are built here (Python, under the GIL) while a worker thread encodes and writes
-    # the previous ones (Arrow, without the GIL). Each file's bytes do not depend on this.
-    with paused_gc(), ThreadPoolExecutor(max_workers=1) as pool:
-        jobs = [pool.submit(write_table, instruments_table(market.instruments),
-                            out / "instruments.parquet")]  # fmt: skip
-        trades = trades_table(market.trades)
-        jobs.append(pool.submit(write_table, trades, out / "trades.parquet"))
-        quotes = quotes_table(market.quotes)
-        jobs.append(pool.submit(write_table, quotes, out / "quotes.parquet"))
-        executions = executions_table(market.executions)
-        jobs.append(pool.submit(write_table, executions, out / "executions.parquet"))
-        jobs.append(pool.submit(write_table, garbage_table(market), out / "garbage.parquet"))
-        labels = labels_table(market, trades, quotes)
-        jobs.append(pool.submit(write_table, labels, out / "labels.parquet"))
-        return [job.result() for job in jobs]
-
 
 __all__ = [
-    "DECIMAL",
-    "TIMESTAMP",
-    "WRITE_OPTIONS",
-    "decimals",
-    "executions_table",
+    "GARBAGE_SCHEMA",
+    "INSTRUMENT_SCHEMA",
+    "LABEL_SCHEMA",
     "garbage_table",
     "instruments_table",
     "labels_table",
-    "quotes_table",
-    "trades_table",
-    "write_parquet",
-    "write_table",
 ]

@@ -1,0 +1,1 @@
+"""File writers: core records as Parquet files, byte for byte the same on every run."""
