@@ -59,15 +59,15 @@ _UNIT_S = {"s": 1, "m": 60, "h": 3600, "d": 86_400, "w": 604_800}
 
 
 def parse_since(text: str, now: datetime) -> datetime:
-    """`--since`: an ISO-8601 time (no zone: UTC) or a duration back from `now` like 30s,
-    15m, 2h, 1d, 1w. Raises ValueError with a message fit for the user."""
+    """`tapeflow alerts --start`: an ISO-8601 time (no zone: UTC) or a duration back from `now`
+    like 30s, 15m, 2h, 1d, 1w. Raises ValueError with a message fit for the user."""
     match = _RELATIVE.match(text)
     if match:
         return now - timedelta(seconds=int(match.group(1)) * _UNIT_S[match.group(2).lower()])
     try:
         when = datetime.fromisoformat(text.strip())
     except ValueError:
-        raise ValueError(f"--since takes an ISO time (2026-11-22T15:00:00Z) or a duration "
+        raise ValueError(f"--start takes an ISO time (2026-11-22T15:00:00Z) or a duration "
                          f"like 15m, 2h, 1d; not {text!r}") from None
     return when.replace(tzinfo=UTC) if when.tzinfo is None else when.astimezone(UTC)
 
@@ -166,7 +166,7 @@ class AlertSubscription:
         if self._since_ms is not None:
             kind, ts_ms = msg.timestamp()
             # offsets_for_times found the first record at/after the time; a producer's clock
-            # may still put an earlier timestamp after it, which `--since` excludes too.
+            # may still put an earlier timestamp after it, which `--start` excludes too.
             if kind != TIMESTAMP_NOT_AVAILABLE and ts_ms < self._since_ms:
                 return False
         return delivered(alert, self.wanted, self.allowed)

@@ -29,7 +29,7 @@ def alerts(
     from_beginning: Annotated[
         bool, typer.Option("--from-beginning", help="Start at the oldest alert the topic holds.")
     ] = False,
-    since: Annotated[
+    start: Annotated[
         str | None,
         typer.Option(help="Start at alerts published at/after this time: ISO-8601 (UTC if no "
                      "zone) or a duration back from now, e.g. 15m, 2h, 1d."),
@@ -44,7 +44,7 @@ def alerts(
     """Print risk alerts from the alert topic as JSON lines, filtered; resumable.
 
     Without --follow, stops at the end of what the topic holds now. A new subscriber starts
-    at the end unless given --from-beginning or --since; a known one (same --group, or the
+    at the end unless given --from-beginning or --start; a known one (same --group, or the
     same user and filters) resumes after the last line it printed. Delivery is at-least-once:
     see docs/alerts.md. TAPEFLOW_ACCESS_ALERTS_ALLOWED_ACCOUNTS limits what may be printed,
     whatever the flags.
@@ -54,21 +54,21 @@ def alerts(
     from jobs.alerts import AlertFilter, StartAt, alert_json, parse_since, refused_accounts
     from jobs.alerts import subscribe as subscribe_alerts
 
-    if from_beginning and since is not None:
-        raise typer.BadParameter("--from-beginning and --since exclude each other")
+    if from_beginning and start is not None:
+        raise typer.BadParameter("--from-beginning and --start exclude each other")
     try:
         wanted = AlertFilter.of(accounts=account or (), symbols=symbol or (), rules=rule or (),
                                 min_severity=severity)
     except ValueError:
         raise typer.BadParameter(
             f"--severity takes info, warning or critical, not {severity!r}") from None
-    start = StartAt("beginning") if from_beginning else StartAt()
-    if since is not None:
+    position = StartAt("beginning") if from_beginning else StartAt()
+    if start is not None:
         try:
-            when = parse_since(since, datetime.now(UTC))
+            when = parse_since(start, datetime.now(UTC))
         except ValueError as exc:
             raise typer.BadParameter(str(exc)) from None
-        start = StartAt("time", ts_ms=int(when.timestamp() * 1000))
+        position = StartAt("time", ts_ms=int(when.timestamp() * 1000))
     settings = settings_of(ctx)
     refused = refused_accounts(wanted, settings.access.alerts_allowed_accounts)
     if refused:
@@ -76,7 +76,7 @@ def alerts(
             f"--account {', '.join(sorted(refused))}: not among the accounts this subscriber "
             "may read (TAPEFLOW_ACCESS_ALERTS_ALLOWED_ACCOUNTS)")
     out = sys.stdout
-    subscription = subscribe_alerts(settings, wanted, group=group, start=start, follow=follow,
+    subscription = subscribe_alerts(settings, wanted, group=group, start=position, follow=follow,
                                     warn=lambda line: typer.echo(line, err=True))
     printed = True
     try:

@@ -10,7 +10,7 @@ What it proves:
   skipped with one warning, never a crash;
 - a restart with the same group delivers exactly the rest (no loss, no repeat); leaving on an
   exception redelivers only the alert that was being handled (at-least-once, as documented);
-- `--since` delivers exactly the alerts published at/after the time, even a late-stamped one
+- `--start` delivers exactly the alerts published at/after the time, even a late-stamped one
   placed after newer records;
 - a subscriber restricted by configuration to account A never gets B's alerts or alerts with
   no account, whatever it asks for;

@@ -22,11 +22,12 @@ from tapeflow.core.market.candles import (
     MINUTE_US,
     SECOND_US,
     Candle,
+    CandleState,
     add_trade_inplace,
-    new_candle_state,
 )
+from tapeflow.core.market.filter_state import FilterState
 from tapeflow.core.market.rejections import Rejection, RejectReason, TickKind
-from tapeflow.core.market.tick_filter import filter_trade_inplace, new_filter_state
+from tapeflow.core.market.tick_filter import filter_trade_inplace
 from tapeflow.core.models import EVENT_TIME_MAX_US, EVENT_TIME_MIN_US, Quote, Trade
 from tapeflow.services.clickhouse import open_clickhouse
 from tapeflow.settings import Settings
@@ -189,7 +190,7 @@ def test_a_late_correction_replaces_the_candle_and_a_replayed_old_version_does_n
 def test_the_core_candle_fold_and_its_correction_land_as_the_last_version(client: Any,
                                                                           tag: str) -> None:
     sym = f"{tag}F"
-    state, out = new_candle_state(), []
+    state, out = CandleState(), []
     trades = [(T0, 1, 100), (T0 + 100, 2, 102), (T0 + 10 * SECOND_US, 3, 101), (T0 + 500, 4, 90)]
     for ts, seq, price in trades:
         state, candles, rejection = add_trade_inplace(state, Trade(sym, "X", ts, seq, price * 10**8,
@@ -211,7 +212,7 @@ def test_rejected_ticks_keep_each_distinct_tick_and_collapse_identical_resends(
     one audit row (indistinguishable from a replay). A re-send of the same seq with another
     price is a different tick: its own row. A replay of everything changes nothing."""
     sym = f"{tag}R"
-    state, rejections = new_filter_state(), []
+    state, rejections = FilterState(), []
     tick = Trade(sym, "XNAS", T0, 1, 100 * 10**8, 10**8)
     for t in [tick, tick, tick, tick._replace(price=101 * 10**8)]:
         state, rejection, _ = filter_trade_inplace(state, t, None)

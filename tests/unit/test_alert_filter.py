@@ -1,5 +1,6 @@
 """The subscriber's filters and the configured account restriction
-(tapeflow.core.risk.subscription), the `--since` parser and the JSON line format (jobs.alerts)."""
+(tapeflow.core.risk.subscription), the `--start` parser of `tapeflow alerts` and the JSON line
+format (jobs.alerts)."""
 
 from __future__ import annotations
 
@@ -110,7 +111,7 @@ def test_parse_since(text: str, expected: datetime) -> None:
 
 @pytest.mark.parametrize("text", ["yesterday", "15 minutes", "-5m", ""])
 def test_parse_since_refuses(text: str) -> None:
-    with pytest.raises(ValueError, match="--since"):
+    with pytest.raises(ValueError, match="--start"):
         parse_since(text, NOW)
 
 

@@ -8,12 +8,12 @@ import re
 import pytest
 
 from tapeflow.settings import Settings, locate
-from tapeflow.settings_table import README, replace_in, rows
+from tapeflow.settings.table import README, replace_in, rows
 
 
 def test_the_readme_table_is_up_to_date() -> None:
     text = README.read_text()
-    assert replace_in(text) == text, "run: uv run python -m tapeflow.settings_table"
+    assert replace_in(text) == text, "run: uv run python -m tapeflow.settings.table"
 
 
 def test_every_documented_variable_names_a_knob_of_its_group() -> None:

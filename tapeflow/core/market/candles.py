@@ -38,10 +38,9 @@ The candle builder does not judge prices (that is the tick filter's job, run fir
 with a far-future timestamp would otherwise push the watermark on and make good trades
 too late). It refuses only non-positive prices and sizes, which would break vwap.
 
-State: as in `tapeflow.core.market.tick_filter`, `CandleState` is owned by one partition of symbols
-and advanced in place by `add_trade_inplace`, `close_idle_inplace` and `flush_inplace`, which return
-it; copying bucket maps on every trade would cost more than the fold. It pickles, and equal inputs
-give equal outputs.
+State: `CandleState` is owned by one partition of symbols and advanced in place by the
+`*_inplace` functions, which return it: copying bucket maps on every trade would cost more than
+the fold. It pickles, and equal inputs give equal outputs.
 """
 
 from __future__ import annotations
@@ -170,10 +169,6 @@ class CandleState:
             s: (sym.max_ts, sym.arrival, tuple(w.state() for w in sym.widths))
             for s, sym in self.symbols.items()
         }
-
-
-def new_candle_state() -> CandleState:
-    return CandleState()
 
 
 def _candle(symbol: str, bucket: int, width: int, acc: list[object]) -> Candle:

@@ -80,10 +80,6 @@ _R = RejectReason
 _new_tuple = tuple.__new__
 
 
-def new_filter_state() -> FilterState:
-    return FilterState()
-
-
 def _reject(
     state: FilterState, kind: TickKind, reason: RejectReason, tick: Trade | Quote, detail: str
 ) -> Rejection:
