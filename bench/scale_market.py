@@ -148,7 +148,7 @@ def main() -> None:
     parser.add_argument("--quote-rate", type=float, default=9000.0)
     parser.add_argument("--partitions", type=int, default=4,
                         help="Partitions per topic, a multiple of 2. More do not rebalance the "
-                        "shards: p % 2 of murmur2 % 2N is the same split for every N.")
+                        "shards: p %% 2 of murmur2 %% 2N is the same split for every N.")
     opts = parser.parse_args()
 
     with tempfile.TemporaryDirectory(prefix="tapeflow-scale-") as tmp:
