@@ -41,6 +41,7 @@ from jobs.query_params import QueryInputError
 from schemas.catalogue import LocalCatalogue
 from schemas.codec import Codec
 from sinks.clickhouse.writer import ClickHouseWriter
+from sinks.versions import CANDLE_VERSION_SHIFT
 from sources.synthetic import MarketSpec, generate_market
 from tapeflow.cli import app
 from tapeflow.core.fixedpoint import ONE, div_round, to_decimal, to_units
@@ -129,7 +130,15 @@ def _want_candles(trades: list[Trade], width: int, symbol: str, start_us: int,
 
 
 def _got(frame: pl.DataFrame, columns: tuple[str, ...] = CANDLE_COLS) -> list[tuple[Any, ...]]:
-    return [tuple(r) for r in frame.select(columns).iter_rows()]
+    """The rows; a candle's version as its content part. A stored version is the writer's base
+    + the trade count (sinks.versions) and a roll-up sums its parts', so the low 20 bits are
+    the (summed) trade count, which a direct build's version is, and the rest the bases."""
+    rows = [tuple(r) for r in frame.select(columns).iter_rows()]
+    if "version" not in columns:
+        return rows
+    at = columns.index("version")
+    mask = (1 << CANDLE_VERSION_SHIFT) - 1
+    return [(*r[:at], r[at] & mask, *r[at + 1:]) for r in rows]
 
 
 def _cli(filled: Filled, *args: str) -> Any:
