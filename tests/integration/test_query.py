@@ -122,8 +122,10 @@ def _want_candles(trades: list[Trade], width: int, symbol: str, start_us: int,
     """The core's direct build of `width` from the trades: buckets starting in [start, end)."""
     built, too_late = build_candles(trades, CandleConfig(widths_us=(width,)))
     assert not too_late
-    return [(c.symbol, _time(c.bucket), to_decimal(c.open), to_decimal(c.high),
-             to_decimal(c.low), to_decimal(c.close), to_decimal(c.volume),
+    def dec(units: int | None) -> Any:  # None: a bucket of volume-only prints has no prices
+        return None if units is None else to_decimal(units)
+    return [(c.symbol, _time(c.bucket), dec(c.open), dec(c.high),
+             dec(c.low), dec(c.close), to_decimal(c.volume),
              to_decimal(c.notional, 16), to_decimal(c.vwap), c.trade_count, c.version)
             for c in final_candles(built)
             if c.symbol == symbol and start_us <= c.bucket < end_us]
