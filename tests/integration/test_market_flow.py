@@ -111,8 +111,10 @@ def test_market_flow_end_to_end(settings: Settings) -> None:
                    "trade_count, version")
     for width, table in ((1_000_000, "candles_1s"), (60_000_000, "candles_1m")):
         want = [
-            (c.symbol, c.bucket, *(None if p is None else to_decimal(p)  # volume-only: no prices
-                                   for p in (c.open, c.high, c.low, c.close)), to_decimal(c.volume), to_decimal(c.notional, 16),
+            (c.symbol, c.bucket,
+             *(None if p is None else to_decimal(p)  # volume-only prints: no prices
+               for p in (c.open, c.high, c.low, c.close)),
+             to_decimal(c.volume), to_decimal(c.notional, 16),
              to_decimal(c.vwap), c.trade_count, c.version)
             for c in final_candles(expected_candles) if c.width_us == width
         ]
