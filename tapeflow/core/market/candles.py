@@ -25,13 +25,11 @@ Semantics (docs/design.md, "Semantics"), made precise:
   with a higher version, so the last version of every candle is the same with or without
   idle closing; only the number of emissions differs.
 - Versions: a candle's `version` is its `trade_count`, a function of its content, not of how
-  often it was emitted. A bucket only ever gains trades (duplicates are dropped by the tick
-  filter upstream, too-late trades are rejected), so every correction has a strictly higher
-  version, and two emissions with the same version have identical content (the fold is
-  deterministic, tie-break included). Hence ClickHouse's ReplacingMergeTree(version) keeps the
-  complete candle whatever the emission history (wall clock, crash and replay), versions
-  are identical across runs, and roll-ups (sum of the parts' versions) carry the version a
-  direct build gives.
+  often it was emitted. Within a run a bucket only gains trades, so every correction has a
+  strictly higher version and equal versions mean identical content; replays give identical
+  versions, and roll-ups (sum of the parts' versions) carry a direct build's. The stores add
+  the writer's base, so a later run's rewrite wins even with fewer trades
+  (`sinks.versions.candle_version_base`, docs/market-core.md).
 - Empty buckets are never emitted. `flush_inplace` emits every open bucket (end of a batch input).
 - Trade conditions (`tapeflow.core.market.conditions`): the caller passes each trade's effect.
   A `REGULAR` print is folded as above; a `VOLUME_ONLY` print (odd lot, out of sequence,
