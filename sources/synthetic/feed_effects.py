@@ -4,20 +4,21 @@
 records in the same arrival order, changed as real feeds change them; every change is genuine
 market data, labelled with a new genuine kind so the filter's false rejections show per effect:
 
-- `packet_member` (`Fault.PACKET_MEMBER`): on `packet_venue`, a symbol's trades travel in packets
-  of 1 to 3 that share one sequence number (CME MDP 3.0 style); every member of a packet but the
-  first is labelled. Duplicates (exact re-sends) keep being exact copies.
-- `seq_reset` (`Fault.SEQ_RESET`): at `reset_at` (a fraction of the run) `reset_venue` restarts
-  its numbering at 1, for trades and quotes of every symbol; the first `LABELLED` ticks of each
-  stream after the reset are labelled.
-- `reopening` (`Fault.REOPENING`): `halted` symbols stop at the middle of the run for
-  `halt_s` seconds (every later tick moves later by that much) and reopen `reopen_move` away
-  (every later price, bid and ask scaled and put back on the tick grid); the first `LABELLED`
-  trades after the halt are labelled.
-- `conditioned` (`Fault.CONDITIONED`): every late trade carries `Z` (sold out of sequence) and a
-  share `condition_rate` of clean trades carries `Z`, `W` or `4`: prints that count volume but
-  set no price (`tapeflow.core.market.conditions`). The filter judges them like any print; the
-  candles and the marks use them for volume only.
+- `packet_member` (`FeedEffect`): on `packet_venue`, a symbol's trades travel in packets of
+  1 to 3 that share one sequence number (CME MDP 3.0 style); every member of a packet but the
+  first is labelled. Duplicates (exact re-sends) keep being exact copies; a late trade is a
+  packet of its own.
+- `seq_reset`: at `reset_at` (a fraction of the run) `reset_venue` restarts its numbering at 1,
+  for trades and quotes of every symbol; the first `LABELLED` ticks of each stream after the
+  reset are labelled.
+- `reopening`: `halted` symbols stop at the middle of the run for `halt_s` seconds (every later
+  tick moves later by that much) and reopen `reopen_move` away (every later price, bid and ask
+  scaled and put back on the tick grid); the first `LABELLED` trades after the halt are
+  labelled.
+- `conditioned`: every late trade carries `Z` (sold out of sequence) and a share
+  `condition_rate` of clean trades carries `Z`, `W` or `4`: prints that count volume but set no
+  price (`tapeflow.core.market.conditions`). The filter judges them like any print; the candles
+  and the marks use them for volume only.
 
 Only the tick filter's view is relabelled: the expected verdict of every changed genuine tick is
 acceptance; faulty records keep their labels (seq, time and price updated).
@@ -29,7 +30,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 from random import Random
 
-from sources.synthetic.labels import Fault, Label
+from sources.synthetic.labels import Fault, FeedEffect, Label
 from sources.synthetic.market import Market
 from sources.synthetic.records import CODE_QUOTE, CODE_TRADE, TOPICS
 from tapeflow.core.models import Quote, Trade
@@ -125,30 +126,30 @@ def apply_feed_effects(market: Market, effects: FeedEffects = FeedEffects()) -> 
             continue
         rec = lists[code][row]
         label = faults.get(pos)
-        genuine: Fault | None = None
+        genuine: FeedEffect | None = None
         new_seq = rec.seq
         if code == CODE_TRADE and rec.venue == effects.packet_venue:
             new_seq, first = packet[(rec.symbol, rec.seq)]
             if not first:
-                genuine = Fault.PACKET_MEMBER
+                genuine = FeedEffect.PACKET_MEMBER
         start = restart.get((rec.symbol, code))
         if start is not None and rec.seq >= start:
             new_seq = rec.seq - start + 1
             if labelled[(rec.symbol, rec.venue, code)] < LABELLED:
                 labelled[(rec.symbol, rec.venue, code)] += 1
-                genuine = Fault.SEQ_RESET
+                genuine = FeedEffect.SEQ_RESET
         plan = halts.get(rec.symbol)
         if (code == CODE_TRADE and plan is not None and rec.ts_event >= plan[0] + plan[1]
                 and labelled[(rec.symbol, "", code)] < LABELLED):
             labelled[(rec.symbol, "", code)] += 1
-            genuine = Fault.REOPENING
+            genuine = FeedEffect.REOPENING
         if code == CODE_TRADE:
             assert isinstance(rec, Trade)
             late = label is not None and label.fault == Fault.LATE.value
             if late or (label is None and rng.random() < effects.condition_rate):
                 rec = rec._replace(conditions=("Z",) if late else
                                    _CONDITIONS[int(rng.random() * len(_CONDITIONS))])
-                genuine = genuine or Fault.CONDITIONED
+                genuine = genuine or FeedEffect.CONDITIONED
         rec = rec._replace(seq=new_seq)
         lists[code][row] = rec  # type: ignore[assignment]
         if label is None:

@@ -39,14 +39,20 @@ class Fault(StrEnum):
     """An exact re-send of an execution report (same exec_id), 1 ms to 2 s later."""
     GARBAGE = "garbage"
     """Bytes that do not decode, written beside the record at `ref_pos`."""
+
+
+class FeedEffect(StrEnum):
+    """Genuine ticks changed the way real venues change them (`feed_effects`), not faults of
+    the generator: the filter must accept them."""
+
     PACKET_MEMBER = "packet_member"
-    """A genuine trade sharing its packet's sequence number (`feed_effects`)."""
+    """A genuine trade sharing its packet's sequence number."""
     SEQ_RESET = "seq_reset"
-    """A genuine tick after its venue restarted numbering at 1 (`feed_effects`)."""
+    """A genuine tick after its venue restarted numbering at 1."""
     REOPENING = "reopening"
-    """A genuine trade after a halt, 10 % away from the price before it (`feed_effects`)."""
+    """A genuine trade after a halt, 10 % away from the price before it."""
     CONDITIONED = "conditioned"
-    """A genuine trade with a volume-only sale condition (Z, W, 4; `feed_effects`)."""
+    """A genuine trade with a volume-only sale condition (Z, W, 4)."""
 
 
 class Reason:

@@ -35,7 +35,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import TypeVar
 
-from sources.synthetic.labels import Fault
+from sources.synthetic.labels import Fault, FeedEffect
 from sources.synthetic.market import Market
 from sources.synthetic.records import CODE_QUOTE, CODE_TRADE
 from tapeflow.core.market.filter_config import FilterConfig
@@ -47,8 +47,7 @@ K = TypeVar("K")
 
 GENUINE = (Fault.CLEAN.value, Fault.OUT_OF_ORDER.value, Fault.LATE.value)
 """Faults that leave the print genuine: the filter should accept them."""
-FEED_EFFECTS = (Fault.PACKET_MEMBER.value, Fault.SEQ_RESET.value, Fault.REOPENING.value,
-                Fault.CONDITIONED.value)
+FEED_EFFECTS = tuple(effect.value for effect in FeedEffect)
 """Genuine ticks changed the way real venues change them (`feed_effects`): accept them too."""
 DETERMINISTIC = (
     Fault.ZERO_PRICE.value,
