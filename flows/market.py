@@ -35,8 +35,9 @@ from schemas.catalogue import (
     TOPIC_TRADES,
 )
 from schemas.codec import Codec, codec_for
-from sinks.clickhouse.flow_sink import ClickHouseSink
+from sinks.clickhouse.flow_sink import ClickHouseSink, clickhouse_market_mapper
 from sinks.kafka.flow_sink import KafkaRecordSink
+from sinks.versions import candle_version_base
 from sources.kafka.flow_source import kafka_source as sharded_kafka_source
 from tapeflow.core.market.rejections import SequenceGap
 from tapeflow.core.market.symbol_step import (
@@ -82,10 +83,13 @@ def default_sinks(settings: Settings, codec: Codec) -> MarketSinks:
     database = settings.clickhouse.database
     conf = settings.kafka_config()
     deadline = settings.runtime.sink_retry_deadline_s
+    # This process's candles replace every earlier writer's, even with fewer trades (a replay
+    # after a crash, a restart with a tighter filter): `sinks.versions.candle_version_base`.
+    mapper = clickhouse_market_mapper(candle_version_base())
     return MarketSinks(
         clickhouse=ClickHouseSink(lambda: open_clickhouse(url, database), deadline_s=deadline,
                                   max_rows=settings.clickhouse.batch_rows,
-                                  max_age_s=settings.clickhouse.batch_age_s),
+                                  max_age_s=settings.clickhouse.batch_age_s, mapper=mapper),
         dlq=KafkaRecordSink(conf, settings.topic(TOPIC_DLQ), lambda kl: codec.encode(kl.letter),
                             key=lambda kl: kl.key or None, deadline_s=deadline),
         marks=KafkaRecordSink(conf, settings.topic(TOPIC_MARKS), lambda m: codec.encode(m.trade),

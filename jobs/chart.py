@@ -76,6 +76,10 @@ def draw(frame: pl.DataFrame, symbol: str, interval: str, width_us: int) -> Figu
     wicks = []
     for i, row in enumerate(frame.iter_rows(named=True)):
         x = mdates.date2num(row["bucket"])
+        if row["open"] is None:  # only volume-only prints: a volume bar, no candle
+            volume.add_patch(Rectangle((x - body_width / 2, 0), body_width, float(row["volume"]),
+                                       facecolor="#999999", alpha=0.6, gid=f"volume-{i}"))
+            continue
         o, h, lo, c = (float(row[k]) for k in ("open", "high", "low", "close"))
         colour = UP if c >= o else DOWN
         wicks.append(((x, lo), (x, h)))

@@ -15,6 +15,7 @@ from sinks.clickhouse.rows import TABLE_COLUMNS, RowRangeError, to_row
 from sinks.clickhouse.trading_rows import to_row as trading_to_row
 from sinks.clickhouse.writer import ClickHouseWriteError, ClickHouseWriter
 from sinks.partition import WriterPartition
+from tapeflow.core.market.candles import Candle
 from tapeflow.core.trading.shard_step import PnlSnapshot
 
 
@@ -27,6 +28,15 @@ def clickhouse_trading_mapper(version_base: int = 0) -> Callable[[Any], tuple[st
         return trading_to_row(record)
     return to_row
 
+
+def clickhouse_market_mapper(version_base: int = 0) -> Callable[[Any], tuple[str, Any]]:
+    """`sinks.clickhouse.rows.to_row` with `version_base` added to the versions of candles
+    (`sinks.versions.candle_version_base`: a later writer's candles replace an earlier one's)."""
+    def mapped(record: Any) -> tuple[str, Any]:
+        if version_base and type(record) is Candle:
+            record = record._replace(version=record.version + version_base)
+        return to_row(record)
+    return mapped
 
 
 class ClickHouseSink(FixedPartitionedSink[Any, None]):

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 import warnings
 from decimal import Decimal
 from pathlib import Path
@@ -13,7 +14,15 @@ from pydantic_settings import NoDecode
 
 from tapeflow.core.fixedpoint import to_units
 from tapeflow.core.market.candles import CandleConfig
+from tapeflow.core.market.conditions import (
+    DEFAULT_CODES,
+    DEFAULT_CONDITION_RULES,
+    EFFECT_NAMES,
+    ConditionRules,
+    ConditionTable,
+)
 from tapeflow.core.market.filter_config import FilterConfig
+from tapeflow.core.market.sequence import SeqMode
 from tapeflow.core.market.symbol_step import DEFAULT_MARKET_CONFIG, MarketConfig
 from tapeflow.core.trading.order_book import OrderRetention
 from tapeflow.core.trading.shard_step import ShardConfig
@@ -139,6 +148,17 @@ class MarketSettings(Group):
         4096, ge=16, le=1_000_000,
         description="Sequence numbers remembered per (venue, symbol, kind) to detect "
         "duplicates; older ones are rejected as seq_too_old (bounds the filter's memory).")
+    seq_mode: SeqMode = Field(
+        SeqMode.PACKET, description="What a venue's sequence numbers mean: unique (one per "
+        "message), packet (shared by the messages of a packet; a duplicate must also repeat the "
+        "content) or none; packet is safe for both kinds of venue (docs/market-core.md).")
+    venue_seq_modes: Annotated[dict[str, SeqMode], NoDecode] = Field(
+        default_factory=dict, description="Per-venue sequence modes, VENUE=MODE,... "
+        "(XCME=packet,XNAS=unique); other venues use TAPEFLOW_MARKET_SEQ_MODE.")
+    condition_tables: Path | None = Field(
+        None, description="A JSON file of trade-condition tables per venue ({\"XCME\": "
+        "{\"codes\": {\"0\": \"regular\"}, \"unknown\": \"volume_only\"}}, \"*\" "
+        "for the default); unset: the CTA/UTP table (docs/market-core.md).")
     allowed_lateness_s: float = Field(
         5.0, ge=0, description="Candles: event time a bucket stays open past its end.")
     late_horizon_s: float = Field(
@@ -157,6 +177,23 @@ class MarketSettings(Group):
         5.0, ge=0, description="Wall time without ticks after which a symbol's held ticks "
         "and pending mark are released.")
 
+    @field_validator("venue_seq_modes", mode="before")
+    @classmethod
+    def _venue_modes(cls, value: object) -> object:
+        if isinstance(value, str):
+            pairs = [p.strip() for p in value.split(",") if p.strip()]
+            if any("=" not in p for p in pairs):
+                raise ValueError("write VENUE=MODE pairs separated by commas")
+            value = {p.split("=", 1)[0].strip(): p.split("=", 1)[1].strip() for p in pairs}
+        return value
+
+    @field_validator("condition_tables")
+    @classmethod
+    def _tables(cls, value: Path | None) -> Path | None:
+        if value is not None:
+            condition_rules(value)  # refused at start, in one line, not at the first trade
+        return value
+
     def core_config(self, *, batch: bool = False) -> MarketConfig:
         """The market core's configuration: what the stream and the backfill both judge with.
 
@@ -170,7 +207,11 @@ class MarketSettings(Group):
         if wait_s is None and batch:
             wait_s = BATCH_MERGE_WAIT_S
         return MarketConfig(
-            filter=FilterConfig(seq_window=self.seq_window),
+            filter=FilterConfig(
+                seq_window=self.seq_window, seq_mode=self.seq_mode,
+                venue_seq_modes=self.venue_seq_modes,
+                conditions=(DEFAULT_CONDITION_RULES if self.condition_tables is None
+                            else condition_rules(self.condition_tables))),
             candles=CandleConfig(allowed_lateness_us=us(self.allowed_lateness_s),
                                  retention_us=us(self.late_horizon_s),
                                  idle_timeout_us=us(self.idle_timeout_s)),
@@ -179,6 +220,23 @@ class MarketSettings(Group):
                                else us(wait_s)),
             quiet_us=us(self.quiet_s),
         )
+
+
+def condition_rules(path: Path) -> ConditionRules:
+    """Condition tables from a JSON file: {venue or "*": {"codes": {code: effect}, "unknown":
+    effect, "extends_default": bool}}; effects are regular, volume_only, no_effect. A venue's
+    table starts from the CTA/UTP codes when `extends_default` is true (the default)."""
+    try:
+        data = json.loads(path.read_text())
+        tables = {}
+        for venue, spec in data.items():
+            codes = dict(DEFAULT_CODES) if spec.get("extends_default", True) else {}
+            codes.update({code: EFFECT_NAMES[name] for code, name in spec.get("codes", {}).items()})
+            tables[venue] = ConditionTable(codes, EFFECT_NAMES[spec.get("unknown", "regular")])
+    except (OSError, ValueError, KeyError, AttributeError, TypeError) as exc:
+        raise ValueError(f"condition tables {path}: {type(exc).__name__}: {exc}") from None
+    default = tables.pop("*", DEFAULT_CONDITION_RULES.default)
+    return ConditionRules(default, tables)
 
 
 class TradingSettings(Group):

@@ -35,7 +35,10 @@ def _snapshot(settings: Settings) -> dict[str, list[tuple[Any, ...]]]:
     client = open_clickhouse(settings.clickhouse_url(), settings.clickhouse.database)
     out = {}
     for table in TABLES:
-        cols = ", ".join(TABLE_COLUMNS[table])
+        # A candle's stored version is its writer's base + its trade count (sinks.versions):
+        # every run is its own writer, so runs compare by the count part (the low 20 bits).
+        cols = ", ".join("bitAnd(version, 1048575)" if c == "version" else c
+                         for c in TABLE_COLUMNS[table])
         result = client.query(f"SELECT {cols} FROM {table} FINAL ORDER BY {cols}",
                               query_formats={"DateTime64*": "int"})
         out[table] = [tuple(r) for r in result.result_rows]

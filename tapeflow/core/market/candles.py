@@ -25,14 +25,18 @@ Semantics (docs/design.md, "Semantics"), made precise:
   with a higher version, so the last version of every candle is the same with or without
   idle closing; only the number of emissions differs.
 - Versions: a candle's `version` is its `trade_count`, a function of its content, not of how
-  often it was emitted. A bucket only ever gains trades (duplicates are dropped by the tick
-  filter upstream, too-late trades are rejected), so every correction has a strictly higher
-  version, and two emissions with the same version have identical content (the fold is
-  deterministic, tie-break included). Hence ClickHouse's ReplacingMergeTree(version) keeps the
-  complete candle whatever the emission history (wall clock, crash and replay), versions
-  are identical across runs, and roll-ups (sum of the parts' versions) carry the version a
-  direct build gives.
+  often it was emitted. Within a run a bucket only gains trades, so every correction has a
+  strictly higher version and equal versions mean identical content; replays give identical
+  versions, and roll-ups (sum of the parts' versions) carry a direct build's. The stores add
+  the writer's base, so a later run's rewrite wins even with fewer trades
+  (`sinks.versions.candle_version_base`, docs/market-core.md).
 - Empty buckets are never emitted. `flush_inplace` emits every open bucket (end of a batch input).
+- Trade conditions (`tapeflow.core.market.conditions`): the caller passes each trade's effect.
+  A `REGULAR` print is folded as above; a `VOLUME_ONLY` print (odd lot, out of sequence,
+  average price...) adds to volume, notional and trade count and never sets open, high, low or
+  close. A bucket whose prints are all volume-only has no prices: open, high, low and close are
+  None (NULL in the store), volume and vwap are set. `NO_EFFECT` prints are not candle input
+  (`tapeflow.core.market.symbol_step` does not pass them).
 
 The candle builder does not judge prices (that is the tick filter's job, run first: a trade
 with a far-future timestamp would otherwise push the watermark on and make good trades
@@ -50,6 +54,7 @@ from dataclasses import dataclass
 from typing import NamedTuple
 
 from tapeflow.core.fixedpoint import div_round
+from tapeflow.core.market.conditions import PRICE_BIT, REGULAR
 from tapeflow.core.market.rejections import Rejection, RejectReason, TickKind
 from tapeflow.core.models import Trade
 
@@ -65,10 +70,11 @@ class Candle(NamedTuple):
     bucket: int
     """Start, microseconds since the epoch, UTC."""
     width_us: int
-    open: int
-    high: int
-    low: int
-    close: int
+    open: int | None
+    """None (and high, low, close): every print of the bucket was volume-only."""
+    high: int | None
+    low: int | None
+    close: int | None
     volume: int
     notional: int
     vwap: int
@@ -172,10 +178,16 @@ class CandleState:
 
 
 def _candle(symbol: str, bucket: int, width: int, acc: list[object]) -> Candle:
-    first: Trade = acc[_OPEN]  # type: ignore[assignment]
+    first: Trade | None = acc[_OPEN]  # type: ignore[assignment]
     last: Trade = acc[_CLOSE]  # type: ignore[assignment]
     volume: int = acc[_VOLUME]  # type: ignore[assignment]
     notional: int = acc[_NOTIONAL]  # type: ignore[assignment]
+    if first is None:  # only volume-only prints: no prices
+        return _new_tuple(
+            Candle,
+            (symbol, bucket, width, None, None, None, None, volume, notional,
+             div_round(notional, volume), acc[_COUNT], acc[_COUNT]),
+        )
     # tuple.__new__ skips the NamedTuple's Python-level __new__: about 2.5x cheaper, and the
     # 1 s width emits about one candle per trade on a thin tape.
     return _new_tuple(
@@ -211,11 +223,21 @@ def _tie(acc: list[object], trade: Trade) -> None:
             acc[_OPEN] = trade
 
 
-def _update(acc: list[object], trade: Trade) -> None:
+def _update(acc: list[object], trade: Trade, effect: int = REGULAR) -> None:
     """Fold one trade into an accumulator (the slow-path twin of the inline code in
     add_trade_inplace)."""
     ts = trade.ts_event
     price = trade.price
+    acc[_VOLUME] += trade.size  # type: ignore[operator]
+    acc[_NOTIONAL] += price * trade.size  # type: ignore[operator]
+    acc[_COUNT] += 1  # type: ignore[operator]
+    if not effect & PRICE_BIT:
+        return
+    if acc[_OPEN] is None:  # the bucket's first print that sets prices
+        acc[_OPEN_TS] = acc[_CLOSE_TS] = ts
+        acc[_OPEN] = acc[_CLOSE] = trade
+        acc[_HIGH] = acc[_LOW] = price
+        return
     acc[_HIGH] = max(acc[_HIGH], price)  # type: ignore[call-overload]
     acc[_LOW] = min(acc[_LOW], price)  # type: ignore[call-overload]
     if ts > acc[_CLOSE_TS]:  # type: ignore[operator]
@@ -226,13 +248,12 @@ def _update(acc: list[object], trade: Trade) -> None:
         acc[_OPEN] = trade
     elif ts == acc[_CLOSE_TS] or ts == acc[_OPEN_TS]:
         _tie(acc, trade)
-    acc[_VOLUME] += trade.size  # type: ignore[operator]
-    acc[_NOTIONAL] += price * trade.size  # type: ignore[operator]
-    acc[_COUNT] += 1  # type: ignore[operator]
 
 
-def _new_acc(trade: Trade) -> list[object]:
+def _new_acc(trade: Trade, effect: int = REGULAR) -> list[object]:
     _symbol, _venue, ts, _seq, price, size, _trade_id, _conditions = trade
+    if not effect & PRICE_BIT:
+        return [_NEVER, None, None, None, _NOTHING, None, size, price * size, 1]
     return [ts, trade, price, price, ts, trade, size, price * size, 1]
 
 
@@ -273,22 +294,27 @@ def _close(w: _Width, until: int, counters: dict[str, int], key: str) -> list[Ca
     return out
 
 
-def _place(
-    w: _Width, trade: Trade, bucket: int, watermark: int, counters: dict[str, int]
+def _place(  # noqa: PLR0917 - the fold's slow path, called from one place
+    w: _Width, trade: Trade, bucket: int, watermark: int, counters: dict[str, int],
+    effect: int,
 ) -> Candle | None:
-    """A trade outside the bucket it is most likely to hit: find or create its bucket."""
+    """A trade outside the bucket it is most likely to hit (or not a plain regular print):
+    find or create its bucket."""
+    if bucket == w.cur_bucket:
+        _update(w.cur, trade, effect)
+        return None
     acc = w.open.get(bucket)
     if acc is not None:
-        _update(acc, trade)
+        _update(acc, trade, effect)
         w.cur_bucket = bucket
         w.cur = acc
         return None
     acc = w.emitted.get(bucket)
     if acc is not None:
-        _update(acc, trade)  # one more trade: trade_count, hence version, grows
+        _update(acc, trade, effect)  # one more trade: trade_count, hence version, grows
         counters["corrections"] += 1
         return _candle(w.symbol, bucket, w.width, acc)
-    acc = _new_acc(trade)
+    acc = _new_acc(trade, effect)
     end = bucket + w.width
     if end <= watermark:
         _retain(w, bucket, acc)
@@ -306,11 +332,13 @@ def add_trade_inplace(
     trade: Trade,
     now_us: int | None = None,
     config: CandleConfig = DEFAULT_CANDLE_CONFIG,
+    effect: int = REGULAR,
 ) -> tuple[CandleState, tuple[Candle, ...], Rejection | None]:
     """Fold one clean trade: (state, candles emitted or corrected by it, rejection or None).
     Advances `state` in place (module doc, "State").
 
     `now_us` is the wall-clock arrival time, used only by `close_idle_inplace`; None in a batch.
+    `effect` is the trade's condition effect (`REGULAR` or `VOLUME_ONLY`; module docstring).
     """
     # One unpack instead of named-field reads (see tick_filter.filter_trade).
     symbol, _venue, ts, _seq, price, size, _trade_id, _conditions = trade
@@ -334,8 +362,9 @@ def add_trade_inplace(
         sym.arrival = now_us
     out: list[Candle] | None = None
     watermark = top - lateness
+    plain = effect == REGULAR
     for w in sym.widths:
-        if ts - ts % w.width == w.cur_bucket:
+        if plain and ts - ts % w.width == w.cur_bucket and w.cur[_OPEN] is not None:
             acc = w.cur
             if price > acc[_HIGH]:  # type: ignore[operator]
                 acc[_HIGH] = price
@@ -353,7 +382,7 @@ def add_trade_inplace(
             acc[_NOTIONAL] += price * size  # type: ignore[operator]
             acc[_COUNT] += 1  # type: ignore[operator]
         else:
-            candle = _place(w, trade, ts - ts % w.width, watermark, state.counters)
+            candle = _place(w, trade, ts - ts % w.width, watermark, state.counters, effect)
             if candle is not None:
                 if out is None:
                     out = []
