@@ -200,6 +200,8 @@ class Settings(BaseModel):
                     continue
                 if isinstance(value, frozenset):
                     value = ",".join(sorted(value))
+                elif isinstance(value, dict):
+                    value = ",".join(f"{k}={v}" for k, v in sorted(value.items()))
                 elif isinstance(value, bool):
                     value = "true" if value else "false"
                 env[f"{ENV_PREFIX}{word}{name.upper()}"] = str(value)

@@ -146,8 +146,9 @@ class MarketSettings(Group):
 
     seq_window: int = Field(
         4096, ge=16, le=1_000_000,
-        description="Sequence numbers remembered per (venue, symbol, kind) to detect "
-        "duplicates; older ones are rejected as seq_too_old (bounds the filter's memory).")
+        description="Sequence numbers remembered per (venue, symbol, kind): duplicates are "
+        "recognised within it, and in unique mode an older number is rejected as seq_too_old "
+        "(bounds the filter's memory).")
     seq_mode: SeqMode = Field(
         SeqMode.PACKET, description="What a venue's sequence numbers mean: unique (one per "
         "message), packet (shared by the messages of a packet; a duplicate must also repeat the "

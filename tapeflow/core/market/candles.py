@@ -49,249 +49,36 @@ the fold. It pickles, and equal inputs give equal outputs.
 
 from __future__ import annotations
 
-import heapq
-from dataclasses import dataclass
-from typing import NamedTuple
-
-from tapeflow.core.fixedpoint import div_round
-from tapeflow.core.market.conditions import PRICE_BIT, REGULAR
+from tapeflow.core.market import candle_buckets as buckets
+from tapeflow.core.market.candle_buckets import (
+    DEFAULT_CANDLE_CONFIG,
+    HOUR_US,
+    MINUTE_US,
+    SECOND_US,
+    Candle,
+    CandleConfig,
+    CandleState,
+)
+from tapeflow.core.market.conditions import REGULAR
 from tapeflow.core.market.rejections import Rejection, RejectReason, TickKind
 from tapeflow.core.models import Trade
 
-SECOND_US = 1_000_000
-MINUTE_US = 60 * SECOND_US
-HOUR_US = 60 * MINUTE_US
+# The accumulator layout and the bucket helpers, under the short names the fold's inlined
+# per-trade code reads (`tapeflow.core.market.candle_buckets` documents them).
+_OPEN_TS, _OPEN, _HIGH, _LOW = buckets.OPEN_TS, buckets.OPEN, buckets.HIGH, buckets.LOW
+_CLOSE_TS, _CLOSE, _VOLUME = buckets.CLOSE_TS, buckets.CLOSE, buckets.VOLUME
+_NOTIONAL, _COUNT = buckets.NOTIONAL, buckets.COUNT
+_NEVER, _EMPTY = buckets.NEVER, buckets.EMPTY
+_Symbol = buckets.SymbolBuckets
+_Width = buckets.Width
+_candle = buckets.candle_of
+_close = buckets.close_due
+_new_acc = buckets.new_acc
+_prune = buckets.prune
+_retain = buckets.retain
+_tie = buckets.tie
+_update = buckets.update
 
-
-class Candle(NamedTuple):
-    """One bucket of one symbol. Prices and volume scale 8, notional scale 16."""
-
-    symbol: str
-    bucket: int
-    """Start, microseconds since the epoch, UTC."""
-    width_us: int
-    open: int | None
-    """None (and high, low, close): every print of the bucket was volume-only."""
-    high: int | None
-    low: int | None
-    close: int | None
-    volume: int
-    notional: int
-    vwap: int
-    trade_count: int
-    version: int
-
-
-@dataclass(frozen=True, slots=True)
-class CandleConfig:
-    widths_us: tuple[int, ...] = (SECOND_US, MINUTE_US)
-    allowed_lateness_us: int = 5 * SECOND_US
-    retention_us: int = HOUR_US
-    idle_timeout_us: int = 5 * SECOND_US
-
-    def __post_init__(self) -> None:
-        if not self.widths_us or any(w <= 0 for w in self.widths_us):
-            raise ValueError("widths_us must be positive")
-        if len(set(self.widths_us)) != len(self.widths_us):
-            raise ValueError("widths_us must not repeat")
-        if self.allowed_lateness_us < 0 or self.retention_us < 0 or self.idle_timeout_us < 0:
-            raise ValueError("lateness, retention and idle timeout must not be negative")
-
-
-DEFAULT_CANDLE_CONFIG = CandleConfig()
-
-# Accumulator layout: a list, mutated in place (cheapest per-trade update in CPython). The open
-# and close trades are kept whole for the (seq, venue, price) tie-break; their timestamps are
-# copied out because list indexing is much cheaper than NamedTuple attribute reads.
-_OPEN_TS, _OPEN, _HIGH, _LOW, _CLOSE_TS, _CLOSE, _VOLUME, _NOTIONAL, _COUNT = range(9)
-_NOTHING = -(2**64)
-_NEVER = 2**64
-_EMPTY: tuple[Candle, ...] = ()
-_new_tuple = tuple.__new__
-
-
-class _Width:
-    """Buckets of one width for one symbol."""
-
-    __slots__ = ("cur", "cur_bucket", "emitted", "heap", "next_end", "open", "symbol", "width")
-
-    def __init__(self, symbol: str, width: int) -> None:
-        self.symbol = symbol
-        self.width = width
-        self.cur_bucket = _NOTHING
-        self.cur: list[object] = []
-        self.open: dict[int, list[object]] = {}
-        self.next_end = _NEVER
-        self.emitted: dict[int, list[object]] = {}
-        self.heap: list[int] = []
-
-    def state(self) -> tuple[object, ...]:
-        return (self.width, self.open, self.emitted, sorted(self.heap), self.next_end)
-
-
-class _Symbol:
-    __slots__ = ("arrival", "max_ts", "widths")
-
-    def __init__(self, symbol: str, widths: tuple[int, ...]) -> None:
-        self.max_ts = _NOTHING
-        self.arrival: int | None = None
-        self.widths = tuple(_Width(symbol, w) for w in widths)
-
-
-_COUNTERS = (
-    "too_late",
-    "non_positive",
-    "emitted",
-    "corrections",
-    "late_new",
-    "idle_closes",
-)
-
-
-class CandleState:
-    """Open and retained buckets per symbol, and counters.
-
-    Counters: `too_late`, `non_positive`, `emitted` (first emissions), `corrections`
-    (re-emissions), `late_new` (a late trade started a bucket that was then emitted at once),
-    `idle_closes` (buckets emitted by the wall clock).
-    """
-
-    __slots__ = ("counters", "symbols")
-
-    def __init__(self) -> None:
-        self.symbols: dict[str, _Symbol] = {}
-        # Plain dict, keys present: the fast subscript path (see tick_filter.FilterState).
-        self.counters: dict[str, int] = dict.fromkeys(_COUNTERS, 0)
-
-    def __eq__(self, other: object) -> bool:
-        if not isinstance(other, CandleState):
-            return NotImplemented
-        return self.counters == other.counters and self._content() == other._content()
-
-    __hash__ = None  # type: ignore[assignment]
-
-    def _content(self) -> dict[str, tuple[object, ...]]:
-        return {
-            s: (sym.max_ts, sym.arrival, tuple(w.state() for w in sym.widths))
-            for s, sym in self.symbols.items()
-        }
-
-
-def _candle(symbol: str, bucket: int, width: int, acc: list[object]) -> Candle:
-    first: Trade | None = acc[_OPEN]  # type: ignore[assignment]
-    last: Trade = acc[_CLOSE]  # type: ignore[assignment]
-    volume: int = acc[_VOLUME]  # type: ignore[assignment]
-    notional: int = acc[_NOTIONAL]  # type: ignore[assignment]
-    if first is None:  # only volume-only prints: no prices
-        return _new_tuple(
-            Candle,
-            (symbol, bucket, width, None, None, None, None, volume, notional,
-             div_round(notional, volume), acc[_COUNT], acc[_COUNT]),
-        )
-    # tuple.__new__ skips the NamedTuple's Python-level __new__: about 2.5x cheaper, and the
-    # 1 s width emits about one candle per trade on a thin tape.
-    return _new_tuple(
-        Candle,
-        (
-            symbol,
-            bucket,
-            width,
-            first.price,
-            acc[_HIGH],
-            acc[_LOW],
-            last.price,
-            volume,
-            notional,
-            div_round(notional, volume),
-            acc[_COUNT],
-            acc[_COUNT],  # version = trade_count (module docstring, "Versions")
-        ),
-    )
-
-
-def _tie(acc: list[object], trade: Trade) -> None:
-    """Same ts_event as the open or the close: order by (seq, venue, price)."""
-    ts = trade.ts_event
-    key = (trade.seq, trade.venue, trade.price)
-    if ts == acc[_CLOSE_TS]:
-        last: Trade = acc[_CLOSE]  # type: ignore[assignment]
-        if key >= (last.seq, last.venue, last.price):
-            acc[_CLOSE] = trade
-    if ts == acc[_OPEN_TS]:
-        first: Trade = acc[_OPEN]  # type: ignore[assignment]
-        if key < (first.seq, first.venue, first.price):
-            acc[_OPEN] = trade
-
-
-def _update(acc: list[object], trade: Trade, effect: int = REGULAR) -> None:
-    """Fold one trade into an accumulator (the slow-path twin of the inline code in
-    add_trade_inplace)."""
-    ts = trade.ts_event
-    price = trade.price
-    acc[_VOLUME] += trade.size  # type: ignore[operator]
-    acc[_NOTIONAL] += price * trade.size  # type: ignore[operator]
-    acc[_COUNT] += 1  # type: ignore[operator]
-    if not effect & PRICE_BIT:
-        return
-    if acc[_OPEN] is None:  # the bucket's first print that sets prices
-        acc[_OPEN_TS] = acc[_CLOSE_TS] = ts
-        acc[_OPEN] = acc[_CLOSE] = trade
-        acc[_HIGH] = acc[_LOW] = price
-        return
-    acc[_HIGH] = max(acc[_HIGH], price)  # type: ignore[call-overload]
-    acc[_LOW] = min(acc[_LOW], price)  # type: ignore[call-overload]
-    if ts > acc[_CLOSE_TS]:  # type: ignore[operator]
-        acc[_CLOSE_TS] = ts
-        acc[_CLOSE] = trade
-    elif ts < acc[_OPEN_TS]:  # type: ignore[operator]
-        acc[_OPEN_TS] = ts
-        acc[_OPEN] = trade
-    elif ts == acc[_CLOSE_TS] or ts == acc[_OPEN_TS]:
-        _tie(acc, trade)
-
-
-def _new_acc(trade: Trade, effect: int = REGULAR) -> list[object]:
-    _symbol, _venue, ts, _seq, price, size, _trade_id, _conditions = trade
-    if not effect & PRICE_BIT:
-        return [_NEVER, None, None, None, _NOTHING, None, size, price * size, 1]
-    return [ts, trade, price, price, ts, trade, size, price * size, 1]
-
-
-def _retain(w: _Width, bucket: int, acc: list[object]) -> None:
-    w.emitted[bucket] = acc
-    heapq.heappush(w.heap, bucket)
-
-
-def _prune(w: _Width, floor: int) -> None:
-    """Forget emitted buckets that end at or before `floor` (= watermark - retention)."""
-    heap = w.heap
-    width = w.width
-    emitted = w.emitted
-    while heap and heap[0] + width <= floor:
-        del emitted[heapq.heappop(heap)]
-
-
-def _close(w: _Width, until: int, counters: dict[str, int], key: str) -> list[Candle]:
-    """Emit every open bucket of `w` that ends at or before `until`, in bucket order."""
-    width = w.width
-    opened = w.open
-    due = [b for b in opened if b + width <= until]
-    if len(due) > 1:  # usually exactly one bucket falls due
-        due.sort()
-    out = []
-    symbol = w.symbol
-    emitted = w.emitted
-    heap = w.heap
-    for bucket in due:
-        acc = opened.pop(bucket)
-        out.append(_candle(symbol, bucket, width, acc))
-        emitted[bucket] = acc
-        heapq.heappush(heap, bucket)
-        if bucket == w.cur_bucket:
-            w.cur_bucket = _NOTHING
-    counters[key] += len(due)
-    w.next_end = min(opened) + width if opened else _NEVER
-    return out
 
 
 def _place(  # noqa: PLR0917 - the fold's slow path, called from one place
@@ -426,3 +213,17 @@ def flush_inplace(state: CandleState) -> tuple[CandleState, tuple[Candle, ...]]:
             if w.open:
                 out.extend(_close(w, _NEVER, state.counters, "emitted"))
     return state, tuple(out)
+
+
+__all__ = [
+    "DEFAULT_CANDLE_CONFIG",
+    "HOUR_US",
+    "MINUTE_US",
+    "SECOND_US",
+    "Candle",
+    "CandleConfig",
+    "CandleState",
+    "add_trade_inplace",
+    "close_idle_inplace",
+    "flush_inplace",
+]
