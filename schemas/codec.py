@@ -9,7 +9,10 @@ microseconds, which are exactly the core's representation (scale-8 int, int micr
 of building a `Decimal` and a `datetime` per field only for us to take them apart again.
 
 A frame that cannot be decoded raises `DecodeError` with a stable `reason` code; the flows turn
-it into a dead letter and carry on. Nothing here raises anything else for bad input.
+it into a dead letter and carry on. Nothing here raises anything else for bad input. A schema
+registry that cannot be asked is not bad input: the catalogue waits for it, then raises a
+`StoreError` (`schemas.catalogue`), which the flows let stop them rather than dead-letter a
+valid record.
 
 Timestamps outside `EVENT_TIME_MIN_US`..`EVENT_TIME_MAX_US` (1900-01-01 to 2299-12-31, the range
 of ClickHouse's DateTime64 and well inside Postgres's) are refused here with reason
@@ -57,6 +60,7 @@ from tapeflow.core.models import (
     Trade,
 )
 from tapeflow.errors import TapeflowError
+from tapeflow.services.retry import RetryPolicy
 from tapeflow.settings import Settings
 
 MAGIC = 0
@@ -281,7 +285,8 @@ class Codec:
     def decode(self, frame: bytes, expect: str | None = None) -> Any:
         """Decode one frame to its core record; `expect` names the record type a topic carries.
 
-        Raises `DecodeError` (never anything else) for a frame that is not a valid record.
+        Raises `DecodeError` (never anything else) for a frame that is not a valid record, and
+        a `StoreError` when the schema registry cannot say whether its schema id exists.
         """
         if frame is None or len(frame) < HEADER_LEN:
             raise DecodeError("too_short", f"{0 if frame is None else len(frame)} bytes")
@@ -349,7 +354,10 @@ def codec_for(settings: Settings, *, register: bool = False) -> Codec:
         return Codec(LocalCatalogue.load(settings.schema_registry.catalogue))
     auth = settings.schema_registry.basic_auth
     extra = {"basic.auth.user.info": auth.get_secret_value()} if auth else None
-    catalogue = RegistryCatalogue.from_url(settings.schema_registry.url, extra)
+    # A registry outage is waited out like a store outage: the sinks' schedule and deadline.
+    retry = RetryPolicy(deadline_s=settings.runtime.sink_retry_deadline_s)
+    catalogue = RegistryCatalogue.from_url(settings.schema_registry.url, extra, retry=retry,
+                                           timeout_s=settings.schema_registry.timeout_s)
     if register:
         catalogue.register_current()
     return Codec(catalogue)
