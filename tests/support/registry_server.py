@@ -99,7 +99,7 @@ class RegistryServer:
             def do_POST(self) -> None:
                 self._serve("POST")
 
-            def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+            def log_message(self, format: str, *args: Any) -> None:
                 return  # quiet: the test reads `requests`
 
         self._http = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
