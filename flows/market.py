@@ -36,6 +36,7 @@ from schemas.catalogue import (
 )
 from schemas.codec import Codec, codec_for
 from sinks.clickhouse.flow_sink import ClickHouseSink
+from sinks.dead_letters import store_dead_letters
 from sinks.kafka.flow_sink import KafkaRecordSink
 from sources.kafka.flow_source import kafka_source as sharded_kafka_source
 from tapeflow.core.market.rejections import SequenceGap
@@ -82,11 +83,14 @@ def default_sinks(settings: Settings, codec: Codec) -> MarketSinks:
     database = settings.clickhouse.database
     conf = settings.kafka_config()
     deadline = settings.runtime.sink_retry_deadline_s
+    dlq_topic = settings.topic(TOPIC_DLQ)
     return MarketSinks(
         clickhouse=ClickHouseSink(lambda: open_clickhouse(url, database), deadline_s=deadline,
                                   max_rows=settings.clickhouse.batch_rows,
-                                  max_age_s=settings.clickhouse.batch_age_s),
-        dlq=KafkaRecordSink(conf, settings.topic(TOPIC_DLQ), lambda kl: codec.encode(kl.letter),
+                                  max_age_s=settings.clickhouse.batch_age_s,
+                                  dead_letters=store_dead_letters(
+                                      conf, dlq_topic, codec.encode, "clickhouse", deadline)),
+        dlq=KafkaRecordSink(conf, dlq_topic, lambda kl: codec.encode(kl.letter),
                             key=lambda kl: kl.key or None, deadline_s=deadline),
         marks=KafkaRecordSink(conf, settings.topic(TOPIC_MARKS), lambda m: codec.encode(m.trade),
                               key=lambda m: m.symbol, deadline_s=deadline),
