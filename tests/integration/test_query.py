@@ -19,7 +19,6 @@ test_trading_flow.py. What it proves:
 
 from __future__ import annotations
 
-import json
 import uuid
 from collections import Counter
 from collections.abc import Iterator
@@ -339,41 +338,6 @@ def test_metacharacter_symbol_round_trips_and_drops_nothing(filled: Filled,
     assert after == {**before, "trades": before["trades"] + len(trades),
                      "candles_1m": before["candles_1m"] + 4,
                      "candles_1s": before["candles_1s"] + len(trades)}
-
-
-def test_symbols_that_look_like_markup_or_commands_are_shown_as_data(filled: Filled,
-                                                                     tmp_path: Path) -> None:
-    """Issue 14: a symbol `[/]` in the store made every `query` whose table held it crash
-    (rich read it as a closing tag), an escape sequence reached the terminal, and CSV carried
-    spreadsheet formulas. Now the table shows them as text, escaped, and CSV neutralises
-    formulas; the data itself is unchanged in JSON."""
-    settings = filled.settings
-    client = open_clickhouse(settings.clickhouse_url(), settings.clickhouse.database)
-    base = SPEC.start_us + 7_200 * 1_000_000
-    symbols = ["[/]", "[bold]B[/bold]", "T\x1b]0;owned\x07\x1b[2J", "=HYPERLINK(\"http://x\")"]
-    trades = [Trade(sym, "XNAS", base + i * 1_000_000, 1, ONE, ONE, None, ())
-              for i, sym in enumerate(symbols)]
-    built, _ = build_candles(trades)
-    writer = ClickHouseWriter(client)
-    writer.add_records([*trades, *final_candles(built)])
-    writer.flush()
-
-    start, end = _iso(base), _iso(base + 60_000_000)
-    table = _cli(filled, "query", "vwap", "--start", start, "--end", end)  # every symbol
-    assert table.exit_code == 0, table.output
-    for shown in ("[/]", "[bold]B[/bold]", "T\\x1b]0;owned\\x07\\x1b[2J", "=HYPERLINK"):
-        assert shown in table.stdout, shown
-    assert "\x1b" not in table.stdout and "\x07" not in table.stdout
-    one = _cli(filled, "query", "candles", "[/]", "--interval", "1s")
-    assert one.exit_code == 0 and "[/] 1s candles" in one.stdout, one.output
-
-    out = tmp_path / "v.csv"
-    assert _cli(filled, "query", "vwap", "--start", start, "--end", end, "-f", "csv", "-o",
-                str(out)).exit_code == 0
-    cells = pl.read_csv(out, schema_overrides={"symbol": pl.String})["symbol"].to_list()
-    assert "'=HYPERLINK(\"http://x\")" in cells and "[/]" in cells
-    as_json = _cli(filled, "query", "vwap", "--start", start, "--end", end, "-f", "json")
-    assert sorted(r["symbol"] for r in json.loads(as_json.stdout)) == sorted(symbols)
 
 
 @pytest.mark.parametrize(("args", "message"), [
