@@ -3,8 +3,8 @@
 Table-driven over values a feed or an OMS can send: rich markup (`[/]` crashed `query` for
 everyone: a closing tag with nothing to close), terminal escape sequences (an OSC retitles the
 terminal, `ESC[2J` clears it), C1 controls, carriage returns, bidirectional overrides, and
-spreadsheet formulas in CSV. Through the real store and command line: tests/integration/
-test_query.py (`test_symbols_that_look_like_markup_or_commands_are_shown_as_data`).
+spreadsheet formulas in CSV. Through the real store and command line:
+tests/integration/test_query_hostile_symbols.py.
 """
 
 from __future__ import annotations
