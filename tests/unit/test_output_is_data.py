@@ -10,6 +10,7 @@ tests/integration/test_query_hostile_symbols.py.
 from __future__ import annotations
 
 import io
+import logging
 from decimal import Decimal
 
 import polars as pl
@@ -93,3 +94,14 @@ def test_error_lines_and_reports_never_carry_controls() -> None:
     assert one_line(UserError("no candles for 'A\x1b]0;x\x07' in range\nsecond line")) == \
         "no candles for 'A\\x1b]0;x\\x07' in range"
     assert terminal_lines("break A\x1b[2J\nbreak B\r") == "break A\\x1b[2J\nbreak B\\x0d"
+
+
+def test_text_log_lines_show_controls_as_escapes() -> None:
+    from tapeflow.cli.logs import TEXT_FORMAT, TextFormatter
+
+    record = logging.LogRecord("tapeflow.flows.trading", logging.WARNING, __file__, 1,
+                               "execution %s for order %s not applied", ("E\x1b[2J", "O\r1"),
+                               None)
+    line = TextFormatter(TEXT_FORMAT).format(record)
+    assert line.endswith("execution E\\x1b[2J for order O\\x0d1 not applied")
+    assert "\x1b" not in line and "\r" not in line
