@@ -188,17 +188,16 @@ def replayed_ids(settings: Settings) -> set[str]:
                        "applies the migration that adds it)") from None
 
 
-def record_replayed(settings: Settings, done: Iterable[StoredLetter]) -> int:
-    """Add letters to the ledger (first wins); returns how many rows were new."""
+def record_replayed(settings: Settings, done: Iterable[StoredLetter]) -> None:
+    """Add letters to the ledger (first wins: a letter recorded before keeps its row)."""
     rows = [{"letter_id": identity(s), "reason": s.letter.reason, "source": s.letter.topic,
              "target": target(s) or "", "dlq_partition": s.partition, "dlq_offset": s.offset}
             for s in done]
     if not rows:
-        return 0
+        return
     with connect_postgres(_dsn(settings), settings.postgres.schema) as conn, \
             conn.transaction(), conn.cursor() as cur:
         cur.executemany(statement("insert_dlq_replay"), rows)
-        return max(cur.rowcount, 0)
 
 
 @dataclass

@@ -24,6 +24,7 @@ from schemas.codec import Codec
 from sinks.clickhouse.rows import TABLE_COLUMNS as MARKET_COLUMNS
 from sinks.clickhouse.trading_rows import TABLE_COLUMNS as TRADING_COLUMNS
 from sinks.clickhouse.writer import ClickHouseWriteError, ClickHouseWriter
+from sinks.dead_letters import STORES
 from sinks.kafka.producer import KafkaWriter
 from sinks.postgres.writer import PostgresWriteError, PostgresWriter
 from sources.kafka.dlq_reader import StoredLetter
@@ -43,14 +44,19 @@ def replay(settings: Settings, selection: Selection, *, dry_run: bool = False,
         for stored in todo:
             report.sent[target(stored) or ""] += 1
         return report
-    to_topics = [s for s in todo if target(s) not in ("postgres", "clickhouse")]
-    to_stores = [s for s in todo if target(s) in ("postgres", "clickhouse")]
-    done = _to_topics(settings, to_topics)
-    done += _to_stores(settings, to_stores, report)
+    to_topics = [s for s in todo if target(s) not in STORES]
+    to_stores = [s for s in todo if target(s) in STORES]
+    # Each part is recorded as soon as it is done: a store that fails the second part does not
+    # leave the first part's letters to be sent again.
+    _recorded(settings, _to_topics(settings, to_topics), report)
+    _recorded(settings, _to_stores(settings, to_stores, report), report)
+    return report
+
+
+def _recorded(settings: Settings, done: list[StoredLetter], report: ReplayReport) -> None:
+    record_replayed(settings, done)
     for stored in done:
         report.sent[target(stored) or ""] += 1
-    record_replayed(settings, done)
-    return report
 
 
 def _to_topics(settings: Settings, letters: list[StoredLetter]) -> list[StoredLetter]:

@@ -149,7 +149,11 @@ class StoreDeadLetters:
     def refused(self, rows: Rows, detail: str) -> None:
         log.error("%s refused %d row(s), sent to %s (tapeflow dlq list): %s", self.store,
                   len(rows), self._topic, detail)
-        self._send(STORE_REFUSED, detail, rows_to_json(self.store, rows))
+        try:
+            raw = rows_to_json(self.store, rows)
+        except (TypeError, ValueError) as exc:  # never raise here: the flow must go on
+            raw, detail = b"", f"{detail}; the rows could not be kept: {exc}"
+        self._send(STORE_REFUSED, detail, raw)
 
     def unstorable(self, detail: str) -> None:
         log.error("not stored in %s, sent to %s (tapeflow dlq list): %s", self.store,
