@@ -140,7 +140,10 @@ class WriterPartition(StatefulSinkPartition[Any, None]):
             self.refused += 1
             self._dead_letters.refused(rows, f"{self._store} refused {_tables(rows)}: "
                                              f"{_cause(exc)}; record: {_describe(record)}")
-        self._dead_letters.flush()
+        try:
+            self._dead_letters.flush()
+        except Exception as exc:  # the letters are not durable: no snapshot may cover them
+            self._stops(exc)
         log.warning("%s refused %d of %d record(s) of a batch: dead letters; the other %d are "
                     "written", self._store, len(refused), len(pending),
                     len(pending) - len(refused))
