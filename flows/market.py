@@ -36,6 +36,7 @@ from schemas.catalogue import (
 )
 from schemas.codec import Codec, codec_for
 from sinks.clickhouse.flow_sink import ClickHouseSink, clickhouse_market_mapper
+from sinks.dead_letters import store_dead_letters
 from sinks.kafka.flow_sink import KafkaRecordSink
 from sinks.versions import candle_version_base
 from sources.kafka.flow_source import kafka_source as sharded_kafka_source
@@ -86,11 +87,14 @@ def default_sinks(settings: Settings, codec: Codec) -> MarketSinks:
     # This process's candles replace every earlier writer's, even with fewer trades (a replay
     # after a crash, a restart with a tighter filter): `sinks.versions.candle_version_base`.
     mapper = clickhouse_market_mapper(candle_version_base())
+    dlq_topic = settings.topic(TOPIC_DLQ)
     return MarketSinks(
         clickhouse=ClickHouseSink(lambda: open_clickhouse(url, database), deadline_s=deadline,
                                   max_rows=settings.clickhouse.batch_rows,
-                                  max_age_s=settings.clickhouse.batch_age_s, mapper=mapper),
-        dlq=KafkaRecordSink(conf, settings.topic(TOPIC_DLQ), lambda kl: codec.encode(kl.letter),
+                                  max_age_s=settings.clickhouse.batch_age_s, mapper=mapper,
+                                  dead_letters=store_dead_letters(
+                                      conf, dlq_topic, codec.encode, "clickhouse", deadline)),
+        dlq=KafkaRecordSink(conf, dlq_topic, lambda kl: codec.encode(kl.letter),
                             key=lambda kl: kl.key or None, deadline_s=deadline),
         marks=KafkaRecordSink(conf, settings.topic(TOPIC_MARKS), lambda m: codec.encode(m.trade),
                               key=lambda m: m.symbol, deadline_s=deadline),

@@ -50,6 +50,7 @@ from schemas.catalogue import TOPIC_ALERTS, TOPIC_DLQ, TOPIC_EXECUTIONS, TOPIC_M
 from schemas.codec import Codec, codec_for
 from sinks.clickhouse.flow_sink import ClickHouseSink, clickhouse_trading_mapper
 from sinks.clickhouse.trading_rows import TABLE_COLUMNS as TRADING_COLUMNS
+from sinks.dead_letters import store_dead_letters
 from sinks.kafka.flow_sink import DedupKafkaRecordSink, KafkaRecordSink
 from sinks.postgres.flow_sink import PostgresSink
 from sinks.postgres.writer import PostgresWriter
@@ -156,18 +157,23 @@ def default_sinks(settings: Settings, codec: Codec) -> TradingSinks:
         return alert.alert_id
 
     deadline = settings.runtime.sink_retry_deadline_s  # a store outage shorter than this only waits
+    dlq_topic = settings.topic(TOPIC_DLQ)
     return TradingSinks(
         postgres=PostgresSink(lambda: PostgresWriter.from_dsn(dsn, schema, deadline_s=deadline),
-                              version_base=base),
+                              version_base=base,
+                              dead_letters=store_dead_letters(conf, dlq_topic, codec.encode,
+                                                              "postgres", deadline)),
         clickhouse=ClickHouseSink(lambda: open_clickhouse(url, database), deadline_s=deadline,
                                   mapper=clickhouse_trading_mapper(base),
-                                  columns=TRADING_COLUMNS),
+                                  columns=TRADING_COLUMNS,
+                                  dead_letters=store_dead_letters(conf, dlq_topic, codec.encode,
+                                                                  "clickhouse", deadline)),
         alerts=DedupKafkaRecordSink(
             conf, alerts_topic, encode=codec.encode,
             key=lambda alert: alert.account_id, identity=lambda alert: alert.alert_id,
             recent=lambda n: recent_identities(conf, alerts_topic, alert_id_of, n),
             deadline_s=deadline),
-        dlq=KafkaRecordSink(conf, settings.topic(TOPIC_DLQ), lambda kl: codec.encode(kl.letter),
+        dlq=KafkaRecordSink(conf, dlq_topic, lambda kl: codec.encode(kl.letter),
                             key=lambda kl: kl.key or None, deadline_s=deadline),
     )
 

@@ -55,6 +55,7 @@ from sources.files.ticks import (
     BackfillInputError,
     InputFile,
     Window,
+    collect,
     count_rows,
     normalise,
     open_inputs,
@@ -152,7 +153,7 @@ def _bucket_frame(files: Sequence[InputFile], window: Window, bucket: int,
         lf = scan(file, window)
         if buckets > 1:
             lf = lf.filter(pl.col("symbol").hash(seed=0) % buckets == bucket)
-        frame = lf.collect(engine="streaming")
+        frame = collect(lf, file)
         if frame.height:
             frames.append(normalise(frame, file).with_columns(pl.lit(number).alias("_file")))
     if not frames:

@@ -92,7 +92,9 @@ def draw(frame: pl.DataFrame, symbol: str, interval: str, width_us: int) -> Figu
     price.add_collection(LineCollection(wicks, colors="#555555", linewidths=0.8, zorder=0))
     price.autoscale_view()
     volume.autoscale_view()
-    price.set_title(f"{symbol}  {interval} candles (UTC)")
+    # The symbol is data: matplotlib would read "$...$" in it as mathtext (and fail on bad
+    # mathtext), so the title is drawn as plain text.
+    price.set_title(f"{symbol}  {interval} candles (UTC)", parse_math=False)
     price.set_ylabel("price")
     volume.set_ylabel("volume")
     locator = mdates.AutoDateLocator()  # patches alone do not tell the axis it holds dates

@@ -122,3 +122,11 @@ ORDER BY account_id, symbol;
 SELECT symbol, tick_size, lot_size, session_open, session_close, price_band_pct
 FROM instruments
 ORDER BY symbol;
+
+-- name: insert_dlq_replay
+INSERT INTO dlq_replays (letter_id, reason, source, target, dlq_partition, dlq_offset)
+VALUES (%(letter_id)s, %(reason)s, %(source)s, %(target)s, %(dlq_partition)s, %(dlq_offset)s)
+ON CONFLICT (letter_id) DO NOTHING;
+
+-- name: select_dlq_replays
+SELECT letter_id FROM dlq_replays;

@@ -14,6 +14,7 @@ from bytewax.outputs import FixedPartitionedSink
 from sinks.clickhouse.rows import TABLE_COLUMNS, RowRangeError, to_row
 from sinks.clickhouse.trading_rows import to_row as trading_to_row
 from sinks.clickhouse.writer import ClickHouseWriteError, ClickHouseWriter
+from sinks.dead_letters import DeadLetterOutput
 from sinks.partition import WriterPartition
 from tapeflow.core.market.candles import Candle
 from tapeflow.core.trading.shard_step import PnlSnapshot
@@ -49,14 +50,17 @@ class ClickHouseSink(FixedPartitionedSink[Any, None]):
     the worker that writes. One partition: the embedded chDB allows one writer process anyway, and a
     server takes batches from one writer per flow process easily (docs/stores.md: 100-200k rows/s).
     `deadline_s`: how long a failing insert is retried (`sinks.batching.BatchPolicy`; None: the
-    writer's attempts).
+    writer's attempts); `dead_letters` builds where records ClickHouse refuses go
+    (`sinks.dead_letters.store_dead_letters`).
     """
 
     def __init__(self, client_factory: Callable[[], Any], *, max_rows: int = 20_000,
                  max_age_s: float = 1.0, deadline_s: float | None = None,
                  mapper: Callable[[Any], tuple[str, Any]] = to_row,
-                 columns: Mapping[str, Sequence[str]] = TABLE_COLUMNS) -> None:
+                 columns: Mapping[str, Sequence[str]] = TABLE_COLUMNS,
+                 dead_letters: Callable[[], DeadLetterOutput] | None = None) -> None:
         self._client_factory = client_factory
+        self._dead_letters = dead_letters
         self._max_rows = max_rows
         self._max_age_s = max_age_s
         self._deadline_s = deadline_s
@@ -74,4 +78,5 @@ class ClickHouseSink(FixedPartitionedSink[Any, None]):
         mapper = self._mapper
         return WriterPartition(writer, lambda record: (mapper(record),), store="ClickHouse",
                                unmappable=(RowRangeError, TypeError, ValueError),
-                               write_error=ClickHouseWriteError)
+                               write_error=ClickHouseWriteError,
+                               dead_letters=self._dead_letters() if self._dead_letters else None)

@@ -10,11 +10,12 @@ from __future__ import annotations
 import logging
 from collections import deque
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import Any, NoReturn, Protocol
 
 from bytewax.outputs import FixedPartitionedSink, StatefulSinkPartition
 
 from sinks.kafka.producer import DeliveryError, KafkaWriter
+from tapeflow.errors import StoreError
 
 log = logging.getLogger("tapeflow.sinks.kafka")
 
@@ -34,6 +35,8 @@ class _KafkaPartition(StatefulSinkPartition[Any, None]):
             try:
                 value = self._encode(record)
                 key = self._key(record)
+            except StoreError as exc:  # the schema registry: not the record's fault
+                stop_on_registry(self._topic, self, exc)
             except Exception as exc:
                 self.skipped += 1
                 log.error("not written to %s: %s: %r", self._topic, exc, record)
@@ -65,6 +68,15 @@ def checkpoint_flush(writer: KafkaWriter, topic: str, partition: _Stoppable) -> 
         log.error("Kafka write to %s failed, the flow stops (a restart with recovery "
                   "replays): %s", topic, exc)
         raise
+
+
+def stop_on_registry(topic: str, partition: _Stoppable, exc: StoreError) -> NoReturn:
+    """A record could not be encoded because the schema registry never answered or refused
+    us: skipping it would lose a valid record, so the flow stops (one line, then the raise)."""
+    partition.stopped = True
+    log.error("Kafka write to %s failed, the flow stops (a restart with recovery replays): "
+              "%s", topic, exc)
+    raise exc
 
 
 class KafkaRecordSink(FixedPartitionedSink[Any, None]):
@@ -122,6 +134,8 @@ class _DedupKafkaPartition(StatefulSinkPartition[Any, None]):
                     continue
                 value = self._encode(record)
                 key = self._key(record)
+            except StoreError as exc:  # the schema registry: not the record's fault
+                stop_on_registry(self._topic, self, exc)
             except Exception as exc:
                 self.skipped += 1
                 log.error("not written to %s: %s: %r", self._topic, exc, record)

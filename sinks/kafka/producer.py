@@ -64,15 +64,18 @@ class KafkaWriter:
             self.failures.append(str(err))
 
     def send(self, topic: str, value: bytes, key: bytes | str | None = None,
-             partition: int | None = None) -> None:
-        """Queue one record; waits for room when the local queue is full."""
+             partition: int | None = None, timestamp_ms: int | None = None) -> None:
+        """Queue one record; waits for room when the local queue is full. `timestamp_ms`: the
+        record's Kafka timestamp (default: now)."""
+        extra: dict[str, Any] = {}
+        if partition is not None:
+            extra["partition"] = partition
+        if timestamp_ms is not None:
+            extra["timestamp"] = timestamp_ms
         while True:
             try:
-                if partition is None:
-                    self._producer.produce(topic, value, key, on_delivery=self._on_delivery)
-                else:
-                    self._producer.produce(topic, value, key, partition=partition,
-                                           on_delivery=self._on_delivery)
+                self._producer.produce(topic, value, key, on_delivery=self._on_delivery,
+                                       **extra)
                 break
             except BufferError:
                 self._producer.poll(0.05)

@@ -3,10 +3,10 @@
 Same contract as `sinks.partition` (read that docstring): `FixedPartitionedSink`s with one
 partition, flushed at every epoch's `snapshot()` so a recovery snapshot never covers output
 that only lived in memory; between checkpoints the writers' own size and age bounds apply.
-A record that cannot be mapped is logged and skipped (never raised: one exception kills the
-dataflow); a failing write blocks while the writer retries, and an error that outlasts the
-retries stops the flow (`sinks.partition`, docs/faults.md), so it never snapshots offsets
-for output that was not written.
+A record that cannot be mapped, or whose rows Postgres refuses for good, is a dead letter
+(never raised: one exception kills the dataflow); a failing write blocks while the writer
+retries, and an error that outlasts the retries stops the flow (`sinks.partition`,
+docs/faults.md), so it never snapshots offsets for output that was not written.
 
 Idempotence is the stores': Postgres upserts guarded by a monotonic version, first-wins
 inserts for `execution_log` and `alerts` (docs/postgres-sink.md); ClickHouse
@@ -21,6 +21,7 @@ from typing import Any
 
 from bytewax.outputs import FixedPartitionedSink
 
+from sinks.dead_letters import DeadLetterOutput
 from sinks.partition import WriterPartition
 from sinks.postgres.rows import PgRangeError, trading_rows
 from sinks.postgres.writer import PostgresWriteError, PostgresWriter
@@ -50,12 +51,15 @@ class PostgresSink(FixedPartitionedSink[Any, None]):
     """`ExecutionResult` and `StateChange` items into orders, positions, accounts,
     execution_log and alerts. `writer_factory` builds a `PostgresWriter` on the worker that
     writes (`lambda: PostgresWriter.from_dsn(dsn, schema)`); `version_base` is added to the
-    versions of positions and accounts (`restart_version_base`)."""
+    versions of positions and accounts (`restart_version_base`); `dead_letters` builds where
+    records Postgres refuses go (`sinks.dead_letters.store_dead_letters`)."""
 
     def __init__(self, writer_factory: Callable[[], PostgresWriter],
-                 version_base: int = 0) -> None:
+                 version_base: int = 0,
+                 dead_letters: Callable[[], DeadLetterOutput] | None = None) -> None:
         self._writer_factory = writer_factory
         self._version_base = version_base
+        self._dead_letters = dead_letters
 
     def list_parts(self) -> list[str]:
         return ["postgres"]
@@ -66,4 +70,5 @@ class PostgresSink(FixedPartitionedSink[Any, None]):
         return WriterPartition(self._writer_factory(),
                                lambda item: _postgres_rows(item, base), store="Postgres",
                                unmappable=(PgRangeError, TypeError, ValueError),
-                               write_error=PostgresWriteError)
+                               write_error=PostgresWriteError,
+                               dead_letters=self._dead_letters() if self._dead_letters else None)

@@ -65,15 +65,30 @@ RETRYABLE_SQLSTATES = frozenset({"40001", "40P01"})
 
 
 class PostgresWriteError(StoreError, RuntimeError):
-    """A batch could not be written. Its rows are still buffered in the writer."""
+    """A batch could not be written. Its rows are still buffered in the writer.
+
+    `refused_value`: Postgres (or psycopg, before sending) refused some row's values, so the
+    batch without that row would go in (`refuses_value`)."""
 
     def __init__(self, message: str, *, rows: int, attempts: int, transient: bool,
-                 sqlstate: str | None) -> None:
+                 sqlstate: str | None, refused_value: bool = False) -> None:
         super().__init__(message)
         self.rows = rows
         self.attempts = attempts
         self.transient = transient
         self.sqlstate = sqlstate
+        self.refused_value = refused_value
+
+
+def refuses_value(exc: BaseException | None) -> bool:
+    """Whether a write failed on the values of some row: a data exception (SQLSTATE class 22:
+    a NUL in text, a value out of range, a bad encoding; psycopg raises it before sending for
+    a NUL), an integrity constraint (class 23: a CHECK an operator added, NOT NULL), a value
+    too large for an index row (54000), or text Python cannot encode (a lone surrogate)."""
+    if isinstance(exc, psycopg.DataError | psycopg.IntegrityError | UnicodeError):
+        return True
+    sqlstate = getattr(exc, "sqlstate", None) or ""
+    return sqlstate[:2] in ("22", "23") or sqlstate == "54000"
 
 
 def is_transient(exc: BaseException) -> bool:
@@ -128,6 +143,11 @@ class PostgresWriter(BatchWriter):
 
     def add(self, table: str, row: Row, now: float | None = None) -> int:
         """Buffer one row; flush when a bound is reached. Returns the rows written by this call."""
+        self.buffer(table, row, now)
+        return self.flush_if_due(now)
+
+    def buffer(self, table: str, row: Row, now: float | None = None) -> None:
+        """Buffer one row without flushing, whatever the bounds (a sink isolating a row)."""
         buffer = self._buffers.get(table)
         if buffer is None:
             known = ", ".join(TABLE_COLUMNS)
@@ -137,7 +157,12 @@ class PostgresWriter(BatchWriter):
         if held is None or (table in VERSIONED_TABLES and row["version"] > held["version"]):
             buffer[key] = row
         self._started(now)
-        return self.flush_if_due(now)
+
+    def discard(self) -> None:
+        """Drop every buffered row unwritten (a sink re-adds the ones it still wants)."""
+        for rows in self._buffers.values():
+            rows.clear()
+        self._flushed()
 
     def add_many(self, rows: Iterable[tuple[str, Row]], now: float | None = None) -> int:
         """Buffer (table, row) pairs in order; returns the rows written meanwhile."""
@@ -169,6 +194,7 @@ class PostgresWriter(BatchWriter):
                 f"{_describe(failure.error)}",
                 rows=count, attempts=failure.attempts, transient=failure.transient,
                 sqlstate=_sqlstate(failure.error),
+                refused_value=not failure.transient and refuses_value(failure.error),
             ) from failure.error
         for table, rows in batch.items():
             self._buffers[table].clear()

@@ -10,6 +10,7 @@ import typer
 
 from tapeflow.cli.app import app, settings_of
 from tapeflow.cli.options import Follow, Symbols
+from tapeflow.text import terminal_safe
 
 
 @app.command("alerts")
@@ -76,13 +77,14 @@ def alerts(
             f"--account {', '.join(sorted(refused))}: not among the accounts this subscriber "
             "may read (TAPEFLOW_ACCESS_ALERTS_ALLOWED_ACCOUNTS)")
     out = sys.stdout
+    shown = terminal_safe if out.isatty() else str  # JSON for programs; no escapes obeyed
     subscription = subscribe_alerts(settings, wanted, group=group, start=position, follow=follow,
                                     warn=lambda line: typer.echo(line, err=True))
     printed = True
     try:
         for alert in subscription:
             printed = False
-            out.write(alert_json(alert) + "\n")
+            out.write(shown(alert_json(alert)) + "\n")
             out.flush()  # written before the next iteration commits its position
             printed = True
     except KeyboardInterrupt:

@@ -26,6 +26,7 @@ from typer.core import TyperGroup
 from tapeflow import __version__
 from tapeflow.errors import StoreError, UserError
 from tapeflow.settings import Settings
+from tapeflow.text import terminal_safe
 
 EXIT_ERROR = 2
 """Exit code of an error: a usage error (click's own), a user error, a store error."""
@@ -47,7 +48,8 @@ def one_line(exc: BaseException) -> str:
             name = f"{group}_{where}" if group and group != "runtime" else where
             return f"invalid setting {name}: {first.get('msg', '')}"
     text = str(exc).strip() or type(exc).__name__
-    return text.splitlines()[0]
+    # A message may quote data (a symbol, a file's value): shown, never obeyed.
+    return terminal_safe(text.splitlines()[0])
 
 
 def debug_enabled(ctx: typer.Context | None = None) -> bool:

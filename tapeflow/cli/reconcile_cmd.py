@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from tapeflow.cli.app import app, settings_of
+from tapeflow.text import terminal_lines
 
 
 @app.command("reconcile")
@@ -39,5 +40,5 @@ def reconcile(
     settings = resolve(settings_of(ctx), kafka=False)
     report = run_reconcile(settings, when, raise_alerts=alerts)
     for line in report.lines():
-        typer.echo(line)
+        typer.echo(terminal_lines(line))
     raise typer.Exit(1 if report.breaks else 0)

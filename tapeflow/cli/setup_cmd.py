@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from tapeflow.cli.app import app, settings_of
+from tapeflow.text import terminal_lines
 
 
 @app.command()
@@ -33,7 +34,7 @@ def init(
     assert dsn is not None  # resolve() started the embedded server when none was configured
     report = run_init(settings, dsn, kafka=kafka)
     for line in report.lines():
-        typer.echo(line)
+        typer.echo(terminal_lines(line))
 
 
 @app.command()
@@ -68,7 +69,7 @@ def generate(
     request = MarketRequest(seed=seed, symbols=symbols, accounts=accounts, minutes=minutes,
                             fault_rate=fault_rate)
     for line in run_generate(settings, request, out=output, kafka=kafka).lines():
-        typer.echo(line)
+        typer.echo(terminal_lines(line))
 
 
 @app.command()
@@ -87,4 +88,4 @@ def demo(
     from tapeflow.cli.demo import run_demo
 
     for line in run_demo(settings_of(ctx), minutes=minutes, seed=seed):
-        typer.echo(line)
+        typer.echo(terminal_lines(line))

@@ -188,8 +188,8 @@ class Settings(BaseModel):
 
     def environment(self) -> dict[str, str]:
         """Every knob that is not a secret as `TAPEFLOW_*` variables: what a child process
-        needs to build the same settings (secrets it reads where this process read them, from
-        the same variables, `*_FILE` files or secrets directory)."""
+        needs to build the same settings, with `secret_environment` (which a caller hands
+        over as `*_FILE` files: `tapeflow.runtime.cluster.child_environment`)."""
         env = {f"{ENV_PREFIX}HOME": str(self.home)}
         for attr, cls in GROUPS.items():
             group = getattr(self, attr)
@@ -205,4 +205,17 @@ class Settings(BaseModel):
                 elif isinstance(value, bool):
                     value = "true" if value else "false"
                 env[f"{ENV_PREFIX}{word}{name.upper()}"] = str(value)
+        return env
+
+    def secret_environment(self) -> dict[str, str]:
+        """Every secret knob that is set, unwrapped, by its `TAPEFLOW_*` variable: for a child
+        process only, never for a log (the caller passes them as files, not as values)."""
+        env: dict[str, str] = {}
+        for attr, cls in GROUPS.items():
+            group = getattr(self, attr)
+            word = f"{cls.group.upper()}_" if cls.group else ""
+            for name, field in cls.model_fields.items():
+                value = getattr(group, name)
+                if value is not None and is_secret(field):
+                    env[f"{ENV_PREFIX}{word}{name.upper()}"] = value.get_secret_value()
         return env

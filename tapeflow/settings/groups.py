@@ -97,6 +97,10 @@ class SchemaRegistrySettings(Group):
     catalogue: Path | None = Field(
         None, description="catalogue.json of the local catalogue when there is no registry "
         "(unset: the repository's schemas/catalogue.json); docs/schema-evolution.md.")
+    timeout_s: float = Field(
+        10.0, gt=0, description="How long one registry request may take; one that gets no "
+        "answer is retried like a store write, until `TAPEFLOW_SINK_RETRY_DEADLINE_S` "
+        "(docs/bad-input.md).")
 
 
 class ClickHouseSettings(Group):

@@ -1,9 +1,11 @@
 """The Bytewax sink partition over a batching writer (sinks/partition.py `WriterPartition`):
-what it does with a writer's errors. Table-driven over the three outcomes that matter for
-delivery: a transient error that outlasted the retries stops the flow at once; an error no retry
-can fix keeps the rows and stops the flow at the checkpoint; after a stop, `close` (called by
-Bytewax while unwinding) writes nothing and raises nothing, since a second raise there hung the
-process."""
+what it does with a writer's errors. Table-driven over the outcomes that matter for delivery: a
+transient error that outlasted the retries stops the flow at once; an error no retry can fix
+keeps the rows and stops the flow at the checkpoint; a value the store refuses is isolated (the
+other records written, the refused ones dead letters, the flow going on); after a stop, `close`
+(called by Bytewax while unwinding) writes nothing and raises nothing, since a second raise there
+hung the process. The same isolation through the real Postgres and chDB is in
+tests/integration/test_poison_rows.py."""
 
 from __future__ import annotations
 
@@ -21,30 +23,45 @@ QUIET.setLevel(logging.CRITICAL)  # "connection refused" is the point, not news
 
 
 class WriteError(RuntimeError):
-    def __init__(self, message: str, *, transient: bool) -> None:
+    def __init__(self, message: str, *, transient: bool, refused_value: bool = False) -> None:
         super().__init__(message)
         self.transient = transient
+        self.refused_value = refused_value
 
 
 class FailingWriter:
-    """Holds rows; every flush fails with `error` while it is set."""
+    """Holds rows; every flush fails with `error` while it is set, and a flush holding a row
+    in `poison` fails as a store refusing a value does (all or nothing, like a transaction)."""
 
-    def __init__(self, error: WriteError | None) -> None:
+    def __init__(self, error: WriteError | None, *, due_every: int = 1,
+                 poison: frozenset[Any] = frozenset()) -> None:
         self.error = error
+        self.due_every = due_every
+        self.poison = poison
         self.rows: list[Any] = []
         self.written: list[Any] = []
+        self.flushes = 0
         self.closed = 0
 
-    def add(self, table: str, row: Any) -> int:
+    def buffer(self, table: str, row: Any) -> None:
         self.rows.append((table, row))
-        return self.flush_if_due()
+
+    def discard(self) -> None:
+        self.rows = []
 
     def flush_if_due(self) -> int:
-        return self.flush()
+        return self.flush() if len(self.rows) >= self.due_every else 0
 
     def flush(self) -> int:
+        if not self.rows:
+            return 0
+        self.flushes += 1
         if self.error is not None:
             raise self.error
+        bad = [row for _, row in self.rows if row in self.poison]
+        if bad:
+            raise WriteError(f"value {bad[0]!r} refused", transient=False,
+                             refused_value=True) from ValueError(f"NUL in {bad[0]!r}")
         count = len(self.rows)
         self.written += self.rows
         self.rows = []
@@ -55,9 +72,42 @@ class FailingWriter:
         self.flush()
 
 
-def _partition(writer: FailingWriter) -> WriterPartition:
-    return WriterPartition(writer, lambda record: [("t", record)], store="Store",
-                           unmappable=(TypeError,), write_error=WriteError)
+class Letters:
+    """A dead-letter output that remembers what it was given and whether it was flushed."""
+
+    def __init__(self) -> None:
+        self.refused: list[tuple[list[Any], str]] = []
+        self.unstorable: list[str] = []
+        self.flushed = 0
+        """How many letters were durable at the last flush."""
+
+    def refused_rows(self, rows: Any, detail: str) -> None:
+        self.refused.append((list(rows), detail))
+
+    def unstorable_record(self, detail: str) -> None:
+        self.unstorable.append(detail)
+
+    def flush(self) -> None:
+        self.flushed = len(self.refused) + len(self.unstorable)  # letters made durable
+
+
+class LettersOutput:
+    def __init__(self, letters: Letters) -> None:
+        self.refused = letters.refused_rows
+        self.unstorable = letters.unstorable_record
+        self.flush = letters.flush
+
+
+def _rows(record: Any) -> list[tuple[str, Any]]:
+    if record == "unmappable":
+        raise TypeError("9e99 does not fit NUMERIC(18, 8)")
+    return [("t", record)]
+
+
+def _partition(writer: FailingWriter, letters: Letters | None = None) -> WriterPartition:
+    return WriterPartition(writer, _rows, store="Store", unmappable=(TypeError,),
+                           write_error=WriteError,
+                           dead_letters=LettersOutput(letters) if letters else None)
 
 
 def test_a_transient_error_after_the_retries_stops_the_flow_at_once(
@@ -113,3 +163,73 @@ def test_a_kafka_sink_whose_broker_never_answers_stops_at_the_deadline(
         part.snapshot()
     assert "Kafka write to t.alerts failed, the flow stops" in caplog.text
     part.close()  # returns at once, raises nothing
+
+
+@pytest.mark.parametrize(("records", "poison", "due_every"), [
+    (list(range(1, 17)), {5}, 100),  # refused at the checkpoint's flush
+    (list(range(1, 17)), {1, 16}, 100),
+    (list(range(1, 33)), {3, 4, 5, 30}, 8),  # refused at flushes between checkpoints
+    (list(range(1, 9)), set(range(1, 9)), 100),  # everything refused
+    ([7], {7}, 1),
+])
+def test_a_refused_value_is_isolated_and_the_flow_goes_on(
+        records: list[int], poison: set[int], due_every: int,
+        caplog: pytest.LogCaptureFixture) -> None:
+    writer = FailingWriter(None, due_every=due_every, poison=frozenset(poison))
+    letters = Letters()
+    part = _partition(writer, letters)
+    with caplog.at_level(logging.WARNING):
+        part.write_batch(records)
+        part.snapshot()  # no raise: the flow goes on
+    part.write_batch([100])  # and keeps writing
+    part.snapshot()
+    want = [("t", r) for r in [*records, 100] if r not in poison]
+    assert sorted(writer.written) == sorted(want)  # each written once, none lost
+    assert sorted(rows[0][1] for rows, _ in letters.refused) == sorted(poison)
+    assert all("Store refused t: ValueError: NUL in" in detail for _, detail in letters.refused)
+    assert letters.flushed == len(poison)  # durable before the snapshot returned
+    assert part.refused == len(poison)
+    # Isolation costs about 2 writes per refused record per halving, not one per record.
+    assert writer.flushes <= 4 + 2 * len(poison) * max(1, len(records)).bit_length() + 2
+    part.close()
+    assert writer.closed == 1
+
+
+def test_an_unmappable_record_is_a_dead_letter_not_a_log_line_only() -> None:
+    writer = FailingWriter(None)
+    letters = Letters()
+    part = _partition(writer, letters)
+    part.write_batch([1, "unmappable", 2])
+    part.snapshot()
+    assert writer.written == [("t", 1), ("t", 2)]
+    assert letters.unstorable == ["Store: 9e99 does not fit NUMERIC(18, 8); record: "
+                                  "'unmappable'"]
+
+
+def test_a_refused_value_without_a_dead_letter_output_stops_at_the_checkpoint() -> None:
+    writer = FailingWriter(None, due_every=100, poison=frozenset({2}))
+    part = _partition(writer)
+    part.write_batch([1, 2, 3])
+    with pytest.raises(WriteError, match="value 2 refused"):
+        part.snapshot()
+    assert writer.written == []
+
+
+def test_an_error_that_is_not_a_value_stops_even_while_isolating() -> None:
+    """A store that goes away mid-isolation: transient, so the flow stops (never a dead letter
+    for a record the store did not refuse)."""
+    writer = FailingWriter(None, due_every=100, poison=frozenset({2}))
+    letters = Letters()
+    part = _partition(writer, letters)
+    part.write_batch([1, 2, 3, 4])
+    original = writer.flush
+
+    def flaky() -> int:
+        if writer.flushes >= 1:
+            writer.error = WriteError("connection lost", transient=True)
+        return original()
+
+    writer.flush = flaky  # type: ignore[method-assign]
+    with pytest.raises(WriteError, match="connection lost"):
+        part.snapshot()
+    assert letters.refused == [] and writer.written == []
