@@ -16,6 +16,11 @@ from tapeflow.settings import Settings
 def revealed(settings: Settings) -> dict[str, object]:
     """Every setting as JSON-able values, secrets unwrapped (for comparing, never printing)."""
     dump: dict[str, object] = json.loads(settings.model_dump_json())
+    access = dump["access"]
+    assert isinstance(access, dict)
+    for name, value in access.items():  # sets dump in hash order, which differs per process
+        if isinstance(value, list):
+            access[name] = sorted(value)
     for variable, value in settings.secret_environment().items():
         dump[variable] = value
     return dump
