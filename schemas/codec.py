@@ -45,6 +45,8 @@ from tapeflow.core.fixedpoint import MAX_UNITS
 from tapeflow.core.models import (
     EVENT_TIME_MAX_US,
     EVENT_TIME_MIN_US,
+    CashKind,
+    CashMovement,
     DeadLetter,
     ExecType,
     ExecutionReport,
@@ -55,6 +57,7 @@ from tapeflow.core.models import (
     Severity,
     Side,
     Trade,
+    Unit,
 )
 from tapeflow.errors import TapeflowError
 from tapeflow.settings import Settings
@@ -65,7 +68,8 @@ HEADER_LEN = 5
 MAX_ID_BYTES = 256
 """The longest identifier of an execution report, in UTF-8 bytes (two fit a Postgres key)."""
 _ID_FIELDS = {"ExecutionReport": ("exec_id", "order_id", "client_order_id", "account_id",
-                                  "symbol")}
+                                  "symbol", "exec_ref_id"),
+              "CashMovement": ("movement_id", "account_id")}
 
 RECORD_TYPES: dict[str, type[Any]] = {
     "Trade": Trade,
@@ -73,6 +77,7 @@ RECORD_TYPES: dict[str, type[Any]] = {
     "ExecutionReport": ExecutionReport,
     "RiskAlert": RiskAlert,
     "DeadLetter": DeadLetter,
+    "CashMovement": CashMovement,
 }
 _ENUMS: dict[str, type[Any]] = {
     "Side": Side,
@@ -80,6 +85,8 @@ _ENUMS: dict[str, type[Any]] = {
     "ExecType": ExecType,
     "OrdStatus": OrdStatus,
     "Severity": Severity,
+    "Unit": Unit,
+    "CashKind": CashKind,
 }
 
 
