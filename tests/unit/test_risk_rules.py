@@ -179,9 +179,13 @@ def test_price_collar_ignores_passive_prices() -> None:
 def test_price_collar_and_notional_need_a_price() -> None:
     market = order(ONE, None)
     assert check_price_collar(L, market, None, "s") == []
-    assert [r.key.rule for r in check_order_size(L, market, None, "s")] == ["order_size"]
+    # An order that cannot be valued raises its own alert instead of passing silently.
+    size, unvalued = check_order_size(L, market, None, "s")
+    assert size.key.rule == "order_size" and unvalued.key.rule == "unvalued_order"
+    assert unvalued.severity == W and unvalued.key.scope == market.order_id
     with_mark = check_order_size(L, market, u(2_000_000), "s")
-    assert with_mark[1].key.rule == "order_notional" and with_mark[1].severity == C
+    assert [r.key.rule for r in with_mark] == ["order_size", "unvalued_order", "order_notional"]
+    assert with_mark[1].severity is None and with_mark[2].severity == C
 
 
 def test_position_limit_counts_open_orders_on_the_worse_side() -> None:
