@@ -9,7 +9,7 @@ from dataclasses import replace
 import pytest
 
 from tapeflow.core.fixedpoint import ONE
-from tapeflow.core.models import OrderType, Severity, Side
+from tapeflow.core.models import OrderType, Severity, Side, Unit
 from tapeflow.core.risk.feed import check_stale_marks
 from tapeflow.core.risk.levels import Levels, Reading, apply_readings
 from tapeflow.core.risk.limits import BPS, RiskLimits
@@ -273,3 +273,20 @@ def test_turnover_window_memory_is_bounded_by_buckets() -> None:
     for t in range(0, 10 * L.turnover_window_us, 7_919):
         w = turnover_add(w, T0 + t, 1, L)
         assert len(w) <= L.turnover_buckets + 1
+
+
+UNITS = {
+    "order_size": Unit.QUANTITY, "order_notional": Unit.MONEY, "price_collar": Unit.BPS,
+    "position_limit": Unit.QUANTITY, "buying_power": Unit.MONEY, "daily_loss": Unit.MONEY,
+    "drawdown": Unit.BPS, "concentration": Unit.BPS, "gross_exposure": Unit.MONEY,
+    "turnover": Unit.MONEY, "stale_market_data": Unit.SECONDS,
+}
+
+
+@pytest.mark.parametrize("rule", sorted(BUILDERS))
+def test_every_rule_says_the_unit_of_its_numbers(rule: str) -> None:
+    """observed and limit carry a unit: the alert says it (RiskAlert.unit)."""
+    (reading,) = [r for r in BUILDERS[rule](120, "x") if r.key.rule == rule]
+    assert reading.unit == UNITS[rule]
+    _, (alert,) = apply_readings({}, [reading], T0)
+    assert alert.unit == UNITS[rule] and alert.observed is not None

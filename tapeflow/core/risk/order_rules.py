@@ -31,8 +31,9 @@ PRICE_COLLAR = "price_collar"
 UNVALUED_ORDER = "unvalued_order"
 FILL_THROUGH_LIMIT = "fill_through_limit"
 CLIENT_ORDER_ID_REUSED = "client_order_id_reused"
-ORDER_RULES = (ORDER_SIZE, ORDER_NOTIONAL, PRICE_COLLAR, UNVALUED_ORDER)
-"""The rules whose incidents belong to one order (scope = order_id)."""
+ORDER_RULES: Mapping[str, Unit] = {ORDER_SIZE: Unit.QUANTITY, ORDER_NOTIONAL: Unit.MONEY,
+                                   PRICE_COLLAR: Unit.BPS, UNVALUED_ORDER: Unit.QUANTITY}
+"""The rules whose incidents belong to one order (scope = order_id), with their units."""
 
 
 def order_reference_price(order: OrderState, mark_px: int | None) -> int | None:
@@ -123,7 +124,7 @@ def order_ended(levels: Mapping[AlertKey, Level], order: OrderState, source: str
     """Clear the incidents still open for an order that has ended."""
     return [
         Reading(key, None, None, None, f"order {order.order_id} ended ({order.status})",
-                source)
+                source, ORDER_RULES[key.rule])
         for key in (_key(rule, order) for rule in ORDER_RULES) if key in levels
     ]
 

@@ -86,13 +86,13 @@ def client_key(account_id: str, client_order_id: str) -> str:
 class OrderBook:
     """Orders by order_id. `terminal` is kept in the order the orders ended; `exposure`
     aggregates the live orders by (account_id, symbol); `clients` maps (account, ClOrdID)
-    of live orders to their order_id (`client_key`)."""
+    to the live orders using it, first first (`client_key`)."""
 
     live: Mapping[str, OrderState] = field(default_factory=dict)
     terminal: Mapping[str, OrderState] = field(default_factory=dict)
     retention: OrderRetention = OrderRetention()
     exposure: Mapping[tuple[str, str], OpenExposure] = field(default_factory=dict)
-    clients: Mapping[str, str] = field(default_factory=dict)
+    clients: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         # Accept plain mappings (tests, hand-built states); hold the persistent forms.
@@ -155,19 +155,21 @@ def _client_id(order: OrderState | None) -> str | None:
     return client_key(order.account_id, order.client_order_id)
 
 
-def _move_client_id(clients: ShardedMap[str], before: OrderState | None, after: OrderState
-                    ) -> tuple[ShardedMap[str], str | None]:
+def _move_client_id(clients: ShardedMap[tuple[str, ...]], before: OrderState | None,
+                    after: OrderState) -> tuple[ShardedMap[tuple[str, ...]], str | None]:
+    """Keep the live orders per ClOrdID; the clash is the earliest other live order that
+    already uses the one `after` takes."""
     old, new = _client_id(before), _client_id(after)
     if old == new:
         return clients, None
-    if old is not None and clients.get(old) == after.order_id:
-        clients = clients.remove(old)
+    oid = after.order_id
+    if old is not None:
+        rest = tuple(o for o in clients.get(old, ()) if o != oid)
+        clients = clients.set(old, rest) if rest else clients.remove(old)
     if new is None:
         return clients, None
-    holder = clients.get(new)
-    if holder is not None and holder != after.order_id:
-        return clients, holder  # the first live order keeps the ClOrdID
-    return clients.set(new, after.order_id), None
+    holders = clients.get(new, ())
+    return clients.set(new, (*holders, oid)), holders[0] if holders else None
 
 
 def _move_exposure(
