@@ -100,6 +100,25 @@ def newer_mark(marks: Mapping[str, MarkPrice], mark: MarkPrice) -> bool:
     return held is None or mark.ts_event > held.ts_event
 
 
+def book_report(
+    orders: OrderBook, account: AccountState, report: ExecutionReport,
+    marks: Mapping[str, MarkPrice],
+) -> tuple[OrderBook, AccountState, Outcome, Position | None]:
+    """The booking of one report, without the risk rules: the order book's verdict, and for
+    an applied execution, bust or correction the position and cash it moves. The trading
+    step and the reconciliation's replay both book through this function."""
+    orders, outcome = apply_execution(orders, report)
+    if not isinstance(outcome, Applied):
+        return orders, account, outcome, None
+    if outcome.fill is not None:
+        account, position = apply_fill(account, outcome.fill, marks.get(report.symbol))
+        return orders, account, outcome, position
+    if outcome.correction is not None:
+        account, position = apply_correction(account, outcome.correction)
+        return orders, account, outcome, position
+    return orders, account, outcome, None
+
+
 def on_execution(
     state: TradingState,
     report: ExecutionReport,
@@ -112,22 +131,19 @@ def on_execution(
             Invalid(report.order_id, report.exec_id, reason),
             alerts=(invalid_execution_alert(report, reason),),
         )
-    orders, outcome = apply_execution(state.orders, report)
+    orders, account, outcome, position = book_report(state.orders, state.account, report,
+                                                     marks)
     if isinstance(outcome, Invalid):
         return state, TradingOutput(
             outcome, alerts=(invalid_execution_alert(report, outcome.reason),)
         )
     if not isinstance(outcome, Applied):
         return state, TradingOutput(outcome)
-    account, position = state.account, None
     events: list[RiskAlert] = []
     if outcome.fill is not None:
-        account, position = apply_fill(account, outcome.fill, marks.get(report.symbol))
         through = fill_through_limit(outcome.order, outcome.fill)
         if through is not None:
             events.append(through)
-    elif outcome.correction is not None:
-        account, position = apply_correction(account, outcome.correction)
     if outcome.client_id_clash is not None:
         events.append(client_order_id_reused(report, outcome.client_id_clash))
     risk, alerts = assess_execution(
