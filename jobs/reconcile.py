@@ -55,6 +55,7 @@ from tapeflow.core.trading.reconcile import (
     ACCOUNT_FIELDS,
     ACCOUNT_LEVEL,
     POSITION_FIELDS,
+    STORE,
     Break,
     Key,
     Opening,
@@ -100,11 +101,13 @@ class ReconcileReport:
         """The printed report: one line per break, then a summary."""
         out = []
         if self.breaks:
+            outside = any(b.against != STORE for b in self.breaks)
             out.append(f"{'account':14} {'symbol':12} {'field':14} {'expected':>22} "
-                       f"{'actual':>22}  against")
+                       f"{'actual':>22}" + ("  against" if outside else ""))
             for b in self.breaks:
+                against = f"  {b.against}" if outside else ""
                 out.append(f"{b.account_id:14} {b.symbol or '-':12} {b.field:14} "
-                           f"{show(b.expected):>22} {show(b.actual):>22}  {b.against}")
+                           f"{show(b.expected):>22} {show(b.actual):>22}{against}")
         outside = ""
         if self.outside_compared or self.outside_skipped:
             outside = (f", {self.outside_compared:,} outside records compared "

@@ -18,8 +18,10 @@ Compared exactly (latest version of each row; bookkeeping columns `version`, `up
   FINAL, the crash run rewrites what it replays and FINAL keeps one row);
 - Postgres `positions`: qty, avg_px, realised_pnl, commissions, opened_ts;
   Postgres `accounts`: cash, realised_pnl, commissions;
-- ClickHouse `pnl_snapshots`: the set of (account, symbol, bucket) keys, and qty, avg_px,
-  realised_pnl, cash of every row;
+- ClickHouse `pnl_snapshots`: the rows of the buckets the reports cut (a bucket in which an
+  account had an applied execution, bust or correction): the set of (account, symbol,
+  bucket) keys, and their qty, avg_px, realised_pnl, cash. Rows of buckets only marks cut
+  depend on how marks interleave with reports (tapeflow.core.trading.shard_step);
 - alerts decided by the reports alone (order_size, position_limit, invalid_execution): every
   column, in Postgres `alerts`, ClickHouse `alerts` and as distinct records on risk.alerts;
   the versions of positions, accounts and pnl_snapshots differ by design (a restarted
@@ -31,7 +33,9 @@ Compared by final value (they depend on how md.marks interleaves with oms.execut
 neither a replay nor a second run repeats: docs/flows.md, "Determinism"):
 - positions (open ones): mark, mark_ts, unrealised_pnl; accounts: unrealised_pnl, equity
   (the newest mark by event time wins once every mark is read);
-- pnl_snapshots: mark, unrealised_pnl and equity of each (account, symbol)'s last bucket;
+- pnl_snapshots: mark, unrealised_pnl and equity of each (account, symbol)'s last row (the
+  highest version: a killed process may have written a mark bucket the replay never opens,
+  and the restarted process's rows outrank its rows);
 - daily_loss incidents open at the end, from the flow's final state (each shard's last
   recovery snapshot): its verdict is a function of the final P&L. Report-rule incidents open
   at the end are compared too (with severity).
@@ -60,6 +64,7 @@ import random
 import sqlite3
 import time
 from contextlib import closing
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -123,6 +128,40 @@ def _final_levels(run: TradingRun) -> dict[Incident, str]:
             for key, level in state.risk.levels.items()}
 
 
+MOVES = frozenset({"PARTIAL_FILL", "FILL", "TRADE", "TRADE_CANCEL", "TRADE_CORRECT"})
+
+
+def _report_buckets(cols: list[str], executions: list[tuple[Any, ...]], interval_s: float
+                    ) -> set[tuple[str, Any]]:
+    """(account, bucket end) of the P&L buckets the reports cut: each applied execution,
+    bust or correction's bucket, never before its account's previous one
+    (tapeflow.core.trading.shard_step), as the `ts` ClickHouse returns."""
+    acct, kind, ts, outcome = (cols.index(c) for c in ("account_id", "exec_type", "ts_event",
+                                                        "outcome"))
+    width = round(interval_s * 1_000_000)
+    last: dict[str, int] = {}
+    out: set[tuple[str, Any]] = set()
+    moving = [r for r in executions if r[outcome] == "applied" and r[kind] in MOVES]
+    for r in sorted(moving, key=lambda r: (r[acct], _micros(r[ts]))):
+        bucket = max(_micros(r[ts]) // width, last.get(r[acct], -1))
+        last[r[acct]] = bucket
+        out.add((r[acct], _as_ts(r[ts], (bucket + 1) * width)))
+    return out
+
+
+def _micros(ts: Any) -> int:
+    if isinstance(ts, int):
+        return ts
+    return (ts - datetime(1970, 1, 1, tzinfo=UTC)) // timedelta(microseconds=1)
+
+
+def _as_ts(like: Any, micros: int) -> Any:
+    """`micros` in the type ClickHouse returned `like` in (int, or an aware datetime)."""
+    if isinstance(like, int):
+        return micros
+    return datetime(1970, 1, 1, tzinfo=UTC) + timedelta(microseconds=micros)
+
+
 def _compare(ref: TradingRun, crash: TradingRun, codec: Codec) -> None:
     ref.start_reading()
     crash.start_reading()
@@ -165,13 +204,15 @@ def _compare(ref: TradingRun, crash: TradingRun, codec: Codec) -> None:
     pnl_cols = want_ch["pnl_snapshots"][0]
     exact = [pnl_cols.index(c) for c in PNL_EXACT]
     final = [pnl_cols.index(c) for c in PNL_FINAL]
+    version = pnl_cols.index("version")
+    cut = _report_buckets(cols, want_rows, ref.settings.trading.pnl_interval_s)
 
     def pnl(rows: list[tuple[Any, ...]]) -> tuple[list[Any], list[Any]]:
-        exact_rows = sorted(tuple(r[i] for i in exact) for r in rows)
+        exact_rows = sorted(tuple(r[i] for i in exact) for r in rows if (r[0], r[2]) in cut)
         last: dict[tuple[Any, Any], tuple[Any, ...]] = {}
         for r in rows:
             key = (r[0], r[1])
-            if key not in last or r[2] > last[key][2]:
+            if key not in last or (r[version], r[2]) > (last[key][version], last[key][2]):
                 last[key] = r
         return exact_rows, sorted((k, tuple(r[i] for i in final)) for k, r in last.items())
 

@@ -84,16 +84,15 @@ def _mark_px(symbol: str, account: AccountState, marks: Mapping[str, MarkPrice])
     return position.mark_px if position is not None and position.qty != 0 else None
 
 
-def _opening(qty: int, priced_16: int, unpriced: int, reducing: int, mark_px: int | None
-             ) -> int:
-    """The notional of the part of one side's open orders that would not reduce the
-    position: the side's value times opening / total quantity (which of the orders
-    reduces is not known, so the opening part is valued at the side's average price)."""
-    if qty == 0:
-        return 0
+def _reducing_16(qty: int, priced_16: int, unpriced: int, position: int,
+                 mark_px: int | None) -> int:
+    """The notional of the part of one side's open orders (`qty` in all) that would reduce a
+    position of `position` (same sign as this side's reducing direction, > 0): that side's
+    value times min(qty, position) / qty, half-even (which of the orders reduces is not known,
+    so the reducing part is valued at the side's average price)."""
     value = priced_16 + (unpriced * mark_px if unpriced and mark_px is not None else 0)
-    opening = qty - min(qty, reducing)
-    return value if opening == qty else div_round(value * opening, qty)
+    reducing = min(qty, position)
+    return value if reducing == qty else div_round(value * reducing, qty)
 
 
 def opening_order_notional_16(
@@ -102,21 +101,38 @@ def opening_order_notional_16(
     """Notional (scale 16) of the account's live orders that would add to its exposure.
 
     A sell against a long (a buy against a short), up to the position's size, reduces
-    exposure: it consumes no buying power. An order with no price to value it by (a market
-    order in a symbol with no mark yet) counts as zero here; it raises its own
-    `unvalued_order` alert instead.
+    exposure: it consumes no buying power, so its notional is taken out. An order with no
+    price to value it by (a market order in a symbol with no mark yet) counts as zero here; it
+    raises its own `unvalued_order` alert instead.
     """
     total = 0
+    acct = account.account_id
+    positions = account.positions
     for (account_id, symbol), e in book.exposure.items():
-        if account_id != account.account_id:
+        if account_id != acct:
             continue
-        position = account.positions.get(symbol)
-        qty = 0 if position is None else position.qty
-        mark_px = _mark_px(symbol, account, marks)
-        total += _opening(e.buy_qty, e.buy_priced_16, e.buy_unpriced_qty, max(-qty, 0),
-                          mark_px)
-        total += _opening(e.sell_qty, e.sell_priced_16, e.sell_unpriced_qty, max(qty, 0),
-                          mark_px)
+        total += e.buy_priced_16 + e.sell_priced_16
+        mark_px = None
+        if e.buy_unpriced_qty or e.sell_unpriced_qty:
+            mark_px = _mark_px(symbol, account, marks)
+            if mark_px is not None:
+                total += (e.buy_unpriced_qty + e.sell_unpriced_qty) * mark_px
+        position = positions.get(symbol)
+        if position is None:
+            continue
+        qty = position.qty
+        if qty > 0 and e.sell_qty:
+            if not e.sell_unpriced_qty and qty >= e.sell_qty:
+                total -= e.sell_priced_16  # every sell reduces the long
+            else:
+                total -= _reducing_16(e.sell_qty, e.sell_priced_16, e.sell_unpriced_qty, qty,
+                                      mark_px)
+        elif qty < 0 and e.buy_qty:
+            if not e.buy_unpriced_qty and -qty >= e.buy_qty:
+                total -= e.buy_priced_16
+            else:
+                total -= _reducing_16(e.buy_qty, e.buy_priced_16, e.buy_unpriced_qty, -qty,
+                                      mark_px)
     return total
 
 

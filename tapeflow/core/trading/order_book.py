@@ -182,8 +182,13 @@ def _move_exposure(
     if old == new:
         return exposure
     key = (after.account_id, after.symbol)
-    total = exposure.get(key, _NONE)
-    moved = OpenExposure(*(t - o + n for t, o, n in zip(total, old, new, strict=True)))
+    t = exposure.get(key, _NONE)
+    moved = OpenExposure(  # field by field: a zip over the fields cost twice as much
+        t.buy_qty - old.buy_qty + new.buy_qty, t.sell_qty - old.sell_qty + new.sell_qty,
+        t.buy_priced_16 - old.buy_priced_16 + new.buy_priced_16,
+        t.sell_priced_16 - old.sell_priced_16 + new.sell_priced_16,
+        t.buy_unpriced_qty - old.buy_unpriced_qty + new.buy_unpriced_qty,
+        t.sell_unpriced_qty - old.sell_unpriced_qty + new.sell_unpriced_qty)
     out = dict(exposure)
     if moved == _NONE:
         out.pop(key, None)

@@ -150,9 +150,8 @@ def _on_trade(order: OrderState | None, report: ExecutionReport) -> OrderState |
     if report.exec_type == ExecType.PARTIAL_FILL and full:
         return "PARTIAL_FILL completes the order (expected FILL)"
     status = OrdStatus.FILLED if full else OrdStatus.PARTIALLY_FILLED
-    bad = _status_is(report, {status, order.pending})
-    if bad is not None:
-        return bad
+    if report.ord_status not in (status, order.pending):
+        return _status_is(report, {status, order.pending}) or ""
     # A filled order's cancel cannot succeed (D5), and a report without the pending status
     # says the request was refused; a pending replace of a filled order may still be
     # accepted (D8), which FILLED allows.

@@ -119,7 +119,12 @@ def transition(
     result = edge.handler(order, report)
     if isinstance(result, str):
         return order, Invalid(oid, xid, result)
-    return result, Applied(result, _fill_of(report), _correction_of(order, result, report))
+    exec_type = report.exec_type
+    if exec_type in FILL_TYPES:
+        return result, Applied(result, _fill_of(report))
+    if exec_type in CORRECTION_TYPES:
+        return result, Applied(result, None, _correction_of(order, result, report))
+    return result, Applied(result, None)
 
 
 def fill_of(report: ExecutionReport, qty: int, price: int, commission: int) -> Fill:

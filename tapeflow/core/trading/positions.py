@@ -314,19 +314,12 @@ def apply_fill(
         market = None
     mark_px, price_ts, mark_ts = _newest_price(held, fill.price, fill.ts_event, market)
     entry = Booked(fill.exec_id, q, fill.price, fill.commission, fill.ts_event, before)
-    position = replace(
-        old,
-        qty=after.qty,
-        cost_basis_16=after.basis_16,
-        realised_16=after.realised_16,
-        commissions=after.commissions,
-        mark_px=mark_px,
-        mark_ts=mark_ts,
-        price_ts=price_ts,
-        opened_ts=after.opened_ts,
-        ts_last=max(old.ts_last, fill.ts_event),
-        version=old.version + 1,
-        journal=(*old.journal, entry)[-JOURNAL_SIZE:],
+    journal = (*old.journal, entry)
+    position = Position(  # built directly: dataclasses.replace costs several times more
+        old.account_id, old.symbol, after.qty, after.basis_16, after.realised_16,
+        after.commissions, mark_px, mark_ts, after.opened_ts, max(old.ts_last, fill.ts_event),
+        old.version + 1, price_ts,
+        journal if len(journal) <= JOURNAL_SIZE else journal[-JOURNAL_SIZE:],
     )
     account = replace(
         account,
@@ -349,12 +342,9 @@ def apply_mark(account: AccountState, mark: MarkPrice) -> tuple[AccountState, Po
     ):
         return account, None
     account = roll_day(account, mark.ts_event)
-    position = replace(
-        old,
-        mark_px=mark.price,
-        mark_ts=mark.ts_event,
-        price_ts=mark.ts_event,
-        ts_last=max(old.ts_last, mark.ts_event),
-        version=old.version + 1,
+    position = Position(
+        old.account_id, old.symbol, old.qty, old.cost_basis_16, old.realised_16,
+        old.commissions, mark.price, mark.ts_event, old.opened_ts,
+        max(old.ts_last, mark.ts_event), old.version + 1, mark.ts_event, old.journal,
     )
     return with_position(account, position, mark.ts_event), position
