@@ -108,31 +108,26 @@ def opening_order_notional_16(
     total = 0
     acct = account.account_id
     positions = account.positions
-    for (account_id, symbol), e in book.exposure.items():
+    # Unpacked, not by attribute: this runs for every live (account, symbol) on every fill
+    # and mark.
+    for (account_id, symbol), (bq, sq, bp, sp, bu, su) in book.exposure.items():
         if account_id != acct:
             continue
-        total += e.buy_priced_16 + e.sell_priced_16
+        total += bp + sp
         mark_px = None
-        if e.buy_unpriced_qty or e.sell_unpriced_qty:
+        if bu or su:
             mark_px = _mark_px(symbol, account, marks)
             if mark_px is not None:
-                total += (e.buy_unpriced_qty + e.sell_unpriced_qty) * mark_px
+                total += (bu + su) * mark_px
         position = positions.get(symbol)
         if position is None:
             continue
         qty = position.qty
-        if qty > 0 and e.sell_qty:
-            if not e.sell_unpriced_qty and qty >= e.sell_qty:
-                total -= e.sell_priced_16  # every sell reduces the long
-            else:
-                total -= _reducing_16(e.sell_qty, e.sell_priced_16, e.sell_unpriced_qty, qty,
-                                      mark_px)
-        elif qty < 0 and e.buy_qty:
-            if not e.buy_unpriced_qty and -qty >= e.buy_qty:
-                total -= e.buy_priced_16
-            else:
-                total -= _reducing_16(e.buy_qty, e.buy_priced_16, e.buy_unpriced_qty, -qty,
-                                      mark_px)
+        if qty > 0 and sq:
+            # Every sell reduces the long (the common case), or a share of them does.
+            total -= sp if not su and qty >= sq else _reducing_16(sq, sp, su, qty, mark_px)
+        elif qty < 0 and bq:
+            total -= bp if not bu and -qty >= bq else _reducing_16(bq, bp, bu, -qty, mark_px)
     return total
 
 
