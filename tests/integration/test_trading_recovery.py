@@ -44,7 +44,9 @@ Mark-reading alerts whose end state is not a final value are checked, not compar
 (reads peak equity, the path of marks) and price_collar (an order is judged against the mark
 current when it arrived). For both runs, every mark-rule incident open in the final state was
 announced on risk.alerts; the reference's topic ends (last alert per key) exactly in its final
-state. The crash run's topic and alert tables are a union of paths: a killed process may have
+state (an incident is a rule's key: per (account, symbol), or per order for the per-order rules,
+whose alerts name the report of their order). The crash run's topic and alert tables are a
+union of paths: a killed process may have
 announced a mark-rule breach on a path the replay did not take, and nothing clears it (the
 test prints how many; docs/trading-flow-bench.md, "Recovery"). Report-rule alerts have no
 such paths.
@@ -101,16 +103,26 @@ def _same(what: str, want: list[Any], got: list[Any]) -> None:
                          f"e.g. lost {missing[:2]}, extra {extra[:2]}")
 
 
-Incident = tuple[str, str | None, str | None]
+Incident = tuple[str, str | None, str | None, str]
+"""(rule, account, symbol, scope): the edge trigger's key. Per-order rules (order size, price
+collar) have one incident per order (scope = order_id), so two orders of a symbol are two."""
+PER_ORDER = frozenset({"order_size", "order_notional", "price_collar", "unvalued_order"})
 
 
-def _open_on_topic(alerts: list[Any]) -> set[Incident]:
+def _incident(alert: Any, order_of: dict[str, str]) -> Incident:
+    """An alert's incident: per-order alerts name the report they were raised on (its
+    exec_id), whose order is the scope."""
+    scope = order_of.get(alert.source_event_id, "") if alert.rule in PER_ORDER else ""
+    return (alert.rule, alert.account_id, alert.symbol, scope)
+
+
+def _open_on_topic(alerts: list[Any], order_of: dict[str, str]) -> set[Incident]:
     """Mark-reading incidents whose last alert on the topic (topic order: one account's alerts
     share a partition, in emission order) is a breach, not a "cleared" one."""
     latest: dict[Incident, Any] = {}
     for alert in alerts:
         if alert.rule in MARK_RULES:
-            latest[(alert.rule, alert.account_id, alert.symbol)] = alert
+            latest[_incident(alert, order_of)] = alert
     return {k for k, a in latest.items() if not a.message.startswith("cleared")}
 
 
@@ -123,7 +135,7 @@ def _final_levels(run: TradingRun) -> dict[Incident, str]:
                             "'%.trading.stateful_batch' ORDER BY snap_epoch").fetchall()
     shards: dict[str, ShardState] = {k: pickle.loads(v) for k, v in rows if v is not None}
     assert shards, "no shard snapshot"
-    return {(key.rule, key.account_id, key.symbol): str(level.severity)
+    return {(key.rule, key.account_id, key.symbol, key.scope): str(level.severity)
             for shard in shards.values() for state in shard.accounts.values()
             for key, level in state.risk.levels.items()}
 
@@ -238,6 +250,8 @@ def _compare(ref: TradingRun, crash: TradingRun, codec: Codec) -> None:
     # (see the module doc): every incident open at the end was announced, and the alerts of a
     # killed process's path that the replay did not take are counted, not compared.
     want_levels, got_levels = _final_levels(ref), _final_levels(crash)
+    exec_col, order_col = cols.index("exec_id"), cols.index("order_id")
+    order_of = {r[exec_col]: r[order_col] for r in want_rows}
     assert {k: v for k, v in got_levels.items() if k[0] in REPORT_RULES} == {
         k: v for k, v in want_levels.items() if k[0] in REPORT_RULES}
     want_final = {k for k in want_levels if k[0] in FINAL_VALUE_RULES}
@@ -245,11 +259,11 @@ def _compare(ref: TradingRun, crash: TradingRun, codec: Codec) -> None:
     assert {k for k in got_levels if k[0] in FINAL_VALUE_RULES} == want_final
     for run, levels, topic in ((ref, want_levels, want_topic), (crash, got_levels, got_topic)):
         marked = {k for k in levels if k[0] in MARK_RULES}
-        announced = {(a.rule, a.account_id, a.symbol) for a in topic
+        announced = {_incident(a, order_of) for a in topic
                      if a.rule in MARK_RULES and not a.message.startswith("cleared")}
         assert marked <= announced, f"{run.settings.kafka.topic_prefix}: open but never announced"
-    assert _open_on_topic(want_topic) == {k for k in want_levels if k[0] in MARK_RULES}
-    stale = _open_on_topic(got_topic) - {k for k in got_levels if k[0] in MARK_RULES}
+    assert _open_on_topic(want_topic, order_of) == {k for k in want_levels if k[0] in MARK_RULES}
+    stale = _open_on_topic(got_topic, order_of) - {k for k in got_levels if k[0] in MARK_RULES}
     print(f"mark-rule incidents open at the end: reference {len(want_final)} decided by final "
           f"values; crash topic: {len(stale)} left open by a killed process's path "
           f"{sorted(stale, key=str)[:3]}")
