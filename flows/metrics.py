@@ -25,7 +25,12 @@ from prometheus_client.core import CounterMetricFamily
 from prometheus_client.registry import Collector
 
 from tapeflow.core.market.rejections import RejectReason
-from tapeflow.core.trading.shard_step import ExecutionResult, ShardOutput, StateChange
+from tapeflow.core.trading.shard_step import (
+    CashResult,
+    ExecutionResult,
+    ShardOutput,
+    StateChange,
+)
 
 log = logging.getLogger("tapeflow.metrics")
 
@@ -130,7 +135,7 @@ def count_trading(outputs: Iterable[ShardOutput | Any]) -> None:
         if isinstance(item, ExecutionResult):
             outcome = item.output.outcome
             EXECUTIONS.labels(_OUTCOMES.get(type(outcome).__name__, "other")).inc()
-        if isinstance(item, ExecutionResult | StateChange):
+        if isinstance(item, ExecutionResult | CashResult | StateChange):
             for alert in item.output.alerts:
                 ALERTS.labels(alert.rule, str(alert.severity)).inc()
 

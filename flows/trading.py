@@ -1,13 +1,13 @@
 """The trading dataflow: execution reports and marks in; orders, positions, P&L and alerts out.
 
 ```
-oms.executions + md.marks --(Kafka source, errors logged)--> decode --undecodable--> tapeflow.dlq
-    --> reports keyed by their executions partition; each mark broadcast to every partition key
+oms.executions + oms.cash + md.marks --(Kafka source)--> decode --undecodable--> tapeflow.dlq
+    --> reports and cash movements keyed by their partition; each mark broadcast to every key
     --> one stateful step per partition (tapeflow.core.trading.shard_step: accounts + own
         marks table; order state machine, positions and P&L, risk rules; notify_at runs the
         timer rules and emits provisional P&L snapshots)
-    --> orders, positions, accounts, execution_log, alerts --> Postgres (batched, versioned)
-    --> executions, pnl_snapshots, alerts --> ClickHouse (batched, idempotent)
+    --> orders, positions, accounts, execution_log, cash_movements, alerts --> Postgres
+    --> executions, cash_movements, pnl_snapshots, alerts --> ClickHouse (batched, idempotent)
     --> alerts --> risk.alerts (batched producer; ids already on the topic are not re-sent)
 ```
 
@@ -46,7 +46,7 @@ from flows.trading_logic import (
     broadcast_mark,
     shard_key,
 )
-from schemas.catalogue import TOPIC_ALERTS, TOPIC_DLQ, TOPIC_EXECUTIONS, TOPIC_MARKS
+from schemas.catalogue import TOPIC_ALERTS, TOPIC_CASH, TOPIC_DLQ, TOPIC_EXECUTIONS, TOPIC_MARKS
 from schemas.codec import Codec, codec_for
 from sinks.clickhouse.flow_sink import ClickHouseSink, clickhouse_trading_mapper
 from sinks.clickhouse.trading_rows import TABLE_COLUMNS as TRADING_COLUMNS
@@ -63,6 +63,7 @@ from tapeflow.core.models import RiskAlert
 from tapeflow.core.trading.account_step import TradingConfig
 from tapeflow.core.trading.shard_step import (
     DEFAULT_SHARD_CONFIG,
+    CashResult,
     ExecutionResult,
     PnlSnapshot,
     ShardConfig,
@@ -70,7 +71,7 @@ from tapeflow.core.trading.shard_step import (
     StateChange,
     is_redelivery,
 )
-from tapeflow.errors import StoreUnavailableError
+from tapeflow.errors import StoreUnavailableError, UserError
 from tapeflow.services.clickhouse import open_clickhouse
 from tapeflow.services.kafka import partition_counts
 from tapeflow.settings import Settings
@@ -83,9 +84,9 @@ class TradingSinks:
     """Where the flow's outputs go; each takes (key, record) pairs."""
 
     postgres: Sink[Any]
-    """`ExecutionResult` and `StateChange` records."""
+    """`ExecutionResult`, `CashResult` and `StateChange` records."""
     clickhouse: Sink[Any]
-    """`ExecutionResult`, `PnlSnapshot` and `RiskAlert` records."""
+    """`ExecutionResult`, `CashResult`, `PnlSnapshot` and `RiskAlert` records."""
     alerts: Sink[Any]
     """`RiskAlert` records (risk.alerts)."""
     dlq: Sink[Any]
@@ -108,10 +109,15 @@ def postgres_dsn(settings: Settings) -> str:
 def check_services(settings: Settings, timeout_s: float = 10.0) -> ServiceReport:
     """Kafka, Postgres and ClickHouse must each answer within `timeout_s`, before the flow
     starts: a clear error now instead of a hang or a panic inside the dataflow."""
-    executions = settings.topic(TOPIC_EXECUTIONS)
-    counts = partition_counts(settings.kafka_config(), [executions, settings.topic(TOPIC_MARKS)],
+    executions, cash = settings.topic(TOPIC_EXECUTIONS), settings.topic(TOPIC_CASH)
+    counts = partition_counts(settings.kafka_config(),
+                              [executions, cash, settings.topic(TOPIC_MARKS)],
                               timeout_s=timeout_s, bootstrap=settings.kafka.bootstrap)
     parts = counts[executions]
+    if counts[cash] != parts:
+        raise UserError(f"{cash} has {counts[cash]} partitions and {executions} {parts}: "
+                        "an account's cash movements and reports must share a partition "
+                        "number (give both topics the same partition count)")
     postgres_loader(postgres_dsn(settings), settings.postgres.schema,
                     connect_timeout=max(1, int(timeout_s)))()
     client = open_clickhouse(settings.clickhouse_url(), settings.clickhouse.database)
@@ -125,21 +131,22 @@ def check_services(settings: Settings, timeout_s: float = 10.0) -> ServiceReport
 def kafka_source(settings: Settings, *, tail: bool = True, batch_size: int | None = None,
                  shard: tuple[int, int] | None = None, marks: bool = True,
                  group: str | None = None) -> Source[Any]:
-    """Bytewax's Kafka source over oms.executions and md.marks, errors as items.
+    """Bytewax's Kafka source over oms.executions, oms.cash and md.marks, errors as items.
 
     Every shard reads all of md.marks: any of its accounts may hold any symbol. `marks=False`
-    reads the executions only (`flows.all` hands the marks over inside the dataflow).
+    reads the executions and cash only (`flows.all` hands the marks over inside the
+    dataflow).
 
     `tail=False` stops at the end of what the partitions hold (batch); `shard=(i, K)` reads
     only partitions p with p % K == i (sources/kafka/flow_source.py).
     """
-    executions = settings.topic(TOPIC_EXECUTIONS)
+    inputs = [settings.topic(TOPIC_EXECUTIONS), settings.topic(TOPIC_CASH)]
     batch_size = batch_size or settings.kafka.source_batch_size
     if not marks:
-        return sharded_kafka_source(settings, [executions], tail=tail, batch_size=batch_size,
+        return sharded_kafka_source(settings, inputs, tail=tail, batch_size=batch_size,
                                     shard=shard, group=group)
     marks_topic = settings.topic(TOPIC_MARKS)
-    return sharded_kafka_source(settings, [executions, marks_topic], tail=tail,
+    return sharded_kafka_source(settings, [*inputs, marks_topic], tail=tail,
                                 batch_size=batch_size, shard=shard,
                                 shared_topics=frozenset({marks_topic}), group=group)
 
@@ -179,14 +186,19 @@ def default_sinks(settings: Settings, codec: Codec) -> TradingSinks:
 
 
 def _alerts_of(item: ShardOutput) -> tuple[RiskAlert, ...]:
-    if isinstance(item, ExecutionResult | StateChange):
+    if isinstance(item, ExecutionResult | CashResult | StateChange):
         return item.output.alerts
     return ()
 
 
-def _clickhouse_records(item: ShardOutput) -> list[ExecutionResult | PnlSnapshot | RiskAlert]:
+def _clickhouse_records(item: ShardOutput
+                        ) -> list[ExecutionResult | CashResult | PnlSnapshot | RiskAlert]:
     if isinstance(item, ExecutionResult):
         return list(item.output.alerts) if is_redelivery(item) else [item, *item.output.alerts]
+    if isinstance(item, CashResult):
+        # A redelivered movement is not written again (its first verdict stays).
+        redelivered = item.outcome.reason == "movement_id already applied"
+        return list(item.output.alerts) if redelivered else [item, *item.output.alerts]
     if isinstance(item, PnlSnapshot):
         return [item]
     return list(item.output.alerts)
@@ -253,7 +265,7 @@ def add_trading(
     """
     keys = [shard_key(p) for p in partitions]
     decoder = TradingDecoder(codec, settings.topic(TOPIC_EXECUTIONS),
-                             settings.topic(TOPIC_MARKS), keys)
+                             settings.topic(TOPIC_MARKS), keys, settings.topic(TOPIC_CASH))
 
     inp = op.input(f"{prefix}trading_in", flow, source)
     decoded = decode_or_dead_letter(f"{prefix}decode", inp, decoder, "trading")
@@ -277,7 +289,8 @@ def write_outputs(prefix: str, outputs: op.KeyedStream[ShardOutput | KeyedLetter
     letters = [results.errs] if dead is None else [dead, results.errs]
     write_dead_letters(f"{prefix}dlq", sinks.dlq, *letters)
     to_postgres = op.filter(f"{prefix}postgres_records", results.oks,
-                            lambda kv: isinstance(kv[1], ExecutionResult | StateChange))
+                            lambda kv: isinstance(kv[1], ExecutionResult | CashResult
+                                                  | StateChange))
     op.output(f"{prefix}postgres_out", to_postgres, sinks.postgres)
     to_clickhouse = op.flat_map_value(f"{prefix}clickhouse_records", results.oks,
                                       _clickhouse_records)
@@ -296,8 +309,8 @@ class TradingFlow:
     """`tapeflow run trading`."""
 
     name = "trading"
-    summary = ("oms.executions + md.marks -> orders, positions, P&L (Postgres, ClickHouse), "
-               "risk.alerts")
+    summary = ("oms.executions + oms.cash + md.marks -> orders, positions, cash, P&L "
+               "(Postgres, ClickHouse), risk.alerts")
 
     def build(self, settings: Settings, request: FlowRequest) -> Dataflow:
         source = kafka_source(settings, tail=not request.batch, shard=request.shard,

@@ -92,6 +92,7 @@ def alert_json(alert: RiskAlert) -> str:
         "limit": None if alert.limit is None else fmt(alert.limit),
         "message": alert.message,
         "source_event_id": alert.source_event_id,
+        "unit": None if alert.unit is None else str(alert.unit),
     }
     return json.dumps(doc, ensure_ascii=False)
 

@@ -15,6 +15,7 @@ from jobs.migrate import migrate_clickhouse, migrate_postgres
 from schemas.catalogue import (
     RECORD_SUBJECTS,
     TOPIC_ALERTS,
+    TOPIC_CASH,
     TOPIC_DLQ,
     TOPIC_EXECUTIONS,
     TOPIC_MARKS,
@@ -30,7 +31,8 @@ from tapeflow.services.clickhouse import open_clickhouse
 from tapeflow.services.postgres import connect_postgres
 from tapeflow.settings import Settings
 
-ALL_TOPICS = (TOPIC_TRADES, TOPIC_QUOTES, TOPIC_EXECUTIONS, TOPIC_ALERTS, TOPIC_DLQ, TOPIC_MARKS)
+ALL_TOPICS = (TOPIC_TRADES, TOPIC_QUOTES, TOPIC_EXECUTIONS, TOPIC_ALERTS, TOPIC_DLQ, TOPIC_MARKS,
+              TOPIC_CASH)
 
 
 @dataclass

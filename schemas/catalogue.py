@@ -55,6 +55,9 @@ TOPIC_QUOTES = "md.quotes"
 TOPIC_EXECUTIONS = "oms.executions"
 TOPIC_ALERTS = "risk.alerts"
 TOPIC_DLQ = "tapeflow.dlq"
+TOPIC_CASH = "oms.cash"
+"""Cash movements (deposits, withdrawals, fees) as `CashMovement` records, keyed by
+account_id like oms.executions and read by the trading flow with it (docs/trading-core.md)."""
 TOPIC_MARKS = "md.marks"
 """Marks for the trading flow: the last clean trade per symbol, throttled, as a `Trade` record
 (key: symbol). Written by the market flow; see docs/flows.md."""
@@ -65,6 +68,7 @@ RECORD_SUBJECTS = {
     "ExecutionReport": f"{TOPIC_EXECUTIONS}-value",
     "RiskAlert": f"{TOPIC_ALERTS}-value",
     "DeadLetter": f"{TOPIC_DLQ}-value",
+    "CashMovement": f"{TOPIC_CASH}-value",
 }
 """Record name -> registry subject (TopicNameStrategy: '<topic>-value')."""
 

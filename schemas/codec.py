@@ -50,6 +50,8 @@ from tapeflow.core.fixedpoint import MAX_UNITS
 from tapeflow.core.models import (
     EVENT_TIME_MAX_US,
     EVENT_TIME_MIN_US,
+    CashKind,
+    CashMovement,
     DeadLetter,
     ExecType,
     ExecutionReport,
@@ -60,6 +62,7 @@ from tapeflow.core.models import (
     Severity,
     Side,
     Trade,
+    Unit,
 )
 from tapeflow.errors import TapeflowError
 from tapeflow.services.retry import RetryPolicy
@@ -77,6 +80,7 @@ RECORD_TYPES: dict[str, type[Any]] = {
     "ExecutionReport": ExecutionReport,
     "RiskAlert": RiskAlert,
     "DeadLetter": DeadLetter,
+    "CashMovement": CashMovement,
 }
 _ENUMS: dict[str, type[Any]] = {
     "Side": Side,
@@ -84,6 +88,8 @@ _ENUMS: dict[str, type[Any]] = {
     "ExecType": ExecType,
     "OrdStatus": OrdStatus,
     "Severity": Severity,
+    "Unit": Unit,
+    "CashKind": CashKind,
 }
 
 

@@ -7,12 +7,12 @@ row keeps the timestamp), and a year-2300 print would move a symbol's watermark 
 Refusing it at the edge keeps the raw bytes on the dead-letter topic (docs/bad-input.md).
 
 Likewise the identifiers of an execution report (exec_id, order_id, client_order_id, account_id,
-symbol) longer than `MAX_ID_BYTES` in UTF-8 are refused (`identifier_too_long`): they become
-Postgres primary keys, and a b-tree index row holds at most 2704 bytes, so one such report
-fails every write of its batch and stalls the trading flow (tests/integration/
-test_invalid_executions.py). A trade's or quote's symbol and venue are held to the same bound:
-they are keys of every market table and of `md.marks`, and a symbol becomes part of positions'
-and alerts' keys downstream.
+symbol, exec_ref_id) and of a cash movement longer than `MAX_ID_BYTES` in UTF-8 are refused
+(`identifier_too_long`): they become Postgres primary keys, and a b-tree index row holds at most
+2704 bytes, so one such report fails every write of its batch and stalls the trading flow
+(tests/integration/test_invalid_executions.py). A trade's or quote's symbol and venue are held to
+the same bound: they are keys of every market table and of `md.marks`, and a symbol becomes part of
+positions' and alerts' keys downstream.
 
 And a NUL character in any text field of a trade, quote, execution report or alert is refused
 (`nul_byte`): Postgres refuses NUL in every text value, so such a record could be stored
@@ -34,10 +34,11 @@ MAX_ID_BYTES = 256
 """The longest identifier (an execution report's ids, a tick's symbol and venue), in UTF-8
 bytes (two fit a Postgres key)."""
 ID_FIELDS = {"ExecutionReport": ("exec_id", "order_id", "client_order_id", "account_id",
-                                 "symbol"),
+                                 "symbol", "exec_ref_id"),
+             "CashMovement": ("movement_id", "account_id"),
              "Trade": ("symbol", "venue"),
              "Quote": ("symbol", "venue")}
-NUL_CHECKED = frozenset({"Trade", "Quote", "ExecutionReport", "RiskAlert"})
+NUL_CHECKED = frozenset({"Trade", "Quote", "ExecutionReport", "RiskAlert", "CashMovement"})
 """Records whose text may not hold a NUL character: Postgres refuses one in any text value, and
 a symbol reaches Postgres through marks, positions and alerts. (A dead letter's text is ours
 and its raw bytes are bytes.)"""

@@ -65,12 +65,16 @@ WHERE positions.version < EXCLUDED.version;
 -- name: upsert_accounts
 INSERT INTO accounts (
     account_id, cash, realised_pnl, unrealised_pnl, commissions, equity, peak_equity,
-    ts_last, version, updated_at
+    ts_last, version, currency, net_deposits, fees, updated_at
 ) VALUES (
     %(account_id)s, %(cash)s, %(realised_pnl)s, %(unrealised_pnl)s, %(commissions)s,
-    %(equity)s, %(peak_equity)s, %(ts_last)s, %(version)s, now()
+    %(equity)s, %(peak_equity)s, %(ts_last)s, %(version)s, %(currency)s, %(net_deposits)s,
+    %(fees)s, now()
 )
 ON CONFLICT (account_id) DO UPDATE SET
+    currency = EXCLUDED.currency,
+    net_deposits = EXCLUDED.net_deposits,
+    fees = EXCLUDED.fees,
     cash = EXCLUDED.cash,
     realised_pnl = EXCLUDED.realised_pnl,
     unrealised_pnl = EXCLUDED.unrealised_pnl,
@@ -85,21 +89,31 @@ WHERE accounts.version < EXCLUDED.version;
 -- name: insert_execution_log
 INSERT INTO execution_log (
     exec_id, order_id, account_id, symbol, exec_type, ord_status, last_qty, last_px,
-    commission, outcome, outcome_detail, ts_event
+    commission, outcome, outcome_detail, ts_event, exec_ref_id
 ) VALUES (
     %(exec_id)s, %(order_id)s, %(account_id)s, %(symbol)s, %(exec_type)s, %(ord_status)s,
-    %(last_qty)s, %(last_px)s, %(commission)s, %(outcome)s, %(outcome_detail)s, %(ts_event)s
+    %(last_qty)s, %(last_px)s, %(commission)s, %(outcome)s, %(outcome_detail)s, %(ts_event)s,
+    %(exec_ref_id)s
 )
 ON CONFLICT (exec_id) DO NOTHING;
+
+-- name: insert_cash_movements
+INSERT INTO cash_movements (
+    movement_id, account_id, kind, amount, currency, ts_event, note, outcome, outcome_detail
+) VALUES (
+    %(movement_id)s, %(account_id)s, %(kind)s, %(amount)s, %(currency)s, %(ts_event)s,
+    %(note)s, %(outcome)s, %(outcome_detail)s
+)
+ON CONFLICT (movement_id) DO NOTHING;
 
 -- Acknowledgement columns are written by operators only: never listed here.
 -- name: insert_alerts
 INSERT INTO alerts (
     alert_id, rule, severity, account_id, symbol, ts_event, observed, limit_value, message,
-    source_event_id
+    source_event_id, unit
 ) VALUES (
     %(alert_id)s, %(rule)s, %(severity)s, %(account_id)s, %(symbol)s, %(ts_event)s,
-    %(observed)s, %(limit_value)s, %(message)s, %(source_event_id)s
+    %(observed)s, %(limit_value)s, %(message)s, %(source_event_id)s, %(unit)s
 )
 ON CONFLICT (alert_id) DO NOTHING;
 
@@ -117,6 +131,11 @@ ORDER BY account_id;
 SELECT account_id, symbol, max_position_qty
 FROM risk_symbol_limits
 ORDER BY account_id, symbol;
+
+-- name: select_account_currencies
+SELECT account_id, currency
+FROM account_currencies
+ORDER BY account_id;
 
 -- name: select_instruments
 SELECT symbol, tick_size, lot_size, session_open, session_close, price_band_pct

@@ -26,7 +26,7 @@ from sinks.partition import WriterPartition
 from sinks.postgres.rows import PgRangeError, trading_rows
 from sinks.postgres.writer import PostgresWriteError, PostgresWriter
 from sinks.versions import MARK_VERSIONED_TABLES
-from tapeflow.core.trading.shard_step import ExecutionResult, StateChange
+from tapeflow.core.trading.shard_step import CashResult, ExecutionResult, StateChange
 
 log = logging.getLogger("tapeflow.sinks.postgres")
 
@@ -44,15 +44,19 @@ def _postgres_rows(item: Any, version_base: int = 0) -> Any:
         return _rebase(trading_rows(item.output, item.report), version_base)
     if isinstance(item, StateChange):
         return _rebase(trading_rows(item.output), version_base)
+    if isinstance(item, CashResult):
+        return _rebase(trading_rows(item.output, cash=(item.movement, item.outcome)),
+                       version_base)
     raise TypeError(f"no Postgres table for {type(item).__name__} records")
 
 
 class PostgresSink(FixedPartitionedSink[Any, None]):
-    """`ExecutionResult` and `StateChange` items into orders, positions, accounts,
-    execution_log and alerts. `writer_factory` builds a `PostgresWriter` on the worker that
-    writes (`lambda: PostgresWriter.from_dsn(dsn, schema)`); `version_base` is added to the
-    versions of positions and accounts (`restart_version_base`); `dead_letters` builds where
-    records Postgres refuses go (`sinks.dead_letters.store_dead_letters`)."""
+    """`ExecutionResult`, `CashResult` and `StateChange` items into orders, positions,
+    accounts, execution_log, cash_movements and alerts. `writer_factory` builds a
+    `PostgresWriter` on the worker that writes (`lambda: PostgresWriter.from_dsn(dsn,
+    schema)`); `version_base` is added to the versions of positions and accounts
+    (`restart_version_base`); `dead_letters` builds where records Postgres refuses go
+    (`sinks.dead_letters.store_dead_letters`)."""
 
     def __init__(self, writer_factory: Callable[[], PostgresWriter],
                  version_base: int = 0,

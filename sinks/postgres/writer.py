@@ -57,6 +57,7 @@ STATEMENT_OF: dict[str, str] = {
     "accounts": "upsert_accounts",
     "execution_log": "insert_execution_log",
     "alerts": "insert_alerts",
+    "cash_movements": "insert_cash_movements",
 }
 """Table -> its statement in schemas/postgres/statements.sql."""
 

@@ -1,7 +1,8 @@
 """The trading flow's read-only configuration from Postgres, refreshed while it runs.
 
-`load_trading_config(conn)` reads `risk_limits` (+ `risk_symbol_limits`) and `instruments`
-(session hours) into a `tapeflow.core.trading.account_step.TradingConfig`. `RefreshingConfig` holds
+`load_trading_config(conn)` reads `risk_limits` (+ `risk_symbol_limits`), `instruments`
+(session hours) and `account_currencies` into a
+`tapeflow.core.trading.account_step.TradingConfig`. `RefreshingConfig` holds
 the current one and reloads it every `every_s` seconds of wall time when asked (`current()`), so an
 operator's change to a limit takes effect within that period without a restart.
 
@@ -22,7 +23,11 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from sources.postgres.reference import load_instruments, load_risk_limits
+from sources.postgres.reference import (
+    load_account_currencies,
+    load_instruments,
+    load_risk_limits,
+)
 from tapeflow.core.trading.account_step import TradingConfig
 from tapeflow.services.postgres import connect_postgres
 
@@ -30,10 +35,11 @@ log = logging.getLogger("tapeflow.sinks.limits")
 
 
 def load_trading_config(conn: Any) -> TradingConfig:
-    """Risk limits and session hours as the trading core takes them."""
+    """Risk limits, session hours and account currencies as the trading core takes them."""
     limits = load_risk_limits(conn)
     sessions = {symbol: inst.session_hours() for symbol, inst in load_instruments(conn).items()}
-    return TradingConfig(limits=limits, sessions=sessions)
+    return TradingConfig(limits=limits, sessions=sessions,
+                         currencies=load_account_currencies(conn))
 
 
 def postgres_loader(dsn: str, schema: str, connect_timeout: int = 5

@@ -255,7 +255,11 @@ class TradingSettings(Group):
     order_max_terminal: int = Field(
         10_000, ge=1, description="At most this many finished orders kept per account.")
     initial_cash: Decimal = Field(
-        Decimal(1_000_000), description="Cash of an account the flow has not seen before.")
+        Decimal(1_000_000), description="Cash of an account the flow has not seen before (0 "
+        "when opening balances come as deposits on oms.cash).")
+    currency: str = Field(
+        "USD", pattern=r"^[A-Z]{3}$", description="Currency of a new account that has no row "
+        "in the Postgres table account_currencies (ISO 4217).")
     pnl_interval_s: float = Field(
         60.0, gt=0, description="Event-time width of a pnl_snapshots bucket.")
     limits_refresh_s: float = Field(
@@ -270,6 +274,7 @@ class TradingSettings(Group):
         return ShardConfig(
             initial_cash=to_units(self.initial_cash),
             snapshot_interval_us=us(self.pnl_interval_s),
+            currency=self.currency,
             retention=OrderRetention(max_terminal=self.order_max_terminal,
                                      terminal_ttl_us=us(self.order_terminal_ttl_s)))
 
