@@ -48,8 +48,7 @@ from flows.trading_logic import (
 )
 from schemas.catalogue import TOPIC_ALERTS, TOPIC_DLQ, TOPIC_EXECUTIONS, TOPIC_MARKS
 from schemas.codec import Codec, codec_for
-from sinks.clickhouse.flow_sink import ClickHouseSink, clickhouse_trading_mapper
-from sinks.clickhouse.trading_rows import TABLE_COLUMNS as TRADING_COLUMNS
+from sinks.clickhouse.flow_sink import TradingClickHouseSink
 from sinks.kafka.flow_sink import DedupKafkaRecordSink, KafkaRecordSink
 from sinks.postgres.flow_sink import PostgresSink
 from sinks.postgres.writer import PostgresWriter
@@ -75,6 +74,8 @@ from tapeflow.services.kafka import partition_counts
 from tapeflow.settings import Settings
 
 FLOW_ID = "tapeflow-trading"
+ALERT_LINGER_MS = 5
+"""How long the alert producer may hold an alert to fill a batch (issue 12: a few ms)."""
 
 
 @dataclass(frozen=True)
@@ -159,14 +160,13 @@ def default_sinks(settings: Settings, codec: Codec) -> TradingSinks:
     return TradingSinks(
         postgres=PostgresSink(lambda: PostgresWriter.from_dsn(dsn, schema, deadline_s=deadline),
                               version_base=base),
-        clickhouse=ClickHouseSink(lambda: open_clickhouse(url, database), deadline_s=deadline,
-                                  mapper=clickhouse_trading_mapper(base),
-                                  columns=TRADING_COLUMNS),
+        clickhouse=TradingClickHouseSink(lambda: open_clickhouse(url, database),
+                                         deadline_s=deadline, version_base=base),
         alerts=DedupKafkaRecordSink(
             conf, alerts_topic, encode=codec.encode,
             key=lambda alert: alert.account_id, identity=lambda alert: alert.alert_id,
             recent=lambda n: recent_identities(conf, alerts_topic, alert_id_of, n),
-            deadline_s=deadline),
+            deadline_s=deadline, linger_ms=ALERT_LINGER_MS),
         dlq=KafkaRecordSink(conf, settings.topic(TOPIC_DLQ), lambda kl: codec.encode(kl.letter),
                             key=lambda kl: kl.key or None, deadline_s=deadline),
     )

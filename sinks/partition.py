@@ -23,7 +23,10 @@ written, and a restart with recovery replays from the last snapshot.
 from __future__ import annotations
 
 import logging
+import queue
+import threading
 from collections.abc import Callable, Iterable
+from concurrent.futures import Future
 from typing import Any, Protocol
 
 from bytewax.outputs import StatefulSinkPartition
@@ -114,3 +117,148 @@ class WriterPartition(StatefulSinkPartition[Any, None]):
         log.error("%s write failed, the flow stops (a restart with recovery replays): %s",
                   self._store, exc)
         raise exc
+
+
+class BackgroundWriterPartition(StatefulSinkPartition[Any, None]):
+    """A batching writer on a thread of its own: the worker only hands records over.
+
+    Why: a store write (a COPY, an insert of thousands of rows, a retry during an outage)
+    must not hold the Bytewax worker, because everything behind it waits, the risk alerts of
+    the trading flow included (issue 12: an alert goes to risk.alerts as soon as the step that
+    raised it returns, not after the writes of its batch). So `write_batch` queues the records
+    and returns; the thread buffers them in the writer (`consume(record)`, which maps or
+    coalesces them and flushes when the writer's bounds say so) and also flushes on the age
+    bound while the flow is quiet.
+
+    The checkpoint contract of `WriterPartition` is unchanged: `snapshot()` waits until the
+    thread has written everything handed over before it, so a recovery snapshot never covers
+    output that only lived in memory. Records are consumed and written in the order they were
+    handed over, one batch at a time, so the stores see the same sequence of writes.
+
+    Errors, as in `WriterPartition`: an unmappable record (`unmappable` from `consume`) is
+    logged and skipped; a transient write error after the writer's retries stops the flow at
+    the worker's next call (the thread stops consuming); a permanent one is logged with the
+    rows kept, and the checkpoint's flush raises if it fails too. While the thread retries,
+    the queue fills up to `max_queued` batches and `write_batch` then waits, so a store
+    outage blocks the flow (bounded memory) as before and nothing is snapshotted past it.
+    """
+
+    def __init__(self, writer: RowWriter, consume: Callable[[Any], object], *, store: str,
+                 unmappable: tuple[type[Exception], ...], write_error: type[Exception],
+                 idle_s: float = 0.05, max_queued: int = 64) -> None:
+        self._writer = writer
+        self._consume = consume
+        self._store = store
+        self._unmappable = unmappable
+        self._write_error = write_error
+        self._idle_s = idle_s
+        self._queue: queue.Queue[tuple[str, Any]] = queue.Queue(maxsize=max_queued)
+        self._failure: Exception | None = None
+        self._stopped = False
+        self.skipped = 0
+        self._thread = threading.Thread(target=self._run, name=f"tapeflow-{store}-writer",
+                                        daemon=True)
+        self._thread.start()
+
+    # The worker's side.
+
+    def write_batch(self, values: list[Any]) -> None:
+        if self._failure is not None:
+            self._stops(self._failure)
+        if values:
+            self._queue.put(("records", values))
+
+    def snapshot(self) -> None:
+        error = self._ask("checkpoint")
+        if error is not None:
+            self._stops(error)
+
+    def close(self) -> None:
+        if self._stopped:
+            self._queue.put(("abandon", None))  # see WriterPartition.close
+            return
+        error = self._ask("close")
+        if error is not None:
+            self._stops(error)
+
+    def _ask(self, kind: str) -> Exception | None:
+        done: Future[Exception | None] = Future()
+        self._queue.put((kind, done))
+        return done.result()
+
+    def _stops(self, exc: Exception) -> None:
+        self._stopped = True
+        log.error("%s write failed, the flow stops (a restart with recovery replays): %s",
+                  self._store, exc)
+        raise exc
+
+    # The writer thread's side.
+
+    def _run(self) -> None:
+        while True:
+            try:
+                kind, payload = self._queue.get(timeout=self._idle_s)
+            except queue.Empty:
+                kind, payload = "idle", None
+            try:
+                if self._step(kind, payload):
+                    return
+            except Exception as exc:  # a bug, not a store error: stop the flow, say why
+                log.exception("%s writer thread failed", self._store)
+                self._failure = exc
+                if isinstance(payload, Future) and not payload.done():
+                    payload.set_result(exc)
+                if kind == "close":
+                    return
+
+    def _step(self, kind: str, payload: Any) -> bool:
+        """Handle one job; returns whether the thread ends."""
+        if kind == "idle":
+            if self._failure is None:
+                self._guarded(self._writer.flush_if_due)
+        elif kind == "records":
+            if self._failure is None:
+                self._records(payload)
+        elif kind == "checkpoint":
+            payload.set_result(self._failure or self._flush(self._writer.flush))
+        elif kind == "close":
+            payload.set_result(self._failure or self._flush(self._writer.close))
+            return True
+        else:  # abandon: the flow stops; write nothing more
+            return True
+        return False
+
+    def _records(self, records: list[Any]) -> None:
+        for record in records:
+            try:
+                self._consume(record)
+            except self._unmappable as exc:
+                self.skipped += 1
+                log.error("not stored in %s: %s", self._store, exc)
+            except self._write_error as exc:
+                if self._failed(exc):
+                    return
+        self._guarded(self._writer.flush_if_due)
+
+    def _guarded(self, flush: Callable[[], object]) -> None:
+        try:
+            flush()
+        except self._write_error as exc:
+            self._failed(exc)
+
+    def _flush(self, flush: Callable[[], object]) -> Exception | None:
+        try:
+            flush()
+        except self._write_error as exc:
+            return exc
+        return None
+
+    def _failed(self, exc: Exception) -> bool:
+        """A write failed after the writer's retries. Transient (the deadline passed): stop
+        consuming, the worker raises at its next call; else log it and keep the rows for the
+        checkpoint's flush. Returns whether the flow stops."""
+        if getattr(exc, "transient", False):
+            self._failure = exc
+            return True
+        log.error("%s write failed, rows kept for the next flush: %s", self._store, exc)
+        return False

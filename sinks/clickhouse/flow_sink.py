@@ -13,8 +13,9 @@ from bytewax.outputs import FixedPartitionedSink
 
 from sinks.clickhouse.rows import TABLE_COLUMNS, RowRangeError, to_row
 from sinks.clickhouse.trading_rows import to_row as trading_to_row
+from sinks.clickhouse.trading_writer import TradingClickHouseWriter
 from sinks.clickhouse.writer import ClickHouseWriteError, ClickHouseWriter
-from sinks.partition import WriterPartition
+from sinks.partition import BackgroundWriterPartition, WriterPartition
 from tapeflow.core.trading.shard_step import PnlSnapshot
 
 
@@ -65,3 +66,32 @@ class ClickHouseSink(FixedPartitionedSink[Any, None]):
         return WriterPartition(writer, lambda record: (mapper(record),), store="ClickHouse",
                                unmappable=(RowRangeError, TypeError, ValueError),
                                write_error=ClickHouseWriteError)
+
+
+class TradingClickHouseSink(FixedPartitionedSink[Any, None]):
+    """The trading flow's records (`ExecutionResult`, `PnlSnapshot`, `RiskAlert`) into
+    executions, pnl_snapshots and alerts as Arrow batches (`TradingClickHouseWriter`: the
+    latest snapshot per key, every execution and alert), written on a thread of its own
+    (`sinks.partition.BackgroundWriterPartition`) so the flow's worker never waits for an
+    insert. `version_base` is added to pnl_snapshots versions (`restart_version_base`)."""
+
+    def __init__(self, client_factory: Callable[[], Any], *, max_rows: int = 20_000,
+                 max_age_s: float = 1.0, deadline_s: float | None = None,
+                 version_base: int = 0) -> None:
+        self._client_factory = client_factory
+        self._max_rows = max_rows
+        self._max_age_s = max_age_s
+        self._deadline_s = deadline_s
+        self._version_base = version_base
+
+    def list_parts(self) -> list[str]:
+        return ["clickhouse"]
+
+    def build_part(self, step_id: str, for_part: str,
+                   resume_state: None) -> BackgroundWriterPartition:
+        writer = TradingClickHouseWriter(self._client_factory(), max_rows=self._max_rows,
+                                         max_age_s=self._max_age_s, deadline_s=self._deadline_s,
+                                         version_base=self._version_base)
+        return BackgroundWriterPartition(writer, writer.add_record, store="ClickHouse",
+                                         unmappable=(RowRangeError, TypeError, ValueError),
+                                         write_error=ClickHouseWriteError)
