@@ -154,6 +154,7 @@ class BackgroundWriterPartition(StatefulSinkPartition[Any, None]):
         self._idle_s = idle_s
         self._queue: queue.Queue[tuple[str, Any]] = queue.Queue(maxsize=max_queued)
         self._failure: Exception | None = None
+        self._holding = False
         self._stopped = False
         self.skipped = 0
         self._thread = threading.Thread(target=self._run, name=f"tapeflow-{store}-writer",
@@ -214,12 +215,13 @@ class BackgroundWriterPartition(StatefulSinkPartition[Any, None]):
     def _step(self, kind: str, payload: Any) -> bool:
         """Handle one job; returns whether the thread ends."""
         if kind == "idle":
-            if self._failure is None:
+            if self._failure is None and not self._holding:
                 self._guarded(self._writer.flush_if_due)
         elif kind == "records":
             if self._failure is None:
                 self._records(payload)
         elif kind == "checkpoint":
+            self._holding = False
             payload.set_result(self._failure or self._flush(self._writer.flush))
         elif kind == "close":
             payload.set_result(self._failure or self._flush(self._writer.close))
@@ -260,5 +262,6 @@ class BackgroundWriterPartition(StatefulSinkPartition[Any, None]):
         if getattr(exc, "transient", False):
             self._failure = exc
             return True
+        self._holding = True  # no retries on the idle clock: the checkpoint tries again
         log.error("%s write failed, rows kept for the next flush: %s", self._store, exc)
         return False

@@ -171,6 +171,7 @@ class PostgresWriter(BatchWriter):
         self._staged: psycopg.Connection[Any] | None = None
         """The connection whose stage tables exist (temporary tables live per session)."""
         self._buffers: dict[str, dict[tuple[Any, ...], Entry]] = {t: {} for t in TABLE_COLUMNS}
+        self._count = 0
         self.unmapped = 0
         """States left out at a flush because a value does not fit its column."""
 
@@ -183,7 +184,7 @@ class PostgresWriter(BatchWriter):
     @property
     def pending(self) -> int:
         """Rows buffered (one per key) and not yet written."""
-        return sum(len(rows) for rows in self._buffers.values())
+        return self._count
 
     def add(self, table: str, row: Row, now: float | None = None) -> int:
         """Buffer one row; flush when a bound is reached. Returns the rows written by this call."""
@@ -193,7 +194,10 @@ class PostgresWriter(BatchWriter):
             raise KeyError(f"no statement for table {table!r}; known tables: {known}")
         key = tuple(row[column] for column in TABLE_KEYS[table])
         held = buffer.get(key)
-        if held is None or (table in VERSIONED_TABLES and row["version"] > _version(held)):
+        if held is None:
+            buffer[key] = row
+            self._count += 1
+        elif table in VERSIONED_TABLES and row["version"] > _version(held):
             buffer[key] = row
         self._started(now)
         return self.flush_if_due(now)
@@ -205,7 +209,10 @@ class PostgresWriter(BatchWriter):
         table). Returns the rows written by this call."""
         buffer = self._buffers[table]
         held = buffer.get(key)
-        if held is None or (table in VERSIONED_TABLES and state.version > _version(held)):
+        if held is None:
+            buffer[key] = state
+            self._count += 1
+        elif table in VERSIONED_TABLES and state.version > _version(held):
             buffer[key] = state
         self._started(now)
         return self.flush_if_due(now)
@@ -250,6 +257,7 @@ class PostgresWriter(BatchWriter):
         if not count:
             for entries in self._buffers.values():
                 entries.clear()  # only unmappable states were left
+            self._count = 0
             self._flushed()
             return 0
         started = time.perf_counter()
@@ -269,6 +277,7 @@ class PostgresWriter(BatchWriter):
         for table, rows in batch.items():
             self._buffers[table].clear()
             self._record_batch(table, len(rows), started)
+        self._count = 0
         self._flushed()
         self.rows_written += count
         self.batches_written += 1
@@ -295,6 +304,7 @@ class PostgresWriter(BatchWriter):
             for key in bad:
                 del entries[key]
             self.unmapped += len(bad)
+            self._count -= len(bad)
             if rows:
                 batch[table] = rows
         return batch

@@ -8,13 +8,15 @@ process."""
 from __future__ import annotations
 
 import logging
+import threading
+import time
 from typing import Any
 
 import pytest
 
 from sinks.kafka.flow_sink import KafkaRecordSink
 from sinks.kafka.producer import DeliveryError
-from sinks.partition import WriterPartition
+from sinks.partition import BackgroundWriterPartition, WriterPartition
 
 QUIET = logging.getLogger("tests.quiet_kafka")
 QUIET.setLevel(logging.CRITICAL)  # "connection refused" is the point, not news
@@ -113,3 +115,93 @@ def test_a_kafka_sink_whose_broker_never_answers_stops_at_the_deadline(
         part.snapshot()
     assert "Kafka write to t.alerts failed, the flow stops" in caplog.text
     part.close()  # returns at once, raises nothing
+
+
+# The same contract with the writer on a thread of its own (`BackgroundWriterPartition`).
+
+
+class SlowWriter(FailingWriter):
+    """A FailingWriter whose flushes take `delay_s` and are only due at a checkpoint."""
+
+    def __init__(self, error: WriteError | None, delay_s: float = 0.0) -> None:
+        super().__init__(error)
+        self.delay_s = delay_s
+        self.threads: set[str] = set()
+
+    def add(self, table: str, row: Any) -> int:
+        self.rows.append((table, row))
+        return 0
+
+    def flush_if_due(self) -> int:
+        return 0
+
+    def flush(self) -> int:
+        self.threads.add(threading.current_thread().name)
+        time.sleep(self.delay_s)
+        return super().flush()
+
+
+def _background(writer: FailingWriter) -> BackgroundWriterPartition:
+    def consume(record: Any) -> None:
+        if record == "unmappable":
+            raise TypeError("no table for it")
+        writer.add("t", record)
+
+    return BackgroundWriterPartition(writer, consume, store="Store", unmappable=(TypeError,),
+                                     write_error=WriteError, idle_s=0.01)
+
+
+def test_background_writes_leave_the_worker_and_the_checkpoint_waits_for_them() -> None:
+    writer = SlowWriter(None, delay_s=0.2)
+    part = _background(writer)
+    started = time.monotonic()
+    part.write_batch([1, 2])
+    part.write_batch(["unmappable", 3])
+    assert time.monotonic() - started < 0.1  # handing over does not wait for the store
+    part.snapshot()  # ... but the checkpoint does: everything handed over is written
+    assert writer.written == [("t", 1), ("t", 2), ("t", 3)]
+    assert time.monotonic() - started >= 0.2
+    assert part.skipped == 1
+    assert writer.threads == {"tapeflow-Store-writer"}
+    part.close()
+    assert writer.closed == 1
+
+
+def test_background_transient_error_stops_the_flow_at_the_next_call(
+        caplog: pytest.LogCaptureFixture) -> None:
+    writer = FailingWriter(WriteError("insert of 1 rows into t failed 9 times", transient=True))
+    part = _background(writer)
+    part.write_batch([1])  # the thread's add flushes at once and fails
+    deadline = time.monotonic() + 5
+    with caplog.at_level(logging.ERROR), pytest.raises(WriteError):
+        while time.monotonic() < deadline:
+            part.write_batch([2])
+            time.sleep(0.01)
+    assert "Store write failed, the flow stops" in caplog.text
+    assert writer.written == [] and ("t", 1) in writer.rows  # never dropped
+    part.close()  # unwinding: nothing written, nothing raised
+    assert writer.closed == 0
+
+
+def test_background_permanent_error_keeps_the_rows_and_stops_at_the_checkpoint(
+        caplog: pytest.LogCaptureFixture) -> None:
+    writer = SlowWriter(WriteError("no such table t", transient=False))
+    part = _background(writer)
+    part.write_batch([1, 2])
+    with caplog.at_level(logging.ERROR), pytest.raises(WriteError):
+        part.snapshot()
+    assert writer.rows == [("t", 1), ("t", 2)] and writer.written == []
+    assert "the flow stops" in caplog.text
+    part.close()
+    assert writer.closed == 0
+
+
+def test_background_store_that_recovers_before_the_checkpoint_loses_nothing() -> None:
+    writer = FailingWriter(WriteError("no such table t", transient=False))
+    part = _background(writer)
+    part.write_batch([1, 2])  # each add's flush fails: logged, kept
+    time.sleep(0.05)
+    writer.error = None  # the table is back before the checkpoint
+    part.snapshot()
+    part.close()
+    assert writer.written == [("t", 1), ("t", 2)] and writer.closed == 1
