@@ -40,6 +40,7 @@ import time
 from pathlib import Path
 
 from scale_market import _cpu_s, _dataflow_running
+from stub_core import precompute
 from trading_common import (
     REPO,
     OrderFlow,
@@ -68,9 +69,13 @@ from tapeflow.services.postgres import connect_postgres
 from tapeflow.settings import Settings
 
 
-def run_flow(settings: Settings, root: Path) -> tuple[float, float, float]:
-    """One batch run of `tapeflow run trading`: (wall s, dataflow s, dataflow CPU s)."""
+def run_flow(settings: Settings, root: Path, stub: Path | None = None
+             ) -> tuple[float, float, float]:
+    """One batch run of `tapeflow run trading`: (wall s, dataflow s, dataflow CPU s).
+    `stub`: the bench-only variant with the core replaced by a replay (bench/stub_core.py)."""
     cmd = [sys.executable, "-m", "tapeflow.cli", "run", "trading", "--batch"]
+    if stub is not None:
+        cmd = [sys.executable, str(REPO / "bench" / "stub_core.py"), str(stub), *cmd[3:]]
     t0 = time.monotonic()
     with (root / "flow.log").open("ab") as log:
         proc = subprocess.Popen(cmd, cwd=REPO, env=flow_env(settings), stdout=log,
@@ -137,6 +142,9 @@ def main() -> None:
     parser.add_argument("--accounts", type=int, default=40)
     parser.add_argument("--symbols", type=int, default=30)
     parser.add_argument("--partitions", type=int, default=4)
+    parser.add_argument("--stub-core", action="store_true",
+                        help="also run the BENCH-ONLY variant with the core replaced by a "
+                             "replay of its outputs (bench/stub_core.py)")
     opts = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="tapeflow-trading-bench-") as tmp:
         tmpdir = Path(tmp)
@@ -160,6 +168,7 @@ def bench(bootstrap: str, tmpdir: Path, opts: argparse.Namespace) -> None:
     # schema and ClickHouse per round; risk.alerts is appended to, deduplicated by id).
     base = bench_settings(bootstrap, dsn, tmpdir / "r0", opts.partitions)
     rounds: list[tuple[float, float, float]] = []
+    stubbed: list[tuple[float, float, float]] = []
     config: TradingConfig | None = None
     print(f"cpus: {os.cpu_count()}; load average before: {os.getloadavg()}")
     for r in range(opts.rounds):
@@ -180,6 +189,19 @@ def bench(bootstrap: str, tmpdir: Path, opts: argparse.Namespace) -> None:
         print(f"round {r + 1} flow: wall {wall:6.2f} s ({n_exec / wall:7,.0f} exec/s), dataflow "
               f"{dataflow:6.2f} s ({n_exec / dataflow:7,.0f} exec/s), dataflow CPU "
               f"{cpu:5.1f} s ({n_exec / cpu:7,.0f} exec per CPU s)")
+        if opts.stub_core:
+            stub = tmpdir / "stub-outputs.pickle"
+            if not stub.exists():
+                precompute(flow.arrivals, config, stub)
+            stub_settings = settings.with_overrides(
+                home=root / "stub-home", clickhouse_dsn=f"chdb://{root / 'stub-chdb'}",
+                postgres_schema=f"{settings.postgres.schema}_stub")
+            assert prepare(stub_settings, dsn, []).wait(timeout=300) == 0
+            wall, dataflow, cpu = run_flow(stub_settings, root, stub)
+            stubbed.append((wall, dataflow, cpu))
+            print(f"round {r + 1} BENCH-ONLY flow with the core STUBBED (a replay of its "
+                  f"outputs): dataflow {dataflow:6.2f} s ({n_exec / dataflow:7,.0f} exec/s), "
+                  f"CPU {cpu:5.1f} s ({n_exec / cpu:7,.0f} exec per CPU s)")
     assert config is not None
 
     # Accounts map to partitions by the producer's key hash; the baseline only needs the
@@ -200,6 +222,10 @@ def bench(bootstrap: str, tmpdir: Path, opts: argparse.Namespace) -> None:
     print(f"median flow, wall (start-up included):    {wall:6.2f} s = {n_exec / wall:9,.0f} exec/s")
     print(f"median flow, dataflow CPU:                {cpu:6.2f} s = {n_exec / cpu:9,.0f} exec "
           f"per CPU s")
+    if stubbed:
+        dataflow = statistics.median(d for _, d, _ in stubbed)
+        print(f"BENCH-ONLY, core stubbed, dataflow:       {dataflow:6.2f} s = "
+              f"{n_exec / dataflow:9,.0f} exec/s (what the flow around the core allows)")
 
 
 if __name__ == "__main__":
