@@ -23,8 +23,18 @@ The broker and Postgres: see bench/trading_common.py. The machine may be shared:
 average is printed before and after; CPU seconds of the flow process after its dataflow
 started are printed too (less sensitive to other work than wall time).
 
-Run:  cd /work/main && uv run python bench/trading_flow.py [--rounds 2] [--seconds 60]
-      [--order-rate 300] [--accounts 40] [--symbols 30] [--partitions 4]
+Options added for issue 12:
+- `--replay S`: recovery replay. A run (snapshots every 2 s) is SIGKILLed S seconds into its
+            dataflow and restarted on the same recovery store; the restart's throughput over
+            what it replays (the reports after the offsets its group committed at the last
+            snapshot) is printed, to compare with the steady rate.
+- `--stub-core`: BENCH ONLY, NOT THE REAL FLOW: the same run with the core replaced by a replay
+            of its precomputed outputs (bench/stub_core.py): what the flow around the core
+            (decoding, Bytewax, snapshots, the writers) allows with a much faster core.
+
+Run:  uv run python bench/trading_flow.py [--rounds 2] [--seconds 60]
+      [--order-rate 300] [--accounts 40] [--symbols 30] [--partitions 4] [--replay 8]
+      [--stub-core]
 """
 
 from __future__ import annotations
@@ -39,6 +49,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from confluent_kafka import Consumer, TopicPartition
 from scale_market import _cpu_s, _dataflow_running
 from stub_core import precompute
 from trading_common import (
@@ -53,8 +64,9 @@ from trading_common import (
     produce,
 )
 
-from schemas.catalogue import LocalCatalogue
+from schemas.catalogue import TOPIC_EXECUTIONS, LocalCatalogue
 from schemas.codec import Codec
+from sources.kafka.flow_source import consumer_group
 from sources.postgres.limits import load_trading_config
 from sources.synthetic import MarketSpec
 from tapeflow.core.models import ExecutionReport
@@ -99,6 +111,44 @@ def run_flow(settings: Settings, root: Path, stub: Path | None = None
     return end - t0, end - (started or t0), cpu
 
 
+def committed_reports(settings: Settings, partitions: int) -> int:
+    """Reports the flow's consumer group has committed on oms.executions: the offsets of its
+    last snapshot (committed after each one; for monitoring, may be an epoch ahead)."""
+    group = consumer_group(settings, "trading", None)
+    consumer = Consumer({**settings.kafka_config(), "group.id": group,
+                         "enable.auto.commit": False})
+    try:
+        topic = settings.topic(TOPIC_EXECUTIONS)
+        parts = consumer.committed([TopicPartition(topic, p) for p in range(partitions)],
+                                   timeout=30)
+        return sum(max(tp.offset, 0) for tp in parts)
+    finally:
+        consumer.close()
+
+
+def replay_run(settings: Settings, root: Path, n_exec: int, partitions: int,
+               kill_after_s: float) -> tuple[int, float, float]:
+    """Recovery replay: `tapeflow run trading --batch --snapshot-interval 2`, SIGKILLed
+    `kill_after_s` after its dataflow started, then restarted on the same recovery store.
+    Returns (reports the restart replays from its last snapshot, its dataflow seconds, its
+    wall seconds from process start to exit): the replay's throughput."""
+    cmd = [sys.executable, "-m", "tapeflow.cli", "run", "trading", "--batch",
+           "--snapshot-interval", "2"]
+    with (root / "killed.log").open("ab") as log:
+        proc = subprocess.Popen(cmd, cwd=REPO, env=flow_env(settings), stdout=log,
+                                stderr=subprocess.STDOUT)
+    while not _dataflow_running(proc.pid):
+        assert proc.poll() is None, "the flow exited before it was killed"
+        time.sleep(0.005)
+    time.sleep(kill_after_s)
+    assert proc.poll() is None, "the flow finished before the kill: raise --seconds"
+    proc.kill()  # SIGKILL, by pid: our own child
+    proc.wait()
+    done = committed_reports(settings, partitions)
+    wall, dataflow, _cpu = run_flow(settings, root)
+    return n_exec - done, dataflow, wall
+
+
 def core_fold(flow: OrderFlow, config: TradingConfig, shards: int,
               keys: dict[str, int]) -> float:
     """Seconds to fold the reports and marks through the pure shard steps (no I/O)."""
@@ -134,6 +184,38 @@ def decode_and_fold(flow: OrderFlow, codec: Codec, config: TradingConfig, shards
     return time.perf_counter() - t
 
 
+def variants(opts: argparse.Namespace, settings: Settings, root: Path, *, dsn: str,
+             flow: OrderFlow, config: TradingConfig | None, n_exec: int,
+             stubbed: list[tuple[float, float, float]]) -> None:
+    """The runs beside the flow's: a recovery replay, the bench-only stubbed core."""
+    assert config is not None
+    if opts.replay:
+        replay_settings = settings.with_overrides(
+            home=root / "replay-home", clickhouse_dsn=f"chdb://{root / 'replay-chdb'}",
+            postgres_schema=f"{settings.postgres.schema}_replay")
+        assert prepare(replay_settings, dsn, []).wait(timeout=300) == 0
+        replayed, dataflow, wall = replay_run(replay_settings, root, n_exec,
+                                              opts.partitions, opts.replay)
+        print(f"recovery replay: killed {opts.replay:g} s into the dataflow; "
+              f"the restart replayed {replayed:,} reports from its last snapshot in "
+              f"{dataflow:6.2f} s of dataflow ({replayed / dataflow:7,.0f} exec/s; "
+              f"{wall:6.2f} s with start-up and the snapshot's load: "
+              f"{replayed / wall:7,.0f} exec/s)")
+    if opts.stub_core:
+        stub = root.parent / "stub-outputs.pickle"
+        if not stub.exists():
+            precompute(flow.arrivals, config, stub)
+        stub_settings = settings.with_overrides(
+            home=root / "stub-home", clickhouse_dsn=f"chdb://{root / 'stub-chdb'}",
+            postgres_schema=f"{settings.postgres.schema}_stub")
+        assert prepare(stub_settings, dsn, []).wait(timeout=300) == 0
+        wall, dataflow, cpu = run_flow(stub_settings, root, stub)
+        stubbed.append((wall, dataflow, cpu))
+        print(f"BENCH-ONLY flow with the core STUBBED (a replay of its "
+              f"outputs): dataflow {dataflow:6.2f} s ({n_exec / dataflow:7,.0f} exec/s), "
+              f"CPU {cpu:5.1f} s ({n_exec / cpu:7,.0f} exec per CPU s)")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--rounds", type=int, default=2)
@@ -142,6 +224,9 @@ def main() -> None:
     parser.add_argument("--accounts", type=int, default=40)
     parser.add_argument("--symbols", type=int, default=30)
     parser.add_argument("--partitions", type=int, default=4)
+    parser.add_argument("--replay", type=float, default=0.0, metavar="S",
+                        help="also measure a recovery replay: kill a run S seconds into its "
+                             "dataflow, restart it from its last snapshot")
     parser.add_argument("--stub-core", action="store_true",
                         help="also run the BENCH-ONLY variant with the core replaced by a "
                              "replay of its outputs (bench/stub_core.py)")
@@ -189,19 +274,8 @@ def bench(bootstrap: str, tmpdir: Path, opts: argparse.Namespace) -> None:
         print(f"round {r + 1} flow: wall {wall:6.2f} s ({n_exec / wall:7,.0f} exec/s), dataflow "
               f"{dataflow:6.2f} s ({n_exec / dataflow:7,.0f} exec/s), dataflow CPU "
               f"{cpu:5.1f} s ({n_exec / cpu:7,.0f} exec per CPU s)")
-        if opts.stub_core:
-            stub = tmpdir / "stub-outputs.pickle"
-            if not stub.exists():
-                precompute(flow.arrivals, config, stub)
-            stub_settings = settings.with_overrides(
-                home=root / "stub-home", clickhouse_dsn=f"chdb://{root / 'stub-chdb'}",
-                postgres_schema=f"{settings.postgres.schema}_stub")
-            assert prepare(stub_settings, dsn, []).wait(timeout=300) == 0
-            wall, dataflow, cpu = run_flow(stub_settings, root, stub)
-            stubbed.append((wall, dataflow, cpu))
-            print(f"round {r + 1} BENCH-ONLY flow with the core STUBBED (a replay of its "
-                  f"outputs): dataflow {dataflow:6.2f} s ({n_exec / dataflow:7,.0f} exec/s), "
-                  f"CPU {cpu:5.1f} s ({n_exec / cpu:7,.0f} exec per CPU s)")
+        variants(opts, settings, root, dsn=dsn, flow=flow, config=config, n_exec=n_exec,
+                 stubbed=stubbed)
     assert config is not None
 
     # Accounts map to partitions by the producer's key hash; the baseline only needs the
