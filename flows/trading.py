@@ -134,7 +134,7 @@ def kafka_source(settings: Settings, *, tail: bool = True, batch_size: int | Non
     only partitions p with p % K == i (sources/kafka/flow_source.py).
     """
     executions = settings.topic(TOPIC_EXECUTIONS)
-    batch_size = batch_size or settings.kafka.source_batch_size
+    batch_size = batch_size or settings.trading.source_batch_size
     if not marks:
         return sharded_kafka_source(settings, [executions], tail=tail, batch_size=batch_size,
                                     shard=shard, group=group)
