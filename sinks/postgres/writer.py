@@ -207,6 +207,11 @@ class PostgresWriter(BatchWriter):
         """Buffer a state under its primary key; its row is built at the flush, only if it is
         still the one to write then (the highest version, or the first for an append-only
         table). Returns the rows written by this call."""
+        self._hold(table, key, state)
+        self._started(now)
+        return self.flush_if_due(now)
+
+    def _hold(self, table: str, key: tuple[Any, ...], state: LazyRow) -> None:
         buffer = self._buffers[table]
         held = buffer.get(key)
         if held is None:
@@ -214,8 +219,6 @@ class PostgresWriter(BatchWriter):
             self._count += 1
         elif table in VERSIONED_TABLES and state.version > _version(held):
             buffer[key] = state
-        self._started(now)
-        return self.flush_if_due(now)
 
     def add_many(self, rows: Iterable[tuple[str, Row]], now: float | None = None) -> int:
         """Buffer (table, row) pairs in order; returns the rows written meanwhile."""
@@ -226,28 +229,25 @@ class PostgresWriter(BatchWriter):
         """Buffer the states of one trading step (`report`: the report that produced
         `output.outcome`, for the execution_log row), mapped at the flush. `version_base` is
         added to the versions of positions and accounts (`sinks.versions`)."""
-        written = 0
+        hold = self._hold
         outcome = output.outcome
         if outcome is not None and report is not None:
-            written += self.add_state("execution_log", (report.exec_id,),
-                                      LazyRow(0, _execution_row, (report, outcome)), now)
+            hold("execution_log", (report.exec_id,),
+                 LazyRow(0, _execution_row, (report, outcome)))
         if (order := output.order) is not None:
-            written += self.add_state("orders", (order.order_id,),
-                                      LazyRow(order.version, order_row, order), now)
+            hold("orders", (order.order_id,), LazyRow(order.version, order_row, order))
         if (position := output.position) is not None:
             base = version_base if "positions" in MARK_VERSIONED_TABLES else 0
-            written += self.add_state(
-                "positions", (position.account_id, position.symbol),
-                LazyRow(position.version + base, position_row, position, base), now)
+            hold("positions", (position.account_id, position.symbol),
+                 LazyRow(position.version + base, position_row, position, base))
         if (account := output.account) is not None:
             base = version_base if "accounts" in MARK_VERSIONED_TABLES else 0
-            written += self.add_state("accounts", (account.account_id,),
-                                      LazyRow(account.version + base, account_row, account, base),
-                                      now)
+            hold("accounts", (account.account_id,),
+                 LazyRow(account.version + base, account_row, account, base))
         for alert in output.alerts:
-            written += self.add_state("alerts", (alert.alert_id,),
-                                      LazyRow(0, alert_row, alert), now)
-        return written
+            hold("alerts", (alert.alert_id,), LazyRow(0, alert_row, alert))
+        self._started(now)
+        return self.flush_if_due(now)
 
     def flush(self) -> int:
         """Write every buffered row in one transaction. Returns the rows written; raises
