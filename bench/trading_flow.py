@@ -26,8 +26,8 @@ started are printed too (less sensitive to other work than wall time).
 Options added for issue 12:
 - `--replay S`: recovery replay. A run (snapshots every 2 s) is SIGKILLed S seconds into its
             dataflow and restarted on the same recovery store; the restart's throughput over
-            what it replays (the reports after the offsets its group committed at the last
-            snapshot) is printed, to compare with the steady rate.
+            what it replays (the reports after the offsets of its last completed snapshot, read
+            from the recovery store) is printed, to compare with the steady rate.
 - `--stub-core`: BENCH ONLY, NOT THE REAL FLOW: the same run with the core replaced by a replay
             of its precomputed outputs (bench/stub_core.py): what the flow around the core
             (decoding, Bytewax, snapshots, the writers) allows with a much faster core.
@@ -42,14 +42,16 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+import pickle
+import sqlite3
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from contextlib import closing
 from pathlib import Path
 
-from confluent_kafka import Consumer, TopicPartition
 from scale_market import _cpu_s, _dataflow_running
 from stub_core import precompute
 from trading_common import (
@@ -66,7 +68,6 @@ from trading_common import (
 
 from schemas.catalogue import TOPIC_EXECUTIONS, LocalCatalogue
 from schemas.codec import Codec
-from sources.kafka.flow_source import consumer_group
 from sources.postgres.limits import load_trading_config
 from sources.synthetic import MarketSpec
 from tapeflow.core.models import ExecutionReport
@@ -77,6 +78,7 @@ from tapeflow.core.trading.shard_step import (
     on_market_inplace,
     on_report_inplace,
 )
+from tapeflow.runtime.recovery import resume_epoch
 from tapeflow.services.postgres import connect_postgres
 from tapeflow.settings import Settings
 
@@ -111,19 +113,24 @@ def run_flow(settings: Settings, root: Path, stub: Path | None = None
     return end - t0, end - (started or t0), cpu
 
 
-def committed_reports(settings: Settings, partitions: int) -> int:
-    """Reports the flow's consumer group has committed on oms.executions: the offsets of its
-    last snapshot (committed after each one; for monitoring, may be an epoch ahead)."""
-    group = consumer_group(settings, "trading", None)
-    consumer = Consumer({**settings.kafka_config(), "group.id": group,
-                         "enable.auto.commit": False})
-    try:
-        topic = settings.topic(TOPIC_EXECUTIONS)
-        parts = consumer.committed([TopicPartition(topic, p) for p in range(partitions)],
-                                   timeout=30)
-        return sum(max(tp.offset, 0) for tp in parts)
-    finally:
-        consumer.close()
+def snapshot_reports(home: Path, executions_topic: str) -> int:
+    """Reports the recovery store's last completed snapshot has read: the sum of its
+    oms.executions offsets (per partition, the newest snapshot before the resume epoch, as
+    Bytewax resumes; tapeflow.runtime.recovery)."""
+    store = home / "recovery" / "trading"
+    resume = resume_epoch(store)
+    assert resume is not None, "no recovery store"
+    offsets: dict[str, tuple[int, int]] = {}
+    for part in sorted(store.glob("part-*.sqlite3")):
+        with closing(sqlite3.connect(part)) as conn:
+            rows = conn.execute("SELECT state_key, snap_epoch, ser_change FROM snaps "
+                                "WHERE step_id LIKE '%trading_in%' AND snap_epoch < ?",
+                                (resume,)).fetchall()
+        for key, epoch, ser in rows:
+            if key.endswith(f"-{executions_topic}") and ser is not None and (
+                    key not in offsets or epoch > offsets[key][0]):
+                offsets[key] = (epoch, int(pickle.loads(ser) or 0))  # our own store
+    return sum(max(offset, 0) for _epoch, offset in offsets.values())
 
 
 def replay_run(settings: Settings, root: Path, n_exec: int, partitions: int,
@@ -144,7 +151,7 @@ def replay_run(settings: Settings, root: Path, n_exec: int, partitions: int,
     assert proc.poll() is None, "the flow finished before the kill: raise --seconds"
     proc.kill()  # SIGKILL, by pid: our own child
     proc.wait()
-    done = committed_reports(settings, partitions)
+    done = snapshot_reports(settings.home, settings.topic(TOPIC_EXECUTIONS))
     wall, dataflow, _cpu = run_flow(settings, root)
     return n_exec - done, dataflow, wall
 
