@@ -12,6 +12,7 @@ from typing import Any
 from bytewax.outputs import FixedPartitionedSink
 
 from sinks.clickhouse.rows import TABLE_COLUMNS, RowRangeError, to_row
+from sinks.clickhouse.trading_arrow import warm_up
 from sinks.clickhouse.trading_rows import to_row as trading_to_row
 from sinks.clickhouse.trading_writer import TradingClickHouseWriter
 from sinks.clickhouse.writer import ClickHouseWriteError, ClickHouseWriter
@@ -78,6 +79,7 @@ class TradingClickHouseSink(FixedPartitionedSink[Any, None]):
     def __init__(self, client_factory: Callable[[], Any], *, max_rows: int = 20_000,
                  max_age_s: float = 1.0, deadline_s: float | None = None,
                  version_base: int = 0) -> None:
+        warm_up()  # before the dataflow starts, not at its first flush
         self._client_factory = client_factory
         self._max_rows = max_rows
         self._max_age_s = max_age_s

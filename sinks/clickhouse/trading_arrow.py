@@ -146,3 +146,11 @@ def alerts_table(alerts: Sequence[RiskAlert]) -> pa.Table:
         "source_event_id": _strings([a.source_event_id for a in alerts]),
     }
     return pa.Table.from_arrays([columns[c] for c in ALERT_COLUMNS], names=list(ALERT_COLUMNS))
+
+
+def warm_up() -> None:
+    """Build one tiny batch, so pyarrow's lazy start (its first cast imports pandas: about 3 s
+    on this machine, which runs without bytecode caches) happens now, not at the flow's
+    first flush, where it would hold the interpreter, and the flow's worker with it."""
+    _decimals("warm_up", "x", [1, None], money=False)
+    _decimals("warm_up", "x", [1, None], money=True)
