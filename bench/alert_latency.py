@@ -24,15 +24,19 @@ p50/p90/p99/max, the achieved produce rate, and the latency per 10 s of the run:
 does not keep up, latency grows with the run (the backlog) and the last alert arrives long
 after the last report ("drain").
 
-What bounds the latency, by design: the alert sink's producer (`sinks.kafka.producer.
-KafkaWriter`, linger.ms 20) sends within ~20 ms; Bytewax hands the stateful step's output to
-the sinks in the same activation; but the ClickHouse and Postgres writers run on the same
-worker thread and block it while they write (size/age bounds: ClickHouse 20,000 rows / 1 s,
-Postgres 5,000 rows / 1 s), and every epoch (the snapshot interval) flushes them and
-snapshots state. A write of one second's rows therefore delays every report behind it.
+What bounds the latency, by design (docs/flows.md, "Alert latency"): the alert sink's
+producer lingers 5 ms; Bytewax hands the stateful step's output to the sinks in the same
+activation, after the step applied its batch (at most 100 reports per partition poll); the
+ClickHouse and Postgres writers run on threads of their own, so only the checkpoints (every
+epoch, the snapshot interval: the writers finish what they were handed, the shard states are
+pickled) hold the worker. A flow that does not keep up adds its backlog.
 
-Run:  cd /work/main && uv run python bench/alert_latency.py [--rate 2000] [--seconds 60]
-      [--fat-finger 400] [--partitions 4]
+`--stub-core` (BENCH ONLY, NOT THE REAL FLOW): the flow runs with the core replaced by a replay
+of its precomputed outputs (bench/stub_core.py), to show the latency the flow around the core
+gives when the core is fast (issue 12, phase 2).
+
+Run:  uv run python bench/alert_latency.py [--rate 2000] [--seconds 60]
+      [--fat-finger 400] [--partitions 4] [--stub-core]
 """
 
 from __future__ import annotations
@@ -50,6 +54,7 @@ from pathlib import Path
 
 from confluent_kafka import Consumer, TopicPartition
 from scale_market import _dataflow_running
+from stub_core import precompute
 from trading_common import REPO, bench_settings, flow_env, kafka_broker, order_flow, postgres_dsn
 from trading_common import prepare as prepare_stores
 
@@ -58,7 +63,7 @@ from schemas.codec import Codec
 from sinks.kafka.producer import KafkaWriter
 from sources.postgres.limits import load_trading_config
 from sources.synthetic import MarketSpec
-from tapeflow.core.models import ExecutionReport
+from tapeflow.core.models import ExecutionReport, Trade
 from tapeflow.core.trading.shard_step import (
     ShardState,
     mark_of,
@@ -113,6 +118,20 @@ def expected_alerts(settings: Settings, dsn: str, reports: list[ExecutionReport]
     return sources
 
 
+def flow_command(settings: Settings, dsn: str, arrivals: list[ExecutionReport | Trade],
+                 tmpdir: Path, *, stub: bool) -> list[str]:
+    """`tapeflow run trading`, or with `stub` its bench-only variant whose core is a replay
+    of the outputs the real core gives over `arrivals` (bench/stub_core.py)."""
+    if not stub:
+        return [sys.executable, "-m", "tapeflow.cli", "run", "trading"]
+    with connect_postgres(dsn, settings.postgres.schema) as conn:
+        config = load_trading_config(conn)
+    precompute(arrivals, config, tmpdir / "stub.pickle")
+    print("BENCH ONLY: the flow runs with its core STUBBED (a replay of its outputs)")
+    return [sys.executable, str(REPO / "bench" / "stub_core.py"), str(tmpdir / "stub.pickle"),
+            "run", "trading"]
+
+
 def pct(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
@@ -127,6 +146,9 @@ def main() -> None:
                         help="max_order_qty of every 4th account")
     parser.add_argument("--partitions", type=int, default=4)
     parser.add_argument("--warm-up", type=float, default=5.0)
+    parser.add_argument("--stub-core", action="store_true",
+                        help="BENCH ONLY, NOT THE REAL FLOW: the core replaced by a replay of "
+                             "its precomputed outputs (bench/stub_core.py)")
     opts = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="tapeflow-latency-") as tmp:
         tmpdir = Path(tmp)
@@ -155,7 +177,7 @@ def bench(bootstrap: str, tmpdir: Path, opts: argparse.Namespace) -> None:
           f"alert; broker {bootstrap}, {opts.partitions} partitions")
     print(f"cpus: {os.cpu_count()}; load average before: {os.getloadavg()}")
 
-    cmd = [sys.executable, "-m", "tapeflow.cli", "run", "trading"]
+    cmd = flow_command(settings, dsn, list(flow.arrivals), tmpdir, stub=opts.stub_core)
     with (tmpdir / "flow.log").open("ab") as log:
         proc = subprocess.Popen(cmd, cwd=REPO, env=flow_env(settings), stdout=log,
                                 stderr=subprocess.STDOUT)
