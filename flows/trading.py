@@ -158,10 +158,13 @@ def default_sinks(settings: Settings, codec: Codec) -> TradingSinks:
 
     deadline = settings.runtime.sink_retry_deadline_s  # a store outage shorter than this only waits
     return TradingSinks(
-        postgres=PostgresSink(lambda: PostgresWriter.from_dsn(dsn, schema, deadline_s=deadline),
-                              version_base=base),
+        postgres=PostgresSink(lambda: PostgresWriter.from_dsn(
+            dsn, schema, deadline_s=deadline, max_age_s=settings.postgres.batch_age_s),
+            version_base=base),
         clickhouse=TradingClickHouseSink(lambda: open_clickhouse(url, database),
-                                         deadline_s=deadline, version_base=base),
+                                         deadline_s=deadline, version_base=base,
+                                         max_rows=settings.clickhouse.batch_rows,
+                                         max_age_s=settings.clickhouse.batch_age_s),
         alerts=DedupKafkaRecordSink(
             conf, alerts_topic, encode=codec.encode,
             key=lambda alert: alert.account_id, identity=lambda alert: alert.alert_id,

@@ -124,6 +124,10 @@ with warnings.catch_warnings():
                                       "Postgres under HOME.")
         schema: str = Field(  # type: ignore[assignment]
             "tapeflow", description="Schema of Tapeflow's tables.")
+        batch_age_s: float = Field(
+            0.1, gt=0, description="The trading flow's Postgres writer (on a thread of its "
+            "own) writes once its oldest buffered state is this old: often, so a checkpoint "
+            "waits only for a small remainder (docs/postgres-sink.md).")
 
         @field_validator("schema")
         @classmethod
