@@ -2,8 +2,10 @@
 
 Why batches in one transaction: a flush is all or nothing, so after any failure the store
 holds either the whole batch or none of it, and the batch stays buffered for the next flush
-(or for the replay after a crash). Rows are sent with `executemany`, which psycopg 3 runs in
-pipeline mode: one round trip per batch rather than per row.
+(or for the replay after a crash). Two ways to send it, measured (bench/trading_writes.py,
+docs/postgres-sink.md): per table, COPY into a temporary stage table and one `INSERT ...
+SELECT ... ON CONFLICT` (`method="copy"`, the default: the faster), or pipelined `executemany`
+of the upserts. Both leave the same rows.
 
 Why replays and retries are safe: the statements (`schemas/postgres/statements.sql`) are
 idempotent. `orders`, `positions` and `accounts` are upserts guarded by the monotonic
@@ -12,21 +14,12 @@ row backwards; `execution_log` and `alerts` are `ON CONFLICT DO NOTHING`, so the
 per key stays (and operators' acknowledgement columns are never touched). A commit whose
 outcome is unknown (the connection dropped during COMMIT) can therefore be sent again.
 
-The buffer holds one entry per key: for a versioned table the highest version (an equal or
-lower one would be refused by the guard anyway), for an append-only table the first. That
-bounds memory by distinct keys and avoids sending rows the database would discard. The
-trading flow buffers core states, not rows (`add_state`, `add_output`): a position, account or
-order changed many times between two flushes is mapped to a row once, at the flush, in its
-last version, which leaves the table exactly as writing every state in order would (the
-guard keeps the first row of the highest version; so does the buffer). A state whose values
-do not fit their columns is logged and left out at the flush (`PgRangeError`), as the eager
-mapping logged and skipped it: the key then keeps the row of the previous flush.
-
-Two ways to send a batch, measured (bench/trading_writes.py, docs/postgres-sink.md): pipelined
-`executemany` of the upserts (`method="executemany"`), or, per table, COPY into a temporary
-stage table and one `INSERT ... SELECT ... ON CONFLICT` from it (`method="copy"`, the default:
-the faster one here). Both are one transaction with the same guards, so they leave the same
-rows.
+The buffer holds one entry per key: for a versioned table the highest version, for an
+append-only table the first, i.e. what the guards would keep. The trading flow buffers core
+states (`add_output`), mapped to a row once, at the flush, in their last version: the tables
+end exactly as writing every state in order would. A state whose values do not fit their
+columns is logged and left out at the flush (`PgRangeError`); its key keeps the row of the
+previous flush.
 
 Errors: connection-level failures (`psycopg.OperationalError`: SQLSTATE classes 08, 53, 57,
 serialization failures 40001 and deadlocks 40P01) and a store that does not answer when
