@@ -6,9 +6,11 @@ oms.executions + md.marks --(Kafka source, errors logged)--> decode --undecodabl
     --> one stateful step per partition (tapeflow.core.trading.shard_step: accounts + own
         marks table; order state machine, positions and P&L, risk rules; notify_at runs the
         timer rules and emits provisional P&L snapshots)
-    --> orders, positions, accounts, execution_log, alerts --> Postgres (batched, versioned)
-    --> executions, pnl_snapshots, alerts --> ClickHouse (batched, idempotent)
-    --> alerts --> risk.alerts (batched producer; ids already on the topic are not re-sent)
+    --> orders, positions, accounts, execution_log, alerts --> Postgres (the latest state
+        per key per batch, COPY + guarded upserts, on a writer thread)
+    --> executions, pnl_snapshots, alerts --> ClickHouse (Arrow batches, on a writer thread)
+    --> alerts --> risk.alerts (as soon as the step returns: producer linger 5 ms; ids
+        already on the topic are not re-sent)
 ```
 
 Risk limits and session hours come from Postgres (`risk_limits`, `instruments`) at start and
