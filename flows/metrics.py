@@ -129,15 +129,29 @@ MARKET_STATES = MarketStateCollector()
 REGISTRY.register(MARKET_STATES)
 
 
+_EXECUTION_COUNTERS: dict[type, Any] = {}
+_ALERT_COUNTERS: dict[tuple[str, str], Any] = {}
+
+
 def count_trading(outputs: Iterable[ShardOutput | Any]) -> None:
-    """Count one trading step's outcomes and alerts."""
+    """Count one trading step's outcomes and alerts. Called for every report: the labelled
+    counters are looked up once each and kept (prometheus' `labels()` costs more than the
+    increment)."""
     for item in outputs:
         if isinstance(item, ExecutionResult):
-            outcome = item.output.outcome
-            EXECUTIONS.labels(_OUTCOMES.get(type(outcome).__name__, "other")).inc()
+            kind = type(item.output.outcome)
+            counter = _EXECUTION_COUNTERS.get(kind)
+            if counter is None:
+                counter = _EXECUTION_COUNTERS[kind] = EXECUTIONS.labels(
+                    _OUTCOMES.get(kind.__name__, "other"))
+            counter.inc()
         if isinstance(item, ExecutionResult | CashResult | StateChange):
             for alert in item.output.alerts:
-                ALERTS.labels(alert.rule, str(alert.severity)).inc()
+                key = (alert.rule, str(alert.severity))
+                counter = _ALERT_COUNTERS.get(key)
+                if counter is None:
+                    counter = _ALERT_COUNTERS[key] = ALERTS.labels(*key)
+                counter.inc()
 
 
 def serve(port: int | None, process_id: int | None = None) -> int | None:

@@ -6,9 +6,13 @@ oms.executions + oms.cash + md.marks --(Kafka source)--> decode --undecodable-->
     --> one stateful step per partition (tapeflow.core.trading.shard_step: accounts + own
         marks table; order state machine, positions and P&L, risk rules; notify_at runs the
         timer rules and emits provisional P&L snapshots)
-    --> orders, positions, accounts, execution_log, cash_movements, alerts --> Postgres
-    --> executions, cash_movements, pnl_snapshots, alerts --> ClickHouse (batched, idempotent)
-    --> alerts --> risk.alerts (batched producer; ids already on the topic are not re-sent)
+    --> orders, positions, accounts, execution_log, cash_movements, alerts --> Postgres (the
+        latest state per key per batch, COPY + guarded upserts, on a writer thread)
+    --> executions, cash_movements, pnl_snapshots, alerts --> ClickHouse (Arrow batches, on a
+        writer thread)
+    --> rows a store refuses for good, records with no storable row --> tapeflow.dlq
+    --> alerts --> risk.alerts (as soon as the step returns: producer linger 5 ms; ids
+        already on the topic are not re-sent)
 ```
 
 Risk limits and session hours come from Postgres (`risk_limits`, `instruments`) at start and
@@ -48,8 +52,7 @@ from flows.trading_logic import (
 )
 from schemas.catalogue import TOPIC_ALERTS, TOPIC_CASH, TOPIC_DLQ, TOPIC_EXECUTIONS, TOPIC_MARKS
 from schemas.codec import Codec, codec_for
-from sinks.clickhouse.flow_sink import ClickHouseSink, clickhouse_trading_mapper
-from sinks.clickhouse.trading_rows import TABLE_COLUMNS as TRADING_COLUMNS
+from sinks.clickhouse.flow_sink import TradingClickHouseSink
 from sinks.dead_letters import store_dead_letters
 from sinks.kafka.flow_sink import DedupKafkaRecordSink, KafkaRecordSink
 from sinks.postgres.flow_sink import PostgresSink
@@ -77,6 +80,8 @@ from tapeflow.services.kafka import partition_counts
 from tapeflow.settings import Settings
 
 FLOW_ID = "tapeflow-trading"
+ALERT_LINGER_MS = 5
+"""How long the alert producer may hold an alert to fill a batch (issue 12: a few ms)."""
 
 
 @dataclass(frozen=True)
@@ -141,7 +146,7 @@ def kafka_source(settings: Settings, *, tail: bool = True, batch_size: int | Non
     only partitions p with p % K == i (sources/kafka/flow_source.py).
     """
     inputs = [settings.topic(TOPIC_EXECUTIONS), settings.topic(TOPIC_CASH)]
-    batch_size = batch_size or settings.kafka.source_batch_size
+    batch_size = batch_size or settings.trading.source_batch_size
     if not marks:
         return sharded_kafka_source(settings, inputs, tail=tail, batch_size=batch_size,
                                     shard=shard, group=group)
@@ -166,20 +171,23 @@ def default_sinks(settings: Settings, codec: Codec) -> TradingSinks:
     deadline = settings.runtime.sink_retry_deadline_s  # a store outage shorter than this only waits
     dlq_topic = settings.topic(TOPIC_DLQ)
     return TradingSinks(
-        postgres=PostgresSink(lambda: PostgresWriter.from_dsn(dsn, schema, deadline_s=deadline),
-                              version_base=base,
-                              dead_letters=store_dead_letters(conf, dlq_topic, codec.encode,
-                                                              "postgres", deadline)),
-        clickhouse=ClickHouseSink(lambda: open_clickhouse(url, database), deadline_s=deadline,
-                                  mapper=clickhouse_trading_mapper(base),
-                                  columns=TRADING_COLUMNS,
-                                  dead_letters=store_dead_letters(conf, dlq_topic, codec.encode,
-                                                                  "clickhouse", deadline)),
+        postgres=PostgresSink(lambda: PostgresWriter.from_dsn(
+            dsn, schema, deadline_s=deadline, max_age_s=settings.postgres.batch_age_s),
+            version_base=base,
+            dead_letters=store_dead_letters(conf, dlq_topic, codec.encode, "postgres",
+                                            deadline)),
+        clickhouse=TradingClickHouseSink(lambda: open_clickhouse(url, database),
+                                         deadline_s=deadline, version_base=base,
+                                         max_rows=settings.clickhouse.batch_rows,
+                                         max_age_s=settings.clickhouse.batch_age_s,
+                                         dead_letters=store_dead_letters(
+                                             conf, dlq_topic, codec.encode, "clickhouse",
+                                             deadline)),
         alerts=DedupKafkaRecordSink(
             conf, alerts_topic, encode=codec.encode,
             key=lambda alert: alert.account_id, identity=lambda alert: alert.alert_id,
             recent=lambda n: recent_identities(conf, alerts_topic, alert_id_of, n),
-            deadline_s=deadline),
+            deadline_s=deadline, linger_ms=ALERT_LINGER_MS),
         dlq=KafkaRecordSink(conf, dlq_topic, lambda kl: codec.encode(kl.letter),
                             key=lambda kl: kl.key or None, deadline_s=deadline),
     )

@@ -9,12 +9,16 @@ last snapshot, and the tables and topics are idempotent or deduplicated by their
 Between checkpoints the writers' own bounds apply (ClickHouse: `max_rows` / `max_age_s`;
 Kafka: librdkafka's `linger.ms` batching), so a busy stream is not cut into tiny inserts.
 
+Two partitions over the same synchronous core (`sinks.isolation.IsolatingWriter`, which does
+everything below): `WriterPartition` writes on the Bytewax worker; `BackgroundWriterPartition`
+on a thread of its own, the worker only handing records over (the trading flow's stores).
+
 Errors, by what can fix them:
-- A write failing on a transient error (a store or broker down) blocks the worker while the
+- A write failing on a transient error (a store or broker down) blocks the writes while the
   writer retries, up to the writers' `deadline_s` (setting `sink_retry_deadline_s`;
-  docs/faults.md): nothing is read or snapshotted meanwhile, so the flow never advances past
-  output it has not written, and a short outage only delays it. Past the deadline it is logged
-  and raised: the flow stops, and a restart with recovery replays from the last snapshot.
+  docs/faults.md): nothing is snapshotted meanwhile, so the flow never advances past output it
+  has not written, and a short outage only delays it. Past the deadline it is logged and
+  raised: the flow stops, and a restart with recovery replays from the last snapshot.
 - A store refusing the values of some row for good (`refused_value` on the writer's error: a
   NUL Postgres will not hold, a CHECK constraint, a value the driver cannot serialise) is the
   row's fault, not the batch's. The partition isolates it: it drops the buffered rows and
@@ -23,9 +27,9 @@ Errors, by what can fix them:
   (`sinks.dead_letters`), the others are written, and the flow goes on. A batch of n records
   with k refused takes about 2k log2(n) writes, once. Before, the refused row stopped the flow
   at the checkpoint, and the replay brought it back after every restart.
-- Any other error no retry can fix (a missing table) is logged at `write_batch` with the rows
-  kept, and raised at the checkpoint if the checkpoint's flush fails too: the flow stops
-  rather than snapshot offsets for output that was not written.
+- Any other error no retry can fix (a missing table) is logged with the rows kept, and raised
+  at the checkpoint if the checkpoint's flush fails too: the flow stops rather than snapshot
+  offsets for output that was not written.
 - A record that cannot be mapped to rows (a value out of its column's range) is a dead letter
   `unstorable_value` (logged and skipped when the sink has no dead-letter output).
 """
@@ -33,30 +37,26 @@ Errors, by what can fix them:
 from __future__ import annotations
 
 import logging
+import queue
+import threading
 from collections.abc import Callable, Iterable
+from concurrent.futures import Future
 from typing import Any, Protocol
 
 from bytewax.outputs import StatefulSinkPartition
 
 from sinks.dead_letters import DeadLetterOutput
+from sinks.isolation import IsolatingWriter, RowWriter
 
 log = logging.getLogger("tapeflow.sinks.bytewax")
 
-Rows = list[tuple[str, Any]]
+__all__ = ["BackgroundWriterPartition", "RowWriter", "TableWriter", "WriterPartition"]
 
 
-class RowWriter(Protocol):
-    """What a sink partition needs of a batching writer (ClickHouse or Postgres)."""
+class TableWriter(RowWriter, Protocol):
+    """A writer of (table, row) pairs (`ClickHouseWriter`, `PostgresWriter`)."""
 
     def buffer(self, table: str, row: Any) -> None: ...
-
-    def discard(self) -> None: ...
-
-    def flush_if_due(self) -> int: ...
-
-    def flush(self) -> int: ...
-
-    def close(self) -> None: ...
 
 
 class WriterPartition(StatefulSinkPartition[Any, None]):
@@ -65,167 +65,162 @@ class WriterPartition(StatefulSinkPartition[Any, None]):
 
     `unmappable` are the errors of `to_rows` that mean "this record has no row";
     `write_error` is the writer's error after its retries (module docstring for what each
-    kind does); `dead_letters` builds where refused records go (None: refusals stop the flow
+    kind does); `dead_letters` is where refused records go (None: refusals stop the flow
     like any permanent error, and unmappable records are logged and skipped).
     """
 
-    def __init__(self, writer: RowWriter, to_rows: Callable[[Any], Iterable[tuple[str, Any]]],
+    def __init__(self, writer: TableWriter, to_rows: Callable[[Any], Iterable[tuple[str, Any]]],
                  *, store: str, unmappable: tuple[type[Exception], ...],
                  write_error: type[Exception],
                  dead_letters: DeadLetterOutput | None = None) -> None:
-        self._writer = writer
-        self._to_rows = to_rows
-        self._store = store
-        self._unmappable = unmappable
-        self._write_error = write_error
-        self._dead_letters = dead_letters
-        self._pending: list[tuple[Any, Rows]] = []
-        """The records whose rows the writer may still hold unwritten, with their rows."""
-        self._stopped = False
-        self._last: Exception | None = None
-        """The error of the last refused write while isolating."""
-        self.skipped = 0
-        self.refused = 0
+        def buffer(record: Any) -> None:
+            rows = list(to_rows(record))  # all or none of a record's rows
+            for table, row in rows:
+                writer.buffer(table, row)
+
+        self._writes = IsolatingWriter(writer, buffer, to_rows, store=store,
+                                       unmappable=unmappable, write_error=write_error,
+                                       dead_letters=dead_letters)
+
+    @property
+    def skipped(self) -> int:
+        return self._writes.skipped
+
+    @property
+    def refused(self) -> int:
+        return self._writes.refused
 
     def write_batch(self, values: list[Any]) -> None:
-        writer = self._writer
-        for record in values:
-            try:
-                rows = list(self._to_rows(record))
-            except self._unmappable as exc:
-                self._unstorable(record, exc)
-                continue
-            self._pending.append((record, rows))
-            for table, row in rows:
-                writer.buffer(table, row)
-            self._flush_if_due()
-        self._flush_if_due()
-
-    def _flush_if_due(self) -> None:
-        try:
-            if self._writer.flush_if_due():
-                self._pending = []  # everything buffered so far is written
-        except self._write_error as exc:
-            self._failed(exc)
-
-    def _unstorable(self, record: Any, exc: Exception) -> None:
-        self.skipped += 1
-        if self._dead_letters is None:
-            log.error("not stored in %s: %s", self._store, exc)
-            return
-        self._dead_letters.unstorable(f"{self._store}: {exc}; record: {_describe(record)}")
-
-    def _failed(self, exc: Exception) -> None:
-        """A write failed after the writer's retries: transient errors stop the flow now, a
-        refused value is isolated, anything else keeps the rows for the checkpoint's flush,
-        which raises if it fails too."""
-        if getattr(exc, "transient", False):
-            self._stops(exc)
-        if self._isolates(exc):
-            self._isolate()
-            return
-        log.error("%s write failed, rows kept for the next flush: %s", self._store, exc)
-
-    def _isolates(self, exc: Exception) -> bool:
-        return self._dead_letters is not None and bool(getattr(exc, "refused_value", False))
-
-    def _isolate(self) -> None:
-        """Write the pending records again without the ones the store refuses; those become
-        dead letters, made durable before this returns (so before any snapshot)."""
-        assert self._dead_letters is not None
-        pending, self._pending = self._pending, []
-        self._writer.discard()
-        refused = self._split(pending)
-        for record, rows, exc in refused:
-            self.refused += 1
-            self._dead_letters.refused(rows, f"{self._store} refused {_tables(rows)}: "
-                                             f"{_cause(exc)}; record: {_describe(record)}")
-        try:
-            self._dead_letters.flush()
-        except Exception as exc:  # the letters are not durable: no snapshot may cover them
-            self._stops(exc)
-        log.warning("%s refused %d of %d record(s) of a batch: dead letters; the other %d are "
-                    "written", self._store, len(refused), len(pending),
-                    len(pending) - len(refused))
-
-    def _split(self, items: list[tuple[Any, Rows]]
-               ) -> list[tuple[Any, Rows, Exception | None]]:
-        """The refused records among `items` (whose write as a whole was refused), writing the
-        others; raises (stopping the flow) on any error that is not a refused value."""
-        if len(items) == 1:
-            return [] if self._written(items) else [(*items[0], self._last)]
-        middle = len(items) // 2
-        refused = []
-        for half in (items[:middle], items[middle:]):
-            if not self._written(half):
-                refused += ([(*half[0], self._last)] if len(half) == 1 else self._split(half))
-        return refused
-
-    def _written(self, items: list[tuple[Any, Rows]]) -> bool:
-        """Write `items` alone: True when written, False when the store refused a value (the
-        error kept in `_last`); any other failure stops the flow."""
-        writer = self._writer
-        writer.discard()
-        for _record, rows in items:
-            for table, row in rows:
-                writer.buffer(table, row)
-        try:
-            writer.flush()
-        except self._write_error as exc:
-            writer.discard()
-            if getattr(exc, "transient", False) or not getattr(exc, "refused_value", False):
-                self._stops(exc)
-            self._last = exc
-            return False
-        return True
+        self._writes.write(values)
 
     def snapshot(self) -> None:
-        try:
-            self._writer.flush()
-        except self._write_error as exc:
-            if getattr(exc, "transient", False) or not self._isolates(exc):
-                self._stops(exc)
-            self._isolate()
-        self._pending = []
+        self._writes.flush()
 
     def close(self) -> None:
-        if self._stopped:
+        if self._writes.stopped:
             # Bytewax closes the partitions while unwinding from the error: a second raise
             # there is a panic in a destructor, which hangs the process instead of ending it.
             return
-        self.snapshot()
-        try:
-            self._writer.close()
-        except self._write_error as exc:
-            self._stops(exc)
+        self._writes.close()
+
+
+class BackgroundWriterPartition(StatefulSinkPartition[Any, None]):
+    """A batching writer on a thread of its own: the worker only hands records over.
+
+    Why: a store write (a COPY, an insert of thousands of rows, a retry during an outage)
+    must not hold the Bytewax worker, because everything behind it waits, the risk alerts of
+    the trading flow included (issue 12: an alert goes to risk.alerts as soon as the step that
+    raised it returns, not after the writes of its batch). So `write_batch` queues the records
+    and returns; the thread buffers them in the writer (`buffer(record)`, which maps or
+    coalesces them without flushing), flushes when the writer's bounds say so, and also on the
+    age bound while the flow is quiet.
+
+    The checkpoint contract of `WriterPartition` is unchanged: `snapshot()` waits until the
+    thread has written everything handed over before it (refused records isolated, their dead
+    letters durable), so a recovery snapshot never covers output that only lived in memory.
+    Records are buffered and written in the order they were handed over, one batch at a time.
+
+    Errors are `WriterPartition`'s (the same `IsolatingWriter` on the thread; `rows(record)`
+    gives a refused record's rows for its dead letter); what stops the flow is raised at the
+    worker's next call (the thread stops consuming). While the thread retries, the queue fills
+    up to `max_queued` batches and `write_batch` then waits, so a store outage blocks the flow
+    (bounded memory) as before and nothing is snapshotted past it.
+    """
+
+    def __init__(self, writer: RowWriter, buffer: Callable[[Any], object],
+                 rows: Callable[[Any], Iterable[tuple[str, Any]]], *, store: str,
+                 unmappable: tuple[type[Exception], ...], write_error: type[Exception],
+                 dead_letters: DeadLetterOutput | None = None, idle_s: float = 0.05,
+                 max_queued: int = 64) -> None:
+        self._writes = IsolatingWriter(writer, buffer, rows, store=store,
+                                       unmappable=unmappable, write_error=write_error,
+                                       dead_letters=dead_letters)
+        self._store = store
+        self._idle_s = idle_s
+        self._queue: queue.Queue[tuple[str, Any]] = queue.Queue(maxsize=max_queued)
+        self._failure: Exception | None = None
+        self._stopped = False
+        self._thread = threading.Thread(target=self._run, name=f"tapeflow-{store}-writer",
+                                        daemon=True)
+        self._thread.start()
+
+    @property
+    def skipped(self) -> int:
+        return self._writes.skipped
+
+    @property
+    def refused(self) -> int:
+        return self._writes.refused
+
+    # The worker's side.
+
+    def write_batch(self, values: list[Any]) -> None:
+        if self._failure is not None:
+            self._stops(self._failure)
+        if values:
+            self._queue.put(("records", values))
+
+    def snapshot(self) -> None:
+        error = self._ask("checkpoint")
+        if error is not None:
+            self._stops(error)
+
+    def close(self) -> None:
+        if self._stopped:
+            self._queue.put(("abandon", None))  # see WriterPartition.close
+            return
+        error = self._ask("close")
+        if error is not None:
+            self._stops(error)
+
+    def _ask(self, kind: str) -> Exception | None:
+        done: Future[Exception | None] = Future()
+        self._queue.put((kind, done))
+        return done.result()
 
     def _stops(self, exc: Exception) -> None:
-        """The rows cannot be written: say so in one line (Bytewax reports only a panic),
-        then raise, so no snapshot covers the unwritten rows."""
+        """Raise what stopped the writes (logged on the thread when it happened)."""
         self._stopped = True
-        log.error("%s write failed, the flow stops (a restart with recovery replays): %s",
-                  self._store, exc)
         raise exc
 
+    # The writer thread's side.
 
-def _tables(rows: Rows) -> str:
-    """'orders, positions' for the rows of one record."""
-    return ", ".join(dict.fromkeys(table for table, _ in rows)) or "no table"
+    def _run(self) -> None:
+        while True:
+            try:
+                kind, payload = self._queue.get(timeout=self._idle_s)
+            except queue.Empty:
+                kind, payload = "idle", None
+            try:
+                if self._step(kind, payload):
+                    return
+            except Exception as exc:
+                if not self._writes.stopped:  # a bug, not a store error: say where
+                    log.exception("%s writer thread failed, the flow stops", self._store)
+                self._failure = exc
+                if isinstance(payload, Future) and not payload.done():
+                    payload.set_result(exc)
+                if kind == "close":
+                    return
 
-
-def _cause(exc: Exception | None) -> str:
-    """The store's own reason: the first line of the writer error's cause, else its own."""
-    cause = (exc.__cause__ or exc) if exc is not None else None
-    if cause is None:
-        return "no reason given"
-    text = str(cause).strip()
-    first = text.splitlines()[0] if text else ""
-    state = getattr(cause, "sqlstate", None)
-    name = type(cause).__name__ + (f" [SQLSTATE {state}]" if state else "")
-    return f"{name}: {first}" if first else name
-
-
-def _describe(record: Any, limit: int = 300) -> str:
-    """A record for a dead letter's detail: its repr (escapes NUL and controls), cut short."""
-    text = repr(record)
-    return text if len(text) <= limit else text[:limit] + "..."
+    def _step(self, kind: str, payload: Any) -> bool:
+        """Handle one job; returns whether the thread ends."""
+        writes = self._writes
+        if kind == "idle":
+            if self._failure is None and not writes.failing:  # those wait for the checkpoint
+                writes.flush_if_due()
+        elif kind == "records":
+            if self._failure is None:
+                writes.write(payload)
+        elif kind == "checkpoint":
+            if self._failure is None:
+                writes.flush()
+            payload.set_result(self._failure)
+        elif kind == "close":
+            if self._failure is None:
+                writes.close()
+            payload.set_result(self._failure)
+            return True
+        else:  # abandon: the flow stops; write nothing more
+            return True
+        return False

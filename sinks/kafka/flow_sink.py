@@ -159,12 +159,22 @@ class DedupKafkaRecordSink(FixedPartitionedSink[Any, None]):
     input therefore adds nothing to the topic, as long as what it repeats is that recent.
     `recent(n)` returns the identities of the last n records of each partition of the topic,
     oldest first (`sources.kafka.topic_reader.recent_identities`);
-    `deadline_s` bounds a broker outage as for `KafkaRecordSink`."""
+    `deadline_s` bounds a broker outage as for `KafkaRecordSink`; `linger_ms` is how long
+    the producer may hold a record to fill a batch (librdkafka `linger.ms`; alerts: a few
+    ms, so an alert is on the topic soon after the step that raised it returned).
+
+    Recovery: an alert is sent as soon as its step returns, so after a crash the replay from
+    the last snapshot raises again alerts that are already on the topic; the identities read
+    at start cover them (as long as they are among the last `remember` per partition). An
+    alert the crashed process queued but the broker never took is not on the topic, and the
+    replay sends it: at least once, never lost."""
 
     def __init__(self, conf: dict[str, Any], topic: str, *, encode: Callable[[Any], bytes],
                  key: Callable[[Any], str | None], identity: Callable[[Any], str],
                  recent: Callable[[int], list[str]],
-                 remember: int = 100_000, deadline_s: float | None = None) -> None:
+                 remember: int = 100_000, deadline_s: float | None = None,
+                 linger_ms: int | None = None) -> None:
+        self._linger = {} if linger_ms is None else {"linger.ms": linger_ms}
         self._conf = conf
         self._deadline_s = deadline_s
         self._topic = topic
@@ -180,7 +190,8 @@ class DedupKafkaRecordSink(FixedPartitionedSink[Any, None]):
     def build_part(self, step_id: str, for_part: str,
                    resume_state: None) -> _DedupKafkaPartition:
         seen = self._recent(self._remember)
-        return _DedupKafkaPartition(KafkaWriter.for_deadline(self._conf, self._deadline_s),
+        writer = KafkaWriter.for_deadline(self._conf, self._deadline_s, **self._linger)
+        return _DedupKafkaPartition(writer,
                                     self._topic, encode=self._encode,
                                     key=self._key, identity=self._identity, seen=seen,
                                     remember=self._remember)

@@ -49,13 +49,15 @@ class KafkaWriter:
         self.failures: list[str] = []
 
     @classmethod
-    def for_deadline(cls, conf: dict[str, Any], deadline_s: float | None) -> KafkaWriter:
+    def for_deadline(cls, conf: dict[str, Any], deadline_s: float | None,
+                     **overrides: Any) -> KafkaWriter:
         """A writer whose records wait for the broker, and whose `flush` waits, `deadline_s`
-        (None: librdkafka's default and `DEFAULT_FLUSH_TIMEOUT_S`)."""
+        (None: librdkafka's default and `DEFAULT_FLUSH_TIMEOUT_S`); `overrides` are more
+        librdkafka settings (`linger.ms`)."""
         if deadline_s is None:
-            return cls(conf)
+            return cls(conf, **overrides)
         return cls(conf, flush_timeout_s=deadline_s,
-                   **{"message.timeout.ms": max(1, int(deadline_s * 1000))})
+                   **{"message.timeout.ms": max(1, int(deadline_s * 1000)), **overrides})
 
     def _on_delivery(self, err: KafkaError | None, _msg: Message) -> None:
         if err is None:

@@ -58,8 +58,9 @@ class KafkaSettings(Group):
                               "environments and tests).")
     partitions: int = Field(4, ge=1, le=1024, description="Partitions of the topics `tapeflow "
                             "init` creates.")
-    source_batch_size: int = Field(1000, ge=1, le=100_000, description="Messages a flow's "
-                                   "Kafka source reads per poll of a partition.")
+    source_batch_size: int = Field(1000, ge=1, le=100_000, description="Messages the market "
+                                   "flow's Kafka source reads per poll of a partition (the "
+                                   "trading flow's: TAPEFLOW_TRADING_SOURCE_BATCH_SIZE).")
 
     @field_validator("topic_prefix")
     @classmethod
@@ -136,6 +137,10 @@ with warnings.catch_warnings():
                                       "Postgres under HOME.")
         schema: str = Field(  # type: ignore[assignment]
             "tapeflow", description="Schema of Tapeflow's tables.")
+        batch_age_s: float = Field(
+            0.1, gt=0, description="The trading flow's Postgres writer (on a thread of its "
+            "own) writes once its oldest buffered state is this old: often, so a checkpoint "
+            "waits only for a small remainder (docs/postgres-sink.md).")
 
         @field_validator("schema")
         @classmethod
@@ -268,6 +273,10 @@ class TradingSettings(Group):
     timer_s: float = Field(
         5.0, gt=0, description="Wall time between runs of the time-driven risk rules "
         "(stale marks, turnover expiry) and provisional P&L snapshots.")
+    source_batch_size: int = Field(
+        100, ge=1, le=100_000, description="Messages the trading flow's Kafka source reads per "
+        "poll of a partition: small, because a batch's alerts leave together when its last "
+        "report is applied (docs/flows.md, alert latency).")
 
     def core_config(self) -> ShardConfig:
         """The trading core's configuration (a shard of accounts)."""

@@ -133,7 +133,9 @@ def _final_levels(run: TradingRun) -> dict[Incident, str]:
     with closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True)) as conn:
         rows = conn.execute("SELECT state_key, ser_change FROM snaps WHERE step_id LIKE "
                             "'%.trading.stateful_batch' ORDER BY snap_epoch").fetchall()
-    shards: dict[str, ShardState] = {k: pickle.loads(v) for k, v in rows if v is not None}
+    # A shard snapshot is the pickled shard (flows.trading_logic.ShardLogic.snapshot).
+    shards: dict[str, ShardState] = {k: pickle.loads(pickle.loads(v)) for k, v in rows
+                                     if v is not None}
     assert shards, "no shard snapshot"
     return {(key.rule, key.account_id, key.symbol, key.scope): str(level.severity)
             for shard in shards.values() for state in shard.accounts.values()
