@@ -8,7 +8,11 @@ pass it. Through the real stores:
   directly and written by the flow's Postgres sink inside a real Bytewax dataflow, twice (the
   second run is the restart: it must not stop either);
 - ClickHouse (chDB): a CHECK constraint an operator added, through the whole market flow from
-  Kafka, then the cause fixed and the letter replayed (`tapeflow dlq replay`).
+  Kafka, then the cause fixed and the letter replayed (`tapeflow dlq replay`);
+- the trading flow's sinks, which write the latest state per key on threads of their own
+  (Postgres COPY + upsert, ClickHouse Arrow): a CHECK constraint on Postgres `cash_movements`
+  (refused in the upsert that moves the COPY's stage table in) and one on chDB `executions`,
+  in one Bytewax dataflow.
 What must hold: the run ends; every other record is stored exactly once; each refused record is
 one `store_refused` letter on the dead-letter topic naming the store's reason, whose rows are
 the refused rows.
@@ -27,17 +31,26 @@ from bytewax.testing import TestingSource, run_main
 from typer.testing import CliRunner
 
 from flows.market import build_flow as market_flow
+from flows.trading import _clickhouse_records
 from jobs.dlq import Selection, read_letters, rows_of
 from jobs.init import create_topics, init_clickhouse, init_postgres
 from schemas.catalogue import TOPIC_DLQ, TOPIC_TRADES, LocalCatalogue
 from schemas.codec import Codec
+from sinks.clickhouse.flow_sink import TradingClickHouseSink
 from sinks.dead_letters import store_dead_letters
 from sinks.kafka.producer import KafkaWriter
 from sinks.postgres.flow_sink import PostgresSink
 from sinks.postgres.writer import PostgresWriter
 from tapeflow.cli import app
-from tapeflow.core.models import Trade
-from tapeflow.core.trading.shard_step import ExecutionResult, StateChange
+from tapeflow.core.models import CashKind, CashMovement, Trade
+from tapeflow.core.trading.account_step import TradingConfig
+from tapeflow.core.trading.shard_step import (
+    CashResult,
+    ExecutionResult,
+    ShardState,
+    StateChange,
+    on_cash_inplace,
+)
 from tapeflow.services.clickhouse import open_clickhouse
 from tapeflow.services.postgres import connect_postgres
 from tapeflow.settings import Settings
@@ -165,3 +178,78 @@ def test_a_row_clickhouse_refuses_is_a_dead_letter_then_replayed_once_fixed(
     client.close()
     twice = runner.invoke(app, ["dlq", "replay", "--source", "clickhouse"], env=env)
     assert "re-injected nothing" in twice.stdout and "skipped 2 letter(s)" in twice.stdout
+
+
+def _cash(notes: list[str | None]) -> list[CashResult]:
+    """Deposits into ACC-3 through the real core, one per note."""
+    shard, out = ShardState(), []
+    for i, note in enumerate(notes):
+        movement = CashMovement(f"cm-{i}", "ACC-3", CashKind.DEPOSIT, (i + 1) * ONE, "USD",
+                                NOW + i, note)
+        out += [o for o in on_cash_inplace(shard, movement, TradingConfig())
+                if isinstance(o, CashResult)]
+    return out
+
+
+def test_the_trading_sinks_isolate_refused_rows_on_their_writer_threads(
+        settings: Settings) -> None:
+    tag = uuid.uuid4().hex[:8]
+    settings = settings.with_overrides(clickhouse_database=f"tf_trp_{tag}",
+                                       postgres_schema=f"tf_trp_{tag}")
+    assert settings.postgres.dsn is not None
+    dsn, schema = settings.postgres.dsn.get_secret_value(), settings.postgres.schema
+    init_postgres(settings, dsn)
+    init_clickhouse(settings)
+    create_topics(settings)
+    url, database = settings.clickhouse_url(), settings.clickhouse.database
+    client = open_clickhouse(url, database)
+    client.command("ALTER TABLE executions ADD CONSTRAINT no_poison CHECK symbol != 'POISON'")
+    client.close()
+    with connect_postgres(dsn, schema, autocommit=True) as conn:
+        conn.execute("ALTER TABLE cash_movements ADD CONSTRAINT no_poison "
+                     "CHECK (note IS DISTINCT FROM 'poison')")
+    good = _items("ACC-1", "XYZ", "G-")
+    poison = _items("ACC-2", "POISON", "P-")  # ClickHouse refuses their executions
+    cash = _cash([None, "poison", "fine"])  # Postgres refuses the second movement
+    items: list[Any] = [*good[:4], *cash, *poison, *good[4:]]
+    letters = store_dead_letters(settings.kafka_config(), settings.topic(TOPIC_DLQ),
+                                 CODEC.encode, "postgres", 30.0)
+    ch_letters = store_dead_letters(settings.kafka_config(), settings.topic(TOPIC_DLQ),
+                                    CODEC.encode, "clickhouse", 30.0)
+    flow = Dataflow("trading_poison")
+    keyed = op.key_on("key", op.input("in", flow, TestingSource(items, batch_size=5)),
+                      lambda _item: "0")
+    op.output("pg", keyed, PostgresSink(
+        lambda: PostgresWriter.from_dsn(dsn, schema, deadline_s=30.0), dead_letters=letters))
+    records = op.flat_map_value("ch_records", keyed, _clickhouse_records)
+    op.output("ch", records, TradingClickHouseSink(
+        lambda: open_clickhouse(url, database), deadline_s=30.0, dead_letters=ch_letters))
+    run_main(flow)  # the flow goes on: no raise
+
+    stored = _letters(settings)
+    pg = [s.letter for s in stored if s.letter.topic == "postgres"]
+    assert [(letter.reason, "no_poison" in letter.detail) for letter in pg] == [
+        ("store_refused", True)]
+    assert "CheckViolation [SQLSTATE 23514]" in pg[0].detail
+    assert [row["movement_id"] for _, row in rows_of(
+        next(s for s in stored if s.letter.topic == "postgres"))
+        if "movement_id" in row] == ["cm-1"]
+    assert sorted(r[0] for r in _pg(settings, "SELECT movement_id FROM cash_movements")) == [
+        "cm-0", "cm-2"]
+    # Everything else is in Postgres, ACC-2's POISON symbol included.
+    assert {r[0] for r in _pg(settings, "SELECT account_id FROM positions")} == {
+        "ACC-1", "ACC-2"}
+    ch = [s for s in stored if s.letter.topic == "clickhouse"]
+    refused = {i.report.exec_id for i in poison if isinstance(i, ExecutionResult)
+               and _clickhouse_records(i)[:1] == [i]}
+    assert len(ch) == len(refused) > 0
+    assert all("VIOLATED_CONSTRAINT" in s.letter.detail for s in ch)
+    assert {row[0] for s in ch for _, row in rows_of(s)} == refused
+    client = open_clickhouse(url, database)
+    executions = {r[0] for r in client.query("SELECT exec_id FROM executions FINAL").result_rows}
+    assert executions == {i.report.exec_id for i in good if isinstance(i, ExecutionResult)}
+    movements = client.query("SELECT movement_id FROM cash_movements FINAL").result_rows
+    assert sorted(r[0] for r in movements) == ["cm-0", "cm-1", "cm-2"]
+    alerts = client.query("SELECT count() FROM alerts FINAL").result_rows[0][0]
+    assert alerts == len({a.alert_id for i in items for a in i.output.alerts})
+    client.close()

@@ -5,8 +5,9 @@ outlasted the retries stops the flow (at once, or at the worker's next call); an
 can fix keeps the rows and stops the flow at the checkpoint; a value the store refuses is
 isolated (the other records written, the refused ones dead letters, the flow going on), on
 either partition; after a stop, `close` (called by Bytewax while unwinding) writes nothing and
-raises nothing, since a second raise there hung the process. The same isolation through the
-real Postgres and chDB is in tests/integration/test_poison_rows.py."""
+raises nothing, since a second raise there hung the process. Isolation with a writer that keeps
+the latest state per key: tests/unit/test_isolation.py; through the real Postgres and chDB:
+tests/integration/test_poison_rows.py."""
 
 from __future__ import annotations
 
