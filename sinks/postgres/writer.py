@@ -46,6 +46,7 @@ from psycopg import pq
 from tenacity import RetryCallState
 
 from sinks.batching import BatchPolicy, BatchWriter
+from sinks.postgres.errors import PostgresWriteError, is_transient, refuses_value
 from sinks.postgres.rows import (
     TABLE_COLUMNS,
     TABLE_KEYS,
@@ -63,10 +64,11 @@ from sinks.versions import MARK_VERSIONED_TABLES
 from tapeflow.core.models import CashMovement, ExecutionReport
 from tapeflow.core.trading.account_step import TradingOutput
 from tapeflow.core.trading.cash import CashOutcome
-from tapeflow.errors import StoreError, StoreUnavailableError
 from tapeflow.services.dsn import redact as _redact
 from tapeflow.services.postgres import connect_postgres
 from tapeflow.services.postgres_sql import statement
+
+__all__ = ["METHODS", "STATEMENT_OF", "LazyRow", "PostgresWriteError", "PostgresWriter"]
 
 log = logging.getLogger("tapeflow.sinks.postgres")
 
@@ -90,9 +92,6 @@ move it into the table with the same guard as the upsert."""
 
 METHODS = ("copy", "executemany")
 
-RETRYABLE_SQLSTATES = frozenset({"40001", "40P01"})
-"""Serialization failure and deadlock: the same transaction may succeed when sent again."""
-
 
 class LazyRow(NamedTuple):
     """A buffered state whose row is built at the flush: `build(item)` (a mapper of
@@ -111,41 +110,6 @@ class LazyRow(NamedTuple):
 
 
 Entry = Row | LazyRow
-
-
-class PostgresWriteError(StoreError, RuntimeError):
-    """A batch could not be written. Its rows are still buffered in the writer.
-
-    `refused_value`: Postgres (or psycopg, before sending) refused some row's values, so the
-    batch without that row would go in (`refuses_value`)."""
-
-    def __init__(self, message: str, *, rows: int, attempts: int, transient: bool,
-                 sqlstate: str | None, refused_value: bool = False) -> None:
-        super().__init__(message)
-        self.rows = rows
-        self.attempts = attempts
-        self.transient = transient
-        self.sqlstate = sqlstate
-        self.refused_value = refused_value
-
-
-def refuses_value(exc: BaseException | None) -> bool:
-    """Whether a write failed on the values of some row: a data exception (SQLSTATE class 22:
-    a NUL in text, a value out of range, a bad encoding; psycopg raises it before sending for
-    a NUL), an integrity constraint (class 23: a CHECK an operator added, NOT NULL), a value
-    too large for an index row (54000), or text Python cannot encode (a lone surrogate)."""
-    if isinstance(exc, psycopg.DataError | psycopg.IntegrityError | UnicodeError):
-        return True
-    sqlstate = getattr(exc, "sqlstate", None) or ""
-    return sqlstate[:2] in ("22", "23") or sqlstate == "54000"
-
-
-def is_transient(exc: BaseException) -> bool:
-    """Whether sending the same transaction again can help."""
-    if isinstance(exc, StoreUnavailableError | psycopg.OperationalError):
-        return True
-    sqlstate = getattr(exc, "sqlstate", None) or ""
-    return sqlstate.startswith("08") or sqlstate in RETRYABLE_SQLSTATES
 
 
 class PostgresWriter(BatchWriter):
