@@ -114,10 +114,13 @@ def watermarks(consumer: Consumer, tp: TopicPartition, timeout_s: float = 30.0
 
 
 def recent_identities(conf: dict[str, Any], topic: str, key_of: Callable[[bytes], str | None],
-                per_partition: int, timeout_s: float = 30.0) -> list[str]:
+                      per_partition: int, *, timeout_s: float = 30.0,
+                      group: str | None = None) -> list[str]:
     """The identities (`key_of(value)`) of the last `per_partition` records of each partition
-    of `topic`, oldest first; values `key_of` cannot read are skipped."""
-    consumer = Consumer({**conf, "group.id": f"tapeflow-dedup-{uuid.uuid4().hex}",
+    of `topic`, oldest first; values `key_of` cannot read are skipped. `group`: a consumer
+    group the principal may describe (nothing is committed to it; librdkafka looks up the
+    coordinator of any group it is given), default a fresh throw-away one."""
+    consumer = Consumer({**conf, "group.id": group or f"tapeflow-dedup-{uuid.uuid4().hex}",
                          "enable.auto.commit": False})
     found: list[str] = []
     try:

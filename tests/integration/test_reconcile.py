@@ -36,6 +36,7 @@ from tapeflow.core.trading.reconcile import RULE, Break
 from tapeflow.services.clickhouse import open_clickhouse
 from tapeflow.services.postgres import connect_postgres
 from tapeflow.settings import Settings
+from tests.support.kafka_env import kafka_env
 from tests.support.order_flow import LIMITS_SQL, SHARD, SPEC, produce_order_flow
 
 
@@ -116,7 +117,7 @@ def test_reconcile_finds_exactly_a_planted_break(settings: Settings) -> None:
     assert topic_breaks() == [alert.alert_id]
 
     # The CLI: prints the break, exits 1; the same run again sends nothing new.
-    env = {"TAPEFLOW_KAFKA_BOOTSTRAP": settings.kafka.bootstrap,
+    env = {**kafka_env(settings),
            "TAPEFLOW_KAFKA_TOPIC_PREFIX": settings.kafka.topic_prefix,
            "TAPEFLOW_POSTGRES_DSN": dsn,
            "TAPEFLOW_POSTGRES_SCHEMA": settings.postgres.schema,

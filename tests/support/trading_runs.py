@@ -23,6 +23,7 @@ from tapeflow.core.models import ExecutionReport
 from tapeflow.services.postgres import connect_postgres
 from tapeflow.settings import Settings
 from tests.support.flow_process import FlowProcess
+from tests.support.kafka_env import kafka_env
 from tests.support.locations import REPO
 from tests.support.order_flow import unknown_fill
 from tests.support.run_outputs import CHDB_SCRIPT
@@ -98,7 +99,7 @@ class TradingRun(FlowProcess):
         s = self.settings
         self.env = {k: v for k, v in os.environ.items() if not k.startswith("TAPEFLOW_")}
         self.env.update({
-            "TAPEFLOW_KAFKA_BOOTSTRAP": s.kafka.bootstrap,
+            **kafka_env(s),
             "TAPEFLOW_CLICKHOUSE_DSN": s.clickhouse_url(),
             "TAPEFLOW_CLICKHOUSE_DATABASE": s.clickhouse.database,
             "TAPEFLOW_POSTGRES_DSN": self.dsn,
