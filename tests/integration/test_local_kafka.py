@@ -5,6 +5,7 @@ unauthenticated when a developer asks for PLAINTEXT."""
 from __future__ import annotations
 
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -31,13 +32,19 @@ def _free_port_pair() -> int:
     raise RuntimeError("no free port pair")
 
 
-def _dev_kafka(action: str, home: Path, port: int,
-               **extra: str) -> subprocess.CompletedProcess[str]:
+def _tapeflow(args: list[str], home: Path, port: int,
+              **extra: str) -> subprocess.CompletedProcess[str]:
     exe = Path(sys.executable).with_name("tapeflow")
     env = {**{k: v for k, v in os.environ.items() if not k.startswith("TAPEFLOW_")},
            "TAPEFLOW_HOME": str(home), "TAPEFLOW_KAFKA_BOOTSTRAP": f"127.0.0.1:{port}", **extra}
-    return subprocess.run([str(exe), "dev", "kafka", action], env=env, capture_output=True,
+    return subprocess.run([str(exe), *args], env=env, cwd=home, capture_output=True,
                           text=True, check=False, timeout=180)
+
+
+def _dev_kafka(action: str, home: Path, port: int,
+               **extra: str) -> subprocess.CompletedProcess[str]:
+    name = extra.pop("NAME", None)
+    return _tapeflow(["dev", "kafka", action, *([name] if name else [])], home, port, **extra)
 
 
 def test_start_is_idempotent_and_stop_stops(tmp_path: Path) -> None:
@@ -69,6 +76,16 @@ def test_start_is_idempotent_and_stop_stops(tmp_path: Path) -> None:
 
     status = _dev_kafka("status", tmp_path, port)
     assert status.returncode == 0 and "answering" in status.stdout
+
+    # The commands of this home find the credentials by themselves; explicit ones win.
+    found = _tapeflow(["status"], tmp_path, port)
+    assert re.search(r"ok +kafka", found.stdout), found.stdout + found.stderr
+    other = _tapeflow(["status"], tmp_path, port, TAPEFLOW_KAFKA_SASL_USERNAME="nobody")
+    assert re.search(r"DOWN +kafka", other.stdout), other.stdout
+    added = _dev_kafka("add-user", tmp_path, port, NAME="risk-a")
+    assert added.returncode == 0, added.stderr
+    assert ((credentials.dir / "risk-a").stat().st_mode & 0o777) == 0o600
+    assert broker_answers(credentials.client_config(bootstrap, "risk-a"))
 
     assert "stopped" in _dev_kafka("stop", tmp_path, port).stdout
     assert _dev_kafka("status", tmp_path, port).returncode == 1
