@@ -74,11 +74,12 @@ def probe(conf: Mapping[str, Any], timeout_s: float = 2.0) -> str | None:
     admin = admin_client({**conf, "error_cb": on_error}, quiet=True,
                          timeout_s=min(timeout_s, 1.0))
     try:
-        if admin.list_topics(timeout=timeout_s).brokers:
-            return None
+        answered = bool(admin.list_topics(timeout=timeout_s).brokers)
     except KafkaException:
-        pass
-    admin.poll(0)  # serves the error callbacks
+        answered = False
+    admin.poll(0)  # serves the error callbacks (an unserved event is logged at exit)
+    if answered:
+        return None
     if refused:
         return f"the broker refused the credentials ({refused[0].split(': ', 1)[-1]})"
     return "no answer"
@@ -249,6 +250,50 @@ def upsert_scram_users(conf: Mapping[str, Any], passwords: Mapping[str, str],
         future.result(timeout=timeout_s)
 
 
+_SETTLING = {KafkaError.NOT_COORDINATOR, KafkaError.COORDINATOR_NOT_AVAILABLE,
+             KafkaError.COORDINATOR_LOAD_IN_PROGRESS, KafkaError.LEADER_NOT_AVAILABLE,
+             KafkaError._TIMED_OUT}
+"""Answers of a cluster still settling (a new broker's group coordinator), worth asking again."""
+
+
+def _authorized(admin: AdminClient, resource: str, names: list[str],
+                timeout_s: float) -> dict[str, set[Any] | None]:
+    """The operations the client's principal may perform on each topic or group of `names`
+    (None: the broker does not say, as without an authorizer; empty: refused). Asked again
+    while the cluster settles, up to `timeout_s`."""
+    deadline = time.monotonic() + timeout_s
+    out: dict[str, set[Any] | None] = {}
+    pending = list(names)
+    while pending:
+        if resource == "topic":
+            futures = admin.describe_topics(TopicCollection(pending),
+                                            include_authorized_operations=True,
+                                            request_timeout=timeout_s)
+        else:
+            futures = admin.describe_consumer_groups(pending, include_authorized_operations=True,
+                                                     request_timeout=timeout_s)
+        again = []
+        for name, future in futures.items():
+            try:
+                ops = future.result(timeout=timeout_s).authorized_operations
+            except KafkaException as exc:
+                code = _code(exc)
+                if code == KafkaError.UNKNOWN_TOPIC_OR_PART:
+                    raise TopicError(f"topic {name} does not exist; run `tapeflow init`") from None
+                if code in _SETTLING and time.monotonic() < deadline:
+                    again.append(name)
+                    continue
+                if code not in _REFUSED:
+                    raise StoreUnavailableError(f"Kafka did not describe {resource} {name}: "
+                                                f"{exc}") from None
+                ops = []
+            out[name] = None if ops is None else set(ops)
+        pending = again
+        if pending:
+            time.sleep(0.2)
+    return out
+
+
 def check_access(conf: Mapping[str, Any], needs: Iterable[tuple[str, Grant]],
                  timeout_s: float = 10.0) -> None:
     """Raise `AccessDeniedError` naming the first ACL this client's principal lacks among
@@ -258,31 +303,12 @@ def check_access(conf: Mapping[str, Any], needs: Iterable[tuple[str, Grant]],
     wanted = list(needs)
     principal = str(conf.get("sasl.username") or "ANONYMOUS")
     admin = admin_client(conf)  # kept alive until the answers
-    futures: dict[tuple[str, str], Any] = {}
-    topics = sorted({name for name, g in wanted if g.resource == "topic"})
-    groups = sorted({name for name, g in wanted if g.resource == "group"})
-    if topics:
-        described = admin.describe_topics(TopicCollection(topics),
-                                          include_authorized_operations=True,
-                                          request_timeout=timeout_s)
-        futures.update({("topic", name): f for name, f in described.items()})
-    if groups:
-        described = admin.describe_consumer_groups(groups, include_authorized_operations=True,
-                                                   request_timeout=timeout_s)
-        futures.update({("group", name): f for name, f in described.items()})
     allowed: dict[tuple[str, str], set[Any] | None] = {}
-    for key, future in futures.items():
-        try:
-            ops = future.result(timeout=timeout_s).authorized_operations
-        except KafkaException as exc:
-            code = _code(exc)
-            if code == KafkaError.UNKNOWN_TOPIC_OR_PART:
-                raise TopicError(f"topic {key[1]} does not exist; run `tapeflow init`") from None
-            if code not in _REFUSED:
-                raise StoreUnavailableError(f"Kafka did not describe {key[0]} {key[1]}: "
-                                            f"{exc}") from None
-            ops = []
-        allowed[key] = None if ops is None else set(ops)
+    for resource in ("topic", "group"):
+        names = sorted({name for name, g in wanted if g.resource == resource})
+        if names:
+            found = _authorized(admin, resource, names, timeout_s)
+            allowed.update({(resource, name): ops for name, ops in found.items()})
     for name, grant in wanted:
         ops = allowed.get((grant.resource, name))
         if ops is None or AclOperation.ALL in ops or _OPERATION[grant.operation] in ops:

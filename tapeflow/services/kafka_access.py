@@ -16,8 +16,9 @@ Least privilege, by component (docs/security.md):
 - the admin principal (`tapeflow init`, operators' commands) is a super user of the broker:
   it creates topics, grants these ACLs and manages credentials, which is all of the cluster.
 
-Names are under the deployment's topic prefix, so environments sharing a broker are as
-separate as their principals.
+Topics and the flows' groups are named under the deployment's topic prefix, so environments
+sharing a broker are as separate as their principals; a subscriber's groups are named after
+the subscriber.
 """
 
 from __future__ import annotations
