@@ -14,7 +14,8 @@ from pathlib import Path
 
 from jobs.local.kafka_broker import ensure_jars, jars_dir
 from jobs.local.kafka_credentials import ADMIN_USER, LocalCredentials
-from tapeflow.services.kafka import broker_answers
+from tapeflow.services.kafka import broker_answers, check_access
+from tapeflow.services.kafka_access import Grant
 
 
 def _free_port_pair() -> int:
@@ -68,6 +69,10 @@ def test_start_is_idempotent_and_stop_stops(tmp_path: Path) -> None:
     bootstrap = f"127.0.0.1:{port}"
     assert broker_answers(credentials.client_config(bootstrap))
     assert not broker_answers({"bootstrap.servers": bootstrap})
+    # A flow's check of its rights on a broker this new: the group coordinator is still
+    # settling (NOT_COORDINATOR at first), and the check waits for it instead of failing.
+    check_access(credentials.client_config(bootstrap),
+                 [("tapeflow-all", Grant(ADMIN_USER, "group", "tapeflow-all", "literal", "read"))])
 
     started = time.monotonic()
     again = _dev_kafka("start", tmp_path, port)
