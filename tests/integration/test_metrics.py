@@ -120,7 +120,7 @@ def test_metrics_and_committed_offsets_of_a_running_flow(settings: Settings,
                                  f"{len(market.executions)} reports): {summary}; "
                                  f"{log.read_text()[-2000:]}")
         group = consumer_group(settings, "all", None)
-        consumer = Consumer({"bootstrap.servers": settings.kafka.bootstrap, "group.id": group})
+        consumer = Consumer({**settings.kafka_config(), "group.id": group})
         try:
             committed = {}
             for name in (TOPIC_TRADES, TOPIC_QUOTES, TOPIC_EXECUTIONS):

@@ -13,7 +13,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from jobs.init import create_topics, init_postgres
+from jobs.init import create_topics, grant_access, init_postgres
 from schemas.catalogue import TOPIC_EXECUTIONS, TOPIC_MARKS
 from schemas.codec import Codec
 from sinks.kafka.producer import KafkaWriter
@@ -85,6 +85,7 @@ class TradingRun(FlowProcess):
         self.flow = "trading"
         self.root = root
         create_topics(self.settings)
+        grant_access(self.settings)  # its own topic prefix: the flow's ACLs on it
         init_postgres(self.settings, self.dsn)
         with connect_postgres(self.dsn, self.settings.postgres.schema) as conn:
             conn.execute(LIMITS_SQL)
