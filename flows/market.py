@@ -24,6 +24,7 @@ from bytewax.dataflow import Dataflow
 from bytewax.inputs import Source
 from bytewax.outputs import Sink
 
+from flows.access import check_kafka_access
 from flows.gap_alerts import GapAlerts, add_gap_alerts, optional_gap_alerts
 from flows.market_logic import FirstTick, SymbolLogic, TickDecoder
 from flows.operators import decode_or_dead_letter, split_dead_letters, write_dead_letters
@@ -74,7 +75,7 @@ def kafka_source(settings: Settings, *, tail: bool = True, batch_size: int | Non
     the offsets are committed to after each snapshot, for lag monitoring.
     """
     topics = [settings.topic(TOPIC_TRADES), settings.topic(TOPIC_QUOTES)]
-    return sharded_kafka_source(settings, topics, tail=tail,
+    return sharded_kafka_source(settings, topics, role="market", tail=tail,
                                 batch_size=batch_size or settings.kafka.source_batch_size,
                                 shard=shard, group=group)
 
@@ -82,7 +83,7 @@ def kafka_source(settings: Settings, *, tail: bool = True, batch_size: int | Non
 def default_sinks(settings: Settings, codec: Codec) -> MarketSinks:
     url = settings.clickhouse_url()
     database = settings.clickhouse.database
-    conf = settings.kafka_config()
+    conf = settings.kafka_config("market")
     deadline = settings.runtime.sink_retry_deadline_s
     # This process's candles replace every earlier writer's, even with fewer trades (a replay
     # after a crash, a restart with a tighter filter): `sinks.versions.candle_version_base`.
@@ -194,6 +195,7 @@ class MarketFlow:
                "md.marks, tapeflow.dlq, feed-gap alerts")
 
     def build(self, settings: Settings, request: FlowRequest) -> Dataflow:
+        check_kafka_access(settings, "market", request.group)
         check_clickhouse(settings)
         source = kafka_source(settings, tail=not request.batch, shard=request.shard,
                               group=request.group)

@@ -154,18 +154,21 @@ def count_trading(outputs: Iterable[ShardOutput | Any]) -> None:
                 counter.inc()
 
 
-def serve(port: int | None, process_id: int | None = None) -> int | None:
-    """Serve /metrics on `port` (+ the process id in a local cluster); None or 0: off.
+def serve(port: int | None, process_id: int | None = None,
+          host: str = "127.0.0.1") -> int | None:
+    """Serve /metrics on `host`:`port` (+ the process id in a local cluster); None or 0: off.
 
-    A port that is taken is logged, not fatal: metrics must never stop a flow."""
+    `host` is the metrics bind address setting: this machine only unless configured (the
+    page names topics, accounts' counts and the flows' state; docs/security.md). A port
+    that is taken is logged, not fatal: metrics must never stop a flow."""
     if not port:
         return None
     port += process_id or 0
     try:
-        start_http_server(port)
+        start_http_server(port, addr=host)
     except OSError as exc:
-        log.warning("metrics not served: port %d: %s", port, exc)
+        log.warning("metrics not served: %s:%d: %s", host, port, exc)
         return None
-    log.info("metrics on http://0.0.0.0:%d/metrics", port)
+    log.info("metrics on http://%s:%d/metrics", host, port)
     return port
 

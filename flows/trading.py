@@ -37,6 +37,7 @@ from bytewax.dataflow import Dataflow, Stream
 from bytewax.inputs import Source
 from bytewax.outputs import Sink
 
+from flows.access import check_kafka_access
 from flows.operators import (
     KeyedLetter,
     decode_or_dead_letter,
@@ -77,7 +78,8 @@ from tapeflow.core.trading.shard_step import (
 from tapeflow.errors import StoreUnavailableError, UserError
 from tapeflow.services.clickhouse import open_clickhouse
 from tapeflow.services.kafka import partition_counts
-from tapeflow.settings import Settings
+from tapeflow.services.kafka_access import flow_group
+from tapeflow.settings import KafkaRole, Settings
 
 FLOW_ID = "tapeflow-trading"
 ALERT_LINGER_MS = 5
@@ -115,7 +117,7 @@ def check_services(settings: Settings, timeout_s: float = 10.0) -> ServiceReport
     """Kafka, Postgres and ClickHouse must each answer within `timeout_s`, before the flow
     starts: a clear error now instead of a hang or a panic inside the dataflow."""
     executions, cash = settings.topic(TOPIC_EXECUTIONS), settings.topic(TOPIC_CASH)
-    counts = partition_counts(settings.kafka_config(),
+    counts = partition_counts(settings.kafka_config("trading"),
                               [executions, cash, settings.topic(TOPIC_MARKS)],
                               timeout_s=timeout_s, bootstrap=settings.kafka.bootstrap)
     parts = counts[executions]
@@ -148,25 +150,36 @@ def kafka_source(settings: Settings, *, tail: bool = True, batch_size: int | Non
     inputs = [settings.topic(TOPIC_EXECUTIONS), settings.topic(TOPIC_CASH)]
     batch_size = batch_size or settings.trading.source_batch_size
     if not marks:
-        return sharded_kafka_source(settings, inputs, tail=tail, batch_size=batch_size,
-                                    shard=shard, group=group)
+        return sharded_kafka_source(settings, inputs, role="trading", tail=tail,
+                                    batch_size=batch_size, shard=shard, group=group)
     marks_topic = settings.topic(TOPIC_MARKS)
-    return sharded_kafka_source(settings, [*inputs, marks_topic], tail=tail,
+    return sharded_kafka_source(settings, [*inputs, marks_topic], role="trading", tail=tail,
                                 batch_size=batch_size, shard=shard,
                                 shared_topics=frozenset({marks_topic}), group=group)
 
 
-def default_sinks(settings: Settings, codec: Codec) -> TradingSinks:
+def default_sinks(settings: Settings, codec: Codec, *, role: KafkaRole = "trading",
+                  desks: bool = True) -> TradingSinks:
+    """The stores and topics of `settings`, Kafka as the principal of `role`. Alerts go to
+    risk.alerts and, with `desks`, a copy of each to its account's desk topic
+    (`TAPEFLOW_ACCESS_DESKS`; docs/security.md): feed-gap alerts of a market flow, which
+    belong to no account and no desk, need neither the desk topics nor their ACLs."""
     url = settings.clickhouse_url()
     database = settings.clickhouse.database
     dsn, schema = postgres_dsn(settings), settings.postgres.schema
-    conf = settings.kafka_config()
+    conf = settings.kafka_config(role)
     base = restart_version_base()  # this process's rows outrank a killed one's
     alerts_topic = settings.topic(TOPIC_ALERTS)
+    desk_topics = ({account: settings.desk_topic(desk)
+                    for account, desk in settings.access.desk_of().items()} if desks else {})
+    group = flow_group(settings, role)
 
     def alert_id_of(raw: bytes) -> str:
         alert: RiskAlert = codec.decode(raw, expect="RiskAlert")
         return alert.alert_id
+
+    def desk_topic(alert: RiskAlert) -> str | None:
+        return desk_topics.get(alert.account_id or "")
 
     deadline = settings.runtime.sink_retry_deadline_s  # a store outage shorter than this only waits
     dlq_topic = settings.topic(TOPIC_DLQ)
@@ -186,7 +199,8 @@ def default_sinks(settings: Settings, codec: Codec) -> TradingSinks:
         alerts=DedupKafkaRecordSink(
             conf, alerts_topic, encode=codec.encode,
             key=lambda alert: alert.account_id, identity=lambda alert: alert.alert_id,
-            recent=lambda n: recent_identities(conf, alerts_topic, alert_id_of, n),
+            recent=lambda topic, n: recent_identities(conf, topic, alert_id_of, n, group=group),
+            copy_to=desk_topic, copy_topics=sorted(set(desk_topics.values())),
             deadline_s=deadline, linger_ms=ALERT_LINGER_MS),
         dlq=KafkaRecordSink(conf, dlq_topic, lambda kl: codec.encode(kl.letter),
                             key=lambda kl: kl.key or None, deadline_s=deadline),
@@ -321,6 +335,7 @@ class TradingFlow:
                "(Postgres, ClickHouse), risk.alerts")
 
     def build(self, settings: Settings, request: FlowRequest) -> Dataflow:
+        check_kafka_access(settings, "trading", request.group)
         source = kafka_source(settings, tail=not request.batch, shard=request.shard,
                               group=request.group)
         return build_flow(settings, source=source, shard_config=settings.trading.core_config(),

@@ -181,14 +181,20 @@ def _record(conn: Any, report: ReconcileReport, alert_ids: Mapping[Break, str]) 
 
 def _raise_alerts(settings: Settings, codec: Codec, conn: Any, client: Any,
                   alerts: list[RiskAlert]) -> int:
-    """Send the alerts not yet known to the topic, then write all to both alerts tables."""
+    """Send the alerts not yet known to the topic (and each to its account's desk topic, as
+    the trading flow does), then write all to both alerts tables."""
     known = {row[0] for row in conn.execute(statement(PG_QUERIES, "known_alerts"),
                                             {"alert_ids": [a.alert_id for a in alerts]})}
     fresh = [a for a in alerts if a.alert_id not in known]
     if fresh:
+        desk_of = settings.access.desk_of()
         producer = KafkaWriter(settings.kafka_config())
         for alert in fresh:
-            producer.send(settings.topic(TOPIC_ALERTS), codec.encode(alert), key=alert.account_id)
+            value = codec.encode(alert)
+            producer.send(settings.topic(TOPIC_ALERTS), value, key=alert.account_id)
+            desk = desk_of.get(alert.account_id or "")
+            if desk is not None:
+                producer.send(settings.desk_topic(desk), value, key=alert.account_id)
         producer.flush()
     pg = PostgresWriter.from_dsn(_postgres_dsn(settings), settings.postgres.schema)
     try:

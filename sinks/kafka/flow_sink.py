@@ -1,15 +1,17 @@
 """Bytewax sinks of Kafka topics: core records through a batched producer, flushed at checkpoints.
 
 `KafkaRecordSink` writes every record; `DedupKafkaRecordSink` writes records with a
-deterministic identity (alerts) once: it is handed the identities of the topic's recent records
-when its partition is built (the flow composes that read, `sources.kafka.topic_reader`).
+deterministic identity (alerts) once per topic: to its topic and, where the record has one, a
+copy topic (an alert's desk topic), each deduplicated against the identities of that topic's
+recent records, read when the partition is built (the flow composes that read,
+`sources.kafka.topic_reader`).
 """
 
 from __future__ import annotations
 
 import logging
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, NoReturn, Protocol
 
 from bytewax.outputs import FixedPartitionedSink, StatefulSinkPartition
@@ -104,32 +106,49 @@ class KafkaRecordSink(FixedPartitionedSink[Any, None]):
                                self._topic, self._encode, self._key)
 
 
+class _Recent:
+    """The identities recently written to one topic: the last `remember`, as a set."""
+
+    def __init__(self, seen: list[str], remember: int) -> None:
+        self.order: deque[str] = deque(seen[-remember:], maxlen=remember)
+        self.seen = set(self.order)
+
+    def add(self, ident: str) -> None:
+        if len(self.order) == self.order.maxlen:
+            self.seen.discard(self.order[0])
+        self.order.append(ident)
+        self.seen.add(ident)
+
+
 class _DedupKafkaPartition(StatefulSinkPartition[Any, None]):
     def __init__(self, writer: KafkaWriter, topic: str, *, encode: Callable[[Any], bytes],
                  key: Callable[[Any], str | None], identity: Callable[[Any], str],
-                 seen: list[str], remember: int) -> None:
+                 recent: dict[str, _Recent],
+                 copy_to: Callable[[Any], str | None] | None = None) -> None:
         self._writer = writer
         self._topic = topic
         self._encode = encode
         self._key = key
         self._identity = identity
-        self._order: deque[str] = deque(seen[-remember:], maxlen=remember)
-        self._seen = set(self._order)
+        self._recent = recent
+        self._copy_to = copy_to
         self.skipped = 0
         self.suppressed = 0
         self.stopped = False
 
-    def _remember(self, ident: str) -> None:
-        if len(self._order) == self._order.maxlen:
-            self._seen.discard(self._order[0])
-        self._order.append(ident)
-        self._seen.add(ident)
+    def _targets(self, record: Any, ident: str) -> list[str]:
+        topics = [self._topic]
+        copy = self._copy_to(record) if self._copy_to is not None else None
+        if copy is not None and copy in self._recent:
+            topics.append(copy)
+        return [t for t in topics if ident not in self._recent[t].seen]
 
     def write_batch(self, values: list[Any]) -> None:
         for record in values:
             try:
                 ident = self._identity(record)
-                if ident in self._seen:
+                targets = self._targets(record, ident)
+                if not targets:
                     self.suppressed += 1
                     continue
                 value = self._encode(record)
@@ -140,8 +159,9 @@ class _DedupKafkaPartition(StatefulSinkPartition[Any, None]):
                 self.skipped += 1
                 log.error("not written to %s: %s: %r", self._topic, exc, record)
                 continue
-            self._writer.send(self._topic, value, key=key)
-            self._remember(ident)
+            for topic in targets:
+                self._writer.send(topic, value, key=key)
+                self._recent[topic].add(ident)
 
     def snapshot(self) -> None:
         checkpoint_flush(self._writer, self._topic, self)
@@ -153,15 +173,20 @@ class _DedupKafkaPartition(StatefulSinkPartition[Any, None]):
 
 class DedupKafkaRecordSink(FixedPartitionedSink[Any, None]):
     """Like `KafkaRecordSink`, for records with a deterministic identity
-    (alerts: `alert_id`): a record whose identity is already among the topic's last
+    (alerts: `alert_id`): a record whose identity is already among a topic's last
     `remember` records per partition (read when the partition is built, so after a restart or
-    a replay too), or was sent by this partition, is not sent again. A replay over the same
-    input therefore adds nothing to the topic, as long as what it repeats is that recent.
-    `recent(n)` returns the identities of the last n records of each partition of the topic,
-    oldest first (`sources.kafka.topic_reader.recent_identities`);
-    `deadline_s` bounds a broker outage as for `KafkaRecordSink`; `linger_ms` is how long
-    the producer may hold a record to fill a batch (librdkafka `linger.ms`; alerts: a few
-    ms, so an alert is on the topic soon after the step that raised it returned).
+    a replay too), or was sent there by this partition, is not sent there again. A replay
+    over the same input therefore adds nothing to the topics, as long as what it repeats is
+    that recent.
+
+    `copy_to(record)`: a second topic the record is also written to (an alert's desk topic;
+    None: none), one of `copy_topics`. Each topic is deduplicated on its own, so a crash
+    between the two writes is repaired by the replay: the copy that is missing is written.
+    `recent(topic, n)` returns the identities of the last n records of each partition of a
+    topic, oldest first (`sources.kafka.topic_reader.recent_identities`); `deadline_s` bounds
+    a broker outage as for `KafkaRecordSink`; `linger_ms` is how long the producer may hold a
+    record to fill a batch (librdkafka `linger.ms`; alerts: a few ms, so an alert is on the
+    topic soon after the step that raised it returned).
 
     Recovery: an alert is sent as soon as its step returns, so after a crash the replay from
     the last snapshot raises again alerts that are already on the topic; the identities read
@@ -171,7 +196,9 @@ class DedupKafkaRecordSink(FixedPartitionedSink[Any, None]):
 
     def __init__(self, conf: dict[str, Any], topic: str, *, encode: Callable[[Any], bytes],
                  key: Callable[[Any], str | None], identity: Callable[[Any], str],
-                 recent: Callable[[int], list[str]],
+                 recent: Callable[[str, int], list[str]],
+                 copy_to: Callable[[Any], str | None] | None = None,
+                 copy_topics: Sequence[str] = (),
                  remember: int = 100_000, deadline_s: float | None = None,
                  linger_ms: int | None = None) -> None:
         self._linger = {} if linger_ms is None else {"linger.ms": linger_ms}
@@ -182,6 +209,8 @@ class DedupKafkaRecordSink(FixedPartitionedSink[Any, None]):
         self._key = key
         self._identity = identity
         self._recent = recent
+        self._copy_to = copy_to
+        self._copy_topics = tuple(copy_topics)
         self._remember = remember
 
     def list_parts(self) -> list[str]:
@@ -189,9 +218,9 @@ class DedupKafkaRecordSink(FixedPartitionedSink[Any, None]):
 
     def build_part(self, step_id: str, for_part: str,
                    resume_state: None) -> _DedupKafkaPartition:
-        seen = self._recent(self._remember)
+        recent = {topic: _Recent(self._recent(topic, self._remember), self._remember)
+                  for topic in (self._topic, *self._copy_topics)}
         writer = KafkaWriter.for_deadline(self._conf, self._deadline_s, **self._linger)
-        return _DedupKafkaPartition(writer,
-                                    self._topic, encode=self._encode,
-                                    key=self._key, identity=self._identity, seen=seen,
-                                    remember=self._remember)
+        return _DedupKafkaPartition(writer, self._topic, encode=self._encode, key=self._key,
+                                    identity=self._identity, recent=recent,
+                                    copy_to=self._copy_to)

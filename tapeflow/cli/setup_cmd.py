@@ -65,7 +65,7 @@ def generate(
         raise typer.BadParameter("say where to: --output DIR, --kafka, or both")
     settings = settings_of(ctx)
     if kafka:
-        ensure_kafka(settings, start=False)
+        settings = ensure_kafka(settings, start=False)
     request = MarketRequest(seed=seed, symbols=symbols, accounts=accounts, minutes=minutes,
                             fault_rate=fault_rate)
     for line in run_generate(settings, request, out=output, kafka=kafka).lines():

@@ -65,7 +65,7 @@ def run(settings: Settings, options: RunOptions) -> int:
         return spawn_local_cluster(settings, options.flow, options.processes,
                                    child_args=_child_args(options), recovery=options.recovery,
                                    shard=options.shard)
-    ensure_kafka(settings, start=False, timeout_s=settings.runtime.service_timeout_s)
+    settings = ensure_kafka(settings, start=False, timeout_s=settings.runtime.service_timeout_s)
     recovery_config = None
     if options.recovery:
         path = recovery_path(settings, options.flow, options.shard)
@@ -76,7 +76,7 @@ def run(settings: Settings, options: RunOptions) -> int:
             discard_uncommitted_snapshots(path)
         recovery_config = RecoveryConfig(path, timedelta(0))
     flow = build(settings, options)
-    serve(settings.runtime.metrics_port, options.process_id)
+    serve(settings.runtime.metrics_port, options.process_id, settings.runtime.metrics_host)
     _stop_on_signals()
     try:
         cli_main(flow, workers_per_process=settings.runtime.workers,

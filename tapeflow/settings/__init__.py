@@ -36,10 +36,13 @@ from tapeflow.settings.base import (
     RENAMED,
     Group,
     is_secret,
+    mapping_text,
 )
 from tapeflow.settings.groups import (
+    KAFKA_ROLES,
     AccessSettings,
     ClickHouseSettings,
+    KafkaRole,
     KafkaSettings,
     MarketSettings,
     PostgresSettings,
@@ -51,12 +54,15 @@ from tapeflow.settings.groups import (
 __all__ = [
     "BATCH_MERGE_WAIT_S",
     "DEFAULT_HOME",
+    "DESK_ALERTS_PREFIX",
     "ENV_PREFIX",
     "GROUPS",
+    "KAFKA_ROLES",
     "LOCAL_KAFKA_PORT",
     "RENAMED",
     "AccessSettings",
     "ClickHouseSettings",
+    "KafkaRole",
     "KafkaSettings",
     "MarketSettings",
     "PostgresSettings",
@@ -66,6 +72,9 @@ __all__ = [
     "TradingSettings",
     "locate",
 ]
+
+DESK_ALERTS_PREFIX = "risk.alerts.desk."
+"""Desk alert topics are named this plus the desk (under the deployment's topic prefix)."""
 
 GROUPS: dict[str, type[Group]] = {
     "kafka": KafkaSettings,
@@ -172,9 +181,14 @@ class Settings(BaseModel):
         """The full name of one of the design's topics under this deployment's prefix."""
         return f"{self.kafka.topic_prefix}{name}"
 
-    def kafka_config(self) -> dict[str, Any]:
-        """librdkafka settings shared by every producer, consumer and admin client."""
-        return self.kafka.client_config()
+    def desk_topic(self, desk: str) -> str:
+        """The full name of a desk's alert topic (`TAPEFLOW_ACCESS_DESKS`)."""
+        return self.topic(f"{DESK_ALERTS_PREFIX}{desk}")
+
+    def kafka_config(self, role: KafkaRole | None = None) -> dict[str, Any]:
+        """librdkafka settings of a client; `role`: a component with a principal of its own
+        (`KafkaSettings.credentials`)."""
+        return self.kafka.client_config(role)
 
     def clickhouse_url(self) -> str:
         """The ClickHouse DSN, unwrapped: the configured one, or chDB under `home`."""
@@ -198,7 +212,9 @@ class Settings(BaseModel):
                 value = getattr(group, name)
                 if value is None or is_secret(field):
                     continue
-                if isinstance(value, frozenset):
+                if isinstance(value, dict):
+                    value = mapping_text(value)
+                elif isinstance(value, frozenset):
                     value = ",".join(sorted(value))
                 elif isinstance(value, dict):
                     value = ",".join(f"{k}={v}" for k, v in sorted(value.items()))

@@ -7,9 +7,9 @@ import json
 import warnings
 from decimal import Decimal
 from pathlib import Path
-from typing import Annotated, Any, ClassVar
+from typing import Annotated, Any, ClassVar, Literal, get_args
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import NoDecode
 
 from tapeflow.core.fixedpoint import to_units
@@ -32,8 +32,15 @@ from tapeflow.settings.base import (
     TOPIC_PREFIX_PATTERN,
     Group,
     identifier,
+    name_list,
+    name_mapping,
     us,
 )
+
+KafkaRole = Literal["market", "trading"]
+"""The components with a principal of their own (docs/security.md); every other client uses
+the SASL user of the settings."""
+KAFKA_ROLES: tuple[KafkaRole, ...] = get_args(KafkaRole)
 
 
 class KafkaSettings(Group):
@@ -54,6 +61,18 @@ class KafkaSettings(Group):
     ssl_key_location: str | None = Field(None, description="librdkafka ssl.key.location.")
     ssl_key_password: SecretStr | None = Field(
         None, description="librdkafka ssl.key.password, for an encrypted client key.")
+    market_username: str = Field(
+        "tapeflow-market", description="The market flow's own principal (SASL user), used "
+        "with its password below; `tapeflow init` grants it the market flow's ACLs.")
+    market_password: SecretStr | None = Field(
+        None, description="Password of the market flow's principal; unset: the market flow "
+        "connects as TAPEFLOW_KAFKA_SASL_USERNAME.")
+    trading_username: str = Field(
+        "tapeflow-trading", description="The trading flow's own principal (SASL user), used "
+        "with its password below; `tapeflow init` grants it the trading flow's ACLs.")
+    trading_password: SecretStr | None = Field(
+        None, description="Password of the trading flow's principal; unset: the trading flow "
+        "connects as TAPEFLOW_KAFKA_SASL_USERNAME.")
     topic_prefix: str = Field("", description="Prepended to every topic name (isolation of "
                               "environments and tests).")
     partitions: int = Field(4, ge=1, le=1024, description="Partitions of the topics `tapeflow "
@@ -69,20 +88,32 @@ class KafkaSettings(Group):
             raise ValueError(f"{value!r} may hold only letters, digits, '.', '_' and '-'")
         return value
 
-    def client_config(self) -> dict[str, Any]:
-        """librdkafka settings shared by every producer, consumer and admin client."""
+    def credentials(self, role: KafkaRole | None = None) -> tuple[str | None, SecretStr | None]:
+        """(SASL user, password) of `role`'s clients: the role's own principal when its
+        password is set, else the settings' SASL user (None: the generic clients)."""
+        if role is not None:
+            password = self.market_password if role == "market" else self.trading_password
+            if password is not None:
+                return (self.market_username if role == "market" else self.trading_username,
+                        password)
+        return self.sasl_username, self.sasl_password
+
+    def client_config(self, role: KafkaRole | None = None) -> dict[str, Any]:
+        """librdkafka settings of every producer, consumer and admin client; `role`: a
+        component with a principal of its own (`credentials`)."""
+        username, password = self.credentials(role)
         conf: dict[str, Any] = {"bootstrap.servers": self.bootstrap}
         optional = {
             "security.protocol": self.security_protocol,
             "sasl.mechanism": self.sasl_mechanism,
-            "sasl.username": self.sasl_username,
+            "sasl.username": username,
             "ssl.ca.location": self.ssl_ca_location,
             "ssl.certificate.location": self.ssl_certificate_location,
             "ssl.key.location": self.ssl_key_location,
         }
         conf.update({k: v for k, v in optional.items() if v is not None})
-        if self.sasl_password is not None:
-            conf["sasl.password"] = self.sasl_password.get_secret_value()
+        if password is not None:
+            conf["sasl.password"] = password.get_secret_value()
         if self.ssl_key_password is not None:
             conf["ssl.key.password"] = self.ssl_key_password.get_secret_value()
         return conf
@@ -298,6 +329,9 @@ class RuntimeSettings(Group):
     debug: bool = Field(False, description="Show tracebacks instead of one-line errors.")
     cache_dir: Path | None = Field(None, description="Where the local broker's jars are cached "
                                    "(unset: ~/.cache/tapeflow).")
+    metrics_host: str = Field(
+        "127.0.0.1", description="Address the /metrics endpoint binds to (0.0.0.0: every "
+        "interface, e.g. in a container whose port is published).")
     metrics_port: int | None = Field(
         9464, ge=0, le=65535,
         description="Prometheus /metrics port of `tapeflow run` (0: off); a local cluster's "
@@ -333,25 +367,64 @@ class RuntimeSettings(Group):
 
 
 class AccessSettings(Group):
-    """What a subscriber may see (docs/alerts.md, docs/security.md)."""
+    """Who may see which alerts (docs/alerts.md, docs/security.md)."""
 
     group: ClassVar[str] = "access"
 
     alerts_allowed_accounts: Annotated[frozenset[str] | None, NoDecode] = Field(
         None,
         description="Accounts whose alerts `tapeflow alerts` may deliver (comma list); unset: "
-        "all. A convenience of the subscription, not enforcement; alerts without an account are "
-        "withheld from a restricted subscriber (docs/alerts.md).")
+        "all. A convenience of the subscription, not enforcement (the broker's ACLs on the "
+        "desk topics are); alerts without an account are withheld from a restricted "
+        "subscriber (docs/alerts.md).")
+    desks: Annotated[dict[str, frozenset[str]] | None, NoDecode] = Field(
+        None,
+        description="The desk of each account: `desk-a=ACC001,ACC002;desk-b=ACC003`. Alerts "
+        "about a desk's accounts are also published to its topic risk.alerts.desk.DESK, "
+        "which only that desk's subscribers may read (docs/security.md); unset or an account "
+        "of no desk: risk.alerts only.")
+    subscribers: Annotated[dict[str, frozenset[str]] | None, NoDecode] = Field(
+        None,
+        description="Subscriber principals and the desks each may read: "
+        "`risk-a=desk-a;ops=*` (`*`: risk.alerts and every desk); `tapeflow init` grants "
+        "them read on those topics and on their own consumer groups (`PRINCIPAL.*`).")
 
     @field_validator("alerts_allowed_accounts", mode="before")
     @classmethod
     def _account_list(cls, value: object) -> object:
         # The environment gives "A,B"; an empty list would silently allow nothing, so it is
         # refused rather than read as "unset".
+        return name_list(value, "account") if isinstance(value, str) else value
+
+    @field_validator("desks", "subscribers", mode="before")
+    @classmethod
+    def _mapping(cls, value: object) -> object:
+        # An empty value is "none" here (no desk topics), as a compose file passes it when
+        # its variable is unset; unlike a restriction, "none" is not a guess.
         if isinstance(value, str):
-            value = [part.strip() for part in value.split(",") if part.strip()]
-            if not value:
-                raise ValueError("give at least one account, or leave it unset for all")
+            return name_mapping(value) if value.strip() else None
         return value
 
+    @model_validator(mode="after")
+    def _consistent(self) -> AccessSettings:
+        desks = self.desks or {}
+        seen: dict[str, str] = {}
+        for desk, accounts in desks.items():
+            identifier(desk, dash=True)
+            for account in accounts:
+                if account in seen:
+                    raise ValueError(f"account {account} is in two desks ({seen[account]} "
+                                     f"and {desk}); its alerts have one desk")
+                seen[account] = desk
+        for principal, allowed in (self.subscribers or {}).items():
+            identifier(principal, dash=True)
+            unknown = sorted(d for d in allowed if d != "*" and d not in desks)
+            if unknown:
+                raise ValueError(f"subscriber {principal}: no desk {', '.join(unknown)} in "
+                                 "TAPEFLOW_ACCESS_DESKS")
+        return self
 
+    def desk_of(self) -> dict[str, str]:
+        """Account -> its desk."""
+        return {account: desk for desk, accounts in (self.desks or {}).items()
+                for account in accounts}

@@ -35,7 +35,7 @@ from typer.testing import CliRunner
 from flows.market import build_flow as market_flow
 from flows.trading import build_flow as trading_flow
 from jobs.generate import produce_market
-from jobs.init import create_topics, init_clickhouse, init_postgres
+from jobs.init import create_topics, grant_access, init_clickhouse, init_postgres
 from jobs.query import Analytics
 from jobs.query_params import QueryInputError
 from schemas.catalogue import LocalCatalogue
@@ -81,18 +81,19 @@ def _iso(us: int) -> str:
 
 
 @pytest.fixture(scope="module")
-def filled(kafka_bootstrap: str, postgres_dsn: str, clickhouse_url: str,
-           tmp_path_factory: pytest.TempPathFactory) -> Iterator[Filled]:
+def filled(kafka_bootstrap: str, kafka_auth: dict[str, Any], postgres_dsn: str,
+           clickhouse_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Filled]:
     tag = uuid.uuid4().hex[:8]
     settings = Settings(
         home=tmp_path_factory.mktemp("home"), kafka_bootstrap=kafka_bootstrap,
         postgres_dsn=postgres_dsn, clickhouse_dsn=clickhouse_url,
         clickhouse_database=f"tf_q_{tag}", postgres_schema=f"tf_q_{tag}",
-        kafka_topic_prefix=f"q{tag}.", kafka_partitions=2,
+        kafka_topic_prefix=f"q{tag}.", kafka_partitions=2, **kafka_auth,
     )
     init_clickhouse(settings)
     init_postgres(settings, postgres_dsn)
     create_topics(settings)
+    grant_access(settings)
     with connect_postgres(postgres_dsn, settings.postgres.schema) as conn:
         conn.execute(LIMITS_SQL)
         conn.commit()
