@@ -30,6 +30,7 @@ from typing import Literal
 
 from schemas.catalogue import (
     TOPIC_ALERTS,
+    TOPIC_CASH,
     TOPIC_DLQ,
     TOPIC_EXECUTIONS,
     TOPIC_MARKS,
@@ -107,6 +108,7 @@ def component_grants(settings: Settings, role: KafkaRole) -> list[Grant]:
                 *_groups(who, settings, "market")]
     who = settings.kafka.trading_username
     return [*_topic(who, t(TOPIC_EXECUTIONS), READ, "execution reports in"),
+            *_topic(who, t(TOPIC_CASH), READ, "cash movements in"),
             *_topic(who, t(TOPIC_MARKS), READ, "marks in"),
             *_topic(who, t(TOPIC_DLQ), WRITE, "dead letters"),
             *_topic(who, t(TOPIC_ALERTS), BOTH, "every alert; read: as above"),
