@@ -66,6 +66,7 @@ def test_the_trading_flow_writes_alerts_and_the_desk_copies() -> None:
     rows = _rows(component_grants(_settings(), "trading"))
     assert rows == {
         (t, "topic", "p.oms.executions", "literal", "read"),
+        (t, "topic", "p.oms.cash", "literal", "read"),
         (t, "topic", "p.md.marks", "literal", "read"),
         (t, "topic", "p.tapeflow.dlq", "literal", "write"),
         (t, "topic", "p.risk.alerts", "literal", "read"),
