@@ -145,6 +145,71 @@ def decode_or_dead_letter(
 
 
 @dataclass(frozen=True)
+class BatchDecodeOut(Generic[T]):
+    """What `decode_batches_or_dead_letter` returns: the decoded batches and, per input batch,
+    the dead letters of the frames that did not decode."""
+
+    oks: Stream[T]
+    errs: Stream[list[KeyedLetter]]
+
+
+class _BatchDecodeOrLetter(Generic[T]):
+    """Calls a batch decoder; one that raises (it promises not to) makes every message of the
+    batch a dead letter, "decode_error", rather than stopping the flow."""
+
+    def __init__(self, decode: Callable[[Any], tuple[T | None, list[KeyedLetter]]],
+                 flow: str) -> None:
+        self._decode = decode
+        self._flow = flow
+
+    def __call__(self, batch: Any) -> tuple[T | None, list[KeyedLetter]]:
+        try:
+            return self._decode(batch)
+        except Exception as exc:
+            log.exception("decoding a batch of %s failed", getattr(batch, "topic", "?"))
+            detail = f"{type(exc).__name__}: {exc}"
+            letters = []
+            for i, raw in enumerate(batch.values):
+                DEAD_LETTERS.labels(self._flow, "decode_error").inc()
+                recv = batch.recv_us[i]
+                letters.append(KeyedLetter(text_key(batch.keys[i]), DeadLetter(
+                    batch.topic, batch.partition, batch.offsets[i], "decode_error", detail,
+                    raw if isinstance(raw, bytes) else b"", recv if recv is not None else 0)))
+            return None, letters
+
+
+@operator
+def decode_batches_or_dead_letter(
+    step_id: str,
+    up: Stream[Any],
+    decode: Callable[[Any], tuple[T | None, list[KeyedLetter]]],
+    flow: str,
+) -> BatchDecodeOut[T]:
+    """`sources.kafka.flow_source.MessageBatch`es -> decoded batches, and the dead letters of
+    each batch (under their original keys) as one list.
+
+    `decode(batch)` returns (the decoded batch, or None when nothing in it decoded, the dead
+    letters of the frames that did not) and logs the batch's consumer errors. `flow` labels
+    the dead-letter metric.
+    """
+    decoded = op.map("decode", up, _BatchDecodeOrLetter(decode, flow))
+    oks = op.filter_map("oks", decoded, lambda d: d[0])
+    letters = op.filter_map("letters", decoded, lambda d: d[1] or None)
+    return BatchDecodeOut(oks, letters)
+
+
+@operator
+def write_dead_letter_batches(step_id: str, sink: Sink[Any],
+                              *ups: Stream[list[KeyedLetter]]) -> None:
+    """Lists of dead letters to the dead-letter sink, one item per list (a batched
+    `sinks.kafka.flow_sink.KafkaRecordSink`, which writes each letter under its original
+    key)."""
+    merged = op.merge("merge", *ups) if len(ups) > 1 else ups[0]
+    routed = op.map("route", merged, lambda letters: (DLQ_ROUTE, letters))
+    op.output("out", routed, sink)
+
+
+@dataclass(frozen=True)
 class StepOut(Generic[X]):
     """A stateful step's outputs without its dead letters, and the dead letters."""
 

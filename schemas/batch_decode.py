@@ -13,7 +13,9 @@ checks it on mutated frames), only faster:
   measured: more than decoding 100 frames one by one), other writer versions (schema
   resolution: evolution keeps working, several writer ids in one batch included), and every
   frame of a block that fails or does not pass the checks, so each bad frame becomes its own
-  dead letter with its own reason.
+  dead letter with its own reason. A failed block is split in halves, each read as a block
+  again while it holds `min_block` frames or more, so one bad frame among thousands does not
+  send them all down the slow path.
 
 Records come back as columns (one list per field) in core units, in input order, with the
 input position of each: integer microseconds for timestamps, integer scale-8 units for
@@ -79,22 +81,15 @@ def decode_batch(codec: Codec, frames: Sequence[bytes | None], expect: str, *,
                  min_block: int = MIN_BLOCK) -> DecodedBatch:
     """Decode `frames` (Confluent-framed Avro values of a topic carrying `expect` records)."""
     schema, names = _reader_schema(expect)
-    groups: dict[int, list[int]] = {}
-    single: list[int] = []
-    for i, frame in enumerate(frames):
-        if frame is None or len(frame) < HEADER_LEN or frame[0] != MAGIC:
-            single.append(i)
-        else:
-            groups.setdefault(int.from_bytes(frame[1:HEADER_LEN], "big"), []).append(i)
-    parts: list[tuple[list[int], list[list[Any]]]] = []
+    groups, single = _by_schema_id(frames)
+    blocks = _Blocks(schema, names, frames, min_block)
     for schema_id, rows in groups.items():
-        block = None
         if len(rows) >= min_block and _laid_out_as(codec, schema_id, expect):
-            block = read_block(schema, [frames[i][HEADER_LEN:] for i in rows])  # type: ignore[index]
-        if block is None:
-            single.extend(rows)
+            blocks.read(rows)
         else:
-            parts.append((rows, [block[name].to_list() for name in names]))
+            single.extend(rows)
+    parts = blocks.parts
+    single.extend(blocks.single)
     failures: list[tuple[int, DecodeError]] = []
     if single:
         single.sort()
@@ -109,6 +104,58 @@ def decode_batch(codec: Codec, frames: Sequence[bytes | None], expect: str, *,
         if records:
             parts.append((done, [list(col) for col in zip(*records, strict=True)]))
     return DecodedBatch(*_merged(parts, names), failures)
+
+
+class _Blocks:
+    """Reads groups of frames as blocks, collecting the decoded parts and the frames left to
+    be decoded one by one."""
+
+    def __init__(self, schema: dict[str, Any], names: list[str],
+                 frames: Sequence[bytes | None], min_block: int) -> None:
+        self.schema = schema
+        self.names = names
+        self.frames = frames
+        self.min_block = min_block
+        self.parts: list[tuple[list[int], list[list[Any]]]] = []
+        self.single: list[int] = []
+
+    def read(self, rows: list[int]) -> None:
+        """Read `rows` as one block; when the block fails, each half as a block while halves
+        hold `min_block` frames or more (a bad frame among thousands then costs a few blocks
+        and at most about `min_block` frames decoded one by one, not the whole batch); the
+        rest one by one."""
+        frames = self.frames
+        block = read_block(self.schema, [frames[i][HEADER_LEN:] for i in rows])  # type: ignore[index]
+        if block is not None:
+            read, left_out = block
+            if left_out:
+                self.single.extend(rows[i] for i in left_out)
+                out = set(left_out)
+                rows = [r for i, r in enumerate(rows) if i not in out]
+            self.parts.append((rows, [read[name].to_list() for name in self.names]))
+        elif len(rows) >= 2 * self.min_block:
+            half = len(rows) // 2
+            self.read(rows[:half])
+            self.read(rows[half:])
+        else:
+            self.single.extend(rows)
+
+
+def _by_schema_id(frames: Sequence[bytes | None]) -> tuple[dict[int, list[int]], list[int]]:
+    """The positions of the frames of each schema id, and of the frames without a valid
+    header. (The common case, one id for the whole batch, costs one slice per frame.)"""
+    heads = [b"" if f is None else f[:HEADER_LEN] for f in frames]
+    first = heads[0] if heads else b""
+    if len(first) == HEADER_LEN and first[0] == MAGIC and heads.count(first) == len(heads):
+        return {int.from_bytes(first[1:], "big"): list(range(len(heads)))}, []
+    groups: dict[int, list[int]] = {}
+    single: list[int] = []
+    for i, head in enumerate(heads):
+        if len(head) < HEADER_LEN or head[0] != MAGIC:
+            single.append(i)
+        else:
+            groups.setdefault(int.from_bytes(head[1:], "big"), []).append(i)
+    return groups, single
 
 
 def _merged(parts: list[tuple[list[int], list[list[Any]]]], names: list[str]

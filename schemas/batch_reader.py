@@ -20,12 +20,18 @@ every later record by those bytes. So a block is accepted only when:
   and byte lengths, decimal two's complement width, union indexes, array blocks), equals the
   length of its body. Minimal lengths never exceed what a reader consumed, and the reader
   never reads past the block (it panics instead), so equality for every record proves that
-  record i was read from exactly body i: no shifting, no trailing bytes, no over-long varints;
-- every union index byte (found at its computed offset) is 0x00 or 0x02 and agrees with the
-  null it produced;
-- decimals fit decimal(18, 8) and timestamps the 1900..2299 range of the codec;
-- no varint is 10 bytes long (a 10th byte may carry bits beyond 64, which the codec refuses
-  and polars would wrap).
+  record i was read from exactly body i: no shifting, no trailing bytes, no over-long varints.
+  Without it the whole block is refused (decimals beyond decimal(18, 8) too: their length
+  cannot be measured in 64 bits);
+- then, record by record: every union index byte (found at its computed offset) is 0x00 or
+  0x02 and agrees with the null it produced; timestamps are in the 1900..2299 range of the
+  codec; no varint is 10 bytes long (a 10th byte may carry bits beyond 64, which the codec
+  refuses and polars would wrap). A record failing one of these is left out alone.
+
+A Rust panic is caught as an exception, but Rust prints it to stderr first (the panic hook,
+which Python cannot replace): `_panics_quieted` points the process's stderr at a scratch file
+for the read and copies back whatever was written there but the panic report, so a malformed
+frame costs a fallback, not lines of Rust backtrace in the flow's log.
 
 Anything else (an error, a panic, a failed check, a schema type not listed in `_length`)
 returns None, and the caller decodes those frames one by one, so every bad frame becomes its
@@ -40,8 +46,13 @@ from __future__ import annotations
 import io
 import json
 import os
-from collections.abc import Sequence
-from typing import Any
+import re
+import sys
+import tempfile
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import IO, Any
 
 import polars as pl
 import pyarrow as pa
@@ -78,27 +89,29 @@ def container(schema: dict[str, Any], bodies: Sequence[bytes]) -> bytes:
     return b"".join([header, _zigzag_long(len(bodies)), _zigzag_long(len(data)), data, sync])
 
 
-_VARINT_STEPS = pl.Series([2 ** (7 * k - 1) for k in range(1, 10)], dtype=pl.Int64)
-"""A zig-zag varint of v takes 1 byte plus one per step its fold (v, or -v - 1 below 0)
-reaches."""
-_DECIMAL_STEPS = pl.Series([2 ** (8 * k - 1) for k in range(1, 8)], dtype=pl.Int64)
-"""A two's complement integer takes 1 byte plus one per step its fold reaches (up to 8 bytes
-for |units| <= 10**18 - 1, the range checked first)."""
-_VARINT_FOLD_MAX = 2**62
-"""Folds at or above this take 10 bytes, whose last may carry bits beyond 64."""
+_MAX_LONG_BYTES = 9
+"""The longest varint a block may hold: a 10th byte may carry bits beyond 64."""
 
 
 def _fold(value: pl.Expr) -> pl.Expr:
-    return pl.when(value >= 0).then(value).otherwise(-(value + 1))
+    """v for v >= 0, -v - 1 (= ~v) below: a zig-zag varint and a two's complement integer
+    take as many bytes as the fold's bits (plus the sign) need."""
+    return value.xor((value < 0).cast(pl.Int64) * -1)
 
 
-def _steps(steps: pl.Series, folded: pl.Expr) -> pl.Expr:
-    return pl.lit(steps).search_sorted(folded, side="right").cast(pl.Int64)
+def _leading_zeros(folded: pl.Expr) -> pl.Expr:
+    return folded.bitwise_leading_zeros().cast(pl.Int64)
+
+
+def _varint_bytes(folded: pl.Expr) -> pl.Expr:
+    """Bytes of the zig-zag varint of a value whose fold is `folded`: zig-zag takes one bit
+    more than the fold, and each byte carries 7 (so (64 - zeros + 1 + 6) // 7, at least 1)."""
+    return (71 - _leading_zeros(folded)) // 7
 
 
 def _count_len(count: pl.Expr) -> pl.Expr:
-    """Bytes of a non-negative count or length written as a long (zig-zag: 2n)."""
-    return 1 + _steps(_VARINT_STEPS, count.cast(pl.Int64))
+    """Bytes of a non-negative count or length written as a long."""
+    return _varint_bytes(count.cast(pl.Int64))
 
 
 def _is_decimal(avro_type: Any) -> bool:
@@ -141,37 +154,26 @@ def _length(avro_type: Any, col: pl.Expr) -> pl.Expr | None:
     if kind is None or (isinstance(base, list)):
         return None
     if kind == "long":
-        length = 1 + _steps(_VARINT_STEPS, _fold(col.cast(pl.Int64)))
+        length = _varint_bytes(_fold(col.cast(pl.Int64)))
     elif kind == "string":
         size = col.str.len_bytes().cast(pl.Int64)
         length = _count_len(size) + size
-    elif kind == "decimal":
-        length = 2 + _steps(_DECIMAL_STEPS, _fold(col))
+    elif kind == "decimal":  # a 1-byte length, then the fold's bits and a sign bit in bytes
+        length = 1 + (72 - _leading_zeros(_fold(col))) // 8
     else:  # an array of strings, in one block: count, items, 0 (or a single 0 when empty)
         count = col.list.len().cast(pl.Int64)
-        # Each item: its bytes and a 1-byte length, 2 bytes from 64 (`_varint_ok` refuses
-        # items of 8 KiB or more). Elementwise only: list.eval is per list otherwise.
-        items = _item_sizes(col).list.eval(
-            pl.element() + 1 + (pl.element() >= 2**6).cast(pl.Int64)).list.sum()
+        size = pl.element().str.len_bytes().cast(pl.Int64)
+        items = col.list.eval(size + _count_len(size)).list.sum()
         length = pl.when(count == 0).then(1).otherwise(_count_len(count) + items + 1)
     if base is not avro_type:  # a union: its index byte, then the value unless null
         return 1 + pl.when(col.is_null()).then(0).otherwise(length)
     return length
 
 
-def _item_sizes(col: pl.Expr) -> pl.Expr:
-    return col.list.eval(pl.element().str.len_bytes().cast(pl.Int64))
-
-
-def _varint_ok(avro_type: Any, col: pl.Expr) -> pl.Expr | None:
-    """Longs must fold below 2**62 (at most 9 varint bytes); array items of strings must be
-    shorter than 8 KiB (a 2-byte length, as `_length` counts them)."""
-    kind = _kind(_base(avro_type))
-    if kind == "long":
-        return (_fold(col.cast(pl.Int64)) < _VARINT_FOLD_MAX).fill_null(True)
-    if kind == "strings":
-        return (_item_sizes(col).list.max().fill_null(0) < 2**13).fill_null(True)
-    return None
+def _is_long(avro_type: Any) -> bool:
+    """A long (or int, or timestamp), possibly nullable: its length must stay below 10 bytes
+    (a 10th byte may carry bits beyond 64, which the codec refuses and polars wraps)."""
+    return _kind(_base(avro_type)) == "long"
 
 
 def _converted(field: dict[str, Any], col: pl.Expr) -> pl.Expr:
@@ -214,25 +216,28 @@ class _Plan:
             return
         lengths = [f"_len{i}" for i in range(len(fields))]
         ranges = [r for f in fields if (r := _in_range(f, pl.col(f["name"]))) is not None]
-        varints = [v for f in fields if (v := _varint_ok(f["type"], pl.col(f["name"])))
-                   is not None]
         self.units = [*(u.alias(n) for u, n in zip(units, self.names, strict=True)),
                       pl.col(_BODY_LEN), pl.col(_BODY_AT),
                       (pl.all_horizontal(ranges) if ranges else pl.lit(True)).alias(_OK)]
         self.sizes = [*(pl.col(n) for n in self.names), pl.col(_BODY_LEN), pl.col(_BODY_AT),
-                      (pl.col(_OK) & pl.all_horizontal(varints) if varints else pl.col(_OK)
-                       ).alias(_OK),
+                      pl.col(_OK),
                       *(p.alias(n) for p, n in zip(parts, lengths, strict=True) if p is not None)]
-        ok = pl.col(_OK) & (pl.sum_horizontal(lengths) == pl.col(_BODY_LEN))
+        aligned = pl.sum_horizontal(lengths, ignore_nulls=False) == pl.col(_BODY_LEN)
+        ok = pl.col(_OK)
+        for field, length in zip(fields, lengths, strict=True):
+            if _is_long(field["type"]):  # at most 9 bytes, after a union's index byte
+                union = isinstance(field["type"], list)
+                ok = ok & (pl.col(length) <= _MAX_LONG_BYTES + union)
         unions = [_union_byte(f, lengths[:i]) for i, f in enumerate(fields)
                   if isinstance(f["type"], list)]
         self.unions = [(f"_at{i}", f"_byte{i}") for i in range(len(unions))]
-        self.checks = [*(pl.col(n) for n in self.names), ok.fill_null(False).alias(_OK),
+        self.checks = [*(pl.col(n) for n in self.names),
+                       aligned.fill_null(False).alias(_ALIGNED), ok.fill_null(False).alias(_OK),
                        *(e.alias(a) for (a, _), (e, _) in zip(self.unions, unions, strict=True)),
                        *(e.alias(b) for (_, b), (_, e) in zip(self.unions, unions, strict=True))]
 
 
-_BODY_LEN, _BODY_AT, _OK = "_body_len", "_body_at", "_ok"
+_BODY_LEN, _BODY_AT, _OK, _ALIGNED = "_body_len", "_body_at", "_ok", "_aligned"
 
 
 def _union_byte(field: dict[str, Any], before: list[str]) -> tuple[pl.Expr, pl.Expr]:
@@ -247,40 +252,103 @@ def _union_byte(field: dict[str, Any], before: list[str]) -> tuple[pl.Expr, pl.E
 
 
 _PLANS: dict[str, _Plan] = {}
+_SEEN: dict[int, tuple[dict[str, Any], _Plan]] = {}
 
 
 def _plan(schema: dict[str, Any]) -> _Plan:
+    """The plan of `schema`, built once per distinct schema (and looked up by identity first:
+    callers pass the same dict again and again)."""
+    seen = _SEEN.get(id(schema))
+    if seen is not None and seen[0] is schema:
+        return seen[1]
     key = json.dumps(schema, sort_keys=True)
     plan = _PLANS.get(key)
     if plan is None:
         plan = _PLANS[key] = _Plan(schema)
+    _SEEN[id(schema)] = (schema, plan)
     return plan
 
 
-def read_block(schema: dict[str, Any], bodies: Sequence[bytes]) -> pl.DataFrame | None:
+_STDERR_LOCK = threading.Lock()
+_SCRATCH: list[IO[bytes]] = []
+_PANIC = re.compile(rb"^thread '.*' (\(\d+\) )?panicked at ")
+_PANIC_TAIL = re.compile(rb"^(note: |stack backtrace:|\s+\d+: |\s+at )")
+
+
+def _without_panics(text: bytes) -> bytes:
+    """`text` without Rust panic reports (the header, the message line after it, and the
+    note or backtrace lines that follow)."""
+    kept: list[bytes] = []
+    skip = 0
+    for line in text.splitlines(keepends=True):
+        if _PANIC.match(line):
+            skip = 1  # the message line
+            continue
+        if skip or _PANIC_TAIL.match(line) or (kept == [] and not line.strip()):
+            skip = max(skip - 1, 0)
+            continue
+        kept.append(line)
+    return b"".join(kept)
+
+
+@contextmanager
+def _panics_quieted() -> Iterator[None]:
+    """The process's stderr (fd 2) goes to a scratch file meanwhile; afterwards what others
+    wrote there is copied to the real stderr, without Rust panic reports. One block at a time
+    (a lock): two redirections at once would leave stderr pointing at a scratch file."""
+    with _STDERR_LOCK:
+        if not _SCRATCH:  # one for the life of the process, reused (truncated) each time
+            _SCRATCH.append(tempfile.TemporaryFile())  # noqa: SIM115
+        scratch = _SCRATCH[0]
+        scratch.seek(0)
+        scratch.truncate()
+        sys.stderr.flush()
+        saved = os.dup(2)
+        os.dup2(scratch.fileno(), 2)
+        try:
+            yield
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            scratch.seek(0)
+            rest = _without_panics(scratch.read())
+            if rest:
+                os.write(2, rest)
+
+
+def read_block(schema: dict[str, Any], bodies: Sequence[bytes]
+               ) -> tuple[pl.DataFrame, list[int]] | None:
     """The records of `bodies` (Avro binary bodies written with `schema`, headers stripped)
-    as columns in core units, or None when polars cannot read them or any check fails (the
-    caller then decodes them one by one). Never raises for bad input."""
+    as columns in core units, and the positions of the bodies left out; or None when polars
+    cannot read them or the block is not proven aligned (every record's minimal length equal
+    to its body's). Once aligned, a record whose values fail a check of its own (a timestamp
+    out of range, a union index byte, a 10-byte varint) is left out alone: the others were
+    read from their own bytes. The caller decodes what is left out one by one. Never raises
+    for bad input."""
     plan = _plan(schema)
     if not bodies or not plan.supported:
         return None
     try:
-        raw = pl.read_avro(io.BytesIO(container(schema, bodies)))
+        with _panics_quieted():
+            raw = pl.read_avro(io.BytesIO(container(schema, bodies)))
         if raw.height != len(bodies) or raw.columns != plan.names:
             return None
         sizes = pl.Series(_BODY_LEN, [len(b) for b in bodies], dtype=pl.Int64)
         frame = (raw.with_columns(sizes, (sizes.cum_sum() - sizes).alias(_BODY_AT))
                  .select(plan.units).select(plan.sizes).select(plan.checks))
-        if not frame[_OK].all():
+        if not frame[_ALIGNED].all():
             return None
+        valid = frame[_OK]
         if plan.unions:
             data = b"".join(bodies)
             as_bytes = pl.Series(pa.Array.from_buffers(pa.uint8(), len(data),
                                                        [None, pa.py_buffer(data)]))
             for at, byte in plan.unions:
-                if not (as_bytes.gather(frame[at]) == frame[byte]).all():
-                    return None
-        return frame.select(plan.names)
+                valid = valid & (as_bytes.gather(frame[at]) == frame[byte])
+        if valid.all():
+            return frame.select(plan.names), []
+        left_out = (~valid).arg_true().to_list()
+        return frame.filter(valid).select(plan.names), left_out
     except _FATAL:
         raise
     except BaseException:  # polars errors, and Rust panics (pyo3 PanicException)

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import copy
 import io
+import os
 import random
 import uuid
 from collections.abc import Iterator, Sequence
@@ -29,7 +30,7 @@ from typing import Any
 import fastavro
 import pytest
 
-from schemas import batch_decode
+from schemas import batch_decode, batch_reader
 from schemas.batch_decode import decode_batch
 from schemas.batch_reader import read_block
 from schemas.catalogue import LocalCatalogue, RegistryCatalogue, current_schema
@@ -108,6 +109,25 @@ def test_one_corrupt_frame_among_5000_good_ones() -> None:
     assert [(i, reason) for i, reason, _ in failures] == [(2500, "truncated_body")]
     assert (records, failures) == _reference(frames, "Trade")
     assert [r for _, r in records] == [CODEC.decode(f) for f in good]
+
+
+def test_a_bad_frame_sends_only_its_neighbourhood_down_the_slow_path() -> None:
+    """A failed block is split and the halves read as blocks again, so one bad frame among
+    5,000 costs fewer than 2 x MIN_BLOCK frames decoded one by one, not 5,000."""
+    codec = Codec(LocalCatalogue.load())
+    one_by_one = []
+    real = codec.decode
+
+    def counting(frame: bytes, expect: str | None = None) -> Any:
+        one_by_one.append(frame)
+        return real(frame, expect)
+
+    codec.decode = counting  # type: ignore[method-assign]
+    frames = [*TRADES[:3000], TRADES[3000][:-2], *TRADES[3001:5001]]
+    with _count_blocks() as counts:
+        decoded = decode_batch(codec, frames, "Trade")
+    assert [i for i, _ in decoded.failures] == [3000] and len(decoded) == 5000
+    assert counts[1] >= 2 and len(one_by_one) < 2 * batch_decode.MIN_BLOCK
 
 
 def _body(record: Any) -> bytes:
@@ -194,14 +214,26 @@ def test_the_block_reader_refuses_each_lenient_body_alone_or_among_good_ones() -
     from a lucky fallback)."""
     schema = current_schema("Trade")
     good = [f[5:] for f in TRADES[:50]]
+    # Aligned blocks whose one record fails a check of its own leave that record out alone.
+    for name in ("union_index_2", "union_index_minus_1", "seq_2_62", "timestamp_2300"):
+        assert (block := read_block(schema, [*good, LENIENT[name]])) is not None, name
+        assert block[1] == [len(good)], name
     for name, body in LENIENT.items():
         try:
             want = CODEC.decode(_frame(body), expect="Trade")
         except DecodeError:
             want = None
         block = read_block(schema, [*good, body])
-        if want is None or block is not None:
-            assert block is None or _row(block, len(good)) == want, name
+        if block is None:
+            continue  # refused whole: every frame goes one by one
+        read, left_out = block
+        if want is None:  # the codec refuses it: it must be left out, the others read
+            assert left_out == [len(good)], name
+            assert read.height == len(good), name
+        else:  # read, as the codec reads it (or left out to be decoded one by one)
+            assert left_out in ([], [len(good)]), name
+            if not left_out:
+                assert _row(read, len(good)) == want, name
 
 
 def _row(block: Any, i: int) -> Trade:
@@ -292,3 +324,19 @@ def test_several_writer_ids_in_one_batch() -> None:
     assert decoded.rows == list(range(600))
     assert got == [codec.decode(f, expect="Trade") for f in frames]
     assert got == MARKET.trades[:600]
+
+
+def test_rust_panic_reports_are_kept_out_of_stderr_and_other_output_is_not(
+        capfd: pytest.CaptureFixture[str]) -> None:
+    """polars panics on some malformed blocks (caught, then the fallback); Rust prints the
+    panic to stderr first. `read_block` keeps that report out of the flow's log, but what
+    anything else wrote to stderr meanwhile still arrives."""
+    schema = current_schema("Trade")
+    truncated = _frame(LENIENT["empty_body"] + b"\x0c")[5:]  # a string longer than the block
+    assert read_block(schema, [TRADES[0][5:], truncated]) is None
+    assert "panicked" not in capfd.readouterr().err
+    with batch_reader._panics_quieted():
+        os.write(2, b"\nthread '<unnamed>' (7) panicked at src/x.rs:1:2:\nrange end index 9\n"
+                    b"note: run with `RUST_BACKTRACE=1` environment variable to display a "
+                    b"backtrace\nan ordinary log line\n")
+    assert capfd.readouterr().err == "an ordinary log line\n"
