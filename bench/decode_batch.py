@@ -6,7 +6,9 @@ market flow), and decodes every batch, in alternating rounds, with:
 
 - batch decoder: `schemas.batch_decode.decode_batch` (headers stripped, one in-memory Avro
   block per schema id read by `polars.read_avro`, the exactness checks, columns of core units
-  as lists: what the market flow uses);
+  as Python lists, what the per-tick core of phase 1 takes: what the market flow uses);
+- block + checks: `schemas.batch_reader.read_block`, the same without the lists (polars
+  columns: what a columnar core would take);
 - polars block only: `polars.read_avro` of the same blocks without the checks or the lists
   (the bound the checks are paid from; not usable alone, see schemas/batch_reader.py);
 - codec one by one: `Codec.decode` per frame (the compiled reader of schemas/fast_reader.py:
@@ -31,7 +33,7 @@ import fastavro
 import polars as pl
 
 from schemas.batch_decode import decode_batch
-from schemas.batch_reader import container
+from schemas.batch_reader import container, read_block
 from schemas.catalogue import LocalCatalogue, current_schema
 from schemas.codec import Codec
 from sources.synthetic import MarketSpec, generate_market
@@ -70,9 +72,13 @@ def main() -> None:
         def polars_only(batch: Sequence[bytes], schema: dict[str, object] = schema) -> None:
             pl.read_avro(io.BytesIO(container(schema, [f[5:] for f in batch])))
 
+        def checked(batch: Sequence[bytes], schema: dict[str, object] = schema) -> None:
+            read_block(schema, [f[5:] for f in batch])
+
         ways: dict[str, Callable[[Sequence[bytes]], object]] = {
             "batch decoder": lambda batch, record=record: decode_batch(codec, batch, record),
-            "polars block only": polars_only,
+            "  block + checks": checked,
+            "  polars block only": polars_only,
             "codec one by one": lambda batch, record=record: [
                 codec.decode(f, expect=record) for f in batch],
             "fastavro one by one": fastavro_each,

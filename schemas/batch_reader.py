@@ -203,24 +203,22 @@ def _in_range(field: dict[str, Any], raw: pl.Expr) -> pl.Expr | None:
 
 
 class _Plan:
-    """The conversions and checks of one schema, built once, in three selects of small
+    """The conversions and checks of one schema, built once, in two selects of small
     expressions (one large expression tree was measured many times slower)."""
 
     def __init__(self, schema: dict[str, Any]) -> None:
         fields = schema.get("fields", [])
         self.names = [f["name"] for f in fields]
         units = [_converted(f, pl.col(f["name"])) for f in fields]
-        parts = [_length(f["type"], pl.col(f["name"])) for f in fields]
+        parts = [_length(f["type"], u) for f, u in zip(fields, units, strict=True)]
         self.supported = bool(fields) and all(p is not None for p in parts)
         if not self.supported:
             return
         lengths = [f"_len{i}" for i in range(len(fields))]
         ranges = [r for f in fields if (r := _in_range(f, pl.col(f["name"]))) is not None]
-        self.units = [*(u.alias(n) for u, n in zip(units, self.names, strict=True)),
+        self.sizes = [*(u.alias(n) for u, n in zip(units, self.names, strict=True)),
                       pl.col(_BODY_LEN), pl.col(_BODY_AT),
-                      (pl.all_horizontal(ranges) if ranges else pl.lit(True)).alias(_OK)]
-        self.sizes = [*(pl.col(n) for n in self.names), pl.col(_BODY_LEN), pl.col(_BODY_AT),
-                      pl.col(_OK),
+                      (pl.all_horizontal(ranges) if ranges else pl.lit(True)).alias(_OK),
                       *(p.alias(n) for p, n in zip(parts, lengths, strict=True) if p is not None)]
         aligned = pl.sum_horizontal(lengths, ignore_nulls=False) == pl.col(_BODY_LEN)
         ok = pl.col(_OK)
@@ -335,7 +333,7 @@ def read_block(schema: dict[str, Any], bodies: Sequence[bytes]
             return None
         sizes = pl.Series(_BODY_LEN, [len(b) for b in bodies], dtype=pl.Int64)
         frame = (raw.with_columns(sizes, (sizes.cum_sum() - sizes).alias(_BODY_AT))
-                 .select(plan.units).select(plan.sizes).select(plan.checks))
+                 .select(plan.sizes).select(plan.checks))
         if not frame[_ALIGNED].all():
             return None
         valid = frame[_OK]
