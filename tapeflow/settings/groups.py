@@ -50,7 +50,8 @@ class KafkaSettings(Group):
     partitions: int = Field(4, ge=1, le=1024, description="Partitions of the topics `tapeflow "
                             "init` creates.")
     source_batch_size: int = Field(1000, ge=1, le=100_000, description="Messages a flow's "
-                                   "Kafka source reads per poll of a partition.")
+                                   "Kafka source reads per poll of a partition (the market "
+                                   "flow moves and decodes each poll as one batch).")
 
     @field_validator("topic_prefix")
     @classmethod
