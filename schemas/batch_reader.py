@@ -43,6 +43,7 @@ microseconds for timestamps and Int64 scale-8 units for decimals.
 
 from __future__ import annotations
 
+import atexit
 import io
 import json
 import os
@@ -297,6 +298,7 @@ def _panics_quieted() -> Iterator[None]:
     with _STDERR_LOCK:
         if not _SCRATCH:  # one for the life of the process, reused (truncated) each time
             _SCRATCH.append(tempfile.TemporaryFile())  # noqa: SIM115
+            atexit.register(_SCRATCH[0].close)
         scratch = _SCRATCH[0]
         scratch.seek(0)
         scratch.truncate()
