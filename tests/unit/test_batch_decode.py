@@ -22,6 +22,8 @@ import copy
 import io
 import os
 import random
+import subprocess
+import sys
 import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -38,6 +40,7 @@ from schemas.codec import Codec, DecodeError
 from sources.synthetic import MarketSpec, generate_market
 from tapeflow.core.fixedpoint import to_decimal
 from tapeflow.core.models import Quote, Trade
+from tests.support.locations import REPO
 
 CODEC = Codec(LocalCatalogue.load())
 MARKET = generate_market(MarketSpec(seed=5, n_symbols=12, duration_s=40.0, fault_rate=0.02))
@@ -340,3 +343,15 @@ def test_rust_panic_reports_are_kept_out_of_stderr_and_other_output_is_not(
                     b"note: run with `RUST_BACKTRACE=1` environment variable to display a "
                     b"backtrace\nan ordinary log line\n")
     assert capfd.readouterr().err == "an ordinary log line\n"
+
+
+def test_importing_the_reader_leaves_rust_backtrace_as_it_was() -> None:
+    """The reader makes polars panic once with RUST_BACKTRACE=0 so its later panics skip the
+    backtrace (docs/bad-input.md); the variable itself is left as the user set it."""
+    code = ("import os, sys; os.environ['RUST_BACKTRACE'] = sys.argv[1]; "
+            "import schemas.batch_reader; print(os.environ.get('RUST_BACKTRACE'))")
+    for value in ("1", "full"):
+        done = subprocess.run([sys.executable, "-c", code, value], capture_output=True,
+                              text=True, check=True, cwd=REPO)
+        assert done.stdout.strip() == value
+        assert "panicked" not in done.stderr
