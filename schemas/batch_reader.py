@@ -26,9 +26,8 @@ every later record by those bytes. So a block is accepted only when:
 - then, record by record: every union index byte (found at its computed offset) is 0x00 or
   0x02 and agrees with the null it produced; timestamps are in the 1900..2299 range of the
   codec; no varint is 10 bytes long (a 10th byte may carry bits beyond 64, which the codec
-  refuses and polars would wrap); and the codec's edge checks (`schemas.edge`) hold: no NUL
-  character in a text field or array of a record that may not hold one, no identifier
-  longer than `MAX_ID_BYTES`. A record failing one of these is left out alone.
+  refuses and polars would wrap); the codec's edge checks hold (`schemas.edge`: no NUL, no
+  over-long identifier). A record failing one of these is left out alone.
 
 A Rust panic is caught as an exception, but Rust prints it to stderr first (the panic hook,
 which Python cannot replace): `_panics_quieted` points the process's stderr at a scratch file
@@ -199,20 +198,17 @@ def _converted(field: dict[str, Any], col: pl.Expr) -> pl.Expr:
 
 
 def _edge_checks(schema: dict[str, Any]) -> list[pl.Expr]:
-    """The codec's edge checks (`schemas.edge`) on the read columns, true where a record
-    passes: no NUL in the text of a record that may not hold one (`NUL_CHECKED`), no
-    identifier longer than `MAX_ID_BYTES` in UTF-8 (`ID_FIELDS`)."""
-    name = schema.get("name", "")
-    ids = ID_FIELDS.get(name, ())
-    checks: list[pl.Expr] = []
+    """The codec's edge checks (`schemas.edge`: no NUL in text, no over-long identifier), true
+    where a record passes."""
+    name, checks = schema.get("name", ""), []
+    nul = pl.element().str.contains("\x00", literal=True)
     for f in schema.get("fields", []):
         col = pl.col(f["name"])
         if name in NUL_CHECKED and is_text(f["type"]):
             checks.append(~col.str.contains("\x00", literal=True))
         elif name in NUL_CHECKED and is_text_array(f["type"]):
-            checks.append(~col.list.eval(pl.element().str.contains("\x00", literal=True))
-                          .list.any())
-        if f["name"] in ids:
+            checks.append(~col.list.eval(nul).list.any())
+        if f["name"] in ID_FIELDS.get(name, ()):
             checks.append(col.str.len_bytes() <= MAX_ID_BYTES)
     return [check.fill_null(True) for check in checks]
 
