@@ -7,7 +7,7 @@ symbol (`RiskState.opening`), concentration is read only where a breach is possi
 indexed by symbol (`ShardState.holders`). The references below walk every position and
 every live order, as the core did before, and the property drives random sequences of
 orders, fills, partial fills, busts, corrections, cancels, replaces, market orders, marks,
-cash movements and new UTC days through the shard steps.
+cash movements, new UTC days and timer ticks (stale marks) through the shard steps.
 
 Two checks after every step: the kept figures equal the recomputed ones, and the outputs
 (positions, accounts, alerts, their order) equal those of the same step with the full
@@ -33,6 +33,7 @@ from tapeflow.core.risk.exposure import (
     opening_16,
     opening_order_notional_16,
 )
+from tapeflow.core.risk.feed import check_stale_marks
 from tapeflow.core.risk.levels import Reading
 from tapeflow.core.risk.limits import RiskLimitBook, RiskLimits
 from tapeflow.core.risk.rules import (
@@ -60,6 +61,7 @@ from tapeflow.core.trading.shard_step import (
     on_cash_inplace,
     on_market_inplace,
     on_report_inplace,
+    on_tick_inplace,
 )
 from tests.support.trading_builders import T0, OrderSim, u
 
@@ -101,12 +103,19 @@ def _reference_refresh(opening: object, book: OrderBook, account: AccountState,
     return build_opening(book, account, marks)
 
 
+def _reference_stale(limits: RiskLimits, account: AccountState, risk: RiskState,
+                     mark: MarkPrice) -> list[Reading]:
+    return check_stale_marks(limits, account, {mark.symbol: mark}, mark.ts_event,
+                             [mark.symbol])
+
+
 @contextmanager
 def full_recomputation(shard: ShardState) -> Iterator[None]:
     """The reference: no kept figure is read, every account is offered every mark."""
     every = {s: dict.fromkeys(shard.accounts) for s in SYMBOLS}
     with mock.patch.object(assess, "_exposure_readings", reference_exposure_readings), \
             mock.patch.object(assess, "refresh_opening", _reference_refresh), \
+            mock.patch.object(assess, "_stale_after_mark", _reference_stale), \
             mock.patch.object(shard, "holders", every):
         yield
 
@@ -160,12 +169,15 @@ def next_step(world: World, data: st.DataObject) -> tuple[str, object]:
     """One record: ('report', ExecutionReport) | ('cash', CashMovement) | ('mark', MarkPrice)."""
     kind = data.draw(st.sampled_from(
         ("new", "new", "fill", "fill", "fill", "bust", "correct", "cancel", "replace",
-         "mark", "mark", "mark", "cash", "day")))
+         "mark", "mark", "mark", "cash", "day", "tick")))
     px = data.draw(st.integers(20, 200).map(u))
     if kind == "day":
         world.now += DAY_US
         kind = "mark"
     ts = world.tick()
+    if kind == "tick":
+        world.now += data.draw(st.sampled_from((0, 45, 90))) * 1_000_000
+        return "tick", world.now
     if kind == "mark":
         return "mark", MarkPrice(data.draw(st.sampled_from(SYMBOLS)), px, ts, f"m{ts}")
     if kind == "cash":
@@ -208,6 +220,8 @@ def step(shard: ShardState, kind: str, record: object) -> list[ShardOutput]:
         return on_report_inplace(shard, record, CONFIG, SHARD)  # type: ignore[arg-type]
     if kind == "cash":
         return on_cash_inplace(shard, record, CONFIG, SHARD)  # type: ignore[arg-type]
+    if kind == "tick":
+        return on_tick_inplace(shard, record, CONFIG, SHARD)  # type: ignore[arg-type]
     return on_market_inplace(shard, record, CONFIG, SHARD)  # type: ignore[arg-type]
 
 

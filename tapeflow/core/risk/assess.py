@@ -24,8 +24,9 @@ invalid report is the same alert.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
+from tapeflow.core.fixedpoint import ONE
 from tapeflow.core.market.rejections import SequenceGap
 from tapeflow.core.models import ExecType, ExecutionReport, RiskAlert, Severity
 from tapeflow.core.risk.exposure import (
@@ -36,15 +37,20 @@ from tapeflow.core.risk.exposure import (
     refresh_opening,
 )
 from tapeflow.core.risk.feed import (
+    STALE_MARKET_DATA,
     check_feed_gap,
     check_gap_quiet,
     check_stale_marks,
     mark_event_id,
 )
 from tapeflow.core.risk.levels import AlertKey, Level, Reading, alert_id, apply_readings
-from tapeflow.core.risk.limits import RiskLimits, SessionHours
+from tapeflow.core.risk.limits import RiskLimits, SessionHours, grade, grade_ratio
 from tapeflow.core.risk.order_rules import check_order_size, check_price_collar, order_ended
 from tapeflow.core.risk.rules import (
+    BUYING_POWER,
+    DAILY_LOSS,
+    DRAWDOWN,
+    GROSS_EXPOSURE,
     TURNOVER,
     AccountFigures,
     TurnoverWindow,
@@ -91,6 +97,13 @@ class FeedRiskState:
     levels: Mapping[AlertKey, Level] = field(default_factory=dict)
 
 
+def _may_alert(levels: Mapping[AlertKey, Level], rule: str, account_id: str,
+               severity: Severity | None) -> bool:
+    """Whether an account-wide rule's reading can change its level: it breaches now, or an
+    incident of it is open."""
+    return severity is not None or (bool(levels) and AlertKey(rule, account_id, None) in levels)
+
+
 def _exposure_readings(
     limits: RiskLimits,
     account: AccountState,
@@ -109,19 +122,34 @@ def _exposure_readings(
     if opening is None or changed is not None:
         opening = refresh_opening(opening, book, account, marks, () if changed is None
                                    else (changed,))
-    out = [
-        *check_daily_loss(limits, account, source, figures),
-        *check_drawdown(limits, account, source, figures),
-        *check_gross_exposure(limits, account, source, figures),
-        *check_buying_power(limits, account, opening_16(opening, book, account, marks),
-                            source, figures),
-    ]
+    # A reading within limits for a key with no level changes nothing (`apply_readings`):
+    # each rule is graded first, with its own arithmetic, and read only when it can alert.
+    levels, acct, warn = risk.levels, account.account_id, limits.warn_bps
+    equity, gross = figures
+    out: list[Reading] = []
+    loss_limit = limits.max_daily_loss
+    if _may_alert(levels, DAILY_LOSS, acct, grade(
+            account.day_start_equity_16 - equity,
+            None if loss_limit is None else loss_limit * ONE, warn)):
+        out += check_daily_loss(limits, account, source, figures)
+    peak = account.peak_equity_16
+    if _may_alert(levels, DRAWDOWN, acct, None if peak <= 0 else grade_ratio(
+            max(peak - equity, 0), peak, limits.max_drawdown_bps, warn)):
+        out += check_drawdown(limits, account, source, figures)
+    gross_limit = limits.max_gross_exposure
+    if _may_alert(levels, GROSS_EXPOSURE, acct, grade(
+            gross, None if gross_limit is None else gross_limit * ONE, warn)):
+        out += check_gross_exposure(limits, account, source, figures)
+    if limits.max_leverage is not None:
+        open_16 = opening_16(opening, book, account, marks)
+        if _may_alert(levels, BUYING_POWER, acct, grade(
+                (gross + open_16) * ONE, max(equity, 0) * limits.max_leverage, warn)):
+            out += check_buying_power(limits, account, open_16, source, figures)
     concentration, bound, is_open = concentration_readings(
         limits, account, (risk.concentration_bound_16, risk.concentration_open),
         changed=changed, source=source, equity_16=figures.equity_16)
     out += concentration
-    return out, replace(risk, opening=opening, concentration_bound_16=bound,
-                        concentration_open=is_open)
+    return out, RiskState(risk.levels, risk.turnover, opening, bound, is_open)
 
 
 def assess_execution(
@@ -169,7 +197,8 @@ def assess_execution(
         readings += exposure
     elif fill is None:
         opening = refresh_opening(risk.opening, book, account, marks, (symbol,))
-        risk = replace(risk, opening=opening)
+        risk = RiskState(risk.levels, risk.turnover, opening, risk.concentration_bound_16,
+                         risk.concentration_open)
         readings += check_buying_power(limits, account, opening_16(opening, book, account,
                                                                     marks), source)
     else:
@@ -183,7 +212,8 @@ def assess_execution(
                                             source=source, changed=symbol)
         readings += exposure
     levels, alerts = apply_readings(risk.levels, readings, ts)
-    return replace(risk, levels=levels, turnover=turnover), alerts
+    return RiskState(levels, turnover, risk.opening, risk.concentration_bound_16,
+                     risk.concentration_open), alerts
 
 
 def exposure_readings_of(
@@ -200,7 +230,19 @@ def exposure_readings_of(
     readings, risk = _exposure_readings(limits, account, risk, book, marks=marks,
                                         source=source, changed=None)
     levels, alerts = apply_readings(risk.levels, readings, ts)
-    return replace(risk, levels=levels), alerts
+    return RiskState(levels, risk.turnover, risk.opening, risk.concentration_bound_16,
+                     risk.concentration_open), alerts
+
+
+def _stale_after_mark(limits: RiskLimits, account: AccountState, risk: RiskState,
+                      mark: MarkPrice) -> list[Reading]:
+    """The stale-data reading of the symbol a mark just revalued: its age is 0, so it can
+    change a level only if an incident is open (or the limit is below 0)."""
+    stale = AlertKey(STALE_MARKET_DATA, account.account_id, mark.symbol)
+    if stale in risk.levels or grade(0, limits.max_mark_age_us, limits.warn_bps) is not None:
+        return check_stale_marks(limits, account, {mark.symbol: mark}, mark.ts_event,
+                                 [mark.symbol])
+    return []
 
 
 def assess_mark(
@@ -216,11 +258,10 @@ def assess_mark(
     source = mark_event_id(mark)
     readings, risk = _exposure_readings(limits, account, risk, book, marks=marks,
                                         source=source, changed=mark.symbol)
-    readings += check_stale_marks(
-        limits, account, {mark.symbol: mark}, mark.ts_event, [mark.symbol]
-    )
+    readings += _stale_after_mark(limits, account, risk, mark)
     levels, alerts = apply_readings(risk.levels, readings, mark.ts_event)
-    return replace(risk, levels=levels), alerts
+    return RiskState(levels, risk.turnover, risk.opening, risk.concentration_bound_16,
+                     risk.concentration_open), alerts
 
 
 def assess_timer(
@@ -249,7 +290,8 @@ def assess_timer(
                 for r in check_turnover(limits, account.account_id, symbol, pruned, "")
             ]
     levels, alerts = apply_readings(risk.levels, readings, now_us)
-    return replace(risk, levels=levels, turnover=turnover), alerts
+    return RiskState(levels, turnover, risk.opening, risk.concentration_bound_16,
+                     risk.concentration_open), alerts
 
 
 def invalid_execution_alert(report: ExecutionReport, reason: str) -> RiskAlert:
