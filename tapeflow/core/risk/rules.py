@@ -273,14 +273,15 @@ def check_turnover(
 ) -> list[Reading]:
     """Rapid position change: notional traded in one symbol within the trailing window."""
     total_16 = sum(n for _, n in window)
-    seconds = fmt(us_to_seconds_units(limits.turnover_window_us))
+    window_us = limits.turnover_window_us
     return [
         Reading(
             AlertKey(TURNOVER, account_id, symbol),
             grade(total_16, _money_limit(limits.max_turnover_notional), limits.warn_bps),
             to_scale8(total_16),
             limits.max_turnover_notional,
-            lambda: f"traded {fmt(to_scale8(total_16))} in the last {seconds} s",
+            lambda: (f"traded {fmt(to_scale8(total_16))} in the last "
+                     f"{fmt(us_to_seconds_units(window_us))} s"),
             source,
             Unit.MONEY,
         )
