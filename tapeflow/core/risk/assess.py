@@ -24,26 +24,37 @@ invalid report is the same alert.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
-from tapeflow.core.fixedpoint import div_round
+from tapeflow.core.fixedpoint import ONE
 from tapeflow.core.market.rejections import SequenceGap
 from tapeflow.core.models import ExecType, ExecutionReport, RiskAlert, Severity
+from tapeflow.core.risk.exposure import (
+    Opening,
+    concentration_readings,
+    mark_px_of,
+    opening_16,
+    refresh_opening,
+)
 from tapeflow.core.risk.feed import (
+    STALE_MARKET_DATA,
     check_feed_gap,
     check_gap_quiet,
     check_stale_marks,
     mark_event_id,
 )
 from tapeflow.core.risk.levels import AlertKey, Level, Reading, alert_id, apply_readings
-from tapeflow.core.risk.limits import RiskLimits, SessionHours
+from tapeflow.core.risk.limits import RiskLimits, SessionHours, grade, grade_ratio
 from tapeflow.core.risk.order_rules import check_order_size, check_price_collar, order_ended
 from tapeflow.core.risk.rules import (
+    BUYING_POWER,
+    DAILY_LOSS,
+    DRAWDOWN,
+    GROSS_EXPOSURE,
     TURNOVER,
     AccountFigures,
     TurnoverWindow,
     check_buying_power,
-    check_concentration,
     check_daily_loss,
     check_drawdown,
     check_gross_exposure,
@@ -69,6 +80,16 @@ class RiskState:
     turnover: Mapping[str, TurnoverWindow] = field(default_factory=dict)
     """Per symbol; a symbol is dropped once its window is empty, so this is bounded by the
     symbols traded within the last `turnover_window_us`."""
+    opening: Opening | None = None
+    """The opening-order notional by symbol (None: not yet built, built from the book on
+    first use)."""
+    concentration_bound_16: int | None = None
+    """An upper bound on |market value| (scale 16) of the positions with no concentration
+    incident open, raised by every position change the rules see and made exact by every
+    full concentration check; None: unknown (`_concentration`)."""
+    concentration_open: tuple[str, ...] | None = None
+    """The symbols with a concentration incident open, in the order of the account's
+    positions; None: unknown."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,80 +97,59 @@ class FeedRiskState:
     levels: Mapping[AlertKey, Level] = field(default_factory=dict)
 
 
-def _mark_px(symbol: str, account: AccountState, marks: Mapping[str, MarkPrice]) -> int | None:
-    mark = marks.get(symbol)
-    if mark is not None:
-        return mark.price
-    position = account.positions.get(symbol)
-    return position.mark_px if position is not None and position.qty != 0 else None
-
-
-def _reducing_16(qty: int, priced_16: int, unpriced: int, position: int,
-                 mark_px: int | None) -> int:
-    """The notional of the part of one side's open orders (`qty` in all) that would reduce a
-    position of `position` (same sign as this side's reducing direction, > 0): that side's
-    value times min(qty, position) / qty, half-even (which of the orders reduces is not known,
-    so the reducing part is valued at the side's average price)."""
-    value = priced_16 + (unpriced * mark_px if unpriced and mark_px is not None else 0)
-    reducing = min(qty, position)
-    return value if reducing == qty else div_round(value * reducing, qty)
-
-
-def opening_order_notional_16(
-    book: OrderBook, account: AccountState, marks: Mapping[str, MarkPrice]
-) -> int:
-    """Notional (scale 16) of the account's live orders that would add to its exposure.
-
-    A sell against a long (a buy against a short), up to the position's size, reduces
-    exposure: it consumes no buying power, so its notional is taken out. An order with no
-    price to value it by (a market order in a symbol with no mark yet) counts as zero here; it
-    raises its own `unvalued_order` alert instead.
-    """
-    total = 0
-    acct = account.account_id
-    positions = account.positions
-    # Unpacked, not by attribute: this runs for every live (account, symbol) on every fill
-    # and mark.
-    for (account_id, symbol), (bq, sq, bp, sp, bu, su) in book.exposure.items():
-        if account_id != acct:
-            continue
-        total += bp + sp
-        mark_px = None
-        if bu or su:
-            mark_px = _mark_px(symbol, account, marks)
-            if mark_px is not None:
-                total += (bu + su) * mark_px
-        position = positions.get(symbol)
-        if position is None:
-            continue
-        qty = position.qty
-        if qty > 0 and sq:
-            # Every sell reduces the long (the common case), or a share of them does.
-            total -= sp if not su and qty >= sq else _reducing_16(sq, sp, su, qty, mark_px)
-        elif qty < 0 and bq:
-            total -= bp if not bu and -qty >= bq else _reducing_16(bq, bp, bu, -qty, mark_px)
-    return total
+def _may_alert(levels: Mapping[AlertKey, Level], rule: str, account_id: str,
+               severity: Severity | None) -> bool:
+    """Whether an account-wide rule's reading can change its level: it breaches now, or an
+    incident of it is open."""
+    return severity is not None or (bool(levels) and AlertKey(rule, account_id, None) in levels)
 
 
 def _exposure_readings(
     limits: RiskLimits,
     account: AccountState,
+    risk: RiskState,
     book: OrderBook,
+    *,
     marks: Mapping[str, MarkPrice],
     source: str,
-) -> list[Reading]:
-    """The rules that move with equity or gross exposure."""
+    changed: str | None,
+) -> tuple[list[Reading], RiskState]:
+    """The rules that move with equity or gross exposure, read from the account's running
+    totals; `changed`: the symbol whose position (or orders) the event changed. Returns the
+    readings and `risk` with its kept figures updated (not its levels)."""
     figures = AccountFigures.of(account)
-    out = [
-        *check_daily_loss(limits, account, source, figures),
-        *check_drawdown(limits, account, source, figures),
-        *check_gross_exposure(limits, account, source, figures),
-        *check_buying_power(limits, account, opening_order_notional_16(book, account, marks),
-                            source, figures),
-    ]
-    for symbol in account.positions:
-        out.extend(check_concentration(limits, account, symbol, source, figures.equity_16))
-    return out
+    opening = risk.opening
+    if opening is None or changed is not None:
+        opening = refresh_opening(opening, book, account, marks, () if changed is None
+                                   else (changed,))
+    # A reading within limits for a key with no level changes nothing (`apply_readings`):
+    # each rule is graded first, with its own arithmetic, and read only when it can alert.
+    levels, acct, warn = risk.levels, account.account_id, limits.warn_bps
+    equity, gross = figures
+    out: list[Reading] = []
+    loss_limit = limits.max_daily_loss
+    if _may_alert(levels, DAILY_LOSS, acct, grade(
+            account.day_start_equity_16 - equity,
+            None if loss_limit is None else loss_limit * ONE, warn)):
+        out += check_daily_loss(limits, account, source, figures)
+    peak = account.peak_equity_16
+    if _may_alert(levels, DRAWDOWN, acct, None if peak <= 0 else grade_ratio(
+            max(peak - equity, 0), peak, limits.max_drawdown_bps, warn)):
+        out += check_drawdown(limits, account, source, figures)
+    gross_limit = limits.max_gross_exposure
+    if _may_alert(levels, GROSS_EXPOSURE, acct, grade(
+            gross, None if gross_limit is None else gross_limit * ONE, warn)):
+        out += check_gross_exposure(limits, account, source, figures)
+    if limits.max_leverage is not None:
+        open_16 = opening_16(opening, book, account, marks)
+        if _may_alert(levels, BUYING_POWER, acct, grade(
+                (gross + open_16) * ONE, max(equity, 0) * limits.max_leverage, warn)):
+            out += check_buying_power(limits, account, open_16, source, figures)
+    concentration, bound, is_open = concentration_readings(
+        limits, account, (risk.concentration_bound_16, risk.concentration_open),
+        changed=changed, source=source, equity_16=figures.equity_16)
+    out += concentration
+    return out, RiskState(risk.levels, risk.turnover, opening, bound, is_open)
 
 
 def assess_execution(
@@ -169,7 +169,7 @@ def assess_execution(
     the report busted or corrected an execution (positions and cash moved, no new fill)."""
     source, ts, symbol = report.exec_id, report.ts_event, order.symbol
     acct = account.account_id
-    mark_px = _mark_px(symbol, account, marks)
+    mark_px = mark_px_of(symbol, account, marks)
     readings: list[Reading] = []
     if order.is_terminal:
         readings += order_ended(risk.levels, order, source)
@@ -192,10 +192,15 @@ def assess_execution(
     )
     turnover = risk.turnover
     if corrected:
-        readings += _exposure_readings(limits, account, book, marks, source)
+        exposure, risk = _exposure_readings(limits, account, risk, book, marks=marks,
+                                            source=source, changed=symbol)
+        readings += exposure
     elif fill is None:
-        notional = opening_order_notional_16(book, account, marks)
-        readings += check_buying_power(limits, account, notional, source)
+        opening = refresh_opening(risk.opening, book, account, marks, (symbol,))
+        risk = RiskState(risk.levels, risk.turnover, opening, risk.concentration_bound_16,
+                         risk.concentration_open)
+        readings += check_buying_power(limits, account, opening_16(opening, book, account,
+                                                                    marks), source)
     else:
         readings += check_session(
             limits, sessions, acct, symbol, ts_event=ts, is_fill=True, source=source
@@ -203,9 +208,12 @@ def assess_execution(
         window = turnover_add(turnover.get(symbol, ()), ts, fill.qty * fill.price, limits)
         turnover = {**turnover, symbol: window}
         readings += check_turnover(limits, acct, symbol, window, source)
-        readings += _exposure_readings(limits, account, book, marks, source)
+        exposure, risk = _exposure_readings(limits, account, risk, book, marks=marks,
+                                            source=source, changed=symbol)
+        readings += exposure
     levels, alerts = apply_readings(risk.levels, readings, ts)
-    return RiskState(levels, turnover), alerts
+    return RiskState(levels, turnover, risk.opening, risk.concentration_bound_16,
+                     risk.concentration_open), alerts
 
 
 def exposure_readings_of(
@@ -219,9 +227,22 @@ def exposure_readings_of(
     ts: int,
 ) -> tuple[RiskState, tuple[RiskAlert, ...]]:
     """The equity rules after the account's cash moved outside trading (a cash movement)."""
-    readings = _exposure_readings(limits, account, book, marks, source)
+    readings, risk = _exposure_readings(limits, account, risk, book, marks=marks,
+                                        source=source, changed=None)
     levels, alerts = apply_readings(risk.levels, readings, ts)
-    return replace(risk, levels=levels), alerts
+    return RiskState(levels, risk.turnover, risk.opening, risk.concentration_bound_16,
+                     risk.concentration_open), alerts
+
+
+def _stale_after_mark(limits: RiskLimits, account: AccountState, risk: RiskState,
+                      mark: MarkPrice) -> list[Reading]:
+    """The stale-data reading of the symbol a mark just revalued: its age is 0, so it can
+    change a level only if an incident is open (or the limit is below 0)."""
+    stale = AlertKey(STALE_MARKET_DATA, account.account_id, mark.symbol)
+    if stale in risk.levels or grade(0, limits.max_mark_age_us, limits.warn_bps) is not None:
+        return check_stale_marks(limits, account, {mark.symbol: mark}, mark.ts_event,
+                                 [mark.symbol])
+    return []
 
 
 def assess_mark(
@@ -235,12 +256,12 @@ def assess_mark(
 ) -> tuple[RiskState, tuple[RiskAlert, ...]]:
     """Rules after a mark revalued one of the account's positions."""
     source = mark_event_id(mark)
-    readings = _exposure_readings(limits, account, book, marks, source)
-    readings += check_stale_marks(
-        limits, account, {mark.symbol: mark}, mark.ts_event, [mark.symbol]
-    )
+    readings, risk = _exposure_readings(limits, account, risk, book, marks=marks,
+                                        source=source, changed=mark.symbol)
+    readings += _stale_after_mark(limits, account, risk, mark)
     levels, alerts = apply_readings(risk.levels, readings, mark.ts_event)
-    return replace(risk, levels=levels), alerts
+    return RiskState(levels, risk.turnover, risk.opening, risk.concentration_bound_16,
+                     risk.concentration_open), alerts
 
 
 def assess_timer(
@@ -269,7 +290,8 @@ def assess_timer(
                 for r in check_turnover(limits, account.account_id, symbol, pruned, "")
             ]
     levels, alerts = apply_readings(risk.levels, readings, now_us)
-    return RiskState(levels, turnover), alerts
+    return RiskState(levels, turnover, risk.opening, risk.concentration_bound_16,
+                     risk.concentration_open), alerts
 
 
 def invalid_execution_alert(report: ExecutionReport, reason: str) -> RiskAlert:

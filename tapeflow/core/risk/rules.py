@@ -68,20 +68,15 @@ def _bps_units(limit_bps: int | None) -> int | None:
 
 
 class AccountFigures(NamedTuple):
-    """An account's equity and gross exposure (scale 16), summed once over its positions for
-    all the rules of one step instead of once per rule."""
+    """An account's equity and gross exposure (scale 16), read from its running totals
+    (`AccountState.market_16`, `gross_16`: O(1), kept by every change to a position)."""
 
     equity_16: int
     gross_16: int
 
     @classmethod
     def of(cls, account: AccountState) -> AccountFigures:
-        market = gross = 0
-        for position in account.positions.values():
-            value = position.qty * position.mark_px
-            market += value
-            gross += value if value >= 0 else -value
-        return cls(account.cash_16 + market, gross)
+        return cls(account.cash_16 + account.market_16, account.gross_16)
 
 
 def check_position_limit(
@@ -278,14 +273,15 @@ def check_turnover(
 ) -> list[Reading]:
     """Rapid position change: notional traded in one symbol within the trailing window."""
     total_16 = sum(n for _, n in window)
-    seconds = fmt(us_to_seconds_units(limits.turnover_window_us))
+    window_us = limits.turnover_window_us
     return [
         Reading(
             AlertKey(TURNOVER, account_id, symbol),
             grade(total_16, _money_limit(limits.max_turnover_notional), limits.warn_bps),
             to_scale8(total_16),
             limits.max_turnover_notional,
-            lambda: f"traded {fmt(to_scale8(total_16))} in the last {seconds} s",
+            lambda: (f"traded {fmt(to_scale8(total_16))} in the last "
+                     f"{fmt(us_to_seconds_units(window_us))} s"),
             source,
             Unit.MONEY,
         )

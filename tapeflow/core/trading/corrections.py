@@ -74,10 +74,8 @@ def apply_correction(account: AccountState, correction: Correction
     cash_16 = account.cash_16 + q_old * gone.price + gone.commission * ONE
     if new is not None:
         cash_16 -= q_new * new.price + new.commission * ONE
-    account = replace(
-        account,
-        cash_16=cash_16,
+    return with_position(
+        account, position, ts, cash_16=cash_16,
         realised_16=account.realised_16 + (book.realised_16 - old.realised_16),
         commissions=account.commissions + (book.commissions - old.commissions),
-    )
-    return with_position(account, position, ts), position
+    ), position

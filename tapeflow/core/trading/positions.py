@@ -170,17 +170,24 @@ class AccountState:
     movement_ids: tuple[str, ...] = ()
     """The most recent cash movements applied (for duplicates)."""
 
+    market_16: int = 0
+    """Running total: sum of qty x mark over the positions (scale 16)."""
+    gross_16: int = 0
+    """Running total: sum of |qty x mark| over the positions (scale 16)."""
+    basis_16: int = 0
+    """Running total: sum of the positions' cost bases (scale 16)."""
+
     @property
     def market_value_16(self) -> int:
-        return sum(p.market_value_16 for p in self.positions.values())
+        return self.market_16
 
     @property
     def gross_exposure_16(self) -> int:
-        return sum(abs(p.market_value_16) for p in self.positions.values())
+        return self.gross_16
 
     @property
     def unrealised_16(self) -> int:
-        return sum(p.unrealised_16 for p in self.positions.values())
+        return self.market_16 - self.basis_16
 
     @property
     def equity_16(self) -> int:
@@ -236,19 +243,41 @@ def roll_day(account: AccountState, ts_event: int) -> AccountState:
     return replace(account, day=day, day_start_equity_16=account.equity_16)
 
 
-def with_position(account: AccountState, position: Position, ts_event: int) -> AccountState:
+def with_position(account: AccountState, position: Position, ts_event: int, *,
+                  cash_16: int | None = None, realised_16: int | None = None,
+                  commissions: int | None = None) -> AccountState:
+    """The account with `position` in place of its symbol's, the running totals moved by the
+    difference (O(1) in the number of positions, but for the copy of the positions map), and
+    cash, realised P&L and commissions set when given."""
     positions = dict(account.positions)
+    old = positions.get(position.symbol)
     positions[position.symbol] = position
-    updated = replace(
-        account,
-        positions=positions,
-        ts_last=max(account.ts_last, ts_event),
-        version=account.version + 1,
-    )
-    equity = updated.equity_16
-    if equity > updated.peak_equity_16:
-        updated = replace(updated, peak_equity_16=equity)
-    return updated
+    value = position.qty * position.mark_px
+    market, gross, basis = account.market_16 + value, account.gross_16 + abs(value), \
+        account.basis_16 + position.cost_basis_16
+    if old is not None:
+        old_value = old.qty * old.mark_px
+        market, gross, basis = market - old_value, gross - abs(old_value), \
+            basis - old.cost_basis_16
+    cash = account.cash_16 if cash_16 is None else cash_16
+    equity = cash + market
+    a = account
+    return AccountState(  # built directly: dataclasses.replace costs several times more
+        a.account_id, cash, a.realised_16 if realised_16 is None else realised_16,
+        a.commissions if commissions is None else commissions, positions,
+        equity if equity > a.peak_equity_16 else a.peak_equity_16, a.day,
+        a.day_start_equity_16, max(a.ts_last, ts_event), a.version + 1, a.currency,
+        a.net_deposits, a.fees, a.movement_ids, market, gross, basis)
+
+
+def recomputed_totals(account: AccountState) -> tuple[int, int, int]:
+    """(market value, gross exposure, cost basis) summed over the positions: the reference
+    the running totals must equal (tests), and the way to rebuild them."""
+    market = gross = basis = 0
+    for p in account.positions.values():
+        value = p.qty * p.mark_px
+        market, gross, basis = market + value, gross + abs(value), basis + p.cost_basis_16
+    return market, gross, basis
 
 
 def _sign(x: int) -> int:
@@ -321,13 +350,12 @@ def apply_fill(
         old.version + 1, price_ts,
         journal if len(journal) <= JOURNAL_SIZE else journal[-JOURNAL_SIZE:],
     )
-    account = replace(
-        account,
+    return with_position(
+        account, position, fill.ts_event,
         cash_16=account.cash_16 - q * fill.price - fill.commission * ONE,
         realised_16=account.realised_16 + (after.realised_16 - before.realised_16),
         commissions=account.commissions + fill.commission,
-    )
-    return with_position(account, position, fill.ts_event), position
+    ), position
 
 
 def apply_mark(account: AccountState, mark: MarkPrice) -> tuple[AccountState, Position | None]:

@@ -16,8 +16,8 @@ Steps (each returns the outputs it produced, in order):
   (`account_step.on_cash`) -> `CashResult`. Cash movements come from `oms.cash`, keyed by
   account like the reports, so the same shard holds them.
 - `on_market_inplace(shard, mark, config)`: a newer mark replaces the held one and revalues every
-  account of the shard holding the symbol (`trading.on_mark`) -> `StateChange`s. An older
-  mark (event time) changes nothing.
+  account of the shard holding the symbol (`trading.on_mark`; the holders are indexed by
+  symbol, `ShardState.holders`) -> `StateChange`s. An older mark (event time) changes nothing.
 - `on_tick_inplace(shard, now_us, config)`: the time-driven rules (`trading.on_timer`: stale market
   data, turnover expiry) for every account, then provisional P&L snapshots.
 - `on_finish_inplace(shard)`: provisional snapshots of every account changed since its last one.
@@ -167,6 +167,24 @@ class ShardState:
     """Account -> snapshot bucket of its last report or cash movement."""
     snapshot_bucket: dict[str, int] = field(default_factory=dict)
     """Account -> bucket of its last emitted snapshot."""
+    holders: dict[str, dict[str, None]] = field(default_factory=dict)
+    """Symbol -> the accounts with an open (non-zero) position in it: the accounts a mark of
+    the symbol revalues, so a mark costs O(holders), not O(accounts). Dicts, not sets: a
+    set's order after a pickle round trip can differ, and snapshots compare byte for byte."""
+
+
+def _track_holder(shard: ShardState, account_id: str, output: TradingOutput) -> None:
+    position = output.position
+    if position is None:
+        return
+    if position.qty:
+        shard.holders.setdefault(position.symbol, {})[account_id] = None
+        return
+    holders = shard.holders.get(position.symbol)
+    if holders is not None:
+        holders.pop(account_id, None)
+        if not holders:
+            del shard.holders[position.symbol]
 
 
 def mark_of(trade: Trade) -> MarkPrice:
@@ -249,6 +267,7 @@ def on_report_inplace(shard: ShardState, report: ExecutionReport, trading: Tradi
     _close_open_bucket(shard, state.account, bucket, config, out)
     state, output = on_execution(state, report, trading, shard.marks)
     shard.accounts[account_id] = state
+    _track_holder(shard, account_id, output)
     shard.clock_us = max(shard.clock_us, report.ts_event)
     _after_event(shard, state.account, bucket, output, config=config, out=out)
     out.append(ExecutionResult(report, output))
@@ -283,11 +302,8 @@ def on_market_inplace(shard: ShardState, mark: MarkPrice, trading: TradingConfig
     shard.clock_us = max(shard.clock_us, mark.ts_event)
     out: list[ShardOutput] = []
     bucket = mark.ts_event // config.snapshot_interval_us
-    for account_id in sorted(shard.accounts):
+    for account_id in sorted(shard.holders.get(mark.symbol, ())):
         state = shard.accounts[account_id]
-        position = state.account.positions.get(mark.symbol)
-        if position is None or position.qty == 0:
-            continue
         before = state.account
         state, output = on_mark(state, mark, trading, shard.marks)
         if state.account is not before:
