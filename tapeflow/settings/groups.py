@@ -239,6 +239,9 @@ class RuntimeSettings(Group):
     recovery_partitions: int = Field(
         1, ge=1, description="Partitions of a new recovery store (fixed once created).")
     workers: int = Field(1, ge=1, description="Worker threads per `tapeflow run` process.")
+    web_host: str = Field("127.0.0.1", description="Address the live view (`tapeflow serve`, "
+                          "`--serve`) listens on; beyond localhost, put TLS in front of it.")
+    web_port: int = Field(8080, ge=1, le=65535, description="Port of the live view.")
 
     @field_validator("log_level")
     @classmethod
@@ -265,6 +268,10 @@ class AccessSettings(Group):
         description="Accounts whose alerts `tapeflow alerts` may deliver (comma list); unset: "
         "all. A convenience of the subscription, not enforcement; alerts without an account are "
         "withheld from a restricted subscriber (docs/alerts.md).")
+
+    viewers_file: Path | None = Field(
+        None, description="JSON file of the live view's viewers (name -> password hash and "
+        "accounts); unset: one local viewer who sees everything (docs/live-view.md).")
 
     @field_validator("alerts_allowed_accounts", mode="before")
     @classmethod
