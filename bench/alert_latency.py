@@ -20,19 +20,25 @@ Not a test: a measurement. Steps:
 
 An alert is matched to its report by `source_event_id` (the exec_id for report-driven rules);
 latency = read time - produce time (one clock: both threads are in this process). Printed:
-p50/p90/p99/max, the achieved produce rate, and the latency per 10 s of the run: if the flow
+p50/p90/p99/max of all alerts and of those after the first `--traffic-warm-up` seconds of
+traffic (10 s: the first epochs, lazy imports, the stores' first writes), the achieved produce
+rate, and the latency per 10 s of the run: if the flow
 does not keep up, latency grows with the run (the backlog) and the last alert arrives long
 after the last report ("drain").
 
-What bounds the latency, by design: the alert sink's producer (`sinks.kafka.producer.
-KafkaWriter`, linger.ms 20) sends within ~20 ms; Bytewax hands the stateful step's output to
-the sinks in the same activation; but the ClickHouse and Postgres writers run on the same
-worker thread and block it while they write (size/age bounds: ClickHouse 20,000 rows / 1 s,
-Postgres 5,000 rows / 1 s), and every epoch (the snapshot interval) flushes them and
-snapshots state. A write of one second's rows therefore delays every report behind it.
+What bounds the latency, by design (docs/flows.md, "Alert latency"): the alert sink's
+producer lingers 5 ms; Bytewax hands the stateful step's output to the sinks in the same
+activation, after the step applied its batch (at most 100 reports per partition poll); the
+ClickHouse and Postgres writers run on threads of their own, so only the checkpoints (every
+epoch, the snapshot interval: the writers finish what they were handed, the shard states are
+pickled) hold the worker. A flow that does not keep up adds its backlog.
 
-Run:  cd /work/main && uv run python bench/alert_latency.py [--rate 2000] [--seconds 60]
-      [--fat-finger 400] [--partitions 4]
+`--stub-core` (BENCH ONLY, NOT THE REAL FLOW): the flow runs with the core replaced by a replay
+of its precomputed outputs (bench/stub_core.py), to show the latency the flow around the core
+gives when the core is fast (issue 12, phase 2).
+
+Run:  uv run python bench/alert_latency.py [--rate 2000] [--seconds 60]
+      [--fat-finger 400] [--partitions 4] [--stub-core]
 """
 
 from __future__ import annotations
@@ -50,6 +56,7 @@ from pathlib import Path
 
 from confluent_kafka import Consumer, TopicPartition
 from scale_market import _dataflow_running
+from stub_core import precompute
 from trading_common import REPO, bench_settings, flow_env, kafka_broker, order_flow, postgres_dsn
 from trading_common import prepare as prepare_stores
 
@@ -58,7 +65,7 @@ from schemas.codec import Codec
 from sinks.kafka.producer import KafkaWriter
 from sources.postgres.limits import load_trading_config
 from sources.synthetic import MarketSpec
-from tapeflow.core.models import ExecutionReport
+from tapeflow.core.models import ExecutionReport, Trade
 from tapeflow.core.trading.shard_step import (
     ShardState,
     mark_of,
@@ -113,6 +120,20 @@ def expected_alerts(settings: Settings, dsn: str, reports: list[ExecutionReport]
     return sources
 
 
+def flow_command(settings: Settings, dsn: str, arrivals: list[ExecutionReport | Trade],
+                 tmpdir: Path, *, stub: bool) -> list[str]:
+    """`tapeflow run trading`, or with `stub` its bench-only variant whose core is a replay
+    of the outputs the real core gives over `arrivals` (bench/stub_core.py)."""
+    if not stub:
+        return [sys.executable, "-m", "tapeflow.cli", "run", "trading"]
+    with connect_postgres(dsn, settings.postgres.schema) as conn:
+        config = load_trading_config(conn)
+    precompute(arrivals, config, tmpdir / "stub.pickle")
+    print("BENCH ONLY: the flow runs with its core STUBBED (a replay of its outputs)")
+    return [sys.executable, str(REPO / "bench" / "stub_core.py"), str(tmpdir / "stub.pickle"),
+            "run", "trading"]
+
+
 def pct(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
@@ -126,7 +147,13 @@ def main() -> None:
     parser.add_argument("--fat-finger", type=int, default=400,
                         help="max_order_qty of every 4th account")
     parser.add_argument("--partitions", type=int, default=4)
-    parser.add_argument("--warm-up", type=float, default=5.0)
+    parser.add_argument("--warm-up", type=float, default=5.0,
+                        help="seconds between the flow's start and the first report")
+    parser.add_argument("--traffic-warm-up", type=float, default=10.0,
+                        help="seconds of traffic left out of the 'after warm-up' figures")
+    parser.add_argument("--stub-core", action="store_true",
+                        help="BENCH ONLY, NOT THE REAL FLOW: the core replaced by a replay of "
+                             "its precomputed outputs (bench/stub_core.py)")
     opts = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="tapeflow-latency-") as tmp:
         tmpdir = Path(tmp)
@@ -155,7 +182,7 @@ def bench(bootstrap: str, tmpdir: Path, opts: argparse.Namespace) -> None:
           f"alert; broker {bootstrap}, {opts.partitions} partitions")
     print(f"cpus: {os.cpu_count()}; load average before: {os.getloadavg()}")
 
-    cmd = [sys.executable, "-m", "tapeflow.cli", "run", "trading"]
+    cmd = flow_command(settings, dsn, list(flow.arrivals), tmpdir, stub=opts.stub_core)
     with (tmpdir / "flow.log").open("ab") as log:
         proc = subprocess.Popen(cmd, cwd=REPO, env=flow_env(settings), stdout=log,
                                 stderr=subprocess.STDOUT)
@@ -187,7 +214,8 @@ def bench(bootstrap: str, tmpdir: Path, opts: argparse.Namespace) -> None:
                 proc.kill()
                 proc.wait()
     print(f"load average after: {os.getloadavg()}")
-    report(produced, reader.seen, codec, want, last_produce=last_produce, rate=opts.rate)
+    report(produced, reader.seen, codec, want, last_produce=last_produce, rate=opts.rate,
+           warm_up_s=opts.traffic_warm_up)
 
 
 def produce_paced(settings: Settings, records: list[tuple[str, str | None, bytes]],
@@ -220,7 +248,7 @@ def produce_paced(settings: Settings, records: list[tuple[str, str | None, bytes
 
 
 def report(produced: dict[str, float], seen: list[tuple[bytes, float]], codec: Codec,
-           want: set[str], *, last_produce: float, rate: float) -> None:
+           want: set[str], *, last_produce: float, rate: float, warm_up_s: float) -> None:
     first_read: dict[str, float] = {}
     for value, read_at in seen:
         source = codec.decode(value, expect="RiskAlert").source_event_id
@@ -239,6 +267,11 @@ def report(produced: dict[str, float], seen: list[tuple[bytes, float]], codec: C
           f"p99 {pct(values, 0.99):.0f} ms, max {max(values):.0f} ms, "
           f"mean {statistics.fmean(values):.0f} ms")
     start = min(produced.values())
+    warm = [ms for source, ms in latencies.items() if produced[source] - start >= warm_up_s]
+    if warm:
+        print(f"after the first {warm_up_s:g} s of traffic (warm-up): {len(warm):,} alerts, "
+              f"p50 {pct(warm, 0.5):.0f} ms, p99 {pct(warm, 0.99):.0f} ms, "
+              f"max {max(warm):.0f} ms")
     windows: dict[int, list[float]] = {}
     for source, ms in latencies.items():
         windows.setdefault(int((produced[source] - start) // 10), []).append(ms)

@@ -1,5 +1,5 @@
-"""What the codec's range checks cost per decoded frame (timestamps in 1900..2299, execution
-report identifiers <= 256 bytes; docs/bad-input.md).
+"""What the codec's edge checks cost per decoded frame (timestamps in 1900..2299, identifiers and
+tick symbols and venues <= 256 bytes, no NUL in any text; docs/bad-input.md).
 
 Decodes the same frames with the checks on (as shipped) and off (the checks' field lists
 emptied: the baseline), alternating rounds in one process, and prints the median microseconds
@@ -37,7 +37,9 @@ def main() -> None:
     checked, baseline = Codec(LocalCatalogue.load()), Codec(LocalCatalogue.load())
     for rc in baseline._records.values():
         rc.timestamp_fields, rc.id_fields = [], []
-    for name, records in (("Trade", market.trades), ("ExecutionReport", market.executions)):
+        rc.text_fields, rc.text_array_fields = [], []
+    for name, records in (("Trade", market.trades), ("Quote", market.quotes),
+                          ("ExecutionReport", market.executions)):
         frames = [checked.encode(r) for r in records[: args.frames]]
         on, off = [], []
         for _ in range(args.rounds):

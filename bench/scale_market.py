@@ -19,9 +19,9 @@ Kafka source started (two or more librdkafka clients alive in it, polled in /pro
 to the last exit: it leaves out the ~3-4 s of imports, pre-flight checks and chDB start-up per
 process. Throughput is ticks (the records on md.trades and md.quotes) per second.
 
-The broker: `TAPEFLOW_TEST_KAFKA_BOOTSTRAP` if set, else the test broker on 127.0.0.1:19092
-if it answers, else a LocalKafka started on a free port under a temporary home (stopped at the
-end).
+The broker: `TAPEFLOW_TEST_KAFKA_BOOTSTRAP` if set and it answers without credentials, else a
+LocalKafka without authentication (as the earlier figures were measured) started on a free port
+under a temporary home (stopped at the end).
 
 CPU seconds (user + sys) of each process after its dataflow started (wait4's total minus /proc's
 count at that moment): on a machine where other work competes for
@@ -154,9 +154,9 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="tapeflow-scale-") as tmp:
         tmpdir = Path(tmp)
         broker = None
-        bootstrap = os.environ.get("TAPEFLOW_TEST_KAFKA_BOOTSTRAP") or "127.0.0.1:19092"
-        if not broker_answers(bootstrap):
-            broker = LocalKafka(tmpdir / "broker-home", free_port())
+        bootstrap = os.environ.get("TAPEFLOW_TEST_KAFKA_BOOTSTRAP") or ""
+        if not bootstrap or not broker_answers(bootstrap):
+            broker = LocalKafka(tmpdir / "broker-home", free_port(), secure=False)
             broker.start()
             bootstrap = broker.bootstrap
         try:

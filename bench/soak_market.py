@@ -80,7 +80,7 @@ class Soak:
         bootstrap = os.environ.get("TAPEFLOW_TEST_KAFKA_BOOTSTRAP")
         self.broker: LocalKafka | None = None
         if not bootstrap:
-            self.broker = LocalKafka(root / "broker", free_port())
+            self.broker = LocalKafka(root / "broker", free_port(), secure=False)
             self.broker.start()
             bootstrap = self.broker.bootstrap
         prefix = f"soak{uuid.uuid4().hex[:6]}."

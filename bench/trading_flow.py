@@ -23,8 +23,18 @@ The broker and Postgres: see bench/trading_common.py. The machine may be shared:
 average is printed before and after; CPU seconds of the flow process after its dataflow
 started are printed too (less sensitive to other work than wall time).
 
-Run:  cd /work/main && uv run python bench/trading_flow.py [--rounds 2] [--seconds 60]
-      [--order-rate 300] [--accounts 40] [--symbols 30] [--partitions 4]
+Options added for issue 12:
+- `--replay S`: recovery replay. A run (snapshots every 2 s) is SIGKILLed S seconds into its
+            dataflow and restarted on the same recovery store; the restart's throughput over
+            what it replays (the reports after the offsets of its last completed snapshot, read
+            from the recovery store) is printed, to compare with the steady rate.
+- `--stub-core`: BENCH ONLY, NOT THE REAL FLOW: the same run with the core replaced by a replay
+            of its precomputed outputs (bench/stub_core.py): what the flow around the core
+            (decoding, Bytewax, snapshots, the writers) allows with a much faster core.
+
+Run:  uv run python bench/trading_flow.py [--rounds 2] [--seconds 60]
+      [--order-rate 300] [--accounts 40] [--symbols 30] [--partitions 4] [--replay 8]
+      [--stub-core]
 """
 
 from __future__ import annotations
@@ -32,14 +42,18 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+import pickle
+import sqlite3
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from contextlib import closing
 from pathlib import Path
 
 from scale_market import _cpu_s, _dataflow_running
+from stub_core import precompute
 from trading_common import (
     REPO,
     OrderFlow,
@@ -52,7 +66,7 @@ from trading_common import (
     produce,
 )
 
-from schemas.catalogue import LocalCatalogue
+from schemas.catalogue import TOPIC_EXECUTIONS, LocalCatalogue
 from schemas.codec import Codec
 from sources.postgres.limits import load_trading_config
 from sources.synthetic import MarketSpec
@@ -64,13 +78,18 @@ from tapeflow.core.trading.shard_step import (
     on_market_inplace,
     on_report_inplace,
 )
+from tapeflow.runtime.recovery import resume_epoch
 from tapeflow.services.postgres import connect_postgres
 from tapeflow.settings import Settings
 
 
-def run_flow(settings: Settings, root: Path) -> tuple[float, float, float]:
-    """One batch run of `tapeflow run trading`: (wall s, dataflow s, dataflow CPU s)."""
+def run_flow(settings: Settings, root: Path, stub: Path | None = None
+             ) -> tuple[float, float, float]:
+    """One batch run of `tapeflow run trading`: (wall s, dataflow s, dataflow CPU s).
+    `stub`: the bench-only variant with the core replaced by a replay (bench/stub_core.py)."""
     cmd = [sys.executable, "-m", "tapeflow.cli", "run", "trading", "--batch"]
+    if stub is not None:
+        cmd = [sys.executable, str(REPO / "bench" / "stub_core.py"), str(stub), *cmd[3:]]
     t0 = time.monotonic()
     with (root / "flow.log").open("ab") as log:
         proc = subprocess.Popen(cmd, cwd=REPO, env=flow_env(settings), stdout=log,
@@ -92,6 +111,49 @@ def run_flow(settings: Settings, root: Path) -> tuple[float, float, float]:
         raise SystemExit(f"the flow exited with {proc.returncode}; see {root / 'flow.log'}")
     cpu = usage.ru_utime + usage.ru_stime - startup_cpu
     return end - t0, end - (started or t0), cpu
+
+
+def snapshot_reports(home: Path, executions_topic: str) -> int:
+    """Reports the recovery store's last completed snapshot has read: the sum of its
+    oms.executions offsets (per partition, the newest snapshot before the resume epoch, as
+    Bytewax resumes; tapeflow.runtime.recovery)."""
+    store = home / "recovery" / "trading"
+    resume = resume_epoch(store)
+    assert resume is not None, "no recovery store"
+    offsets: dict[str, tuple[int, int]] = {}
+    for part in sorted(store.glob("part-*.sqlite3")):
+        with closing(sqlite3.connect(part)) as conn:
+            rows = conn.execute("SELECT state_key, snap_epoch, ser_change FROM snaps "
+                                "WHERE step_id LIKE '%trading_in%' AND snap_epoch < ?",
+                                (resume,)).fetchall()
+        for key, epoch, ser in rows:
+            if key.endswith(f"-{executions_topic}") and ser is not None and (
+                    key not in offsets or epoch > offsets[key][0]):
+                offsets[key] = (epoch, int(pickle.loads(ser) or 0))  # our own store
+    return sum(max(offset, 0) for _epoch, offset in offsets.values())
+
+
+def replay_run(settings: Settings, root: Path, n_exec: int, partitions: int,
+               kill_after_s: float) -> tuple[int, float, float]:
+    """Recovery replay: `tapeflow run trading --batch --snapshot-interval 2`, SIGKILLed
+    `kill_after_s` after its dataflow started, then restarted on the same recovery store.
+    Returns (reports the restart replays from its last snapshot, its dataflow seconds, its
+    wall seconds from process start to exit): the replay's throughput."""
+    cmd = [sys.executable, "-m", "tapeflow.cli", "run", "trading", "--batch",
+           "--snapshot-interval", "2"]
+    with (root / "killed.log").open("ab") as log:
+        proc = subprocess.Popen(cmd, cwd=REPO, env=flow_env(settings), stdout=log,
+                                stderr=subprocess.STDOUT)
+    while not _dataflow_running(proc.pid):
+        assert proc.poll() is None, "the flow exited before it was killed"
+        time.sleep(0.005)
+    time.sleep(kill_after_s)
+    assert proc.poll() is None, "the flow finished before the kill: raise --seconds"
+    proc.kill()  # SIGKILL, by pid: our own child
+    proc.wait()
+    done = snapshot_reports(settings.home, settings.topic(TOPIC_EXECUTIONS))
+    wall, dataflow, _cpu = run_flow(settings, root)
+    return n_exec - done, dataflow, wall
 
 
 def core_fold(flow: OrderFlow, config: TradingConfig, shards: int,
@@ -129,6 +191,38 @@ def decode_and_fold(flow: OrderFlow, codec: Codec, config: TradingConfig, shards
     return time.perf_counter() - t
 
 
+def variants(opts: argparse.Namespace, settings: Settings, root: Path, *, dsn: str,
+             flow: OrderFlow, config: TradingConfig | None, n_exec: int,
+             stubbed: list[tuple[float, float, float]]) -> None:
+    """The runs beside the flow's: a recovery replay, the bench-only stubbed core."""
+    assert config is not None
+    if opts.replay:
+        replay_settings = settings.with_overrides(
+            home=root / "replay-home", clickhouse_dsn=f"chdb://{root / 'replay-chdb'}",
+            postgres_schema=f"{settings.postgres.schema}_replay")
+        assert prepare(replay_settings, dsn, []).wait(timeout=300) == 0
+        replayed, dataflow, wall = replay_run(replay_settings, root, n_exec,
+                                              opts.partitions, opts.replay)
+        print(f"recovery replay: killed {opts.replay:g} s into the dataflow; "
+              f"the restart replayed {replayed:,} reports from its last snapshot in "
+              f"{dataflow:6.2f} s of dataflow ({replayed / dataflow:7,.0f} exec/s; "
+              f"{wall:6.2f} s with start-up and the snapshot's load: "
+              f"{replayed / wall:7,.0f} exec/s)")
+    if opts.stub_core:
+        stub = root.parent / "stub-outputs.pickle"
+        if not stub.exists():
+            precompute(flow.arrivals, config, stub)
+        stub_settings = settings.with_overrides(
+            home=root / "stub-home", clickhouse_dsn=f"chdb://{root / 'stub-chdb'}",
+            postgres_schema=f"{settings.postgres.schema}_stub")
+        assert prepare(stub_settings, dsn, []).wait(timeout=300) == 0
+        wall, dataflow, cpu = run_flow(stub_settings, root, stub)
+        stubbed.append((wall, dataflow, cpu))
+        print(f"BENCH-ONLY flow with the core STUBBED (a replay of its "
+              f"outputs): dataflow {dataflow:6.2f} s ({n_exec / dataflow:7,.0f} exec/s), "
+              f"CPU {cpu:5.1f} s ({n_exec / cpu:7,.0f} exec per CPU s)")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--rounds", type=int, default=2)
@@ -137,6 +231,12 @@ def main() -> None:
     parser.add_argument("--accounts", type=int, default=40)
     parser.add_argument("--symbols", type=int, default=30)
     parser.add_argument("--partitions", type=int, default=4)
+    parser.add_argument("--replay", type=float, default=0.0, metavar="S",
+                        help="also measure a recovery replay: kill a run S seconds into its "
+                             "dataflow, restart it from its last snapshot")
+    parser.add_argument("--stub-core", action="store_true",
+                        help="also run the BENCH-ONLY variant with the core replaced by a "
+                             "replay of its outputs (bench/stub_core.py)")
     opts = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="tapeflow-trading-bench-") as tmp:
         tmpdir = Path(tmp)
@@ -160,6 +260,7 @@ def bench(bootstrap: str, tmpdir: Path, opts: argparse.Namespace) -> None:
     # schema and ClickHouse per round; risk.alerts is appended to, deduplicated by id).
     base = bench_settings(bootstrap, dsn, tmpdir / "r0", opts.partitions)
     rounds: list[tuple[float, float, float]] = []
+    stubbed: list[tuple[float, float, float]] = []
     config: TradingConfig | None = None
     print(f"cpus: {os.cpu_count()}; load average before: {os.getloadavg()}")
     for r in range(opts.rounds):
@@ -180,6 +281,8 @@ def bench(bootstrap: str, tmpdir: Path, opts: argparse.Namespace) -> None:
         print(f"round {r + 1} flow: wall {wall:6.2f} s ({n_exec / wall:7,.0f} exec/s), dataflow "
               f"{dataflow:6.2f} s ({n_exec / dataflow:7,.0f} exec/s), dataflow CPU "
               f"{cpu:5.1f} s ({n_exec / cpu:7,.0f} exec per CPU s)")
+        variants(opts, settings, root, dsn=dsn, flow=flow, config=config, n_exec=n_exec,
+                 stubbed=stubbed)
     assert config is not None
 
     # Accounts map to partitions by the producer's key hash; the baseline only needs the
@@ -200,6 +303,10 @@ def bench(bootstrap: str, tmpdir: Path, opts: argparse.Namespace) -> None:
     print(f"median flow, wall (start-up included):    {wall:6.2f} s = {n_exec / wall:9,.0f} exec/s")
     print(f"median flow, dataflow CPU:                {cpu:6.2f} s = {n_exec / cpu:9,.0f} exec "
           f"per CPU s")
+    if stubbed:
+        dataflow = statistics.median(d for _, d, _ in stubbed)
+        print(f"BENCH-ONLY, core stubbed, dataflow:       {dataflow:6.2f} s = "
+              f"{n_exec / dataflow:9,.0f} exec/s (what the flow around the core allows)")
 
 
 if __name__ == "__main__":

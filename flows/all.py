@@ -23,6 +23,7 @@ from typing import Any
 from bytewax.dataflow import Dataflow
 
 from flows import market, trading
+from flows.access import check_kafka_access
 from flows.gap_alerts import add_gap_alerts
 from flows.spec import FlowRequest
 from schemas.codec import codec_for
@@ -71,6 +72,8 @@ class AllFlow:
     summary = "market and trading in one dataflow (what the embedded ClickHouse needs)"
 
     def build(self, settings: Settings, request: FlowRequest) -> Dataflow:
+        check_kafka_access(settings, "market", request.group)
+        check_kafka_access(settings, "trading", request.group)
         source = kafka_source(settings, tail=not request.batch, shard=request.shard,
                               group=request.group)
         return build_flow(settings, source=source,

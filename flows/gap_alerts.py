@@ -110,9 +110,12 @@ class FeedGapLogic(StatefulLogic[SequenceGap, ShardOutput | KeyedLetter, FeedGap
 
 
 def gap_alerts_for(settings: Settings, codec: Codec) -> GapAlerts:
-    """Feed-gap alerts to the stores and topic of `settings`, limits from Postgres."""
+    """Feed-gap alerts of a market flow to the stores and risk.alerts of `settings`, as the
+    market flow's principal, limits from Postgres. A gap belongs to no account, so no desk:
+    the alerts sink is composed without the desk topics (which the market principal may
+    neither read nor write)."""
     return GapAlerts(refreshing_limits(settings, settings.trading.limits_refresh_s),
-                     default_sinks(settings, codec))
+                     default_sinks(settings, codec, role="market", desks=False))
 
 
 def optional_gap_alerts(settings: Settings) -> GapAlerts | None:

@@ -24,6 +24,7 @@ from bytewax.dataflow import Dataflow
 from bytewax.inputs import Source
 from bytewax.outputs import Sink
 
+from flows.access import check_kafka_access
 from flows.gap_alerts import GapAlerts, add_gap_alerts, optional_gap_alerts
 from flows.market_logic import FirstTick, SymbolLogic, TickDecoder
 from flows.operators import decode_or_dead_letter, split_dead_letters, write_dead_letters
@@ -35,8 +36,10 @@ from schemas.catalogue import (
     TOPIC_TRADES,
 )
 from schemas.codec import Codec, codec_for
-from sinks.clickhouse.flow_sink import ClickHouseSink
+from sinks.clickhouse.flow_sink import ClickHouseSink, clickhouse_market_mapper
+from sinks.dead_letters import store_dead_letters
 from sinks.kafka.flow_sink import KafkaRecordSink
+from sinks.versions import candle_version_base
 from sources.kafka.flow_source import kafka_source as sharded_kafka_source
 from tapeflow.core.market.rejections import SequenceGap
 from tapeflow.core.market.symbol_step import (
@@ -72,7 +75,7 @@ def kafka_source(settings: Settings, *, tail: bool = True, batch_size: int | Non
     the offsets are committed to after each snapshot, for lag monitoring.
     """
     topics = [settings.topic(TOPIC_TRADES), settings.topic(TOPIC_QUOTES)]
-    return sharded_kafka_source(settings, topics, tail=tail,
+    return sharded_kafka_source(settings, topics, role="market", tail=tail,
                                 batch_size=batch_size or settings.kafka.source_batch_size,
                                 shard=shard, group=group)
 
@@ -80,13 +83,19 @@ def kafka_source(settings: Settings, *, tail: bool = True, batch_size: int | Non
 def default_sinks(settings: Settings, codec: Codec) -> MarketSinks:
     url = settings.clickhouse_url()
     database = settings.clickhouse.database
-    conf = settings.kafka_config()
+    conf = settings.kafka_config("market")
     deadline = settings.runtime.sink_retry_deadline_s
+    # This process's candles replace every earlier writer's, even with fewer trades (a replay
+    # after a crash, a restart with a tighter filter): `sinks.versions.candle_version_base`.
+    mapper = clickhouse_market_mapper(candle_version_base())
+    dlq_topic = settings.topic(TOPIC_DLQ)
     return MarketSinks(
         clickhouse=ClickHouseSink(lambda: open_clickhouse(url, database), deadline_s=deadline,
                                   max_rows=settings.clickhouse.batch_rows,
-                                  max_age_s=settings.clickhouse.batch_age_s),
-        dlq=KafkaRecordSink(conf, settings.topic(TOPIC_DLQ), lambda kl: codec.encode(kl.letter),
+                                  max_age_s=settings.clickhouse.batch_age_s, mapper=mapper,
+                                  dead_letters=store_dead_letters(
+                                      conf, dlq_topic, codec.encode, "clickhouse", deadline)),
+        dlq=KafkaRecordSink(conf, dlq_topic, lambda kl: codec.encode(kl.letter),
                             key=lambda kl: kl.key or None, deadline_s=deadline),
         marks=KafkaRecordSink(conf, settings.topic(TOPIC_MARKS), lambda m: codec.encode(m.trade),
                               key=lambda m: m.symbol, deadline_s=deadline),
@@ -186,6 +195,7 @@ class MarketFlow:
                "md.marks, tapeflow.dlq, feed-gap alerts")
 
     def build(self, settings: Settings, request: FlowRequest) -> Dataflow:
+        check_kafka_access(settings, "market", request.group)
         check_clickhouse(settings)
         source = kafka_source(settings, tail=not request.batch, shard=request.shard,
                               group=request.group)

@@ -25,7 +25,12 @@ from prometheus_client.core import CounterMetricFamily
 from prometheus_client.registry import Collector
 
 from tapeflow.core.market.rejections import RejectReason
-from tapeflow.core.trading.shard_step import ExecutionResult, ShardOutput, StateChange
+from tapeflow.core.trading.shard_step import (
+    CashResult,
+    ExecutionResult,
+    ShardOutput,
+    StateChange,
+)
 
 log = logging.getLogger("tapeflow.metrics")
 
@@ -124,29 +129,46 @@ MARKET_STATES = MarketStateCollector()
 REGISTRY.register(MARKET_STATES)
 
 
+_EXECUTION_COUNTERS: dict[type, Any] = {}
+_ALERT_COUNTERS: dict[tuple[str, str], Any] = {}
+
+
 def count_trading(outputs: Iterable[ShardOutput | Any]) -> None:
-    """Count one trading step's outcomes and alerts."""
+    """Count one trading step's outcomes and alerts. Called for every report: the labelled
+    counters are looked up once each and kept (prometheus' `labels()` costs more than the
+    increment)."""
     for item in outputs:
         if isinstance(item, ExecutionResult):
-            outcome = item.output.outcome
-            EXECUTIONS.labels(_OUTCOMES.get(type(outcome).__name__, "other")).inc()
-        if isinstance(item, ExecutionResult | StateChange):
+            kind = type(item.output.outcome)
+            counter = _EXECUTION_COUNTERS.get(kind)
+            if counter is None:
+                counter = _EXECUTION_COUNTERS[kind] = EXECUTIONS.labels(
+                    _OUTCOMES.get(kind.__name__, "other"))
+            counter.inc()
+        if isinstance(item, ExecutionResult | CashResult | StateChange):
             for alert in item.output.alerts:
-                ALERTS.labels(alert.rule, str(alert.severity)).inc()
+                key = (alert.rule, str(alert.severity))
+                counter = _ALERT_COUNTERS.get(key)
+                if counter is None:
+                    counter = _ALERT_COUNTERS[key] = ALERTS.labels(*key)
+                counter.inc()
 
 
-def serve(port: int | None, process_id: int | None = None) -> int | None:
-    """Serve /metrics on `port` (+ the process id in a local cluster); None or 0: off.
+def serve(port: int | None, process_id: int | None = None,
+          host: str = "127.0.0.1") -> int | None:
+    """Serve /metrics on `host`:`port` (+ the process id in a local cluster); None or 0: off.
 
-    A port that is taken is logged, not fatal: metrics must never stop a flow."""
+    `host` is the metrics bind address setting: this machine only unless configured (the
+    page names topics, accounts' counts and the flows' state; docs/security.md). A port
+    that is taken is logged, not fatal: metrics must never stop a flow."""
     if not port:
         return None
     port += process_id or 0
     try:
-        start_http_server(port)
+        start_http_server(port, addr=host)
     except OSError as exc:
-        log.warning("metrics not served: port %d: %s", port, exc)
+        log.warning("metrics not served: %s:%d: %s", host, port, exc)
         return None
-    log.info("metrics on http://0.0.0.0:%d/metrics", port)
+    log.info("metrics on http://%s:%d/metrics", host, port)
     return port
 

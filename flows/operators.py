@@ -7,7 +7,8 @@ it). Here a dead letter is always a `KeyedLetter` (the original key, the letter)
 step made it, and is written under that key.
 
 Every function Bytewax calls here must never raise (an escaping exception kills the
-dataflow): a failure becomes a dead letter or a log line.
+dataflow): a failure becomes a dead letter or a log line. The one exception is a schema
+registry that cannot be asked: that is not the record's fault, so the flow stops instead.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from bytewax.outputs import Sink
 from flows.metrics import DEAD_LETTERS
 from schemas.codec import DecodeError
 from tapeflow.core.models import DeadLetter
+from tapeflow.errors import StoreError
 
 T = TypeVar("T")
 X = TypeVar("X")
@@ -116,6 +118,14 @@ class DecodeOrLetter(Generic[T]):
             return list(self._decode(msg))
         except DecodeError as exc:
             reason, detail = exc.reason, exc.detail
+        except StoreError as exc:
+            # The schema registry never answered (past the sinks' deadline) or refused us: the
+            # record may be valid, so it is not a dead letter. The flow stops with one line,
+            # and a restart replays from the last snapshot (docs/bad-input.md).
+            topic, partition, offset = origin_of(msg)
+            log.error("%s flow stops at %s[%d] offset %d (a restart with recovery replays): %s",
+                      self._flow, topic, partition, offset, exc)
+            raise
         except Exception as exc:  # the codec promises DecodeError only; be safe anyway
             reason, detail = "decode_error", f"{type(exc).__name__}: {exc}"
         DEAD_LETTERS.labels(self._flow, reason).inc()

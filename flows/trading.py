@@ -1,14 +1,18 @@
 """The trading dataflow: execution reports and marks in; orders, positions, P&L and alerts out.
 
 ```
-oms.executions + md.marks --(Kafka source, errors logged)--> decode --undecodable--> tapeflow.dlq
-    --> reports keyed by their executions partition; each mark broadcast to every partition key
+oms.executions + oms.cash + md.marks --(Kafka source)--> decode --undecodable--> tapeflow.dlq
+    --> reports and cash movements keyed by their partition; each mark broadcast to every key
     --> one stateful step per partition (tapeflow.core.trading.shard_step: accounts + own
         marks table; order state machine, positions and P&L, risk rules; notify_at runs the
         timer rules and emits provisional P&L snapshots)
-    --> orders, positions, accounts, execution_log, alerts --> Postgres (batched, versioned)
-    --> executions, pnl_snapshots, alerts --> ClickHouse (batched, idempotent)
-    --> alerts --> risk.alerts (batched producer; ids already on the topic are not re-sent)
+    --> orders, positions, accounts, execution_log, cash_movements, alerts --> Postgres (the
+        latest state per key per batch, COPY + guarded upserts, on a writer thread)
+    --> executions, cash_movements, pnl_snapshots, alerts --> ClickHouse (Arrow batches, on a
+        writer thread)
+    --> rows a store refuses for good, records with no storable row --> tapeflow.dlq
+    --> alerts --> risk.alerts (as soon as the step returns: producer linger 5 ms; ids
+        already on the topic are not re-sent)
 ```
 
 Risk limits and session hours come from Postgres (`risk_limits`, `instruments`) at start and
@@ -33,6 +37,7 @@ from bytewax.dataflow import Dataflow, Stream
 from bytewax.inputs import Source
 from bytewax.outputs import Sink
 
+from flows.access import check_kafka_access
 from flows.operators import (
     KeyedLetter,
     decode_or_dead_letter,
@@ -46,10 +51,10 @@ from flows.trading_logic import (
     broadcast_mark,
     shard_key,
 )
-from schemas.catalogue import TOPIC_ALERTS, TOPIC_DLQ, TOPIC_EXECUTIONS, TOPIC_MARKS
+from schemas.catalogue import TOPIC_ALERTS, TOPIC_CASH, TOPIC_DLQ, TOPIC_EXECUTIONS, TOPIC_MARKS
 from schemas.codec import Codec, codec_for
-from sinks.clickhouse.flow_sink import ClickHouseSink, clickhouse_trading_mapper
-from sinks.clickhouse.trading_rows import TABLE_COLUMNS as TRADING_COLUMNS
+from sinks.clickhouse.flow_sink import TradingClickHouseSink
+from sinks.dead_letters import store_dead_letters
 from sinks.kafka.flow_sink import DedupKafkaRecordSink, KafkaRecordSink
 from sinks.postgres.flow_sink import PostgresSink
 from sinks.postgres.writer import PostgresWriter
@@ -62,6 +67,7 @@ from tapeflow.core.models import RiskAlert
 from tapeflow.core.trading.account_step import TradingConfig
 from tapeflow.core.trading.shard_step import (
     DEFAULT_SHARD_CONFIG,
+    CashResult,
     ExecutionResult,
     PnlSnapshot,
     ShardConfig,
@@ -69,12 +75,15 @@ from tapeflow.core.trading.shard_step import (
     StateChange,
     is_redelivery,
 )
-from tapeflow.errors import StoreUnavailableError
+from tapeflow.errors import StoreUnavailableError, UserError
 from tapeflow.services.clickhouse import open_clickhouse
 from tapeflow.services.kafka import partition_counts
-from tapeflow.settings import Settings
+from tapeflow.services.kafka_access import flow_group
+from tapeflow.settings import KafkaRole, Settings
 
 FLOW_ID = "tapeflow-trading"
+ALERT_LINGER_MS = 5
+"""How long the alert producer may hold an alert to fill a batch (issue 12: a few ms)."""
 
 
 @dataclass(frozen=True)
@@ -82,9 +91,9 @@ class TradingSinks:
     """Where the flow's outputs go; each takes (key, record) pairs."""
 
     postgres: Sink[Any]
-    """`ExecutionResult` and `StateChange` records."""
+    """`ExecutionResult`, `CashResult` and `StateChange` records."""
     clickhouse: Sink[Any]
-    """`ExecutionResult`, `PnlSnapshot` and `RiskAlert` records."""
+    """`ExecutionResult`, `CashResult`, `PnlSnapshot` and `RiskAlert` records."""
     alerts: Sink[Any]
     """`RiskAlert` records (risk.alerts)."""
     dlq: Sink[Any]
@@ -107,10 +116,15 @@ def postgres_dsn(settings: Settings) -> str:
 def check_services(settings: Settings, timeout_s: float = 10.0) -> ServiceReport:
     """Kafka, Postgres and ClickHouse must each answer within `timeout_s`, before the flow
     starts: a clear error now instead of a hang or a panic inside the dataflow."""
-    executions = settings.topic(TOPIC_EXECUTIONS)
-    counts = partition_counts(settings.kafka_config(), [executions, settings.topic(TOPIC_MARKS)],
+    executions, cash = settings.topic(TOPIC_EXECUTIONS), settings.topic(TOPIC_CASH)
+    counts = partition_counts(settings.kafka_config("trading"),
+                              [executions, cash, settings.topic(TOPIC_MARKS)],
                               timeout_s=timeout_s, bootstrap=settings.kafka.bootstrap)
     parts = counts[executions]
+    if counts[cash] != parts:
+        raise UserError(f"{cash} has {counts[cash]} partitions and {executions} {parts}: "
+                        "an account's cash movements and reports must share a partition "
+                        "number (give both topics the same partition count)")
     postgres_loader(postgres_dsn(settings), settings.postgres.schema,
                     connect_timeout=max(1, int(timeout_s)))()
     client = open_clickhouse(settings.clickhouse_url(), settings.clickhouse.database)
@@ -124,63 +138,89 @@ def check_services(settings: Settings, timeout_s: float = 10.0) -> ServiceReport
 def kafka_source(settings: Settings, *, tail: bool = True, batch_size: int | None = None,
                  shard: tuple[int, int] | None = None, marks: bool = True,
                  group: str | None = None) -> Source[Any]:
-    """Bytewax's Kafka source over oms.executions and md.marks, errors as items.
+    """Bytewax's Kafka source over oms.executions, oms.cash and md.marks, errors as items.
 
     Every shard reads all of md.marks: any of its accounts may hold any symbol. `marks=False`
-    reads the executions only (`flows.all` hands the marks over inside the dataflow).
+    reads the executions and cash only (`flows.all` hands the marks over inside the
+    dataflow).
 
     `tail=False` stops at the end of what the partitions hold (batch); `shard=(i, K)` reads
     only partitions p with p % K == i (sources/kafka/flow_source.py).
     """
-    executions = settings.topic(TOPIC_EXECUTIONS)
-    batch_size = batch_size or settings.kafka.source_batch_size
+    inputs = [settings.topic(TOPIC_EXECUTIONS), settings.topic(TOPIC_CASH)]
+    batch_size = batch_size or settings.trading.source_batch_size
     if not marks:
-        return sharded_kafka_source(settings, [executions], tail=tail, batch_size=batch_size,
-                                    shard=shard, group=group)
+        return sharded_kafka_source(settings, inputs, role="trading", tail=tail,
+                                    batch_size=batch_size, shard=shard, group=group)
     marks_topic = settings.topic(TOPIC_MARKS)
-    return sharded_kafka_source(settings, [executions, marks_topic], tail=tail,
+    return sharded_kafka_source(settings, [*inputs, marks_topic], role="trading", tail=tail,
                                 batch_size=batch_size, shard=shard,
                                 shared_topics=frozenset({marks_topic}), group=group)
 
 
-def default_sinks(settings: Settings, codec: Codec) -> TradingSinks:
+def default_sinks(settings: Settings, codec: Codec, *, role: KafkaRole = "trading",
+                  desks: bool = True) -> TradingSinks:
+    """The stores and topics of `settings`, Kafka as the principal of `role`. Alerts go to
+    risk.alerts and, with `desks`, a copy of each to its account's desk topic
+    (`TAPEFLOW_ACCESS_DESKS`; docs/security.md): feed-gap alerts of a market flow, which
+    belong to no account and no desk, need neither the desk topics nor their ACLs."""
     url = settings.clickhouse_url()
     database = settings.clickhouse.database
     dsn, schema = postgres_dsn(settings), settings.postgres.schema
-    conf = settings.kafka_config()
+    conf = settings.kafka_config(role)
     base = restart_version_base()  # this process's rows outrank a killed one's
     alerts_topic = settings.topic(TOPIC_ALERTS)
+    desk_topics = ({account: settings.desk_topic(desk)
+                    for account, desk in settings.access.desk_of().items()} if desks else {})
+    group = flow_group(settings, role)
 
     def alert_id_of(raw: bytes) -> str:
         alert: RiskAlert = codec.decode(raw, expect="RiskAlert")
         return alert.alert_id
 
+    def desk_topic(alert: RiskAlert) -> str | None:
+        return desk_topics.get(alert.account_id or "")
+
     deadline = settings.runtime.sink_retry_deadline_s  # a store outage shorter than this only waits
+    dlq_topic = settings.topic(TOPIC_DLQ)
     return TradingSinks(
-        postgres=PostgresSink(lambda: PostgresWriter.from_dsn(dsn, schema, deadline_s=deadline),
-                              version_base=base),
-        clickhouse=ClickHouseSink(lambda: open_clickhouse(url, database), deadline_s=deadline,
-                                  mapper=clickhouse_trading_mapper(base),
-                                  columns=TRADING_COLUMNS),
+        postgres=PostgresSink(lambda: PostgresWriter.from_dsn(
+            dsn, schema, deadline_s=deadline, max_age_s=settings.postgres.batch_age_s),
+            version_base=base,
+            dead_letters=store_dead_letters(conf, dlq_topic, codec.encode, "postgres",
+                                            deadline)),
+        clickhouse=TradingClickHouseSink(lambda: open_clickhouse(url, database),
+                                         deadline_s=deadline, version_base=base,
+                                         max_rows=settings.clickhouse.batch_rows,
+                                         max_age_s=settings.clickhouse.batch_age_s,
+                                         dead_letters=store_dead_letters(
+                                             conf, dlq_topic, codec.encode, "clickhouse",
+                                             deadline)),
         alerts=DedupKafkaRecordSink(
             conf, alerts_topic, encode=codec.encode,
             key=lambda alert: alert.account_id, identity=lambda alert: alert.alert_id,
-            recent=lambda n: recent_identities(conf, alerts_topic, alert_id_of, n),
-            deadline_s=deadline),
-        dlq=KafkaRecordSink(conf, settings.topic(TOPIC_DLQ), lambda kl: codec.encode(kl.letter),
+            recent=lambda topic, n: recent_identities(conf, topic, alert_id_of, n, group=group),
+            copy_to=desk_topic, copy_topics=sorted(set(desk_topics.values())),
+            deadline_s=deadline, linger_ms=ALERT_LINGER_MS),
+        dlq=KafkaRecordSink(conf, dlq_topic, lambda kl: codec.encode(kl.letter),
                             key=lambda kl: kl.key or None, deadline_s=deadline),
     )
 
 
 def _alerts_of(item: ShardOutput) -> tuple[RiskAlert, ...]:
-    if isinstance(item, ExecutionResult | StateChange):
+    if isinstance(item, ExecutionResult | CashResult | StateChange):
         return item.output.alerts
     return ()
 
 
-def _clickhouse_records(item: ShardOutput) -> list[ExecutionResult | PnlSnapshot | RiskAlert]:
+def _clickhouse_records(item: ShardOutput
+                        ) -> list[ExecutionResult | CashResult | PnlSnapshot | RiskAlert]:
     if isinstance(item, ExecutionResult):
         return list(item.output.alerts) if is_redelivery(item) else [item, *item.output.alerts]
+    if isinstance(item, CashResult):
+        # A redelivered movement is not written again (its first verdict stays).
+        redelivered = item.outcome.reason == "movement_id already applied"
+        return list(item.output.alerts) if redelivered else [item, *item.output.alerts]
     if isinstance(item, PnlSnapshot):
         return [item]
     return list(item.output.alerts)
@@ -247,7 +287,7 @@ def add_trading(
     """
     keys = [shard_key(p) for p in partitions]
     decoder = TradingDecoder(codec, settings.topic(TOPIC_EXECUTIONS),
-                             settings.topic(TOPIC_MARKS), keys)
+                             settings.topic(TOPIC_MARKS), keys, settings.topic(TOPIC_CASH))
 
     inp = op.input(f"{prefix}trading_in", flow, source)
     decoded = decode_or_dead_letter(f"{prefix}decode", inp, decoder, "trading")
@@ -271,7 +311,8 @@ def write_outputs(prefix: str, outputs: op.KeyedStream[ShardOutput | KeyedLetter
     letters = [results.errs] if dead is None else [dead, results.errs]
     write_dead_letters(f"{prefix}dlq", sinks.dlq, *letters)
     to_postgres = op.filter(f"{prefix}postgres_records", results.oks,
-                            lambda kv: isinstance(kv[1], ExecutionResult | StateChange))
+                            lambda kv: isinstance(kv[1], ExecutionResult | CashResult
+                                                  | StateChange))
     op.output(f"{prefix}postgres_out", to_postgres, sinks.postgres)
     to_clickhouse = op.flat_map_value(f"{prefix}clickhouse_records", results.oks,
                                       _clickhouse_records)
@@ -290,10 +331,11 @@ class TradingFlow:
     """`tapeflow run trading`."""
 
     name = "trading"
-    summary = ("oms.executions + md.marks -> orders, positions, P&L (Postgres, ClickHouse), "
-               "risk.alerts")
+    summary = ("oms.executions + oms.cash + md.marks -> orders, positions, cash, P&L "
+               "(Postgres, ClickHouse), risk.alerts")
 
     def build(self, settings: Settings, request: FlowRequest) -> Dataflow:
+        check_kafka_access(settings, "trading", request.group)
         source = kafka_source(settings, tail=not request.batch, shard=request.shard,
                               group=request.group)
         return build_flow(settings, source=source, shard_config=settings.trading.core_config(),

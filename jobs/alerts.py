@@ -1,4 +1,5 @@
-"""Alert subscriptions: a filtered, resumable stream of `RiskAlert`s from `risk.alerts`.
+"""Alert subscriptions: a filtered, resumable stream of `RiskAlert`s from `risk.alerts`, or
+from the alert topics of some desks.
 
 ```python
 from jobs.alerts import AlertFilter, subscribe
@@ -18,8 +19,13 @@ restart: at-least-once, not exactly-once (the consumer's output and Kafka's offs
 one transaction). Alert ids are deterministic, so a consumer that must not act twice
 deduplicates on `alert_id`.
 
-The configured restriction (`Settings.access.alerts_allowed_accounts`) is applied here, inside the
-iterator, after the caller's filters: no argument can widen it (`tapeflow.core.risk.subscription`).
+Who may read which alerts is the broker's to enforce (docs/security.md): a desk's subscriber
+reads its desk topics (`desks=`), which its principal has an ACL for, and its consumer groups
+are named under its principal (`PRINCIPAL.`), the only groups it may use. A topic or group the
+broker refuses is one `AccessDeniedError` line naming the ACL. The configured restriction
+(`Settings.access.alerts_allowed_accounts`) is a convenience on top, applied here, inside the
+iterator, after the caller's filters: no argument can widen it
+(`tapeflow.core.risk.subscription`), but only this client obeys it.
 
 Undecodable records are skipped (with a warning through `warn`), their positions committed:
 a subscriber never stops on one bad frame; the flows' dead-letter topic is where bad input is
@@ -29,10 +35,11 @@ kept, and the alert topic is written only by Tapeflow.
 from __future__ import annotations
 
 import getpass
+import hashlib
 import json
 import logging
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from types import TracebackType
 from typing import Any
@@ -41,15 +48,18 @@ from confluent_kafka import TIMESTAMP_NOT_AVAILABLE, Message
 
 from schemas.catalogue import TOPIC_ALERTS
 from schemas.codec import Codec, DecodeError, codec_for
-from sources.kafka.group_reader import FROM_COMMITTED, GroupReader, StartAt
+from sources.kafka.group_reader import FROM_COMMITTED, GroupReader, StartAt, TopicAccessError
 from tapeflow.core.fixedpoint import fmt
 from tapeflow.core.models import RiskAlert
 from tapeflow.core.risk.subscription import AlertFilter, delivered, refused_accounts
 from tapeflow.errors import StoreUnavailableError
+from tapeflow.services.kafka import AccessDeniedError
+from tapeflow.services.kafka_access import subscriber_group_prefix
 from tapeflow.settings import Settings
+from tapeflow.settings.base import identifier
 
 __all__ = ["AlertFilter", "AlertSubscription", "StartAt", "alert_json", "default_group",
-           "parse_since", "refused_accounts", "subscribe"]
+           "parse_since", "refused_accounts", "subscribe", "subscriber_group"]
 
 log = logging.getLogger("tapeflow.alerts")
 
@@ -92,35 +102,56 @@ def alert_json(alert: RiskAlert) -> str:
         "limit": None if alert.limit is None else fmt(alert.limit),
         "message": alert.message,
         "source_event_id": alert.source_event_id,
+        "unit": None if alert.unit is None else str(alert.unit),
     }
     return json.dumps(doc, ensure_ascii=False)
 
 
-def default_group(wanted: AlertFilter) -> str:
-    """`tapeflow-alerts-<user>-<filter digest>`: running the same command again resumes it;
-    another user or other filters is another subscriber."""
+def default_group(wanted: AlertFilter, desks: Sequence[str] = ()) -> str:
+    """`tapeflow-alerts-<user>-<digest of the filters and desks>`: running the same command
+    again resumes it; another user, other filters or other desks is another subscriber."""
     try:
         user = getpass.getuser()
     except Exception:  # no user name in some containers
         user = "user"
     safe = re.sub(r"[^A-Za-z0-9._-]", "_", user) or "user"
-    return f"tapeflow-alerts-{safe}-{wanted.digest()}"
+    digest = wanted.digest()
+    if desks:
+        digest = hashlib.sha256(f"{digest}|{','.join(sorted(desks))}".encode()).hexdigest()[:8]
+    return f"tapeflow-alerts-{safe}-{digest}"
+
+
+def subscriber_group(settings: Settings, name: str) -> str:
+    """The consumer group `name` under this subscriber's principal (`PRINCIPAL.name`): the
+    broker lets a subscriber use only the groups named after it, so none can join or move
+    another's. Without a SASL user (an unauthenticated broker), `name` itself."""
+    principal = settings.kafka.sasl_username
+    if not principal:
+        return name
+    prefix = subscriber_group_prefix(principal)
+    return name if name.startswith(prefix) else f"{prefix}{name}"
 
 
 class AlertSubscription:
     """An iterator of the alerts a subscriber may and wants to see; see the module doc."""
 
-    def __init__(self, settings: Settings, wanted: AlertFilter, *, group: str | None = None,
-                 start: StartAt = FROM_COMMITTED, follow: bool = False, codec: Codec | None = None,
-                 warn: Callable[[str], None] | None = None, poll_s: float = 0.5) -> None:
+    def __init__(self, settings: Settings, wanted: AlertFilter, *, desks: Sequence[str] = (),
+                 group: str | None = None, start: StartAt = FROM_COMMITTED, follow: bool = False,
+                 codec: Codec | None = None, warn: Callable[[str], None] | None = None,
+                 poll_s: float = 0.5) -> None:
         self.wanted = wanted
         self.allowed = settings.access.alerts_allowed_accounts
-        self.group = group or default_group(wanted)
+        for desk in desks:
+            identifier(desk, dash=True)
+        self.group = subscriber_group(settings, group or default_group(wanted, desks))
+        self.topics = ([settings.desk_topic(d) for d in sorted(set(desks))] if desks
+                       else [settings.topic(TOPIC_ALERTS)])
+        self._principal = settings.kafka.sasl_username or "ANONYMOUS"
         self._since_ms = start.ts_ms if start.kind == "time" else None
         self._codec = codec or codec_for(settings)
         self._warn = warn or log.warning
-        self._reader = GroupReader(settings.kafka_config(), settings.topic(TOPIC_ALERTS),
-                                   self.group, start=start, follow=follow, poll_s=poll_s)
+        self._reader = GroupReader(settings.kafka_config(), self.topics, self.group, start=start,
+                                   follow=follow, poll_s=poll_s)
         self._messages: Iterator[Message] | None = None
         self._last: Message | None = None
         self._closed = False
@@ -137,9 +168,27 @@ class AlertSubscription:
     def __iter__(self) -> AlertSubscription:
         return self
 
+    def _refused(self, exc: TopicAccessError) -> AccessDeniedError:
+        """The broker's refusal as one line naming the ACL this principal lacks."""
+        what = str(exc)
+        operation, _, resource = what.partition(" on ")
+        return AccessDeniedError(
+            f"Kafka refuses {what} to User:{self._principal}: missing ACL (ALLOW "
+            f"User:{self._principal} {operation} on {resource}); a subscriber reads its desks "
+            "(--desk) and its own groups, as TAPEFLOW_ACCESS_SUBSCRIBERS grants "
+            "(docs/security.md)")
+
     def __next__(self) -> RiskAlert:
         if self._closed:
             raise StopIteration
+        try:
+            return self._next()
+        except TopicAccessError as exc:
+            self._closed = True
+            self._reader.close()
+            raise self._refused(exc) from None
+
+    def _next(self) -> RiskAlert:
         if self._messages is None:
             try:
                 self._messages = self._reader.open().messages()
@@ -190,22 +239,29 @@ class AlertSubscription:
         if self._messages is None:
             self._reader.close()
             return
-        if commit_last:
-            self._ack()
-        self._reader.commit()
-        self._reader.close()
+        try:
+            if commit_last:
+                self._ack()
+            self._reader.commit()
+        except TopicAccessError as exc:
+            raise self._refused(exc) from None
+        finally:
+            self._reader.close()
 
 
 def subscribe(settings: Settings, wanted: AlertFilter | None = None, *,
-              group: str | None = None, start: StartAt = FROM_COMMITTED, follow: bool = False,
+              desks: Sequence[str] = (), group: str | None = None,
+              start: StartAt = FROM_COMMITTED, follow: bool = False,
               codec: Codec | None = None, warn: Callable[[str], None] | None = None
               ) -> AlertSubscription:
-    """Alerts from `risk.alerts` matching `wanted`, within the configured accounts.
+    """Alerts matching `wanted`, within the configured accounts, from `risk.alerts`, or from
+    the alert topics of `desks` (what a desk's principal may read; docs/security.md).
+    `group` is named under the subscriber's principal (`subscriber_group`).
 
     `start`: the group's committed position (default; a new group starts at the end), or
     `StartAt("beginning")`, or `StartAt("time", ts_ms=...)` (Kafka record time, ms since the
     epoch). Without `follow` the iterator ends at the end of what the topic holds when it
     starts; with it, it waits for new alerts.
     """
-    return AlertSubscription(settings, wanted or AlertFilter(), group=group, start=start,
-                             follow=follow, codec=codec, warn=warn)
+    return AlertSubscription(settings, wanted or AlertFilter(), desks=desks, group=group,
+                             start=start, follow=follow, codec=codec, warn=warn)

@@ -18,7 +18,9 @@ Pipeline (docs/backfill.md):
    (`sinks.clickhouse.arrow`), rejections through the stream's writer and row mapping
    (`sinks.clickhouse.writer`, `sinks.clickhouse.rows`). Every table is a ReplacingMergeTree
    keyed so a row written twice is one row (candles by version = trade count, equal across
-   runs), so running the backfill again over the same files changes no FINAL query result.
+   runs, plus this run's version base so a rerun's candles replace an earlier run's even when
+   they hold fewer trades), so running the backfill again over the same files changes no
+   FINAL query result but the candles' versions.
 
 `workers > 1` folds buckets in that many processes (the GIL); the parent alone writes, because
 the embedded ClickHouse admits one process.
@@ -33,25 +35,27 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import polars as pl
 import pyarrow as pa
 
-from jobs.backfill_candles import final_candles, split_too_late
+from jobs.backfill_candles import EFFECT, final_candles, split_too_late
 from jobs.backfill_fold import filter_symbol
 from sinks.batching import BatchPolicy, call_with_retries
 from sinks.clickhouse.arrow import candles_from_frame, ticks_from_units
 from sinks.clickhouse.rows import candle_table
 from sinks.clickhouse.writer import ClickHouseWriteError, ClickHouseWriter, is_transient
+from sinks.versions import candle_version_base
 from sources.files.ticks import (
     RECV_COLUMN,
     ROW,
     BackfillInputError,
     InputFile,
     Window,
+    collect,
     count_rows,
     normalise,
     open_inputs,
@@ -59,6 +63,7 @@ from sources.files.ticks import (
     scan,
     trades_of,
 )
+from tapeflow.core.market.conditions import NO_EFFECT, REGULAR
 from tapeflow.core.market.rejections import Rejection
 from tapeflow.core.market.symbol_step import DEFAULT_MARKET_CONFIG, MarketConfig
 from tapeflow.services.clickhouse import open_clickhouse
@@ -86,6 +91,9 @@ class BackfillOptions:
     config: MarketConfig = DEFAULT_MARKET_CONFIG
     """The market flow's settings: its `filter` and `candles` apply (merge and marks are
     stream-only)."""
+    version_base: int | None = None
+    """Added to every candle version written (`sinks.versions.candle_version_base`); None: this
+    run's own base, so the run's candles replace those of every earlier run."""
 
 
 @dataclass
@@ -145,7 +153,7 @@ def _bucket_frame(files: Sequence[InputFile], window: Window, bucket: int,
         lf = scan(file, window)
         if buckets > 1:
             lf = lf.filter(pl.col("symbol").hash(seed=0) % buckets == bucket)
-        frame = lf.collect(engine="streaming")
+        frame = collect(lf, file)
         if frame.height:
             frames.append(normalise(frame, file).with_columns(pl.lit(number).alias("_file")))
     if not frames:
@@ -176,7 +184,7 @@ def _runs(frame: pl.DataFrame | None) -> dict[str, tuple[int, pl.DataFrame]]:
 
 def fold_bucket(files: Sequence[InputFile], window: Window, bucket: int, buckets: int, *,
                 config: MarketConfig = DEFAULT_MARKET_CONFIG,
-                progress: Progress | None = None) -> BucketResult:
+                progress: Progress | None = None, version_base: int = 0) -> BucketResult:
     """Read, normalise, filter and aggregate one bucket of symbols; the tables to insert.
 
     Memory: the bucket's frames, one symbol's Python ticks at a time, and the clean rows."""
@@ -186,6 +194,7 @@ def fold_bucket(files: Sequence[InputFile], window: Window, bucket: int, buckets
     by_trades = _runs(trade_frame)
     by_quotes = _runs(quote_frame)
     trade_ok = [False] * (0 if trade_frame is None else trade_frame.height)
+    trade_effect = [REGULAR] * len(trade_ok)
     quote_ok = [False] * (0 if quote_frame is None else quote_frame.height)
     fold_s = 0.0
     rejections: list[Rejection] = []
@@ -199,6 +208,7 @@ def fold_bucket(files: Sequence[InputFile], window: Window, bucket: int, buckets
         result = filter_symbol(trades, quotes, _recv(t_frame), _recv(q_frame), config.filter)
         fold_s += time.perf_counter() - t0
         trade_ok[t_at:t_at + len(trades)] = result.trade_ok
+        trade_effect[t_at:t_at + len(trades)] = result.trade_effect
         quote_ok[q_at:q_at + len(quotes)] = result.quote_ok
         rejections.extend(result.rejections)
         gaps += result.gaps
@@ -210,17 +220,24 @@ def fold_bucket(files: Sequence[InputFile], window: Window, bucket: int, buckets
     t0 = time.perf_counter()
     tables: dict[str, pa.Table] = {}
     if trade_frame is not None:
-        # Rows stay in fold order per symbol: `split_too_late` needs it.
-        accepted = trade_frame.filter(pl.Series(trade_ok, dtype=pl.Boolean))
-        del trade_frame, trade_ok
-        trades_frame, too_late = split_too_late(accepted, config.candles)
-        del accepted
+        # Rows stay in fold order per symbol: `split_too_late` needs it. Prints with no effect
+        # (official open/close reports) are clean trades but no candle input, as in the stream.
+        accepted = trade_frame.with_columns(
+            pl.Series(EFFECT, trade_effect, dtype=pl.Int8)
+        ).filter(pl.Series(trade_ok, dtype=pl.Boolean))
+        del trade_frame, trade_ok, trade_effect
+        candle_input = accepted.filter(pl.col(EFFECT) != NO_EFFECT)
+        kept, too_late = split_too_late(candle_input, config.candles)
+        trades_frame = pl.concat([kept, accepted.filter(pl.col(EFFECT) == NO_EFFECT)])
+        del accepted, candle_input
         rejections.extend(too_late)
         if trades_frame.height:
             tables["trades"] = ticks_from_units("trades", trades_frame)
+        if kept.height:
             for width in config.candles.widths_us:
                 table = candle_table(width)
-                tables[table] = candles_from_frame(table, final_candles(trades_frame, width))
+                tables[table] = candles_from_frame(table, final_candles(kept, width),
+                                                   version_base)
     if quote_frame is not None:
         quotes_frame = quote_frame.filter(pl.Series(quote_ok, dtype=pl.Boolean))
         if quotes_frame.height:
@@ -231,9 +248,10 @@ def fold_bucket(files: Sequence[InputFile], window: Window, bucket: int, buckets
     return BucketResult(rows, tables, rejections, gaps, read_s, fold_s, build_s)
 
 
-def _fold_job(args: tuple[Sequence[InputFile], Window, int, int, MarketConfig]) -> BucketResult:
-    files, window, bucket, buckets, config = args
-    return fold_bucket(files, window, bucket, buckets, config=config)
+def _fold_job(args: tuple[Sequence[InputFile], Window, int, int, MarketConfig, int]
+              ) -> BucketResult:
+    files, window, bucket, buckets, config, base = args
+    return fold_bucket(files, window, bucket, buckets, config=config, version_base=base)
 
 
 class _Writer:
@@ -265,11 +283,12 @@ class _Writer:
 
 def _results(files: list[InputFile], options: BackfillOptions, buckets: int,
              progress: Progress | None) -> Iterator[BucketResult]:
-    jobs = [(files, options.window, b, buckets, options.config) for b in range(buckets)]
+    base = options.version_base or 0
+    jobs = [(files, options.window, b, buckets, options.config, base) for b in range(buckets)]
     if options.workers <= 1 or buckets == 1:
         for b in range(buckets):
             yield fold_bucket(files, options.window, b, buckets, config=options.config,
-                              progress=progress)
+                              progress=progress, version_base=base)
         return
     # spawn, not fork: polars' thread pool does not survive a fork.
     context = multiprocessing.get_context("spawn")
@@ -292,6 +311,8 @@ def run_backfill(settings: Settings, paths: Sequence[str | Path],
     if options.bucket_rows < 1 or options.workers < 1:
         raise ValueError("bucket_rows and workers must be at least 1")
     started = time.perf_counter()
+    if options.version_base is None:
+        options = replace(options, version_base=candle_version_base())
     files, skipped = open_inputs(paths)
     report = BackfillReport(files=files, skipped=skipped)
     total = sum(count_rows(f, options.window) for f in report.files)

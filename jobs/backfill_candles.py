@@ -21,6 +21,12 @@ trades the tick filter accepted, in fold order, per symbol:
    trade_count = version = the number of trades, vwap = notional / volume rounded half-even
    (`fixedpoint.div_round`, done here in Int128 with the same rule).
 
+4. Trade conditions: the fold takes each trade's effect (`tapeflow.core.market.conditions`,
+   column `_effect`, computed by the filter step with the core's table). Only prints with an
+   effect reach the builder (the caller leaves `NO_EFFECT` ones out); a `VOLUME_ONLY` print
+   counts in volume, notional and trade count and never sets open, high, low or close, so those
+   come from the `REGULAR` prints alone (null when a bucket has none).
+
 So the aggregate equals `tapeflow.core.market.candle_batch.final_candles(build_candles(...))` for
 the same trades; tests/unit/test_backfill_candles.py checks it against the core on random tapes with
 late and out-of-order trades, and the parity test against the stream's tables.
@@ -31,10 +37,13 @@ from __future__ import annotations
 import polars as pl
 
 from tapeflow.core.market.candles import DEFAULT_CANDLE_CONFIG, CandleConfig
+from tapeflow.core.market.conditions import PRICE_BIT
 from tapeflow.core.market.rejections import Rejection, RejectReason, TickKind
 from tapeflow.core.models import Trade
 
 _ORDER = ["ts_event", "seq", "venue", "price"]
+EFFECT = "_effect"
+"""Column of each trade's condition effect; absent: every trade is regular."""
 
 
 def split_too_late(accepted: pl.DataFrame,
@@ -64,15 +73,20 @@ def final_candles(trades: pl.DataFrame, width_us: int) -> pl.DataFrame:
     Int128 units), trade_count, version. Steps 2 and 3 of the module docstring."""
     volume = pl.col("size").cast(pl.Int128).sum()
     notional = (pl.col("price").cast(pl.Int128) * pl.col("size").cast(pl.Int128)).sum()
+    priced = ((pl.col(EFFECT) & PRICE_BIT) != 0) if EFFECT in trades.columns else pl.lit(True)
+    # Prices of the print that may set them, null for volume-only prints (ignored by
+    # first/last/max/min below).
+    price = pl.when(priced).then(pl.col("price")).otherwise(None)
     out = (
         trades.lazy()
-        .with_columns((pl.col("ts_event") // width_us * width_us).alias("bucket"))
+        .with_columns((pl.col("ts_event") // width_us * width_us).alias("bucket"),
+                      price.alias("_priced_price"))
         .group_by("symbol", "bucket")
         .agg(
-            pl.col("price").sort_by(_ORDER).first().alias("open"),
-            pl.col("price").max().alias("high"),
-            pl.col("price").min().alias("low"),
-            pl.col("price").sort_by(_ORDER).last().alias("close"),
+            pl.col("_priced_price").sort_by(_ORDER).drop_nulls().first().alias("open"),
+            pl.col("_priced_price").max().alias("high"),
+            pl.col("_priced_price").min().alias("low"),
+            pl.col("_priced_price").sort_by(_ORDER).drop_nulls().last().alias("close"),
             volume.alias("volume"),
             notional.alias("notional"),
             pl.len().cast(pl.UInt64).alias("trade_count"),

@@ -25,6 +25,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from tapeflow.core.market.conditions import REGULAR
 from tapeflow.core.market.filter_config import DEFAULT_FILTER_CONFIG, FilterConfig
 from tapeflow.core.market.filter_state import FilterState
 from tapeflow.core.market.rejections import Rejection
@@ -41,6 +42,8 @@ class SymbolResult:
     quote_ok: list[bool] = field(default_factory=list)
     rejections: list[Rejection] = field(default_factory=list)
     gaps: int = 0
+    trade_effect: list[int] = field(default_factory=list)
+    """Per trade, in input order: its condition effect (`tapeflow.core.market.conditions`)."""
 
 
 def _keys(ticks: Sequence[Trade | Quote], recv: Sequence[int | None] | None) -> list[int]:
@@ -99,4 +102,6 @@ def filter_symbol(
             rejections.append(rejection)
         if gap is not None:
             gaps += 1
-    return SymbolResult(trade_ok, quote_ok, rejections, gaps)
+    rules = config.conditions
+    effects = [rules.effect(t.venue, t.conditions) if t.conditions else REGULAR for t in trades]
+    return SymbolResult(trade_ok, quote_ok, rejections, gaps, effects)

@@ -76,6 +76,10 @@ def draw(frame: pl.DataFrame, symbol: str, interval: str, width_us: int) -> Figu
     wicks = []
     for i, row in enumerate(frame.iter_rows(named=True)):
         x = mdates.date2num(row["bucket"])
+        if row["open"] is None:  # only volume-only prints: a volume bar, no candle
+            volume.add_patch(Rectangle((x - body_width / 2, 0), body_width, float(row["volume"]),
+                                       facecolor="#999999", alpha=0.6, gid=f"volume-{i}"))
+            continue
         o, h, lo, c = (float(row[k]) for k in ("open", "high", "low", "close"))
         colour = UP if c >= o else DOWN
         wicks.append(((x, lo), (x, h)))
@@ -88,7 +92,9 @@ def draw(frame: pl.DataFrame, symbol: str, interval: str, width_us: int) -> Figu
     price.add_collection(LineCollection(wicks, colors="#555555", linewidths=0.8, zorder=0))
     price.autoscale_view()
     volume.autoscale_view()
-    price.set_title(f"{symbol}  {interval} candles (UTC)")
+    # The symbol is data: matplotlib would read "$...$" in it as mathtext (and fail on bad
+    # mathtext), so the title is drawn as plain text.
+    price.set_title(f"{symbol}  {interval} candles (UTC)", parse_math=False)
     price.set_ylabel("price")
     volume.set_ylabel("volume")
     locator = mdates.AutoDateLocator()  # patches alone do not tell the axis it holds dates

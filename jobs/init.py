@@ -1,5 +1,5 @@
-"""`tapeflow init`: check the Avro schemas, create the stores' schemas and the Kafka topics.
-Idempotent.
+"""`tapeflow init`: check the Avro schemas, create the stores' schemas, the Kafka topics
+(the desks' alert topics too) and the flows' and subscribers' ACLs. Idempotent.
 
 The schema check comes first and changes nothing: this version must be able to read every
 schema version producers may have written with (docs/schema-evolution.md), else init stops
@@ -15,6 +15,7 @@ from jobs.migrate import migrate_clickhouse, migrate_postgres
 from schemas.catalogue import (
     RECORD_SUBJECTS,
     TOPIC_ALERTS,
+    TOPIC_CASH,
     TOPIC_DLQ,
     TOPIC_EXECUTIONS,
     TOPIC_MARKS,
@@ -27,10 +28,12 @@ from schemas.catalogue import (
 from schemas.compat import IncompatibleSchemaError, check
 from tapeflow.services import kafka
 from tapeflow.services.clickhouse import open_clickhouse
+from tapeflow.services.kafka_access import all_grants
 from tapeflow.services.postgres import connect_postgres
 from tapeflow.settings import Settings
 
-ALL_TOPICS = (TOPIC_TRADES, TOPIC_QUOTES, TOPIC_EXECUTIONS, TOPIC_ALERTS, TOPIC_DLQ, TOPIC_MARKS)
+ALL_TOPICS = (TOPIC_TRADES, TOPIC_QUOTES, TOPIC_EXECUTIONS, TOPIC_ALERTS, TOPIC_DLQ, TOPIC_MARKS,
+              TOPIC_CASH)
 
 
 @dataclass
@@ -40,6 +43,8 @@ class InitReport:
     postgres_applied: list[str] = field(default_factory=list)
     topics_created: list[str] = field(default_factory=list)
     topics_existing: dict[str, int] = field(default_factory=dict)
+    acls: int | None = None
+    """ACLs granted; None: the broker has no authorizer, so none."""
 
     def lines(self) -> list[str]:
         out = [
@@ -50,6 +55,10 @@ class InitReport:
         ]
         out += [f"            {t} exists with {n} partitions"
                 for t, n in sorted(self.topics_existing.items())]
+        if self.acls is not None:
+            out.append(f"            {self.acls} ACLs granted to the flows and subscribers")
+        elif self.topics_created or self.topics_existing:
+            out.append("            no ACLs: the broker has no authorizer")
         return out
 
 
@@ -67,11 +76,23 @@ def init_postgres(settings: Settings, dsn: str) -> list[str]:
         return migrate_postgres(conn, settings.postgres.schema)
 
 
+def topic_names(settings: Settings) -> list[str]:
+    """Every topic of the deployment: `ALL_TOPICS` and each configured desk's alert topic."""
+    return ([settings.topic(t) for t in ALL_TOPICS]
+            + [settings.desk_topic(d) for d in sorted(settings.access.desks or {})])
+
+
 def create_topics(settings: Settings, timeout_s: float = 30.0) -> tuple[list[str], dict[str, int]]:
-    """Create the missing topics of `ALL_TOPICS` with `settings.kafka.partitions`; existing ones are
-    left as they are."""
-    return kafka.create_topics(settings.kafka_config(), [settings.topic(t) for t in ALL_TOPICS],
+    """Create the missing topics (`topic_names`) with `settings.kafka.partitions`; existing
+    ones are left as they are."""
+    return kafka.create_topics(settings.kafka_config(), topic_names(settings),
                                settings.kafka.partitions, timeout_s)
+
+
+def grant_access(settings: Settings, timeout_s: float = 30.0) -> int | None:
+    """Grant every principal its ACLs (`tapeflow.services.kafka_access`; docs/security.md);
+    the number granted, or None when the broker has no authorizer."""
+    return kafka.grant_acls(settings.kafka_config(), all_grants(settings), timeout_s)
 
 
 def check_schemas(settings: Settings, registry: RegistryCatalogue | None = None) -> str:
@@ -115,4 +136,5 @@ def run_init(settings: Settings, postgres_dsn: str, *, kafka: bool = True) -> In
     report.postgres_applied = init_postgres(settings, postgres_dsn)
     if kafka:
         report.topics_created, report.topics_existing = create_topics(settings)
+        report.acls = grant_access(settings)
     return report

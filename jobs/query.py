@@ -65,7 +65,7 @@ POSITION_SCHEMA: dict[str, Any] = {
 ALERT_SCHEMA: dict[str, Any] = {
     "alert_id": pl.String, "ts_event": UTC_TIME, "rule": pl.String, "severity": pl.String,
     "account_id": pl.String, "symbol": pl.String, "observed": MONEY, "limit_value": MONEY,
-    "message": pl.String, "source_event_id": pl.String,
+    "message": pl.String, "source_event_id": pl.String, "unit": pl.String,
 }
 PG_ALERT_SCHEMA: dict[str, Any] = {
     **ALERT_SCHEMA, "acknowledged_at": UTC_TIME, "acknowledged_by": pl.String,

@@ -5,7 +5,8 @@ While a flow runs on it, a second process that opens the same path gets an engin
 does not say why ("Error initializing EmbeddedServer", or "Cannot lock file .../status" in
 other versions). The engine writes `PID: n` into `<path>/status` while it runs and removes the
 file on a clean exit, so the holder can be named before trying: its pid and command line, and
-what to do about it. A status file whose pid is gone (a killed process) is stale: the engine
+what to do about it (the command line without anything that looks like a credential). A
+status file whose pid is gone (a killed process) is stale: the engine
 takes the directory over, so it is not reported.
 """
 
@@ -17,6 +18,7 @@ from typing import Any
 
 from tapeflow.errors import StoreUnavailableError
 from tapeflow.services.clickhouse import open_clickhouse
+from tapeflow.services.dsn import scrub
 from tapeflow.settings import Settings
 
 
@@ -40,8 +42,9 @@ def chdb_holder(path: Path) -> str | None:
         return None
     try:
         raw = Path(f"/proc/{pid}/cmdline").read_bytes()
-        # One line whatever the arguments hold (a `python -c` script has newlines).
-        command = " ".join(raw.replace(b"\0", b" ").decode(errors="replace").split())
+        # One line whatever the arguments hold (a `python -c` script has newlines), and no
+        # credentials if some other program was given a DSN on its command line.
+        command = scrub(" ".join(raw.replace(b"\0", b" ").decode(errors="replace").split()))
     except OSError:
         command = ""
     if len(command) > 120:

@@ -3,19 +3,49 @@
 Both give the same two answers the codec needs: the id to stamp on a record we write (by
 subject), and the writer schema behind an id we read. Parsed schemas are cached per id, so a
 registry is asked about an id once per process, not once per message.
+
+A registry that does not answer is not a registry that says "no" (docs/bad-input.md). Only an
+answer "not found" (HTTP 404 with a registry error code 404xx) makes an id unknown, and that
+answer is cached like a found schema: the codec turns it into an `unknown_schema_id` dead
+letter. A request that gets no answer (connection refused or reset, a timeout, a 5xx, 408 or
+429) is tried again on the sinks' schedule (`tapeflow.services.retry.RetryPolicy`: backoff from
+0.2 s to 10 s, until `sink_retry_deadline_s` after the first failure in a flow), one warning line
+and one count of `tapeflow_schema_registry_retries_total` per retry; the caller blocks
+meanwhile, so a flow reads nothing more and snapshots nothing past the record. Past the
+deadline `RegistryUnavailableError` is raised, and any other answer (401, 403, a 404 that is
+not the registry's) is `RegistryRefusedError`: neither is the record's fault, so the flows stop
+with one error line instead of dead-lettering valid records, and a restart replays them.
+Before, one unanswered lookup turned every not-yet-cached id into dead letters.
 """
 
 from __future__ import annotations
 
 import json
+import logging
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from confluent_kafka.schema_registry import Schema, SchemaRegistryClient
 from confluent_kafka.schema_registry.error import SchemaRegistryError
+from prometheus_client import Counter
+from tenacity import RetryCallState, RetryError
 
-from tapeflow.errors import UserError
+from tapeflow.errors import PermanentStoreError, StoreUnavailableError, UserError
+from tapeflow.services.dsn import redact
+from tapeflow.services.retry import RetryPolicy
+
+log = logging.getLogger("tapeflow.schemas.registry")
+T = TypeVar("T")
+
+REGISTRY_RETRIES = Counter(
+    "tapeflow_schema_registry_retries_total",
+    "Schema registry requests that got no answer and were tried again, by operation.",
+    ["operation"])
+REGISTRY_TIMEOUT_S = 10.0
+"""Default bound on one registry request (setting `schema_registry_timeout_s`)."""
 
 SCHEMA_DIR = Path(__file__).parent
 CATALOGUE_FILE = SCHEMA_DIR / "catalogue.json"
@@ -25,6 +55,9 @@ TOPIC_QUOTES = "md.quotes"
 TOPIC_EXECUTIONS = "oms.executions"
 TOPIC_ALERTS = "risk.alerts"
 TOPIC_DLQ = "tapeflow.dlq"
+TOPIC_CASH = "oms.cash"
+"""Cash movements (deposits, withdrawals, fees) as `CashMovement` records, keyed by
+account_id like oms.executions and read by the trading flow with it (docs/trading-core.md)."""
 TOPIC_MARKS = "md.marks"
 """Marks for the trading flow: the last clean trade per symbol, throttled, as a `Trade` record
 (key: symbol). Written by the market flow; see docs/flows.md."""
@@ -35,12 +68,37 @@ RECORD_SUBJECTS = {
     "ExecutionReport": f"{TOPIC_EXECUTIONS}-value",
     "RiskAlert": f"{TOPIC_ALERTS}-value",
     "DeadLetter": f"{TOPIC_DLQ}-value",
+    "CashMovement": f"{TOPIC_CASH}-value",
 }
 """Record name -> registry subject (TopicNameStrategy: '<topic>-value')."""
 
 
 class UnknownSchemaError(UserError, LookupError):
-    """An id or subject the catalogue does not know."""
+    """An id or subject the catalogue does not know (a registry answered "not found")."""
+
+
+class RegistryUnavailableError(StoreUnavailableError):
+    """The registry gave no answer for as long as the retry policy allowed."""
+
+
+class RegistryRefusedError(PermanentStoreError):
+    """The registry answered with an error that says nothing about the schema (401, 403, a
+    404 that is not the registry's own): the configuration is wrong, not the record."""
+
+
+def answered_not_found(exc: BaseException) -> bool:
+    """The registry itself said the schema or subject does not exist."""
+    return (isinstance(exc, SchemaRegistryError) and exc.http_status_code == 404
+            and (exc.error_code or 0) // 100 == 404)
+
+
+def no_answer(exc: BaseException) -> bool:
+    """Whether asking again may help: no answer at all (transport errors, timeouts), or an
+    answer that means "not now" (5xx, 408 request timeout, 429 too many requests)."""
+    if isinstance(exc, SchemaRegistryError):
+        status = exc.http_status_code or 0
+        return status >= 500 or status in (408, 429)
+    return True
 
 
 class Catalogue(Protocol):
@@ -121,18 +179,59 @@ class RegistryCatalogue:
 
     `client` is a `SchemaRegistryClient`; tests pass one made with
     `SchemaRegistryClient.new_client({"url": "mock://..."})` and share it between the producer
-    and the consumer side, because each mock instance has its own store.
+    and the consumer side, because each mock instance has its own store. `retry` is how long a
+    lookup waits for a registry that does not answer (module docstring); `where` names the
+    registry in log lines and errors.
     """
 
-    def __init__(self, client: Any) -> None:
+    def __init__(self, client: Any, *, retry: RetryPolicy | None = None, where: str = "",
+                 sleep: Callable[[float], None] = time.sleep,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self._client = client
+        self._retry = retry or RetryPolicy()
+        self._where = where or "the schema registry"
+        self._sleep = sleep
+        self._clock = clock
         self._ids: dict[tuple[str, str], int] = {}
         self._schemas: dict[int, dict[str, Any]] = {}
+        self._missing: dict[int, str] = {}
+        """Ids the registry answered "not found" for, with its message: asked once."""
+        self.retries = 0
 
     @classmethod
-    def from_url(cls, url: str, extra: dict[str, str] | None = None) -> RegistryCatalogue:
-        conf = {"url": url, **(extra or {})}
-        return cls(SchemaRegistryClient.new_client(conf))
+    def from_url(cls, url: str, extra: dict[str, str] | None = None, *,
+                 retry: RetryPolicy | None = None,
+                 timeout_s: float = REGISTRY_TIMEOUT_S) -> RegistryCatalogue:
+        """A catalogue on the registry at `url`. The client's own retries are off (ours follow
+        `retry`), and one request may take `timeout_s`."""
+        conf = {"url": url, "max.retries": 0, "timeout": timeout_s, **(extra or {})}
+        return cls(SchemaRegistryClient.new_client(conf), retry=retry,
+                   where=f"the schema registry at {redact(url)}")
+
+    def _ask(self, what: str, operation: str, call: Callable[[], T]) -> T:
+        """`call` under the retry policy; `RegistryUnavailableError` when it never answers.
+        An answer that is not worth repeating (a 404, a 401) is raised as the client raised it.
+        """
+        def before_sleep(state: RetryCallState) -> None:
+            self.retries += 1
+            REGISTRY_RETRIES.labels(operation).inc()
+            exc = state.outcome.exception() if state.outcome else None
+            wait = state.next_action.sleep if state.next_action else 0.0
+            log.warning("%s gave no answer to %s (attempt %d, %s): %s; next attempt in %.1f s",
+                        self._where, what, state.attempt_number, self._retry.bound(),
+                        _describe(exc), wait)
+
+        retrying = self._retry.retrying(no_answer, before_sleep, self._sleep, self._clock)
+        try:
+            return retrying(call)
+        except RetryError as exc:
+            last = exc.last_attempt.exception()
+            raise RegistryUnavailableError(
+                f"{self._where} gave no answer to {what} ({self._retry.bound()}): "
+                f"{_describe(last)}") from last
+
+    def _refused(self, what: str, exc: Exception) -> RegistryRefusedError:
+        return RegistryRefusedError(f"{self._where} refused {what}: {_describe(exc)}")
 
     def register(self, subject: str, schema: dict[str, Any]) -> int:
         text = json.dumps(schema)
@@ -153,13 +252,19 @@ class RegistryCatalogue:
         once per process. See `LocalCatalogue.id_for` for why not always the latest."""
         key = (subject, "" if schema is None else json.dumps(schema))
         if key not in self._ids:
+            what = f"the id of {subject}"
             try:
                 if schema is None:
-                    found = self._client.get_latest_version(subject)
+                    found = self._ask(what, "id", lambda: self._client.get_latest_version(
+                        subject))
                 else:
-                    found = self._client.lookup_schema(subject, Schema(key[1], "AVRO"))
-            except Exception as exc:
-                raise UnknownSchemaError(f"no schema for subject {subject!r}: {exc}") from None
+                    found = self._ask(what, "id", lambda: self._client.lookup_schema(
+                        subject, Schema(key[1], "AVRO")))
+            except SchemaRegistryError as exc:
+                if answered_not_found(exc):
+                    raise UnknownSchemaError(f"no schema for subject {subject!r}: {exc}") \
+                        from None
+                raise self._refused(what, exc) from None
             self._ids[key] = int(found.schema_id)
         return self._ids[key]
 
@@ -192,10 +297,27 @@ class RegistryCatalogue:
             raise
 
     def schema_for(self, schema_id: int) -> dict[str, Any]:
-        if schema_id not in self._schemas:
-            try:
-                schema = self._client.get_schema(schema_id)
-            except Exception as exc:
-                raise UnknownSchemaError(f"unknown schema id {schema_id}: {exc}") from None
-            self._schemas[schema_id] = json.loads(schema.schema_str)
+        """The writer schema of an id: asked once; "not found" is remembered too."""
+        found = self._schemas.get(schema_id)
+        if found is not None:
+            return found
+        if schema_id in self._missing:
+            raise UnknownSchemaError(self._missing[schema_id])
+        what = f"schema id {schema_id}"
+        try:
+            schema = self._ask(what, "schema", lambda: self._client.get_schema(schema_id))
+        except SchemaRegistryError as exc:
+            if answered_not_found(exc):
+                self._missing[schema_id] = f"unknown schema id {schema_id}: {exc}"
+                raise UnknownSchemaError(self._missing[schema_id]) from None
+            raise self._refused(what, exc) from None
+        self._schemas[schema_id] = json.loads(schema.schema_str)
         return self._schemas[schema_id]
+
+
+def _describe(exc: BaseException | None) -> str:
+    """Exception class and the first line of its message."""
+    if exc is None:
+        return "no exception"
+    text = str(exc).strip()
+    return f"{type(exc).__name__}: {text.splitlines()[0]}" if text else type(exc).__name__

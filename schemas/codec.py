@@ -9,19 +9,13 @@ microseconds, which are exactly the core's representation (scale-8 int, int micr
 of building a `Decimal` and a `datetime` per field only for us to take them apart again.
 
 A frame that cannot be decoded raises `DecodeError` with a stable `reason` code; the flows turn
-it into a dead letter and carry on. Nothing here raises anything else for bad input.
+it into a dead letter and carry on. Nothing here raises anything else for bad input. A schema
+registry that cannot be asked is not bad input: the catalogue waits for it, then raises a
+`StoreError` (`schemas.catalogue`), which the flows let stop them rather than dead-letter a
+valid record.
 
-Timestamps outside `EVENT_TIME_MIN_US`..`EVENT_TIME_MAX_US` (1900-01-01 to 2299-12-31, the range
-of ClickHouse's DateTime64 and well inside Postgres's) are refused here with reason
-`timestamp_out_of_range`: such a record could not be stored (not even as a rejected tick, whose
-row keeps the timestamp), and a year-2300 print would move a symbol's watermark centuries ahead.
-Refusing it at the edge keeps the raw bytes on the dead-letter topic (docs/bad-input.md).
-
-Likewise the identifiers of an execution report (exec_id, order_id, client_order_id, account_id,
-symbol) longer than `MAX_ID_BYTES` in UTF-8 are refused (`identifier_too_long`): they become
-Postgres primary keys, and a b-tree index row holds at most 2704 bytes, so one such report
-fails every write of its batch and stalls the trading flow (tests/integration/
-test_invalid_executions.py).
+What the codec refuses because no store could hold it (timestamps outside 1900-2299, over-long
+identifiers, NUL characters) is in `schemas/edge.py`, with the reasons.
 """
 
 from __future__ import annotations
@@ -40,11 +34,24 @@ from schemas.catalogue import (
     UnknownSchemaError,
     current_schema,
 )
+from schemas.edge import (
+    ID_FIELDS,
+    MAX_ID_BYTES,
+    NUL_CHECKED,
+    DecodeError,
+    check_ids,
+    check_text,
+    check_timestamps,
+    is_text,
+    is_text_array,
+)
 from schemas.fast_reader import compile_reader
 from tapeflow.core.fixedpoint import MAX_UNITS
 from tapeflow.core.models import (
     EVENT_TIME_MAX_US,
     EVENT_TIME_MIN_US,
+    CashKind,
+    CashMovement,
     DeadLetter,
     ExecType,
     ExecutionReport,
@@ -55,17 +62,17 @@ from tapeflow.core.models import (
     Severity,
     Side,
     Trade,
+    Unit,
 )
 from tapeflow.errors import TapeflowError
+from tapeflow.services.retry import RetryPolicy
 from tapeflow.settings import Settings
+
+__all__ = ["EVENT_TIME_MAX_US", "EVENT_TIME_MIN_US", "MAX_ID_BYTES", "Codec", "DecodeError",
+           "EncodeError", "codec_for"]
 
 MAGIC = 0
 HEADER_LEN = 5
-
-MAX_ID_BYTES = 256
-"""The longest identifier of an execution report, in UTF-8 bytes (two fit a Postgres key)."""
-_ID_FIELDS = {"ExecutionReport": ("exec_id", "order_id", "client_order_id", "account_id",
-                                  "symbol")}
 
 RECORD_TYPES: dict[str, type[Any]] = {
     "Trade": Trade,
@@ -73,6 +80,7 @@ RECORD_TYPES: dict[str, type[Any]] = {
     "ExecutionReport": ExecutionReport,
     "RiskAlert": RiskAlert,
     "DeadLetter": DeadLetter,
+    "CashMovement": CashMovement,
 }
 _ENUMS: dict[str, type[Any]] = {
     "Side": Side,
@@ -80,16 +88,9 @@ _ENUMS: dict[str, type[Any]] = {
     "ExecType": ExecType,
     "OrdStatus": OrdStatus,
     "Severity": Severity,
+    "Unit": Unit,
+    "CashKind": CashKind,
 }
-
-
-class DecodeError(TapeflowError, ValueError):
-    """A frame that is not a valid record. `reason` is a stable code for the dead-letter topic."""
-
-    def __init__(self, reason: str, detail: str) -> None:
-        super().__init__(f"{reason}: {detail}")
-        self.reason = reason
-        self.detail = detail
 
 
 class EncodeError(TapeflowError, ValueError):
@@ -115,25 +116,6 @@ def _is_timestamp(avro_type: Any) -> bool:
     if isinstance(avro_type, list):
         return any(map(_is_timestamp, avro_type))
     return isinstance(avro_type, dict) and avro_type.get("logicalType") == "timestamp-micros"
-
-
-def _check_ids(name: str, values: Any, fields: list[tuple[int, str]]) -> None:
-    for i, field_name in fields:
-        text = values[i]
-        # A str of n characters is at most 4n UTF-8 bytes: encode only the long ones.
-        if text is not None and len(text) * 4 > MAX_ID_BYTES and \
-                len(text.encode("utf-8", "surrogatepass")) > MAX_ID_BYTES:
-            raise DecodeError("identifier_too_long",
-                              f"{name}.{field_name} is longer than {MAX_ID_BYTES} bytes: "
-                              f"{text[:40]!r}...")
-
-
-def _check_timestamps(name: str, values: Any, fields: list[tuple[int, str]]) -> None:
-    for i, field_name in fields:
-        us = values[i]
-        if us is not None and not EVENT_TIME_MIN_US <= us <= EVENT_TIME_MAX_US:
-            raise DecodeError("timestamp_out_of_range",
-                              f"{name}.{field_name} = {us} us is outside 1900-01-01..2299-12-31")
 
 
 def _units_from_bytes(raw: bytes) -> int:
@@ -198,7 +180,12 @@ class _RecordCodec:
         self.timestamp_fields = [(i, f["name"]) for i, f in enumerate(schema["fields"])
                                  if _is_timestamp(f["type"])]
         self.id_fields = [(i, f["name"]) for i, f in enumerate(schema["fields"])
-                          if f["name"] in _ID_FIELDS.get(name, ())]
+                          if f["name"] in ID_FIELDS.get(name, ())]
+        checked = name in NUL_CHECKED
+        self.text_fields = [(i, f["name"]) for i, f in enumerate(schema["fields"])
+                            if checked and is_text(f["type"])]
+        self.text_array_fields = [(i, f["name"]) for i, f in enumerate(schema["fields"])
+                                  if checked and is_text_array(f["type"])]
 
     def from_values(self, values: list[Any]) -> Any:
         """The record from the compiled reader's values: decimal, timestamp and identifier
@@ -210,9 +197,17 @@ class _RecordCodec:
         for i, _ in self.timestamp_fields:
             us = values[i]
             if us is not None and not EVENT_TIME_MIN_US <= us <= EVENT_TIME_MAX_US:
-                _check_timestamps(self.name, values, self.timestamp_fields)
+                check_timestamps(self.name, values, self.timestamp_fields)
         if self.id_fields:
-            _check_ids(self.name, values, self.id_fields)
+            check_ids(self.name, values, self.id_fields)
+        for i, _ in self.text_fields:
+            text = values[i]
+            if text is not None and "\x00" in text:
+                check_text(self.name, values, self.text_fields, [])
+        for i, _ in self.text_array_fields:
+            for text in values[i]:
+                if "\x00" in text:
+                    check_text(self.name, values, [], self.text_array_fields)
         return self.record_type(*values)
 
     def from_dict(self, data: dict[str, Any]) -> Any:
@@ -220,8 +215,9 @@ class _RecordCodec:
         for name, conv, _ in self.fields:
             value = data[name]
             values.append(value if conv is None else conv(value))
-        _check_timestamps(self.name, values, self.timestamp_fields)
-        _check_ids(self.name, values, self.id_fields)
+        check_timestamps(self.name, values, self.timestamp_fields)
+        check_ids(self.name, values, self.id_fields)
+        check_text(self.name, values, self.text_fields, self.text_array_fields)
         return self.record_type(*values)
 
     def to_dict(self, record: Any) -> dict[str, Any]:
@@ -281,7 +277,8 @@ class Codec:
     def decode(self, frame: bytes, expect: str | None = None) -> Any:
         """Decode one frame to its core record; `expect` names the record type a topic carries.
 
-        Raises `DecodeError` (never anything else) for a frame that is not a valid record.
+        Raises `DecodeError` (never anything else) for a frame that is not a valid record, and
+        a `StoreError` when the schema registry cannot say whether its schema id exists.
         """
         if frame is None or len(frame) < HEADER_LEN:
             raise DecodeError("too_short", f"{0 if frame is None else len(frame)} bytes")
@@ -349,7 +346,10 @@ def codec_for(settings: Settings, *, register: bool = False) -> Codec:
         return Codec(LocalCatalogue.load(settings.schema_registry.catalogue))
     auth = settings.schema_registry.basic_auth
     extra = {"basic.auth.user.info": auth.get_secret_value()} if auth else None
-    catalogue = RegistryCatalogue.from_url(settings.schema_registry.url, extra)
+    # A registry outage is waited out like a store outage: the sinks' schedule and deadline.
+    retry = RetryPolicy(deadline_s=settings.runtime.sink_retry_deadline_s)
+    catalogue = RegistryCatalogue.from_url(settings.schema_registry.url, extra, retry=retry,
+                                           timeout_s=settings.schema_registry.timeout_s)
     if register:
         catalogue.register_current()
     return Codec(catalogue)

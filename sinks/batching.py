@@ -4,7 +4,9 @@
 bound) or when the oldest pending row is `max_age_s` old (time bound); a write failing on a
 transient error is tried again with exponential backoff from `backoff_s` capped at
 `max_backoff_s`, plus up to `backoff_s` of jitter (tenacity), up to `attempts` tries, or, when
-`deadline_s` is set, for as long as the first failure is less than `deadline_s` old.
+`deadline_s` is set, for as long as the first failure is less than `deadline_s` old. The
+schedule itself is `tapeflow.services.retry.RetryPolicy`, shared with the schema registry
+lookups, which wait through an outage the same way (`schemas.catalogue`).
 
 Why a deadline for streaming sinks (docs/faults.md): a flow's sink that gives up after a few
 seconds raises, and one exception kills the dataflow, so a store restarting for 20 s would stop
@@ -31,17 +33,12 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import ParamSpec, Self
 
-from tenacity import (
-    RetryCallState,
-    RetryError,
-    Retrying,
-    retry_if_exception,
-    stop_after_attempt,
-    wait_exponential,
-    wait_random,
-)
+from tenacity import RetryCallState, Retrying
 
 from sinks.metrics import record_batch, record_retry
+from tapeflow.services.retry import Failure, RetryPolicy, call_with_retries
+
+__all__ = ["BatchPolicy", "BatchWriter", "Failure", "call_with_retries"]
 
 P = ParamSpec("P")
 
@@ -68,6 +65,11 @@ class BatchPolicy:
         if self.deadline_s is not None and self.deadline_s < 0:
             raise ValueError("deadline_s must not be negative")
 
+    @property
+    def retry(self) -> RetryPolicy:
+        """The retry schedule alone (`tapeflow.services.retry`, shared with the registry)."""
+        return RetryPolicy(self.attempts, self.backoff_s, self.max_backoff_s, self.deadline_s)
+
     def retrying(
         self,
         is_transient: Callable[[BaseException], bool],
@@ -75,57 +77,8 @@ class BatchPolicy:
         sleep: Callable[[float], None] = time.sleep,
         clock: Callable[[], float] = time.monotonic,
     ) -> Retrying:
-        """A tenacity loop: `attempts` tries (or tries until `deadline_s` after the first
-        failure, measured on `clock`) while `is_transient` says the error is, sleeping
-        min(backoff_s * 2**(n-1), max_backoff_s) plus up to backoff_s of jitter after try n."""
-        return Retrying(
-            stop=(stop_after_attempt(self.attempts) if self.deadline_s is None
-                  else _StopAfterDeadline(self.deadline_s, clock)),
-            wait=wait_exponential(multiplier=self.backoff_s, max=self.max_backoff_s)
-            + wait_random(0, self.backoff_s),
-            retry=retry_if_exception(is_transient),
-            sleep=sleep,
-            before_sleep=before_sleep,
-        )
-
-
-class _StopAfterDeadline:
-    """tenacity stop: once `deadline_s` have passed since the first failure, on `clock` (an
-    injected clock, unlike tenacity's `stop_after_delay`, so tests need not wait)."""
-
-    def __init__(self, deadline_s: float, clock: Callable[[], float]) -> None:
-        self.deadline_s = deadline_s
-        self._clock = clock
-        self._first: float | None = None
-
-    def __call__(self, state: RetryCallState) -> bool:
-        now = self._clock()
-        if self._first is None or state.attempt_number == 1:
-            self._first = now
-        return now - self._first >= self.deadline_s
-
-
-@dataclass(frozen=True, slots=True)
-class Failure:
-    """A write that did not succeed: the last error, the tries made, and whether it gave up on
-    transient errors (True) or stopped at an error no retry can fix (False)."""
-
-    error: BaseException | None
-    attempts: int
-    transient: bool
-
-
-def call_with_retries(retrying: Retrying, fn: Callable[P, object], *args: P.args,
-                      **kwargs: P.kwargs) -> Failure | None:
-    """Run `fn` under `retrying`; None when it succeeded, else the `Failure` to report."""
-    try:
-        retrying(fn, *args, **kwargs)
-    except RetryError as exc:
-        last = exc.last_attempt
-        return Failure(last.exception(), last.attempt_number, True)
-    except Exception as exc:
-        return Failure(exc, retrying.statistics.get("attempt_number", 1), False)
-    return None
+        """`RetryPolicy.retrying` of this policy's schedule."""
+        return self.retry.retrying(is_transient, before_sleep, sleep, clock)
 
 
 class BatchWriter(ABC):
@@ -162,10 +115,7 @@ class BatchWriter(ABC):
 
     def retry_bound(self) -> str:
         """How long this writer keeps trying, for log lines."""
-        deadline = self.policy.deadline_s
-        if deadline is None:
-            return f"gives up after {self.policy.attempts} attempts"
-        return f"gives up {deadline:g} s after the first failure"
+        return self.policy.retry.bound()
 
     @property
     @abstractmethod

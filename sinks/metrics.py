@@ -18,6 +18,10 @@ SINK_WRITE_SECONDS = Histogram(
 SINK_RETRIES = Counter(
     "tapeflow_sink_retries_total", "Failed store writes that were tried again, by store.",
     ["store"])
+SINK_DEAD_LETTERS = Counter(
+    "tapeflow_sink_dead_letters_total",
+    "Records a store refused for good, sent to the dead-letter topic, by store and reason.",
+    ["store", "reason"])
 SINK_ROWS = Counter(
     "tapeflow_sink_rows_total", "Rows written to a store, by store and table.",
     ["store", "table"])
@@ -31,3 +35,7 @@ def record_batch(store: str, table: str, rows: int, seconds: float) -> None:
 
 def record_retry(store: str) -> None:
     SINK_RETRIES.labels(store).inc()
+
+
+def record_dead_letter(store: str, reason: str) -> None:
+    SINK_DEAD_LETTERS.labels(store, reason).inc()

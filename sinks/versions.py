@@ -35,3 +35,38 @@ def restart_version_base(now_ms: int | None = None) -> int:
     """
     ms = time.time_ns() // 1_000_000 if now_ms is None else now_ms
     return max(0, ms - _VERSION_EPOCH_MS) << VERSION_BASE_SHIFT
+
+
+CANDLE_VERSION_SHIFT = 20
+"""A candle's stored version is base + trade count; the count stays below 2^20 per bucket."""
+_last_candle_base = 0
+
+
+def candle_version_base(now_s: float | None = None) -> int:
+    """Added to the version (= trade count) of every candle a writer stores: the writer's start
+    in whole seconds since 2024 x 2^20, and above every base this process handed out before.
+
+    Why (docs/design.md, decision 9): a candle's content-derived version (its trade count) only
+    grows within one run, but a rewrite of a bucket by a later run (a backfill rerun over a fixed
+    file, a tighter filter, a bust, a stream restarted after a crash) may hold fewer trades, and
+    ReplacingMergeTree(version) would keep the old candle. With the base, every row a later
+    writer stores outranks every row of the writers before it, and within a writer the version
+    still grows with each correction. Idempotence is kept: the same emission twice has the same
+    version; a replay rewrites its rows with the same content under a higher version.
+
+    Why seconds, not the trading side's milliseconds (`restart_version_base`): roll-ups sum their
+    parts' versions (a 1-day candle sums 1,440 one-minute versions), and with a seconds base a
+    part stays below 2^53 until 2296, so the sum fits ClickHouse's UInt64 and every version is
+    exact as a JSON number. Two writers of the same bucket must start at least a second apart for
+    the later one to win (a restart or a command-line run takes longer; within one process the
+    base is made strictly increasing). Assumes clocks that do not run backwards between writers;
+    a bucket of 2^20 trades or more spills into the base, and then still outranks a writer that
+    started a second or more before.
+    """
+    global _last_candle_base  # noqa: PLW0603 - one counter per process, by design
+    seconds = int(time.time() if now_s is None else now_s)
+    base = max(0, seconds - _VERSION_EPOCH_MS // 1000) << CANDLE_VERSION_SHIFT
+    if now_s is None:
+        base = max(base, _last_candle_base + (1 << CANDLE_VERSION_SHIFT))
+        _last_candle_base = base
+    return base

@@ -132,7 +132,7 @@ ORDER BY ts;
 -- Alerts with optional filters (an empty array or '' means "any").
 -- name: alerts
 SELECT alert_id, ts_event, rule, severity, account_id, symbol, observed, limit_value, message,
-       source_event_id
+       source_event_id, unit
 FROM alerts FINAL
 WHERE ({account:String} = '' OR account_id = {account:String})
   AND (empty({rules:Array(String)}) OR has({rules:Array(String)}, rule))

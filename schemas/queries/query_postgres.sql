@@ -12,7 +12,7 @@ ORDER BY account_id, symbol;
 
 -- name: alerts
 SELECT alert_id, ts_event, rule, severity, account_id, symbol, observed, limit_value, message,
-       source_event_id, acknowledged_at, acknowledged_by, ack_note
+       source_event_id, unit, acknowledged_at, acknowledged_by, ack_note
 FROM alerts
 WHERE (%(account)s::text IS NULL OR account_id = %(account)s::text)
   AND (cardinality(%(rules)s::text[]) = 0 OR rule = ANY(%(rules)s::text[]))

@@ -33,7 +33,8 @@ VOLUME = pa.decimal128(38, SCALE)
 NOTIONAL = pa.decimal128(38, NOTIONAL_SCALE)
 
 
-def _check(table: str, column: str, values: Sequence[int], low: int, high: int) -> None:
+def _check(table: str, column: str, values: Sequence[int | None], low: int, high: int) -> None:
+    values = [v for v in values if v is not None]  # an all-null column has no min or max
     if values and (min(values) < low or max(values) > high):
         bad = next(v for v in values if not low <= v <= high)
         raise RowRangeError(f"{table}.{column} = {bad} is outside [{low}, {high}]")
@@ -64,9 +65,12 @@ def ticks_from_units(table: str, frame: pl.DataFrame) -> pa.Table:
     return pa.Table.from_arrays(arrays, names=list(columns))
 
 
-def candles_from_frame(table: str, frame: pl.DataFrame) -> pa.Table:
+def candles_from_frame(table: str, frame: pl.DataFrame, version_base: int = 0) -> pa.Table:
     """Candles held column-wise (`jobs.backfill_candles.final_candles`: units as Int64, volume
-    and notional as Int128) as the Arrow table for `table`, checked like `candle_row`."""
+    and notional as Int128) as the Arrow table for `table`, checked like `candle_row`;
+    `version_base` is added to every version (`sinks.versions.candle_version_base`)."""
+    if version_base:
+        frame = frame.with_columns(pl.col("version").cast(pl.UInt64) + version_base)
     arrays: list[Any] = []
     for name in CANDLE_COLUMNS:
         col = frame[name]

@@ -1,7 +1,10 @@
-"""The Bytewax sink of the ClickHouse tables: market records, or the trading flow's with its mapper.
+"""The Bytewax sinks of the ClickHouse tables: the market's records (`ClickHouseSink`, rows on
+the worker), the trading flow's (`TradingClickHouseSink`, Arrow batches on a writer thread).
 
 Same contract as `sinks.partition` (read that docstring): one partition, flushed at every
-epoch's `snapshot()`, so a recovery snapshot never covers rows that only lived in memory.
+epoch's `snapshot()`, so a recovery snapshot never covers rows that only lived in memory; rows
+ClickHouse refuses for good are isolated into dead letters when the sink has a dead-letter
+output (`sinks.isolation`).
 """
 
 from __future__ import annotations
@@ -12,9 +15,13 @@ from typing import Any
 from bytewax.outputs import FixedPartitionedSink
 
 from sinks.clickhouse.rows import TABLE_COLUMNS, RowRangeError, to_row
+from sinks.clickhouse.trading_arrow import warm_up
 from sinks.clickhouse.trading_rows import to_row as trading_to_row
+from sinks.clickhouse.trading_writer import TradingClickHouseWriter
 from sinks.clickhouse.writer import ClickHouseWriteError, ClickHouseWriter
-from sinks.partition import WriterPartition
+from sinks.dead_letters import DeadLetterOutput
+from sinks.partition import BackgroundWriterPartition, WriterPartition
+from tapeflow.core.market.candles import Candle
 from tapeflow.core.trading.shard_step import PnlSnapshot
 
 
@@ -28,6 +35,15 @@ def clickhouse_trading_mapper(version_base: int = 0) -> Callable[[Any], tuple[st
     return to_row
 
 
+def clickhouse_market_mapper(version_base: int = 0) -> Callable[[Any], tuple[str, Any]]:
+    """`sinks.clickhouse.rows.to_row` with `version_base` added to the versions of candles
+    (`sinks.versions.candle_version_base`: a later writer's candles replace an earlier one's)."""
+    def mapped(record: Any) -> tuple[str, Any]:
+        if version_base and type(record) is Candle:
+            record = record._replace(version=record.version + version_base)
+        return to_row(record)
+    return mapped
+
 
 class ClickHouseSink(FixedPartitionedSink[Any, None]):
     """Records into their ClickHouse tables: by default the market's (Trade, Quote, Rejection,
@@ -39,14 +55,17 @@ class ClickHouseSink(FixedPartitionedSink[Any, None]):
     the worker that writes. One partition: the embedded chDB allows one writer process anyway, and a
     server takes batches from one writer per flow process easily (docs/stores.md: 100-200k rows/s).
     `deadline_s`: how long a failing insert is retried (`sinks.batching.BatchPolicy`; None: the
-    writer's attempts).
+    writer's attempts); `dead_letters` builds where records ClickHouse refuses go
+    (`sinks.dead_letters.store_dead_letters`).
     """
 
     def __init__(self, client_factory: Callable[[], Any], *, max_rows: int = 20_000,
                  max_age_s: float = 1.0, deadline_s: float | None = None,
                  mapper: Callable[[Any], tuple[str, Any]] = to_row,
-                 columns: Mapping[str, Sequence[str]] = TABLE_COLUMNS) -> None:
+                 columns: Mapping[str, Sequence[str]] = TABLE_COLUMNS,
+                 dead_letters: Callable[[], DeadLetterOutput] | None = None) -> None:
         self._client_factory = client_factory
+        self._dead_letters = dead_letters
         self._max_rows = max_rows
         self._max_age_s = max_age_s
         self._deadline_s = deadline_s
@@ -64,4 +83,42 @@ class ClickHouseSink(FixedPartitionedSink[Any, None]):
         mapper = self._mapper
         return WriterPartition(writer, lambda record: (mapper(record),), store="ClickHouse",
                                unmappable=(RowRangeError, TypeError, ValueError),
-                               write_error=ClickHouseWriteError)
+                               write_error=ClickHouseWriteError,
+                               dead_letters=self._dead_letters() if self._dead_letters else None)
+
+
+class TradingClickHouseSink(FixedPartitionedSink[Any, None]):
+    """The trading flow's records (`ExecutionResult`, `CashResult`, `PnlSnapshot`,
+    `RiskAlert`) into executions, cash_movements, pnl_snapshots and alerts as Arrow batches
+    (`TradingClickHouseWriter`: the latest snapshot per key, every execution, movement and
+    alert), written on a thread of its own (`sinks.partition.BackgroundWriterPartition`) so the
+    flow's worker never waits for an insert. `version_base` is added to pnl_snapshots versions
+    (`restart_version_base`); `dead_letters` builds where records ClickHouse refuses go
+    (`sinks.dead_letters.store_dead_letters`), each with its rows as the row mapper makes them
+    (`clickhouse_trading_mapper`)."""
+
+    def __init__(self, client_factory: Callable[[], Any], *, max_rows: int = 20_000,
+                 max_age_s: float = 1.0, deadline_s: float | None = None,
+                 version_base: int = 0,
+                 dead_letters: Callable[[], DeadLetterOutput] | None = None) -> None:
+        warm_up()  # before the dataflow starts, not at its first flush
+        self._client_factory = client_factory
+        self._max_rows = max_rows
+        self._max_age_s = max_age_s
+        self._deadline_s = deadline_s
+        self._version_base = version_base
+        self._dead_letters = dead_letters
+
+    def list_parts(self) -> list[str]:
+        return ["clickhouse"]
+
+    def build_part(self, step_id: str, for_part: str,
+                   resume_state: None) -> BackgroundWriterPartition:
+        writer = TradingClickHouseWriter(self._client_factory(), max_rows=self._max_rows,
+                                         max_age_s=self._max_age_s, deadline_s=self._deadline_s,
+                                         version_base=self._version_base)
+        mapper = clickhouse_trading_mapper(self._version_base)
+        return BackgroundWriterPartition(
+            writer, writer.buffer_record, lambda record: (mapper(record),), store="ClickHouse",
+            unmappable=(RowRangeError, TypeError, ValueError), write_error=ClickHouseWriteError,
+            dead_letters=self._dead_letters() if self._dead_letters else None)

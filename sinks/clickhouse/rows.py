@@ -215,14 +215,19 @@ def candle_row(candle: Candle, tables: Mapping[int, str] = CANDLE_TABLES) -> Row
     return _candle_row(candle_table(candle.width_us, tables), candle)
 
 
+def _maybe_price(table: str, column: str, units: int | None, record: object) -> Any:
+    """NULL for a candle without prices (only volume-only prints, `core.market.candles`)."""
+    return None if units is None else _price(table, column, units, record)
+
+
 def _candle_row(t: str, candle: Candle) -> Row:
     return (
         candle.symbol,
         _ts(t, "bucket", candle.bucket, candle),
-        _price(t, "open", candle.open, candle),
-        _price(t, "high", candle.high, candle),
-        _price(t, "low", candle.low, candle),
-        _price(t, "close", candle.close, candle),
+        _maybe_price(t, "open", candle.open, candle),
+        _maybe_price(t, "high", candle.high, candle),
+        _maybe_price(t, "low", candle.low, candle),
+        _maybe_price(t, "close", candle.close, candle),
         _dec(t, "volume", candle.volume, VOLUME, candle),
         _dec(t, "notional", candle.notional, NOTIONAL, candle),
         _price(t, "vwap", candle.vwap, candle),

@@ -1,4 +1,5 @@
-"""Trading records as ClickHouse rows: `executions`, `pnl_snapshots`, `alerts`.
+"""Trading records as ClickHouse rows: `executions`, `cash_movements`, `pnl_snapshots`,
+`alerts`.
 
 Pure mappers in the manner of `sinks.clickhouse.rows` (same conversions, same range checks:
 timestamps as integer microseconds, decimals exact and checked against their column, see
@@ -21,12 +22,16 @@ from typing import Any
 from sinks.clickhouse.rows import MAX_D38, VOLUME, DecimalType, Row, _dec, _price, _ts, _uint64
 from sinks.postgres.rows import outcome_fields
 from tapeflow.core.models import RiskAlert
-from tapeflow.core.trading.shard_step import ExecutionResult, PnlSnapshot
+from tapeflow.core.trading.shard_step import CashResult, ExecutionResult, PnlSnapshot
 
 EXECUTION_COLUMNS = (
     "exec_id", "order_id", "client_order_id", "account_id", "symbol", "side", "order_type",
     "exec_type", "ord_status", "order_qty", "limit_price", "stop_price", "last_qty", "last_px",
     "cum_qty", "leaves_qty", "avg_px", "commission", "reject_reason", "ts_event", "outcome",
+    "outcome_detail", "exec_ref_id",
+)
+CASH_COLUMNS = (
+    "movement_id", "account_id", "kind", "amount", "currency", "ts_event", "note", "outcome",
     "outcome_detail",
 )
 PNL_COLUMNS = (
@@ -35,11 +40,12 @@ PNL_COLUMNS = (
 )
 ALERT_COLUMNS = (
     "alert_id", "rule", "severity", "account_id", "symbol", "ts_event", "observed",
-    "limit_value", "message", "source_event_id",
+    "limit_value", "message", "source_event_id", "unit",
 )
 
 TABLE_COLUMNS: Mapping[str, tuple[str, ...]] = MappingProxyType({
     "executions": EXECUTION_COLUMNS,
+    "cash_movements": CASH_COLUMNS,
     "pnl_snapshots": PNL_COLUMNS,
     "alerts": ALERT_COLUMNS,
 })
@@ -74,6 +80,16 @@ def execution_row(result: ExecutionResult) -> Row:
         _ts(t, "ts_event", r.ts_event, r),
         kind,
         detail,
+        r.exec_ref_id,
+    )
+
+
+def cash_row(result: CashResult) -> Row:
+    """A cash movement with the core's verdict on it, for `cash_movements`."""
+    t, m = "cash_movements", result.movement
+    return (
+        m.movement_id, m.account_id, str(m.kind), _price(t, "amount", m.amount, m), m.currency,
+        _ts(t, "ts_event", m.ts_event, m), m.note, result.outcome.kind, result.outcome.reason,
     )
 
 
@@ -102,18 +118,19 @@ def alert_row(alert: RiskAlert) -> Row:
         _ts(t, "ts_event", alert.ts_event, alert),
         None if alert.observed is None else _dec(t, "observed", alert.observed, MONEY, alert),
         None if alert.limit is None else _dec(t, "limit_value", alert.limit, MONEY, alert),
-        alert.message, alert.source_event_id,
+        alert.message, alert.source_event_id, None if alert.unit is None else str(alert.unit),
     )
 
 
 _BY_TYPE: Mapping[type, Callable[[Any], tuple[str, Row]]] = MappingProxyType({
     ExecutionResult: lambda r: ("executions", execution_row(r)),
+    CashResult: lambda r: ("cash_movements", cash_row(r)),
     PnlSnapshot: lambda r: ("pnl_snapshots", pnl_row(r)),
     RiskAlert: lambda r: ("alerts", alert_row(r)),
 })
 
 
-def to_row(record: ExecutionResult | PnlSnapshot | RiskAlert) -> tuple[str, Row]:
+def to_row(record: ExecutionResult | CashResult | PnlSnapshot | RiskAlert) -> tuple[str, Row]:
     """(table, row) for a trading record the ClickHouse sink stores."""
     mapper = _BY_TYPE.get(type(record))
     if mapper is None:

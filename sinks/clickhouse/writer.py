@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+import struct
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
@@ -61,16 +62,46 @@ TRANSIENT_CODES = frozenset({
 """ClickHouse error codes worth another attempt: the same insert may succeed a moment later."""
 
 
+ROW_CODES = frozenset({
+    6,    # CANNOT_PARSE_TEXT
+    27,   # CANNOT_PARSE_INPUT_ASSERTION_FAILED
+    53,   # TYPE_MISMATCH
+    69,   # ARGUMENT_OUT_OF_BOUND
+    70,   # CANNOT_CONVERT_TYPE
+    117,  # INCORRECT_DATA
+    131,  # TOO_LARGE_STRING_SIZE
+    321,  # VALUE_IS_OUT_OF_RANGE_OF_DATA_TYPE
+    407,  # DECIMAL_OVERFLOW
+    469,  # VIOLATED_CONSTRAINT
+})
+"""ClickHouse error codes that refuse the values of some row, not the insert as such: the sinks
+isolate the row and dead-letter it (sinks/partition.py)."""
+
+
 class ClickHouseWriteError(StoreError, RuntimeError):
-    """A batch could not be written. The rows are still buffered in the writer."""
+    """A batch could not be written. The rows are still buffered in the writer.
+
+    `refused_value`: the store refused some row's values (a constraint, a value the column or
+    the driver cannot take), so the batch without that row would go in."""
 
     def __init__(self, message: str, *, table: str, rows: int, attempts: int,
-                 transient: bool) -> None:
+                 transient: bool, refused_value: bool = False) -> None:
         super().__init__(message)
         self.table = table
         self.rows = rows
         self.attempts = attempts
         self.transient = transient
+        self.refused_value = refused_value
+
+
+def refuses_value(exc: BaseException | None) -> bool:
+    """Whether an insert failed on the values of some row: a server code of `ROW_CODES`, or the
+    driver unable to serialise a value (it raises before sending anything)."""
+    code = getattr(exc, "code", None)
+    if isinstance(exc, ch_errors.DatabaseError) and code is not None:
+        return code in ROW_CODES
+    return isinstance(exc, ch_errors.DataError | ValueError | TypeError | OverflowError
+                      | struct.error)
 
 
 def is_transient(exc: BaseException) -> bool:
@@ -120,13 +151,23 @@ class ClickHouseWriter(BatchWriter):
 
     def add(self, table: str, row: Row | Sequence[Any], now: float | None = None) -> int:
         """Buffer one row; flush when a bound is reached. Returns the rows written by this call."""
+        self.buffer(table, row, now)
+        return self.flush_if_due(now)
+
+    def buffer(self, table: str, row: Row | Sequence[Any], now: float | None = None) -> None:
+        """Buffer one row without flushing, whatever the bounds (a sink isolating a row)."""
         buffer = self._buffers.get(table)
         if buffer is None:
             buffer = self._new_buffer(table)
         buffer.append(row)
         self._pending += 1
         self._started(now)
-        return self.flush_if_due(now)
+
+    def discard(self) -> None:
+        """Drop every buffered row unwritten (a sink re-adds the ones it still wants)."""
+        self._buffers.clear()
+        self._pending = 0
+        self._flushed()
 
     def add_many(self, table: str, rows: Iterable[Row | Sequence[Any]],
                  now: float | None = None) -> int:
@@ -189,6 +230,7 @@ class ClickHouseWriter(BatchWriter):
                 f"insert of {len(rows)} rows into {table} {outcome}: {_first_line(failure.error)}",
                 table=table, rows=len(rows), attempts=failure.attempts,
                 transient=failure.transient,
+                refused_value=not failure.transient and refuses_value(failure.error),
             ) from failure.error
         self.rows_written += len(rows)
         self.batches_written += 1

@@ -49,13 +49,15 @@ class KafkaWriter:
         self.failures: list[str] = []
 
     @classmethod
-    def for_deadline(cls, conf: dict[str, Any], deadline_s: float | None) -> KafkaWriter:
+    def for_deadline(cls, conf: dict[str, Any], deadline_s: float | None,
+                     **overrides: Any) -> KafkaWriter:
         """A writer whose records wait for the broker, and whose `flush` waits, `deadline_s`
-        (None: librdkafka's default and `DEFAULT_FLUSH_TIMEOUT_S`)."""
+        (None: librdkafka's default and `DEFAULT_FLUSH_TIMEOUT_S`); `overrides` are more
+        librdkafka settings (`linger.ms`)."""
         if deadline_s is None:
-            return cls(conf)
+            return cls(conf, **overrides)
         return cls(conf, flush_timeout_s=deadline_s,
-                   **{"message.timeout.ms": max(1, int(deadline_s * 1000))})
+                   **{"message.timeout.ms": max(1, int(deadline_s * 1000)), **overrides})
 
     def _on_delivery(self, err: KafkaError | None, _msg: Message) -> None:
         if err is None:
@@ -64,15 +66,18 @@ class KafkaWriter:
             self.failures.append(str(err))
 
     def send(self, topic: str, value: bytes, key: bytes | str | None = None,
-             partition: int | None = None) -> None:
-        """Queue one record; waits for room when the local queue is full."""
+             partition: int | None = None, timestamp_ms: int | None = None) -> None:
+        """Queue one record; waits for room when the local queue is full. `timestamp_ms`: the
+        record's Kafka timestamp (default: now)."""
+        extra: dict[str, Any] = {}
+        if partition is not None:
+            extra["partition"] = partition
+        if timestamp_ms is not None:
+            extra["timestamp"] = timestamp_ms
         while True:
             try:
-                if partition is None:
-                    self._producer.produce(topic, value, key, on_delivery=self._on_delivery)
-                else:
-                    self._producer.produce(topic, value, key, partition=partition,
-                                           on_delivery=self._on_delivery)
+                self._producer.produce(topic, value, key, on_delivery=self._on_delivery,
+                                       **extra)
                 break
             except BufferError:
                 self._producer.poll(0.05)

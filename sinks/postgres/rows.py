@@ -32,8 +32,9 @@ from types import MappingProxyType
 from typing import Any
 
 from tapeflow.core.fixedpoint import SCALE, to_decimal
-from tapeflow.core.models import ExecutionReport, RiskAlert
+from tapeflow.core.models import CashMovement, ExecutionReport, RiskAlert
 from tapeflow.core.trading.account_step import TradingOutput
+from tapeflow.core.trading.cash import CashOutcome
 from tapeflow.core.trading.orders import Applied, Duplicate, Invalid, OrderState, Outcome
 from tapeflow.core.trading.positions import AccountState, Position
 from tapeflow.errors import TapeflowError
@@ -51,15 +52,19 @@ POSITION_COLUMNS = (
 )
 ACCOUNT_COLUMNS = (
     "account_id", "cash", "realised_pnl", "unrealised_pnl", "commissions", "equity",
-    "peak_equity", "ts_last", "version",
+    "peak_equity", "ts_last", "version", "currency", "net_deposits", "fees",
 )
 EXECUTION_COLUMNS = (
     "exec_id", "order_id", "account_id", "symbol", "exec_type", "ord_status", "last_qty",
-    "last_px", "commission", "outcome", "outcome_detail", "ts_event",
+    "last_px", "commission", "outcome", "outcome_detail", "ts_event", "exec_ref_id",
 )
 ALERT_COLUMNS = (
     "alert_id", "rule", "severity", "account_id", "symbol", "ts_event", "observed",
-    "limit_value", "message", "source_event_id",
+    "limit_value", "message", "source_event_id", "unit",
+)
+CASH_COLUMNS = (
+    "movement_id", "account_id", "kind", "amount", "currency", "ts_event", "note", "outcome",
+    "outcome_detail",
 )
 
 TABLE_COLUMNS: Mapping[str, tuple[str, ...]] = MappingProxyType({
@@ -68,6 +73,7 @@ TABLE_COLUMNS: Mapping[str, tuple[str, ...]] = MappingProxyType({
     "accounts": ACCOUNT_COLUMNS,
     "execution_log": EXECUTION_COLUMNS,
     "alerts": ALERT_COLUMNS,
+    "cash_movements": CASH_COLUMNS,
 })
 """Table -> the keys of its rows; the order in which a writer flushes the tables."""
 
@@ -77,6 +83,7 @@ TABLE_KEYS: Mapping[str, tuple[str, ...]] = MappingProxyType({
     "accounts": ("account_id",),
     "execution_log": ("exec_id",),
     "alerts": ("alert_id",),
+    "cash_movements": ("movement_id",),
 })
 """Table -> its primary key columns (schemas/postgres/0001_init.sql)."""
 
@@ -152,7 +159,7 @@ def order_row(order: OrderState) -> Row:
         "cum_qty": _num(order.cum_qty, t, "cum_qty", k),
         "leaves_qty": _num(order.leaves_qty, t, "leaves_qty", k),
         "avg_px": _num(order.avg_px, t, "avg_px", k),
-        "status": str(order.status),
+        "status": str(order.ord_status),
         "last_exec_id": order.exec_ids[-1] if order.exec_ids else "",
         "ts_created": _ts(order.ts_created, t, "ts_created", k),
         "ts_last": _ts(order.ts_last, t, "ts_last", k),
@@ -192,6 +199,9 @@ def account_row(account: AccountState) -> Row:
         "peak_equity": _num(account.peak_equity, t, "peak_equity", k, MAX_N38),
         "ts_last": _ts(account.ts_last, t, "ts_last", k),
         "version": account.version,
+        "currency": account.currency,
+        "net_deposits": _num(account.net_deposits, t, "net_deposits", k, MAX_N38),
+        "fees": _num(account.fees, t, "fees", k, MAX_N38),
     }
 
 
@@ -225,6 +235,7 @@ def execution_row(report: ExecutionReport, outcome: Outcome) -> Row:
         "outcome": kind,
         "outcome_detail": detail,
         "ts_event": _ts(report.ts_event, t, "ts_event", k),
+        "exec_ref_id": report.exec_ref_id,
     }
 
 
@@ -250,16 +261,36 @@ def alert_row(alert: RiskAlert) -> Row:
         "limit_value": _num(alert.limit, t, "limit_value", k, MAX_N38),
         "message": alert.message,
         "source_event_id": alert.source_event_id,
+        "unit": None if alert.unit is None else str(alert.unit),
     }
 
 
-def trading_rows(output: TradingOutput, report: ExecutionReport | None = None
-                 ) -> list[tuple[str, Row]]:
+def cash_row(movement: CashMovement, outcome: CashOutcome) -> Row:
+    """`cash_movements`: one row per movement_id with what the core made of it."""
+    t, k = "cash_movements", movement.movement_id
+    return {
+        "movement_id": movement.movement_id,
+        "account_id": movement.account_id,
+        "kind": str(movement.kind),
+        "amount": _num(movement.amount, t, "amount", k),
+        "currency": movement.currency,
+        "ts_event": _ts(movement.ts_event, t, "ts_event", k),
+        "note": movement.note,
+        "outcome": outcome.kind,
+        "outcome_detail": outcome.reason,
+    }
+
+
+def trading_rows(output: TradingOutput, report: ExecutionReport | None = None,
+                 cash: tuple[CashMovement, CashOutcome] | None = None) -> list[tuple[str, Row]]:
     """Every row one trading step produces, as (table, row): the log row (when `report` is
-    the report that produced `output.outcome`), then order, position, account and alerts."""
+    the report that produced `output.outcome`, or `cash` the movement and its outcome), then
+    order, position, account and alerts."""
     rows: list[tuple[str, Row]] = []
     if output.outcome is not None and report is not None:
         rows.append(("execution_log", execution_row(report, output.outcome)))
+    if cash is not None:
+        rows.append(("cash_movements", cash_row(*cash)))
     if output.order is not None:
         rows.append(("orders", order_row(output.order)))
     if output.position is not None:

@@ -2,19 +2,26 @@
 
 Why batches in one transaction: a flush is all or nothing, so after any failure the store
 holds either the whole batch or none of it, and the batch stays buffered for the next flush
-(or for the replay after a crash). Rows are sent with `executemany`, which psycopg 3 runs in
-pipeline mode: one round trip per batch rather than per row.
+(or for the replay after a crash). Two ways to send it, measured (bench/trading_writes.py,
+docs/postgres-sink.md): per table, COPY into a temporary stage table and one `INSERT ...
+SELECT ... ON CONFLICT` (`method="copy"`, the default: the faster), or pipelined `executemany`
+of the upserts. Both leave the same rows.
 
 Why replays and retries are safe: the statements (`schemas/postgres/statements.sql`) are
 idempotent. `orders`, `positions` and `accounts` are upserts guarded by the monotonic
 `version` (`WHERE t.version < EXCLUDED.version`), so an older or equal version never moves a
-row backwards; `execution_log` and `alerts` are `ON CONFLICT DO NOTHING`, so the first row
-per key stays (and operators' acknowledgement columns are never touched). A commit whose
-outcome is unknown (the connection dropped during COMMIT) can therefore be sent again.
+row backwards; `execution_log`, `cash_movements` and `alerts` are `ON CONFLICT DO NOTHING`,
+so the first row per key stays (and operators' acknowledgement columns are never touched). A
+commit whose outcome is unknown (the connection dropped during COMMIT) can therefore be sent
+again.
 
-The buffer holds one row per key: for a versioned table the highest version (an equal or
-lower one would be refused by the guard anyway), for an append-only table the first. That
-bounds memory by distinct keys and avoids sending rows the database would discard.
+The buffer holds one entry per key: for a versioned table the highest version, for an
+append-only table the first, i.e. what the guards would keep. The trading flow buffers core
+states (`add_output`, `buffer_output`), mapped to a row once, at the flush, in their last
+version: the tables end exactly as writing every state in order would. A state whose values do
+not fit their columns is left out at the flush (`PgRangeError`) and handed to `on_unmapped`
+(logged; a sink partition points it at its dead letters, `sinks.isolation`); its key keeps the
+row of the previous flush.
 
 Errors: connection-level failures (`psycopg.OperationalError`: SQLSTATE classes 08, 53, 57,
 serialization failures 40001 and deadlocks 40P01) and a store that does not answer when
@@ -32,20 +39,36 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import Any, NamedTuple
 
 import psycopg
 from psycopg import pq
 from tenacity import RetryCallState
 
 from sinks.batching import BatchPolicy, BatchWriter
-from sinks.postgres.rows import TABLE_COLUMNS, TABLE_KEYS, VERSIONED_TABLES, Row, trading_rows
-from tapeflow.core.models import ExecutionReport
+from sinks.postgres.errors import PostgresWriteError, is_transient, refuses_value
+from sinks.postgres.rows import (
+    TABLE_COLUMNS,
+    TABLE_KEYS,
+    VERSIONED_TABLES,
+    PgRangeError,
+    Row,
+    account_row,
+    alert_row,
+    cash_row,
+    execution_row,
+    order_row,
+    position_row,
+)
+from sinks.versions import MARK_VERSIONED_TABLES
+from tapeflow.core.models import CashMovement, ExecutionReport
 from tapeflow.core.trading.account_step import TradingOutput
-from tapeflow.errors import StoreError, StoreUnavailableError
+from tapeflow.core.trading.cash import CashOutcome
 from tapeflow.services.dsn import redact as _redact
 from tapeflow.services.postgres import connect_postgres
 from tapeflow.services.postgres_sql import statement
+
+__all__ = ["METHODS", "STATEMENT_OF", "LazyRow", "PostgresWriteError", "PostgresWriter"]
 
 log = logging.getLogger("tapeflow.sinks.postgres")
 
@@ -57,31 +80,36 @@ STATEMENT_OF: dict[str, str] = {
     "accounts": "upsert_accounts",
     "execution_log": "insert_execution_log",
     "alerts": "insert_alerts",
+    "cash_movements": "insert_cash_movements",
 }
 """Table -> its statement in schemas/postgres/statements.sql."""
 
-RETRYABLE_SQLSTATES = frozenset({"40001", "40P01"})
-"""Serialization failure and deadlock: the same transaction may succeed when sent again."""
+STAGED: dict[str, tuple[str, str, str]] = {
+    table: (f"stage_{table}", f"copy_{table}", f"merge_{table}") for table in STATEMENT_OF
+}
+"""Table -> its COPY path's statements: create the temporary stage table, COPY into it, and
+move it into the table with the same guard as the upsert."""
+
+METHODS = ("copy", "executemany")
 
 
-class PostgresWriteError(StoreError, RuntimeError):
-    """A batch could not be written. Its rows are still buffered in the writer."""
+class LazyRow(NamedTuple):
+    """A buffered state whose row is built at the flush: `build(item)` (a mapper of
+    `sinks.postgres.rows`), plus `version_base` on the row's version (`restart_version_base`)."""
 
-    def __init__(self, message: str, *, rows: int, attempts: int, transient: bool,
-                 sqlstate: str | None) -> None:
-        super().__init__(message)
-        self.rows = rows
-        self.attempts = attempts
-        self.transient = transient
-        self.sqlstate = sqlstate
+    version: int
+    build: Callable[[Any], Row]
+    item: Any
+    version_base: int = 0
+
+    def row(self) -> Row:
+        row = self.build(self.item)
+        if self.version_base:
+            row["version"] += self.version_base
+        return row
 
 
-def is_transient(exc: BaseException) -> bool:
-    """Whether sending the same transaction again can help."""
-    if isinstance(exc, StoreUnavailableError | psycopg.OperationalError):
-        return True
-    sqlstate = getattr(exc, "sqlstate", None) or ""
-    return sqlstate.startswith("08") or sqlstate in RETRYABLE_SQLSTATES
+Entry = Row | LazyRow
 
 
 class PostgresWriter(BatchWriter):
@@ -105,15 +133,26 @@ class PostgresWriter(BatchWriter):
         max_backoff_s: float = 10.0,
         deadline_s: float | None = None,
         store: str = "Postgres",
+        method: str = "copy",
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         super().__init__(BatchPolicy(max_rows, max_age_s, attempts, backoff_s, max_backoff_s,
                                      deadline_s), clock=clock, sleep=sleep)
+        if method not in METHODS:
+            raise ValueError(f"method must be one of {', '.join(METHODS)}, not {method!r}")
         self._connect = connect
         self.store = store
+        self.method = method
         self._conn: psycopg.Connection[Any] | None = None
-        self._buffers: dict[str, dict[tuple[Any, ...], Row]] = {t: {} for t in TABLE_COLUMNS}
+        self._staged: psycopg.Connection[Any] | None = None
+        """The connection whose stage tables exist (temporary tables live per session)."""
+        self._buffers: dict[str, dict[tuple[Any, ...], Entry]] = {t: {} for t in TABLE_COLUMNS}
+        self._count = 0
+        self.unmapped = 0
+        """States left out at a flush because a value does not fit its column."""
+        self.on_unmapped: Callable[[Any, Exception], None] = _log_unmapped
+        """Called with each state left out at a flush, and why."""
 
     @classmethod
     def from_dsn(cls, dsn: str, schema: str, **kwargs: Any) -> PostgresWriter:
@@ -124,36 +163,104 @@ class PostgresWriter(BatchWriter):
     @property
     def pending(self) -> int:
         """Rows buffered (one per key) and not yet written."""
-        return sum(len(rows) for rows in self._buffers.values())
+        return self._count
 
     def add(self, table: str, row: Row, now: float | None = None) -> int:
         """Buffer one row; flush when a bound is reached. Returns the rows written by this call."""
+        self.buffer(table, row, now)
+        return self.flush_if_due(now)
+
+    def buffer(self, table: str, row: Row, now: float | None = None) -> None:
+        """Buffer one row without flushing, whatever the bounds (a sink isolating a row)."""
         buffer = self._buffers.get(table)
         if buffer is None:
             known = ", ".join(TABLE_COLUMNS)
             raise KeyError(f"no statement for table {table!r}; known tables: {known}")
         key = tuple(row[column] for column in TABLE_KEYS[table])
         held = buffer.get(key)
-        if held is None or (table in VERSIONED_TABLES and row["version"] > held["version"]):
+        if held is None:
+            buffer[key] = row
+            self._count += 1
+        elif table in VERSIONED_TABLES and row["version"] > _version(held):
             buffer[key] = row
         self._started(now)
+
+    def discard(self) -> None:
+        """Drop every buffered row unwritten (a sink re-adds the ones it still wants)."""
+        for rows in self._buffers.values():
+            rows.clear()
+        self._count = 0
+        self._flushed()
+
+    def add_state(self, table: str, key: tuple[Any, ...], state: LazyRow,
+                  now: float | None = None) -> int:
+        """Buffer a state under its primary key; its row is built at the flush, only if it is
+        still the one to write then (the highest version, or the first for an append-only
+        table). Returns the rows written by this call."""
+        self._hold(table, key, state)
+        self._started(now)
         return self.flush_if_due(now)
+
+    def _hold(self, table: str, key: tuple[Any, ...], state: LazyRow) -> None:
+        buffer = self._buffers[table]
+        held = buffer.get(key)
+        if held is None:
+            buffer[key] = state
+            self._count += 1
+        elif table in VERSIONED_TABLES and state.version > _version(held):
+            buffer[key] = state
 
     def add_many(self, rows: Iterable[tuple[str, Row]], now: float | None = None) -> int:
         """Buffer (table, row) pairs in order; returns the rows written meanwhile."""
         return sum(self.add(table, row, now) for table, row in rows)
 
     def add_output(self, output: TradingOutput, report: ExecutionReport | None = None,
-                   now: float | None = None) -> int:
-        """Buffer every row of one trading step (`report` gives the execution_log row)."""
-        return self.add_many(trading_rows(output, report), now)
+                   now: float | None = None, *,
+                   cash: tuple[CashMovement, CashOutcome] | None = None,
+                   version_base: int = 0) -> int:
+        """Buffer the states of one trading step (`buffer_output`); flush when a bound is
+        reached. Returns the rows written by this call."""
+        self.buffer_output(output, report, now, cash=cash, version_base=version_base)
+        return self.flush_if_due(now)
+
+    def buffer_output(self, output: TradingOutput, report: ExecutionReport | None = None,
+                      now: float | None = None, *,
+                      cash: tuple[CashMovement, CashOutcome] | None = None,
+                      version_base: int = 0) -> None:
+        """Buffer the states of one trading step without flushing, mapped at the flush:
+        `report` is the report that produced `output.outcome` (the execution_log row), `cash`
+        the movement and its outcome (the cash_movements row). `version_base` is added to the
+        versions of positions and accounts (`sinks.versions`)."""
+        hold = self._hold
+        outcome = output.outcome
+        if outcome is not None and report is not None:
+            hold("execution_log", (report.exec_id,),
+                 LazyRow(0, _execution_row, (report, outcome)))
+        if cash is not None:
+            hold("cash_movements", (cash[0].movement_id,), LazyRow(0, _cash_row, cash))
+        if (order := output.order) is not None:
+            hold("orders", (order.order_id,), LazyRow(order.version, order_row, order))
+        if (position := output.position) is not None:
+            base = version_base if "positions" in MARK_VERSIONED_TABLES else 0
+            hold("positions", (position.account_id, position.symbol),
+                 LazyRow(position.version + base, position_row, position, base))
+        if (account := output.account) is not None:
+            base = version_base if "accounts" in MARK_VERSIONED_TABLES else 0
+            hold("accounts", (account.account_id,),
+                 LazyRow(account.version + base, account_row, account, base))
+        for alert in output.alerts:
+            hold("alerts", (alert.alert_id,), LazyRow(0, alert_row, alert))
+        self._started(now)
 
     def flush(self) -> int:
         """Write every buffered row in one transaction. Returns the rows written; raises
         `PostgresWriteError` with every row still buffered."""
-        batch = {table: list(rows.values()) for table, rows in self._buffers.items() if rows}
+        batch = self._rows()
         count = sum(len(rows) for rows in batch.values())
         if not count:
+            for entries in self._buffers.values():
+                entries.clear()  # only unmappable states were left
+            self._count = 0
             self._flushed()
             return 0
         started = time.perf_counter()
@@ -169,14 +276,43 @@ class PostgresWriter(BatchWriter):
                 f"{_describe(failure.error)}",
                 rows=count, attempts=failure.attempts, transient=failure.transient,
                 sqlstate=_sqlstate(failure.error),
+                refused_value=not failure.transient and refuses_value(failure.error),
             ) from failure.error
         for table, rows in batch.items():
             self._buffers[table].clear()
             self._record_batch(table, len(rows), started)
+        self._count = 0
         self._flushed()
         self.rows_written += count
         self.batches_written += 1
         return count
+
+    def _rows(self) -> dict[str, list[Row]]:
+        """The buffered rows per table, lazy states mapped now; a state whose values do not
+        fit its columns is dropped from the buffer (it can never be written) and handed to
+        `on_unmapped`."""
+        batch: dict[str, list[Row]] = {}
+        for table, entries in self._buffers.items():
+            if not entries:
+                continue
+            rows: list[Row] = []
+            bad: list[tuple[Any, ...]] = []
+            for key, entry in entries.items():
+                if isinstance(entry, LazyRow):
+                    try:
+                        rows.append(entry.row())
+                    except (PgRangeError, ValueError, TypeError) as exc:
+                        bad.append(key)
+                        self.on_unmapped(entry.item, exc)
+                    continue
+                rows.append(entry)
+            for key in bad:
+                del entries[key]
+            self.unmapped += len(bad)
+            self._count -= len(bad)
+            if rows:
+                batch[table] = rows
+        return batch
 
     def close(self) -> None:
         """Write whatever is pending, then close the connection."""
@@ -202,6 +338,7 @@ class PostgresWriter(BatchWriter):
 
     def _drop_connection(self) -> None:
         conn, self._conn = self._conn, None
+        self._staged = None
         if conn is not None:
             try:
                 conn.close()
@@ -212,8 +349,21 @@ class PostgresWriter(BatchWriter):
         conn = self._connection()
         try:
             with conn.transaction(), conn.cursor() as cur:
+                if self.method == "executemany":
+                    for table, rows in batch.items():
+                        cur.executemany(statement(STATEMENT_OF[table]), rows)
+                    return
+                if self._staged is not conn:  # once per session, rolled back with a failure
+                    for stage, _copy, _merge in STAGED.values():
+                        cur.execute(statement(stage))
                 for table, rows in batch.items():
-                    cur.executemany(statement(STATEMENT_OF[table]), rows)
+                    _stage, copy_into, merge = STAGED[table]
+                    columns = TABLE_COLUMNS[table]
+                    with cur.copy(statement(copy_into)) as copy:
+                        for row in rows:
+                            copy.write_row([row[c] for c in columns])
+                    cur.execute(statement(merge))
+            self._staged = conn
         except Exception:
             if conn.closed or conn.broken:
                 self._drop_connection()
@@ -226,6 +376,23 @@ class PostgresWriter(BatchWriter):
         log.warning("%s: write of %d rows failed (attempt %d, %s): %s; next attempt in %.1f s",
                     self.store, rows, state.attempt_number, self.retry_bound(),
                     _describe(exc), wait)
+
+
+def _version(entry: Entry) -> int:
+    return entry.version if isinstance(entry, LazyRow) else int(entry["version"])
+
+
+def _execution_row(pair: tuple[ExecutionReport, Any]) -> Row:
+    report, outcome = pair
+    return execution_row(report, outcome)
+
+
+def _cash_row(pair: tuple[CashMovement, CashOutcome]) -> Row:
+    return cash_row(*pair)
+
+
+def _log_unmapped(state: Any, exc: Exception) -> None:
+    log.error("not stored in Postgres: %s", exc)
 
 
 def _tables(batch: dict[str, list[Row]]) -> str:

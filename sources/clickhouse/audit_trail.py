@@ -1,4 +1,4 @@
-"""The execution audit trail (ClickHouse `executions`) read back as core `ExecutionReport`s.
+"""The audit trail (ClickHouse `executions`, `cash_movements`) read back as core values.
 
 For the end-of-day reconciliation (`jobs.reconcile`), which rebuilds positions and cash from
 these reports alone. Conversions are exact: ClickHouse `Decimal(18, 8)` arrives as `Decimal`
@@ -14,7 +14,15 @@ from typing import Any
 
 from schemas.sql_files import statement
 from tapeflow.core.fixedpoint import to_units
-from tapeflow.core.models import ExecType, ExecutionReport, OrderType, OrdStatus, Side
+from tapeflow.core.models import (
+    CashKind,
+    CashMovement,
+    ExecType,
+    ExecutionReport,
+    OrderType,
+    OrdStatus,
+    Side,
+)
 
 QUERIES = "queries/reconcile_clickhouse.sql"
 
@@ -35,8 +43,16 @@ def to_report(row: Mapping[str, Any]) -> ExecutionReport:
         last_px=_units(row["last_px"]), cum_qty=to_units(row["cum_qty"]),
         leaves_qty=to_units(row["leaves_qty"]), avg_px=_units(row["avg_px"]),
         commission=_units(row["commission"]), reject_reason=row["reject_reason"],
-        ts_event=int(row["ts_event"]),
+        ts_event=int(row["ts_event"]), exec_ref_id=row.get("exec_ref_id"),
     )
+
+
+def to_movement(row: Mapping[str, Any]) -> CashMovement:
+    """One `cash_movements` row as the movement received."""
+    return CashMovement(
+        movement_id=row["movement_id"], account_id=row["account_id"],
+        kind=CashKind(row["kind"]), amount=to_units(row["amount"]), currency=row["currency"],
+        ts_event=int(row["ts_event"]), note=row["note"])
 
 
 def read_reports(client: Any) -> Iterator[ExecutionReport]:
@@ -45,3 +61,11 @@ def read_reports(client: Any) -> Iterator[ExecutionReport]:
                           query_formats={"DateTime64*": "int"})
     for row in result.named_results():
         yield to_report(row)
+
+
+def read_movements(client: Any) -> Iterator[CashMovement]:
+    """Every cash movement of the audit trail, one per (account_id, movement_id)."""
+    result = client.query(statement(QUERIES, "cash_movements"),
+                          query_formats={"DateTime64*": "int"})
+    for row in result.named_results():
+        yield to_movement(row)

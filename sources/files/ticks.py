@@ -11,23 +11,29 @@ naming the file and the column, before a single core function runs. See docs/bac
 - Kind: by columns first (a file with `price` and `size` holds trades, one with `bid_px` and
   `ask_px` quotes); a file with neither is classified by its name (`trade`/`quote` in it), which
   then reports the missing columns.
-- `ts_event`: a timestamp (any unit; naive means UTC), integer microseconds since the epoch,
-  or ISO text (CSV). An optional `ts_recv` column in the same forms is the receive time the
-  stream takes from Kafka: it feeds the future-timestamp rule and caps the merge key.
+- `ts_event`: a timestamp (any unit; naive means UTC), integer time since the epoch in seconds,
+  milliseconds, microseconds or nanoseconds (the unit told by magnitude, one per column:
+  `sources.files.columns`), or ISO text. An optional `ts_recv` column in the same forms is the
+  receive time the stream takes from Kafka: it feeds the future-timestamp rule and caps the
+  merge key. `seq` must be integers (a float column is refused, never truncated).
 - Prices and sizes: decimals, strings, floats or integers, converted exactly to scale-8 units by
   the core's `fixedpoint.to_units` (a float through its shortest repr: 0.1 is 10,000,000 units).
   Vectorised: each *distinct* value is converted once and mapped back with polars (a tape has
   few distinct prices and sizes). A value that cannot be converted exactly (more than 8
   decimals, beyond decimal(18, 8), NaN, infinity, text that is not a number, a null) stops the
-  backfill with an error naming the file, the column and the value: it is a defect of the file,
-  not of the market, and the operator who owns the file is the one who can fix it.
-- CSV: price and size columns are read as text (never through a float); `conditions` is a
-  `;`-separated list of codes (empty: none); `trade_id` empty means null.
+  backfill with an error naming the file, the column, the row and the value: it is a defect of
+  the file, not of the market, and the operator who owns the file is the one who can fix it.
+  So does any other value that cannot be read (a `seq` that is not an integer, a time that is
+  no time): one line, never a polars traceback.
+- CSV: every column is read as text and converted here (prices and sizes never through a
+  float; polars' own inference would fail with a traceback on a late odd value);
+  `conditions` is a `;`-separated list of codes (empty: none); `trade_id` empty means null.
 """
 
 from __future__ import annotations
 
 import glob
+import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from itertools import repeat
@@ -36,9 +42,23 @@ from typing import Literal
 
 import polars as pl
 
+from sources.files.columns import (
+    ROW,
+    BackfillInputError,
+    check_flags,
+    first_null_row,
+    flag_expr,
+    seq_expr,
+    time_expr,
+    time_form,
+    where,
+)
 from tapeflow.core.fixedpoint import ONE, FixedPointError, to_units
 from tapeflow.core.models import EVENT_TIME_MAX_US, EVENT_TIME_MIN_US, Quote, Trade
-from tapeflow.errors import UserError
+
+__all__ = ["ROW", "BackfillInputError", "InputFile", "Window", "collect", "count_rows",
+           "expand_paths", "normalise", "open_inputs", "quotes_of", "scan", "to_units_series",
+           "trades_of"]
 
 Kind = Literal["trade", "quote"]
 
@@ -51,14 +71,11 @@ DECIMAL_COLUMNS: dict[Kind, tuple[str, ...]] = {
     "trade": ("price", "size"),
     "quote": ("bid_px", "bid_sz", "ask_px", "ask_sz"),
 }
-ROW = "_row"
-"""Row number within its file: the arrival order."""
 SUFFIXES = (".parquet", ".csv")
 CONDITIONS_SEPARATOR = ";"
 
 
-class BackfillInputError(UserError, ValueError):
-    """An input the backfill cannot read as trades or quotes; the message is one line."""
+TIME_COLUMNS = ("ts_event", RECV_COLUMN)
 
 
 @dataclass(frozen=True)
@@ -66,6 +83,9 @@ class InputFile:
     path: Path
     kind: Kind
     columns: tuple[str, ...]
+    forms: tuple[tuple[str, str], ...] | None = None
+    """How each timestamp column is read (`sources.files.columns.time_form`); None: found
+    when the file is scanned."""
 
     @property
     def is_csv(self) -> bool:
@@ -105,10 +125,8 @@ def expand_paths(paths: Sequence[str | Path]) -> list[tuple[Path, bool]]:
 
 def _scan(path: Path, columns: Sequence[str] | None = None) -> pl.LazyFrame:
     if path.suffix.lower() == ".csv":
-        text_cols = {c: pl.String for kind in DECIMAL_COLUMNS.values() for c in kind}
-        text_cols.update({"trade_id": pl.String, "conditions": pl.String,
-                          "symbol": pl.String, "venue": pl.String})
-        return pl.scan_csv(path, schema_overrides=text_cols, try_parse_dates=False,
+        # Every column as text, converted here with errors naming the row.
+        return pl.scan_csv(path, infer_schema=False, try_parse_dates=False,
                            row_index_name=ROW)
     return pl.scan_parquet(path, row_index_name=ROW)
 
@@ -163,26 +181,28 @@ def open_inputs(paths: Sequence[str | Path]) -> tuple[list[InputFile], list[Path
         if not explicit and not is_tick_file(path, columns):
             skipped.append(path)
             continue
-        files.append(InputFile(path, classify(path, columns), columns))
+        kind = classify(path, columns)
+        files.append(InputFile(path, kind, columns, _forms(path)))
     if not files:
         raise BackfillInputError("no trade or quote file among the inputs (skipped: "
                                  + ", ".join(p.name for p in skipped) + ")")
     return files, skipped
 
 
-def _micros(name: str, dtype: pl.DataType) -> pl.Expr:
-    """A timestamp column as Int64 microseconds since the epoch, UTC."""
-    col = pl.col(name)
-    if isinstance(dtype, pl.Datetime):
-        if dtype.time_zone is None:
-            col = col.dt.replace_time_zone("UTC")
-        return col.dt.epoch("us")
-    if dtype.is_integer():
-        return col.cast(pl.Int64)
-    if dtype == pl.String:
-        return col.str.to_datetime(time_unit="us", time_zone="UTC").dt.epoch("us")
-    raise BackfillInputError(f"column {name} has type {dtype}: want a timestamp, integer "
-                             "microseconds or ISO text")
+def _forms(path: Path) -> tuple[tuple[str, str], ...]:
+    """How each timestamp column of the file is read (one pass over each)."""
+    lf = _scan(path)
+    schema = lf.collect_schema()
+    try:
+        return tuple((name, time_form(path, lf, name, schema[name]))
+                     for name in TIME_COLUMNS if name in schema)
+    except pl.exceptions.PolarsError as exc:
+        raise BackfillInputError(f"{path}: cannot read it: {_first_line(exc)}") from None
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
 
 
 @dataclass(frozen=True)
@@ -199,15 +219,18 @@ def scan(file: InputFile, window: Window = Window()) -> pl.LazyFrame:
     microseconds, `_row` its row number, rows outside `window` dropped. Prices stay as read."""
     lf = _scan(file.path)
     schema = lf.collect_schema()
+    forms = dict(file.forms if file.forms is not None else _forms(file.path))
     required = TRADE_REQUIRED if file.kind == "trade" else QUOTE_REQUIRED
     exprs = [pl.col(ROW)]
     for name in required:
         if name == "ts_event":
-            exprs.append(_micros(name, schema[name]).alias(name))
+            converted = time_expr(name, schema[name], forms[name])
+            exprs += [converted.alias(name), flag_expr(name, converted)]
         elif name in ("symbol", "venue"):
             exprs.append(pl.col(name).cast(pl.String))
         elif name == "seq":
-            exprs.append(pl.col(name).cast(pl.Int64))
+            converted = seq_expr(file.path, lf, name, schema[name])
+            exprs += [converted.alias(name), flag_expr(name, converted)]
         else:
             exprs.append(pl.col(name))
     if file.kind == "trade":
@@ -221,37 +244,67 @@ def scan(file: InputFile, window: Window = Window()) -> pl.LazyFrame:
         else:
             exprs.append(pl.col("conditions").cast(pl.List(pl.String)))
     if RECV_COLUMN in schema:
-        exprs.append(_micros(RECV_COLUMN, schema[RECV_COLUMN]).alias(RECV_COLUMN))
+        converted = time_expr(RECV_COLUMN, schema[RECV_COLUMN], forms[RECV_COLUMN])
+        exprs += [converted.alias(RECV_COLUMN), flag_expr(RECV_COLUMN, converted)]
     lf = lf.select(exprs)
+    # Rows whose time or symbol could not be read are kept, so `normalise` names them.
+    unread = pl.col("ts_event").is_null()
     if window.symbols is not None:
-        lf = lf.filter(pl.col("symbol").is_in(sorted(window.symbols)))
+        lf = lf.filter(pl.col("symbol").is_in(sorted(window.symbols))
+                       | pl.col("symbol").is_null())
     if window.start_us is not None:
-        lf = lf.filter(pl.col("ts_event") >= window.start_us)
+        lf = lf.filter((pl.col("ts_event") >= window.start_us) | unread)
     if window.end_us is not None:
-        lf = lf.filter(pl.col("ts_event") < window.end_us)
+        lf = lf.filter((pl.col("ts_event") < window.end_us) | unread)
     return lf
 
 
 def count_rows(file: InputFile, window: Window = Window()) -> int:
-    """Rows `scan` yields (for the progress bar and the bucket count); streams the file."""
-    out = scan(file, window).select(pl.len()).collect(engine="streaming")
-    return int(out.item())
+    """Rows `scan` yields (for the progress bar and the bucket count); streams the file once,
+    and raises for the first value that cannot be read or is missing, before anything is
+    written (`normalise` names file, column and row)."""
+    lf = scan(file, window)
+    unreadable = [pl.col(c) for c in lf.collect_schema().names() if c.startswith("_bad_")]
+    unreadable += [pl.col(c).is_null() for c in ("symbol", "venue", "seq", "ts_event")]
+    bad = pl.any_horizontal(unreadable)
+    out = collect(lf.select(pl.len().alias("rows"), bad.any().alias("bad")), file)
+    if out["bad"][0]:
+        normalise(collect(lf.filter(bad).head(1), file), file)  # raises, naming the row
+    return int(out["rows"][0])
+
+
+def collect(lf: pl.LazyFrame, file: InputFile) -> pl.DataFrame:
+    """Run a scan of `file`; whatever polars still refuses (a corrupt page, a column of an
+    unexpected type) is one line naming the file, not a polars traceback."""
+    try:
+        return lf.collect(engine="streaming")
+    except pl.exceptions.PolarsError as exc:
+        raise BackfillInputError(f"{file.path}: cannot read it: {_first_line(exc)}") from None
 
 
 def _describe(value: object) -> str:
     return repr(value) if not isinstance(value, str) else repr(value[:40])
 
 
-def to_units_series(series: pl.Series, where: str) -> pl.Series:
-    """A price or size column as Int64 scale-8 units, exactly (module docstring)."""
+def to_units_series(series: pl.Series, where: str,
+                    rows: pl.Series | None = None) -> pl.Series:
+    """A price or size column as Int64 scale-8 units, exactly (module docstring). `rows`, the
+    file's row numbers, lets an error name the row of the first bad value."""
+    def at(mask: pl.Series) -> str:
+        if rows is None or not mask.any():
+            return ""
+        return f", row {int(rows.filter(mask)[0]) + 1}"
+
     if series.null_count():
-        raise BackfillInputError(f"{where}: {series.null_count()} empty value(s)")
+        raise BackfillInputError(f"{where}{at(series.is_null())}: empty value "
+                                 f"({series.null_count()} in all)")
     dtype = series.dtype
     if dtype.is_integer():
         limit = (10**18 - 1) // ONE
-        bad = series.filter(series.abs() > limit)
-        if len(bad):
-            raise BackfillInputError(f"{where}: {bad[0]} exceeds decimal(18, 8)")
+        too_big = series.abs() > limit
+        if too_big.any():
+            raise BackfillInputError(f"{where}{at(too_big)}: {series.filter(too_big)[0]} "
+                                     "exceeds decimal(18, 8)")
         scaled: pl.Series = series.cast(pl.Int64) * ONE
         return scaled
     distinct = series.unique()
@@ -260,29 +313,32 @@ def to_units_series(series: pl.Series, where: str) -> pl.Series:
         try:
             units.append(to_units(value))
         except (FixedPointError, TypeError, ValueError) as exc:
-            raise BackfillInputError(f"{where}: {_describe(value)} is not an exact "
-                                     f"decimal(18, 8): {exc}") from None
+            nan = isinstance(value, float) and math.isnan(value)  # NaN equals nothing
+            found = series.is_nan() if nan else series == value
+            raise BackfillInputError(f"{where}{at(found)}: {_describe(value)} is not an "
+                                     f"exact decimal(18, 8): {exc}") from None
     return series.replace_strict(distinct, pl.Series(units, dtype=pl.Int64),
                                  return_dtype=pl.Int64)
 
 
 def normalise(frame: pl.DataFrame, file: InputFile) -> pl.DataFrame:
-    """A collected frame of `scan` with its decimal columns in units and timestamps checked."""
+    """A collected frame of `scan` with every value checked (errors name file, column and
+    row), its decimal columns in units, its timestamps in range."""
+    frame = check_flags(frame, file.path, _scan(file.path), {
+        "seq": "an integer", "ts_event": "a time", RECV_COLUMN: "a time"})
+    for name in ("symbol", "venue", "seq", "ts_event"):
+        row = first_null_row(frame, name)
+        if row is not None:
+            raise BackfillInputError(f"{where(file.path, name, row)}: empty value")
     for name in ("ts_event", RECV_COLUMN):
         if name not in frame.columns:
             continue
-        ts = frame[name]
-        if ts.null_count() and name == "ts_event":
-            raise BackfillInputError(f"{file.path}: column ts_event: empty value(s)")
-        out = ts.filter((ts < EVENT_TIME_MIN_US) | (ts > EVENT_TIME_MAX_US))
-        if len(out):
-            raise BackfillInputError(f"{file.path}: column {name}: {out[0]} us is outside "
-                                     "1900-2299 (microseconds since the epoch expected)")
-    for name in ("symbol", "venue", "seq"):
-        if frame[name].null_count():
-            raise BackfillInputError(f"{file.path}: column {name}: empty value(s)")
+        out = frame.filter((pl.col(name) < EVENT_TIME_MIN_US) | (pl.col(name) > EVENT_TIME_MAX_US))
+        if out.height:
+            raise BackfillInputError(f"{where(file.path, name, int(out[ROW][0]))}: "
+                                     f"{out[name][0]} us is outside 1900-2299")
     return frame.with_columns(
-        to_units_series(frame[name], f"{file.path}: column {name}")
+        to_units_series(frame[name], f"{file.path}: column {name}", frame[ROW])
         for name in DECIMAL_COLUMNS[file.kind]
     )
 

@@ -20,7 +20,8 @@ from bytewax.inputs import StatefulSourcePartition
 from confluent_kafka import OFFSET_BEGINNING, KafkaException, TopicPartition
 
 from tapeflow.errors import TapeflowError
-from tapeflow.settings import Settings
+from tapeflow.services.kafka_access import flow_group
+from tapeflow.settings import KafkaRole, Settings
 
 log = logging.getLogger("tapeflow.kafka.input")
 _STOP_POLL = timedelta(milliseconds=100)
@@ -148,23 +149,26 @@ class ShardedKafkaSource(KafkaSource):
 def consumer_group(settings: Settings, flow: str, shard: tuple[int, int] | None) -> str:
     """The group a flow's offsets are committed to: one per flow and shard (shards share
     topics they all read in full, so they must not share a group)."""
-    name = f"{settings.kafka.topic_prefix}tapeflow-{flow}"
+    name = flow_group(settings, flow)
     return name if shard is None else f"{name}-shard{shard[0]}of{shard[1]}"
 
 
-def kafka_source(settings: Settings, topics: list[str], *, tail: bool = True,
+def kafka_source(settings: Settings, topics: list[str], *, role: KafkaRole, tail: bool = True,
                  batch_size: int = 1000, shard: tuple[int, int] | None = None,
                  shared_topics: frozenset[str] = frozenset(),
                  group: str | None = None) -> ShardedKafkaSource:
-    """Bytewax's Kafka source over `topics` (full names), from the beginning, errors as items.
+    """Bytewax's Kafka source over `topics` (full names), from the beginning, errors as items,
+    as the principal of `role` (the market or trading flow).
 
     `tail=False` reads to the end each partition had when it was reached, then stops (batch).
     `group`: commit each snapshot's offsets to this consumer group, for lag monitoring.
+    Without it the consumers still name the flow's own group, uncommitted: librdkafka asks
+    for the coordinator of any group it is given, and a group the principal may not
+    describe (Bytewax's default) would be an authorization error on every start.
     """
-    conf = settings.kafka_config()
+    conf = settings.kafka_config(role)
     brokers = conf.pop("bootstrap.servers").split(",")
-    if group is not None:
-        conf["group.id"] = group
+    conf["group.id"] = group if group is not None else flow_group(settings, role)
     return ShardedKafkaSource(
         brokers,
         topics,

@@ -13,6 +13,8 @@ from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
+from tapeflow.errors import StoreError
+
 _RETRIABLE = {KafkaError.NOT_LEADER_FOR_PARTITION, KafkaError.LEADER_NOT_AVAILABLE,
               KafkaError.UNKNOWN_TOPIC_OR_PART, KafkaError._TIMED_OUT}
 
@@ -114,10 +116,14 @@ def watermarks(consumer: Consumer, tp: TopicPartition, timeout_s: float = 30.0
 
 
 def recent_identities(conf: dict[str, Any], topic: str, key_of: Callable[[bytes], str | None],
-                per_partition: int, timeout_s: float = 30.0) -> list[str]:
+                      per_partition: int, *, timeout_s: float = 30.0,
+                      group: str | None = None) -> list[str]:
     """The identities (`key_of(value)`) of the last `per_partition` records of each partition
-    of `topic`, oldest first; values `key_of` cannot read are skipped."""
-    consumer = Consumer({**conf, "group.id": f"tapeflow-dedup-{uuid.uuid4().hex}",
+    of `topic`, oldest first; values `key_of` cannot read are skipped (a `StoreError` from it,
+    such as a schema registry that never answered, is raised: no value is to blame). `group`:
+    a consumer group the principal may describe (nothing is committed to it; librdkafka looks
+    up the coordinator of any group it is given), default a fresh throw-away one."""
+    consumer = Consumer({**conf, "group.id": group or f"tapeflow-dedup-{uuid.uuid4().hex}",
                          "enable.auto.commit": False})
     found: list[str] = []
     try:
@@ -144,6 +150,8 @@ def recent_identities(conf: dict[str, Any], topic: str, key_of: Callable[[bytes]
                 continue
             try:
                 key = key_of(msg.value() or b"")
+            except StoreError:
+                raise  # a service key_of needs (the schema registry) is away: not the value's
             except Exception:
                 key = None
             if key is not None:

@@ -105,6 +105,12 @@ def load_risk_limits(conn: Any) -> RiskLimitBook:
     return RiskLimitBook(default, book)
 
 
+def load_account_currencies(conn: Any) -> dict[str, str]:
+    """`account_currencies`: the accounts whose currency is not the deployment's default."""
+    return {account: currency for account, currency
+            in conn.execute(statement("select_account_currencies"))}
+
+
 def _micros(value: time) -> int:
     return ((value.hour * 60 + value.minute) * 60 + value.second) * 1_000_000 + value.microsecond
 

@@ -41,6 +41,20 @@ class Fault(StrEnum):
     """Bytes that do not decode, written beside the record at `ref_pos`."""
 
 
+class FeedEffect(StrEnum):
+    """Genuine ticks changed the way real venues change them (`feed_effects`), not faults of
+    the generator: the filter must accept them."""
+
+    PACKET_MEMBER = "packet_member"
+    """A genuine trade sharing its packet's sequence number."""
+    SEQ_RESET = "seq_reset"
+    """A genuine tick after its venue restarted numbering at 1."""
+    REOPENING = "reopening"
+    """A genuine trade after a halt, 10 % away from the price before it."""
+    CONDITIONED = "conditioned"
+    """A genuine trade with a volume-only sale condition (Z, W, 4)."""
+
+
 class Reason:
     """Expected verdicts: the tick filter's reject codes and the codec's decode errors."""
 

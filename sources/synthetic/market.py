@@ -119,8 +119,8 @@ class Market:
         for fault in Fault:
             if fault is not Fault.CLEAN:
                 out[f"fault.{fault.value}"] = 0
-        for lab in self.faults.values():
-            out[f"fault.{lab.fault}"] += 1
+        for lab in self.faults.values():  # feed effects (`feed_effects`) are counted too
+            out[f"fault.{lab.fault}"] = out.get(f"fault.{lab.fault}", 0) + 1
         return out
 
 

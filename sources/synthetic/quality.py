@@ -35,7 +35,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import TypeVar
 
-from sources.synthetic.labels import Fault
+from sources.synthetic.labels import Fault, FeedEffect
 from sources.synthetic.market import Market
 from sources.synthetic.records import CODE_QUOTE, CODE_TRADE
 from tapeflow.core.market.filter_config import FilterConfig
@@ -47,6 +47,8 @@ K = TypeVar("K")
 
 GENUINE = (Fault.CLEAN.value, Fault.OUT_OF_ORDER.value, Fault.LATE.value)
 """Faults that leave the print genuine: the filter should accept them."""
+FEED_EFFECTS = tuple(effect.value for effect in FeedEffect)
+"""Genuine ticks changed the way real venues change them (`feed_effects`): accept them too."""
 DETERMINISTIC = (
     Fault.ZERO_PRICE.value,
     Fault.NEGATIVE_PRICE.value,
@@ -56,7 +58,7 @@ DETERMINISTIC = (
     Fault.DUPLICATE_SEQ.value,
 )
 """Faults a rule recognises from the tick itself and the sequence number alone."""
-FAULT_ORDER = (Fault.PRICE_SPIKE.value, *DETERMINISTIC, *GENUINE)
+FAULT_ORDER = (Fault.PRICE_SPIKE.value, *DETERMINISTIC, *GENUINE, *FEED_EFFECTS)
 SPIKE_MOVE_BUCKETS = (100, 200, 500, 1_000, 2_000, 5_000, 10_000)
 """Lower bounds, in basis points, of the actual-move buckets of price spikes."""
 

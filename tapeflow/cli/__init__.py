@@ -17,6 +17,7 @@ from tapeflow.cli import (  # noqa: F401
     backfill_cmd,
     chart_cmd,
     dev_cmd,
+    dlq_cmd,
     query_cmd,
     reconcile_cmd,
     run_cmd,

@@ -10,6 +10,7 @@ import typer
 
 from tapeflow.cli.app import app, settings_of
 from tapeflow.cli.options import Follow, Symbols
+from tapeflow.text import terminal_safe
 
 
 @app.command("alerts")
@@ -21,6 +22,11 @@ def alerts(
     symbol: Symbols = None,
     rule: Annotated[
         list[str] | None, typer.Option(help="Only this rule, e.g. position_limit (repeatable).")
+    ] = None,
+    desk: Annotated[
+        list[str] | None,
+        typer.Option(help="Read this desk's alert topic instead of risk.alerts (repeatable): "
+                     "what a desk's principal may read (TAPEFLOW_ACCESS_DESKS)."),
     ] = None,
     severity: Annotated[
         str, typer.Option(help="Minimum severity: info < warning < critical.")
@@ -41,15 +47,17 @@ def alerts(
                      "and the filters)."),
     ] = None,
 ) -> None:
-    """Print risk alerts from the alert topic as JSON lines, filtered; resumable.
+    """Print risk alerts from the alert topic (or a desk's) as JSON lines, filtered;
+    resumable.
 
     Without --follow, stops at the end of what the topic holds now. A new subscriber starts
     at the end unless given --from-beginning or --start; a known one (same --group, or the
-    same user and filters) resumes after the last line it printed. Delivery is at-least-once:
-    see docs/alerts.md. TAPEFLOW_ACCESS_ALERTS_ALLOWED_ACCOUNTS limits what may be printed,
-    whatever the flags.
+    same user, filters and desks) resumes after the last line it printed. Delivery is
+    at-least-once: see docs/alerts.md. The broker decides which topics and groups this
+    subscriber's principal may read (docs/security.md); its groups are named after it.
+    TAPEFLOW_ACCESS_ALERTS_ALLOWED_ACCOUNTS further limits what is printed, whatever the flags.
 
-    Example: tapeflow alerts --account ACC001 --severity warning --follow
+    Example: tapeflow alerts --desk desk-a --severity warning --follow
     """
     from jobs.alerts import AlertFilter, StartAt, alert_json, parse_since, refused_accounts
     from jobs.alerts import subscribe as subscribe_alerts
@@ -69,20 +77,27 @@ def alerts(
         except ValueError as exc:
             raise typer.BadParameter(str(exc)) from None
         position = StartAt("time", ts_ms=int(when.timestamp() * 1000))
-    settings = settings_of(ctx)
+    from jobs.local.services import ensure_kafka
+
+    settings = ensure_kafka(settings_of(ctx), start=False)
     refused = refused_accounts(wanted, settings.access.alerts_allowed_accounts)
     if refused:
         raise typer.BadParameter(
             f"--account {', '.join(sorted(refused))}: not among the accounts this subscriber "
             "may read (TAPEFLOW_ACCESS_ALERTS_ALLOWED_ACCOUNTS)")
     out = sys.stdout
-    subscription = subscribe_alerts(settings, wanted, group=group, start=position, follow=follow,
-                                    warn=lambda line: typer.echo(line, err=True))
+    shown = terminal_safe if out.isatty() else str  # JSON for programs; no escapes obeyed
+    try:
+        subscription = subscribe_alerts(settings, wanted, desks=desk or (), group=group,
+                                        start=position, follow=follow,
+                                        warn=lambda line: typer.echo(line, err=True))
+    except ValueError as exc:
+        raise typer.BadParameter(f"--desk: {exc}") from None
     printed = True
     try:
         for alert in subscription:
             printed = False
-            out.write(alert_json(alert) + "\n")
+            out.write(shown(alert_json(alert)) + "\n")
             out.flush()  # written before the next iteration commits its position
             printed = True
     except KeyboardInterrupt:

@@ -26,6 +26,7 @@ from typer.core import TyperGroup
 from tapeflow import __version__
 from tapeflow.errors import StoreError, UserError
 from tapeflow.settings import Settings
+from tapeflow.text import terminal_safe
 
 EXIT_ERROR = 2
 """Exit code of an error: a usage error (click's own), a user error, a store error."""
@@ -45,9 +46,11 @@ def one_line(exc: BaseException) -> str:
             where = ".".join(str(p) for p in first.get("loc", ()))
             group = exc.title.removesuffix("Settings").lower()
             name = f"{group}_{where}" if group and group != "runtime" else where
+            name = name.rstrip("_") or group  # a check across the group's knobs has no loc
             return f"invalid setting {name}: {first.get('msg', '')}"
     text = str(exc).strip() or type(exc).__name__
-    return text.splitlines()[0]
+    # A message may quote data (a symbol, a file's value): shown, never obeyed.
+    return terminal_safe(text.splitlines()[0])
 
 
 def debug_enabled(ctx: typer.Context | None = None) -> bool:
@@ -111,9 +114,13 @@ def _global(
 ) -> None:
     """Store addresses are not flags: a DSN holds a password, and flags land in the process
     table. Set TAPEFLOW_CLICKHOUSE_DSN / TAPEFLOW_POSTGRES_DSN, or their *_FILE twins."""
+    from jobs.local.kafka_credentials import with_local_credentials
+
     settings: Settings = ctx.obj if isinstance(ctx.obj, Settings) else Settings()
-    ctx.obj = settings.with_overrides(home=home, kafka_bootstrap=kafka_bootstrap,
-                                      kafka_topic_prefix=topic_prefix)
+    # The local broker's generated credentials, when this home has them and nothing else
+    # is configured (jobs/local/kafka_credentials.py).
+    ctx.obj = with_local_credentials(settings.with_overrides(
+        home=home, kafka_bootstrap=kafka_bootstrap, kafka_topic_prefix=topic_prefix))
 
 
 def settings_of(ctx: typer.Context, **overrides: Any) -> Settings:

@@ -17,6 +17,7 @@ import typer
 
 from tapeflow.cli.app import app, settings_of
 from tapeflow.cli.options import End, Start, Symbols
+from tapeflow.text import terminal_lines
 
 _LOG_EVERY_S = 5.0
 
@@ -115,4 +116,4 @@ def backfill(
         report = run_backfill(settings, [Path(p) for p in paths], options,
                               progress=plain.advance, on_total=plain.set_total)
     for line in report.lines():
-        typer.echo(line)
+        typer.echo(terminal_lines(line))

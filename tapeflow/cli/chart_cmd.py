@@ -9,6 +9,7 @@ import typer
 
 from tapeflow.cli.app import app, settings_of
 from tapeflow.cli.options import End, Start
+from tapeflow.text import terminal_safe
 
 
 @app.command("chart")
@@ -33,4 +34,4 @@ def chart(
 
     result = draw_chart(settings_of(ctx), symbol, output, interval=interval, start=start,
                         end=end)
-    typer.echo(result.line())
+    typer.echo(terminal_safe(result.line()))

@@ -2,7 +2,8 @@
 
 From the runtime settings (`TAPEFLOW_LOG_LEVEL`, default WARNING; `TAPEFLOW_LOG_FORMAT`, text
 or json). JSON lines carry ts (UTC, ISO-8601), level, logger, message, and the exception when
-there is one, for log shippers that index fields.
+there is one, for log shippers that index fields (JSON escapes control characters itself; text
+lines escape them: docs/query.md, "Output is data").
 """
 
 from __future__ import annotations
@@ -12,8 +13,18 @@ import logging
 from datetime import UTC, datetime
 
 from tapeflow.settings import RuntimeSettings
+from tapeflow.text import terminal_lines
 
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+
+class TextFormatter(logging.Formatter):
+    """Text lines whose data is shown, never obeyed: a log line quotes symbols, accounts and
+    records, which may hold terminal control characters (`tapeflow.text`). A traceback keeps
+    its line breaks."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return terminal_lines(super().format(record))
 
 
 class JsonFormatter(logging.Formatter):
@@ -35,7 +46,7 @@ def configure_logging(runtime: RuntimeSettings) -> str:
     if runtime.log_format == "json":
         handler.setFormatter(JsonFormatter())
     else:
-        handler.setFormatter(logging.Formatter(TEXT_FORMAT))
+        handler.setFormatter(TextFormatter(TEXT_FORMAT))
     logging.basicConfig(level=runtime.log_level, handlers=[handler])
     if runtime.log_level == "WARNING":
         # librdkafka reports transient broker states (a coordinator still loading) as warnings

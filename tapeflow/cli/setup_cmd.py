@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from tapeflow.cli.app import app, settings_of
+from tapeflow.text import terminal_lines
 
 
 @app.command()
@@ -33,7 +34,7 @@ def init(
     assert dsn is not None  # resolve() started the embedded server when none was configured
     report = run_init(settings, dsn, kafka=kafka)
     for line in report.lines():
-        typer.echo(line)
+        typer.echo(terminal_lines(line))
 
 
 @app.command()
@@ -64,11 +65,11 @@ def generate(
         raise typer.BadParameter("say where to: --output DIR, --kafka, or both")
     settings = settings_of(ctx)
     if kafka:
-        ensure_kafka(settings, start=False)
+        settings = ensure_kafka(settings, start=False)
     request = MarketRequest(seed=seed, symbols=symbols, accounts=accounts, minutes=minutes,
                             fault_rate=fault_rate)
     for line in run_generate(settings, request, out=output, kafka=kafka).lines():
-        typer.echo(line)
+        typer.echo(terminal_lines(line))
 
 
 @app.command()
@@ -91,4 +92,4 @@ def demo(
     from tapeflow.cli.demo import run_demo
 
     for line in run_demo(settings_of(ctx), minutes=minutes, seed=seed, serve=serve):
-        typer.echo(line)
+        typer.echo(terminal_lines(line))

@@ -7,6 +7,7 @@ from typing import Annotated
 import typer
 
 from tapeflow.cli.app import app, settings_of
+from tapeflow.text import terminal_lines
 
 
 @app.command()
@@ -24,5 +25,5 @@ def status(
 
     report = run_status(settings_of(ctx), timeout_s=timeout)
     for line in report.lines():
-        typer.echo(line)
+        typer.echo(terminal_lines(line))
     raise typer.Exit(0 if report.ok else 1)

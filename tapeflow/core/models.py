@@ -32,7 +32,13 @@ class OrderType(StrEnum):
 
 
 class ExecType(StrEnum):
-    """FIX 4.4 ExecType (tag 150), the subset an OMS sends for the order lifecycle."""
+    """FIX 4.4 ExecType (tag 150), the values an OMS sends for the order lifecycle.
+
+    `TRADE` (F) is FIX 4.4's one execution type, its OrdStatus telling partial or full;
+    `PARTIAL_FILL` (1) and `FILL` (2) are FIX 4.2's and still read (the wire of earlier
+    producers). `TRADE_CANCEL` (H) and `TRADE_CORRECT` (G) name the execution they bust or
+    correct in `ExecutionReport.exec_ref_id`. New symbols are appended (schema evolution:
+    `schemas/avro/ExecutionReport.avsc`)."""
 
     NEW = "NEW"
     PARTIAL_FILL = "PARTIAL_FILL"
@@ -41,6 +47,14 @@ class ExecType(StrEnum):
     REPLACED = "REPLACED"
     REJECTED = "REJECTED"
     EXPIRED = "EXPIRED"
+    TRADE = "TRADE"
+    PENDING_NEW = "PENDING_NEW"
+    PENDING_CANCEL = "PENDING_CANCEL"
+    PENDING_REPLACE = "PENDING_REPLACE"
+    DONE_FOR_DAY = "DONE_FOR_DAY"
+    RESTATED = "RESTATED"
+    TRADE_CANCEL = "TRADE_CANCEL"
+    TRADE_CORRECT = "TRADE_CORRECT"
 
 
 class OrdStatus(StrEnum):
@@ -56,6 +70,7 @@ class OrdStatus(StrEnum):
     REPLACED = "REPLACED"
     REJECTED = "REJECTED"
     EXPIRED = "EXPIRED"
+    DONE_FOR_DAY = "DONE_FOR_DAY"
 
 
 class Severity(StrEnum):
@@ -70,6 +85,24 @@ class Severity(StrEnum):
 
 
 _SEVERITY_RANK = {Severity.INFO: 0, Severity.WARNING: 1, Severity.CRITICAL: 2}
+
+
+class Unit(StrEnum):
+    """What a risk alert's `observed` and `limit` are measured in (both in the same unit)."""
+
+    BPS = "bps"
+    QUANTITY = "quantity"
+    MONEY = "money"
+    SECONDS = "seconds"
+    COUNT = "count"
+
+
+class CashKind(StrEnum):
+    """Why an account's cash moved outside trading: capital in, capital out, or a charge."""
+
+    DEPOSIT = "DEPOSIT"
+    WITHDRAWAL = "WITHDRAWAL"
+    FEE = "FEE"
 
 
 class Trade(NamedTuple):
@@ -121,6 +154,24 @@ class ExecutionReport(NamedTuple):
     commission: int | None
     reject_reason: str | None
     ts_event: int
+    exec_ref_id: str | None = None
+    """FIX ExecRefID (tag 19): the execution a TRADE_CANCEL or TRADE_CORRECT refers to."""
+
+
+class CashMovement(NamedTuple):
+    """Cash in or out of an account that is not a trade (`oms.cash`, keyed by account_id).
+
+    `amount` is positive (scale 8); `kind` gives the direction: a deposit adds it, a
+    withdrawal or a fee takes it away. `movement_id` is unique: a repeat is a duplicate.
+    """
+
+    movement_id: str
+    account_id: str
+    kind: CashKind
+    amount: int
+    currency: str
+    ts_event: int
+    note: str | None = None
 
 
 class RiskAlert(NamedTuple):
@@ -136,6 +187,8 @@ class RiskAlert(NamedTuple):
     limit: int | None
     message: str
     source_event_id: str
+    unit: Unit | None = None
+    """The unit of `observed` and `limit` (None: the alert carries no numbers)."""
 
 
 class DeadLetter(NamedTuple):

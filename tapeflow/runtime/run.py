@@ -68,7 +68,7 @@ def run(settings: Settings, options: RunOptions) -> int:
         return spawn_local_cluster(settings, options.flow, options.processes,
                                    child_args=_child_args(options), recovery=options.recovery,
                                    shard=options.shard)
-    ensure_kafka(settings, start=False, timeout_s=settings.runtime.service_timeout_s)
+    settings = ensure_kafka(settings, start=False, timeout_s=settings.runtime.service_timeout_s)
     recovery_config = None
     if options.recovery:
         path = recovery_path(settings, options.flow, options.shard)
@@ -79,7 +79,7 @@ def run(settings: Settings, options: RunOptions) -> int:
             discard_uncommitted_snapshots(path)
         recovery_config = RecoveryConfig(path, timedelta(0))
     flow = build(settings, options)
-    serve_metrics(settings.runtime.metrics_port, options.process_id)
+    serve_metrics(settings.runtime.metrics_port, options.process_id, settings.runtime.metrics_host)
     _stop_on_signals()
     view = LiveView(settings).start() if options.serve else None
     try:

@@ -28,7 +28,7 @@ def open_clickhouse(url: str, database: str | None = None, **settings: Any) -> A
         text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         if "Cannot lock file" in text or "already running" in text:
             raise StoreUnavailableError(
-                f"the embedded ClickHouse at {url} is held by another process (a running flow?). "
-                "Stop it, or use a ClickHouse server (TAPEFLOW_CLICKHOUSE_DSN=http://...)."
+                f"the embedded ClickHouse at {redact(url)} is held by another process (a running "
+                "flow?). Stop it, or use a ClickHouse server (TAPEFLOW_CLICKHOUSE_DSN=http://...)."
             ) from None
         raise StoreUnavailableError(f"ClickHouse at {redact(url)} did not answer: {text}") from None

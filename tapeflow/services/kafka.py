@@ -1,8 +1,10 @@
-"""Kafka plumbing shared by every component: the probe, topic metadata, topic creation, lag.
+"""Kafka plumbing shared by every component: the probe, topic metadata, topic creation, lag,
+and access: ACLs, credentials and the check of a principal's rights.
 
 Producers live with the sinks (`sinks.kafka`) and consumers with the sources (`sources.kafka`);
 what is neither, the admin side of the cluster, is here, so there is one place that knows how
-long to wait for a broker and how to say that it did not answer.
+long to wait for a broker, how to say that it did not answer, and how to say which ACL is
+missing (the table of who needs what is `tapeflow.services.kafka_access`).
 """
 
 from __future__ import annotations
@@ -12,10 +14,23 @@ import time
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from confluent_kafka import Consumer, KafkaException, TopicPartition
-from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
+from confluent_kafka import Consumer, KafkaError, KafkaException, TopicCollection, TopicPartition
+from confluent_kafka.admin import (  # type: ignore[attr-defined]
+    AclBinding,
+    AclBindingFilter,
+    AclOperation,
+    AclPermissionType,
+    AdminClient,
+    NewTopic,
+    ResourcePatternType,
+    ResourceType,
+    ScramCredentialInfo,
+    ScramMechanism,
+    UserScramCredentialUpsertion,
+)
 
 from tapeflow.errors import StoreUnavailableError, UserError
+from tapeflow.services.kafka_access import Grant
 
 PROBE_LOG = logging.getLogger("tapeflow.kafka.probe")
 PROBE_LOG.setLevel(logging.CRITICAL)  # "connection refused" is the answer we ask for, not news
@@ -23,6 +38,10 @@ PROBE_LOG.setLevel(logging.CRITICAL)  # "connection refused" is the answer we as
 
 class TopicError(UserError):
     """A topic is missing or unusable; the message says which and what to run."""
+
+
+class AccessDeniedError(UserError):
+    """The broker refuses this principal something it needs; the message names the ACL."""
 
 
 def admin_client(conf: Mapping[str, Any], *, quiet: bool = False,
@@ -39,11 +58,31 @@ def admin_client(conf: Mapping[str, Any], *, quiet: bool = False,
 
 def broker_answers(conf: Mapping[str, Any], timeout_s: float = 2.0) -> bool:
     """True when a broker answers a metadata request within `timeout_s`."""
-    admin = admin_client(conf, quiet=True, timeout_s=min(timeout_s, 1.0))
+    return probe(conf, timeout_s) is None
+
+
+def probe(conf: Mapping[str, Any], timeout_s: float = 2.0) -> str | None:
+    """None when a broker answers a metadata request within `timeout_s`; else why not, for a
+    message: the broker refused the credentials, or nothing answered (which is also what a
+    client without credentials sees from an authenticated broker: it drops the connection)."""
+    refused: list[str] = []
+
+    def on_error(err: KafkaError) -> None:
+        if err.code() == KafkaError._AUTHENTICATION:
+            refused.append(err.str())
+
+    admin = admin_client({**conf, "error_cb": on_error}, quiet=True,
+                         timeout_s=min(timeout_s, 1.0))
     try:
-        return bool(admin.list_topics(timeout=timeout_s).brokers)
+        answered = bool(admin.list_topics(timeout=timeout_s).brokers)
     except KafkaException:
-        return False
+        answered = False
+    admin.poll(0)  # serves the error callbacks (an unserved event is logged at exit)
+    if answered:
+        return None
+    if refused:
+        return f"the broker refused the credentials ({refused[0].split(': ', 1)[-1]})"
+    return "no answer"
 
 
 def partition_counts(conf: Mapping[str, Any], topics: Iterable[str], *,
@@ -146,3 +185,136 @@ def consumer_groups(conf: Mapping[str, Any], prefix: str, timeout_s: float) -> l
     if listed.errors and not listed.valid:
         return None
     return sorted(g.group_id for g in listed.valid if g.group_id.startswith(prefix))
+
+
+_RESOURCE = {"topic": ResourceType.TOPIC, "group": ResourceType.GROUP}
+_PATTERN = {"literal": ResourcePatternType.LITERAL, "prefixed": ResourcePatternType.PREFIXED}
+_OPERATION = {"read": AclOperation.READ, "write": AclOperation.WRITE}
+_REFUSED = {KafkaError.TOPIC_AUTHORIZATION_FAILED, KafkaError.GROUP_AUTHORIZATION_FAILED,
+            KafkaError.CLUSTER_AUTHORIZATION_FAILED}
+
+
+def _binding(grant: Grant) -> AclBinding:
+    return AclBinding(_RESOURCE[grant.resource], grant.name, _PATTERN[grant.pattern],
+                      f"User:{grant.principal}", "*", _OPERATION[grant.operation],
+                      AclPermissionType.ALLOW)
+
+
+def _code(exc: BaseException) -> Any:
+    err = exc.args[0] if exc.args else None
+    return err.code() if isinstance(err, KafkaError) else None
+
+
+def grant_acls(conf: Mapping[str, Any], grants: Iterable[Grant],
+               timeout_s: float = 30.0) -> int | None:
+    """Create the ACLs of `grants` (granting one that exists changes nothing); returns how
+    many were asked for, or None when the broker has no authorizer (nothing to grant)."""
+    wanted = sorted(set(grants))
+    if not wanted:
+        return 0
+    admin = admin_client(conf)  # kept alive until the answers: a freed client cancels them
+    futures = admin.create_acls([_binding(g) for g in wanted], request_timeout=timeout_s)
+    try:
+        for future in futures.values():
+            future.result(timeout=timeout_s)
+    except KafkaException as exc:
+        if _code(exc) == KafkaError.SECURITY_DISABLED:
+            return None
+        raise
+    return len(wanted)
+
+
+def revoke_acls(conf: Mapping[str, Any], grants: Iterable[Grant], timeout_s: float = 30.0) -> int:
+    """Delete the ACLs of `grants`; returns how many bindings were deleted."""
+    filters = [AclBindingFilter(b.restype, b.name, b.resource_pattern_type, b.principal, b.host,
+                                b.operation, b.permission_type)
+               for b in (_binding(g) for g in grants)]
+    if not filters:
+        return 0
+    admin = admin_client(conf)  # kept alive until the answers: a freed client cancels them
+    futures = admin.delete_acls(filters, request_timeout=timeout_s)
+    return sum(len(future.result(timeout=timeout_s)) for future in futures.values())
+
+
+def upsert_scram_users(conf: Mapping[str, Any], passwords: Mapping[str, str],
+                       timeout_s: float = 30.0) -> None:
+    """Create (or change the password of) SCRAM-SHA-512 users."""
+    if not passwords:
+        return
+    info = ScramCredentialInfo(ScramMechanism.SCRAM_SHA_512, 8192)
+    admin = admin_client(conf)  # kept alive until the answers: a freed client cancels them
+    futures = admin.alter_user_scram_credentials(
+        [UserScramCredentialUpsertion(user, info, password.encode())
+         for user, password in sorted(passwords.items())], request_timeout=timeout_s)
+    for future in futures.values():
+        future.result(timeout=timeout_s)
+
+
+_SETTLING = {KafkaError.NOT_COORDINATOR, KafkaError.COORDINATOR_NOT_AVAILABLE,
+             KafkaError.COORDINATOR_LOAD_IN_PROGRESS, KafkaError.LEADER_NOT_AVAILABLE,
+             KafkaError._TIMED_OUT}
+"""Answers of a cluster still settling (a new broker's group coordinator), worth asking again."""
+
+
+def _authorized(admin: AdminClient, resource: str, names: list[str],
+                timeout_s: float) -> dict[str, set[Any] | None]:
+    """The operations the client's principal may perform on each topic or group of `names`
+    (None: the broker does not say, as without an authorizer; empty: refused). Asked again
+    while the cluster settles, up to `timeout_s`."""
+    deadline = time.monotonic() + timeout_s
+    out: dict[str, set[Any] | None] = {}
+    pending = list(names)
+    while pending:
+        if resource == "topic":
+            futures = admin.describe_topics(TopicCollection(pending),
+                                            include_authorized_operations=True,
+                                            request_timeout=timeout_s)
+        else:
+            futures = admin.describe_consumer_groups(pending, include_authorized_operations=True,
+                                                     request_timeout=timeout_s)
+        again = []
+        for name, future in futures.items():
+            try:
+                ops = future.result(timeout=timeout_s).authorized_operations
+            except KafkaException as exc:
+                code = _code(exc)
+                if code == KafkaError.UNKNOWN_TOPIC_OR_PART:
+                    raise TopicError(f"topic {name} does not exist; run `tapeflow init`") from None
+                if code in _SETTLING and time.monotonic() < deadline:
+                    again.append(name)
+                    continue
+                if code not in _REFUSED:
+                    raise StoreUnavailableError(f"Kafka did not describe {resource} {name}: "
+                                                f"{exc}") from None
+                ops = []
+            out[name] = None if ops is None else set(ops)
+        pending = again
+        if pending:
+            time.sleep(0.2)
+    return out
+
+
+def check_access(conf: Mapping[str, Any], needs: Iterable[tuple[str, Grant]],
+                 timeout_s: float = 10.0) -> None:
+    """Raise `AccessDeniedError` naming the first ACL this client's principal lacks among
+    `needs` ((topic or group name, the grant that should cover it)), `TopicError` for a
+    missing topic. Asks the broker what the principal may do (Kafka's authorized operations),
+    so it costs two requests and changes nothing; a broker without an authorizer allows all."""
+    wanted = list(needs)
+    principal = str(conf.get("sasl.username") or "ANONYMOUS")
+    admin = admin_client(conf)  # kept alive until the answers
+    allowed: dict[tuple[str, str], set[Any] | None] = {}
+    for resource in ("topic", "group"):
+        names = sorted({name for name, g in wanted if g.resource == resource})
+        if names:
+            found = _authorized(admin, resource, names, timeout_s)
+            allowed.update({(resource, name): ops for name, ops in found.items()})
+    for name, grant in wanted:
+        ops = allowed.get((grant.resource, name))
+        if ops is None or AclOperation.ALL in ops or _OPERATION[grant.operation] in ops:
+            continue
+        missing = Grant(principal, grant.resource, grant.name, grant.pattern, grant.operation)
+        raise AccessDeniedError(
+            f"Kafka refuses {grant.operation.upper()} on {grant.resource} {name} to "
+            f"User:{principal}: missing ACL ({missing.describe()}); `tapeflow init` grants "
+            "the flows' ACLs (docs/security.md)")

@@ -9,12 +9,16 @@ import psycopg
 from psycopg import sql
 
 from tapeflow.errors import StoreUnavailableError
-from tapeflow.services.dsn import redact
+from tapeflow.services.dsn import postgres_parts, redact
 
 
 def connect_postgres(dsn: str, schema: str, *, autocommit: bool = False,
                      connect_timeout: int = 5) -> psycopg.Connection[Any]:
-    """A psycopg connection with `schema` first on the search_path."""
+    """A psycopg connection with `schema` first on the search_path.
+
+    The DSN is read first (`DsnError`, a user error, when libpq cannot read it: psycopg's own
+    message would quote the text around the mistake, which may be the password)."""
+    postgres_parts(dsn)
     try:
         conn = psycopg.connect(dsn, autocommit=autocommit, connect_timeout=connect_timeout)
     except psycopg.OperationalError as exc:

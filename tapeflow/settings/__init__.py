@@ -36,10 +36,13 @@ from tapeflow.settings.base import (
     RENAMED,
     Group,
     is_secret,
+    mapping_text,
 )
 from tapeflow.settings.groups import (
+    KAFKA_ROLES,
     AccessSettings,
     ClickHouseSettings,
+    KafkaRole,
     KafkaSettings,
     MarketSettings,
     PostgresSettings,
@@ -51,12 +54,15 @@ from tapeflow.settings.groups import (
 __all__ = [
     "BATCH_MERGE_WAIT_S",
     "DEFAULT_HOME",
+    "DESK_ALERTS_PREFIX",
     "ENV_PREFIX",
     "GROUPS",
+    "KAFKA_ROLES",
     "LOCAL_KAFKA_PORT",
     "RENAMED",
     "AccessSettings",
     "ClickHouseSettings",
+    "KafkaRole",
     "KafkaSettings",
     "MarketSettings",
     "PostgresSettings",
@@ -66,6 +72,9 @@ __all__ = [
     "TradingSettings",
     "locate",
 ]
+
+DESK_ALERTS_PREFIX = "risk.alerts.desk."
+"""Desk alert topics are named this plus the desk (under the deployment's topic prefix)."""
 
 GROUPS: dict[str, type[Group]] = {
     "kafka": KafkaSettings,
@@ -172,9 +181,14 @@ class Settings(BaseModel):
         """The full name of one of the design's topics under this deployment's prefix."""
         return f"{self.kafka.topic_prefix}{name}"
 
-    def kafka_config(self) -> dict[str, Any]:
-        """librdkafka settings shared by every producer, consumer and admin client."""
-        return self.kafka.client_config()
+    def desk_topic(self, desk: str) -> str:
+        """The full name of a desk's alert topic (`TAPEFLOW_ACCESS_DESKS`)."""
+        return self.topic(f"{DESK_ALERTS_PREFIX}{desk}")
+
+    def kafka_config(self, role: KafkaRole | None = None) -> dict[str, Any]:
+        """librdkafka settings of a client; `role`: a component with a principal of its own
+        (`KafkaSettings.credentials`)."""
+        return self.kafka.client_config(role)
 
     def clickhouse_url(self) -> str:
         """The ClickHouse DSN, unwrapped: the configured one, or chDB under `home`."""
@@ -188,8 +202,8 @@ class Settings(BaseModel):
 
     def environment(self) -> dict[str, str]:
         """Every knob that is not a secret as `TAPEFLOW_*` variables: what a child process
-        needs to build the same settings (secrets it reads where this process read them, from
-        the same variables, `*_FILE` files or secrets directory)."""
+        needs to build the same settings, with `secret_environment` (which a caller hands
+        over as `*_FILE` files: `tapeflow.runtime.cluster.child_environment`)."""
         env = {f"{ENV_PREFIX}HOME": str(self.home)}
         for attr, cls in GROUPS.items():
             group = getattr(self, attr)
@@ -198,9 +212,26 @@ class Settings(BaseModel):
                 value = getattr(group, name)
                 if value is None or is_secret(field):
                     continue
-                if isinstance(value, frozenset):
+                if isinstance(value, dict):
+                    value = mapping_text(value)
+                elif isinstance(value, frozenset):
                     value = ",".join(sorted(value))
+                elif isinstance(value, dict):
+                    value = ",".join(f"{k}={v}" for k, v in sorted(value.items()))
                 elif isinstance(value, bool):
                     value = "true" if value else "false"
                 env[f"{ENV_PREFIX}{word}{name.upper()}"] = str(value)
+        return env
+
+    def secret_environment(self) -> dict[str, str]:
+        """Every secret knob that is set, unwrapped, by its `TAPEFLOW_*` variable: for a child
+        process only, never for a log (the caller passes them as files, not as values)."""
+        env: dict[str, str] = {}
+        for attr, cls in GROUPS.items():
+            group = getattr(self, attr)
+            word = f"{cls.group.upper()}_" if cls.group else ""
+            for name, field in cls.model_fields.items():
+                value = getattr(group, name)
+                if value is not None and is_secret(field):
+                    env[f"{ENV_PREFIX}{word}{name.upper()}"] = value.get_secret_value()
         return env

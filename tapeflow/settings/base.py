@@ -26,6 +26,7 @@ DEFAULT_HOME = Path(".tapeflow")
 LOCAL_KAFKA_PORT = 9092
 
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
+_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_-]{0,62}$")
 TOPIC_PREFIX_PATTERN = re.compile(r"^[A-Za-z0-9._-]{0,100}$")
 
 RENAMED = {
@@ -129,9 +130,45 @@ def us(seconds: float) -> int:
     return round(seconds * 1_000_000)
 
 
-def identifier(value: str) -> str:
-    if not _IDENTIFIER.match(value):
+def identifier(value: str, *, dash: bool = False) -> str:
+    """`value` if it is a plain identifier (letters, digits, `_`; and `-` with `dash`: a
+    desk or a principal, which become parts of topic and group names)."""
+    if dash:
+        if not _NAME.match(value):
+            raise ValueError(f"{value!r} may hold only letters, digits, '_' and '-'")
+    elif not _IDENTIFIER.match(value):
         raise ValueError(f"{value!r} is not a plain identifier (letters, digits, _)")
     return value
+
+
+def name_list(text: str, what: str) -> list[str]:
+    """"A,B" as a list; an empty list is refused (it would silently allow nothing)."""
+    names = [part.strip() for part in text.split(",") if part.strip()]
+    if not names:
+        raise ValueError(f"give at least one {what}, or leave it unset for all")
+    return names
+
+
+def name_mapping(text: str) -> dict[str, frozenset[str]]:
+    """"a=X,Y;b=Z" as {"a": {"X", "Y"}, "b": {"Z"}} (the form `Settings.environment`
+    writes back)."""
+    out: dict[str, frozenset[str]] = {}
+    for entry in (part.strip() for part in text.split(";")):
+        if not entry:
+            continue
+        name, sep, values = entry.partition("=")
+        if not sep or not name.strip():
+            raise ValueError(f"{entry!r} is not NAME=VALUE,VALUE")
+        if name.strip() in out:
+            raise ValueError(f"{name.strip()} is given twice")
+        out[name.strip()] = frozenset(name_list(values, f"value for {name.strip()}"))
+    if not out:
+        raise ValueError("give at least one NAME=VALUE, or leave it unset")
+    return out
+
+
+def mapping_text(value: dict[str, frozenset[str]]) -> str:
+    """The inverse of `name_mapping`."""
+    return ";".join(f"{name}={','.join(sorted(values))}" for name, values in sorted(value.items()))
 
 

@@ -3,17 +3,26 @@
 
 from __future__ import annotations
 
+import json
 import warnings
 from decimal import Decimal
 from pathlib import Path
-from typing import Annotated, Any, ClassVar
+from typing import Annotated, Any, ClassVar, Literal, get_args
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import NoDecode
 
 from tapeflow.core.fixedpoint import to_units
 from tapeflow.core.market.candles import CandleConfig
+from tapeflow.core.market.conditions import (
+    DEFAULT_CODES,
+    DEFAULT_CONDITION_RULES,
+    EFFECT_NAMES,
+    ConditionRules,
+    ConditionTable,
+)
 from tapeflow.core.market.filter_config import FilterConfig
+from tapeflow.core.market.sequence import SeqMode
 from tapeflow.core.market.symbol_step import DEFAULT_MARKET_CONFIG, MarketConfig
 from tapeflow.core.trading.order_book import OrderRetention
 from tapeflow.core.trading.shard_step import ShardConfig
@@ -23,8 +32,15 @@ from tapeflow.settings.base import (
     TOPIC_PREFIX_PATTERN,
     Group,
     identifier,
+    name_list,
+    name_mapping,
     us,
 )
+
+KafkaRole = Literal["market", "trading"]
+"""The components with a principal of their own (docs/security.md); every other client uses
+the SASL user of the settings."""
+KAFKA_ROLES: tuple[KafkaRole, ...] = get_args(KafkaRole)
 
 
 class KafkaSettings(Group):
@@ -45,12 +61,25 @@ class KafkaSettings(Group):
     ssl_key_location: str | None = Field(None, description="librdkafka ssl.key.location.")
     ssl_key_password: SecretStr | None = Field(
         None, description="librdkafka ssl.key.password, for an encrypted client key.")
+    market_username: str = Field(
+        "tapeflow-market", description="The market flow's own principal (SASL user), used "
+        "with its password below; `tapeflow init` grants it the market flow's ACLs.")
+    market_password: SecretStr | None = Field(
+        None, description="Password of the market flow's principal; unset: the market flow "
+        "connects as TAPEFLOW_KAFKA_SASL_USERNAME.")
+    trading_username: str = Field(
+        "tapeflow-trading", description="The trading flow's own principal (SASL user), used "
+        "with its password below; `tapeflow init` grants it the trading flow's ACLs.")
+    trading_password: SecretStr | None = Field(
+        None, description="Password of the trading flow's principal; unset: the trading flow "
+        "connects as TAPEFLOW_KAFKA_SASL_USERNAME.")
     topic_prefix: str = Field("", description="Prepended to every topic name (isolation of "
                               "environments and tests).")
     partitions: int = Field(4, ge=1, le=1024, description="Partitions of the topics `tapeflow "
                             "init` creates.")
-    source_batch_size: int = Field(1000, ge=1, le=100_000, description="Messages a flow's "
-                                   "Kafka source reads per poll of a partition.")
+    source_batch_size: int = Field(1000, ge=1, le=100_000, description="Messages the market "
+                                   "flow's Kafka source reads per poll of a partition (the "
+                                   "trading flow's: TAPEFLOW_TRADING_SOURCE_BATCH_SIZE).")
 
     @field_validator("topic_prefix")
     @classmethod
@@ -59,20 +88,32 @@ class KafkaSettings(Group):
             raise ValueError(f"{value!r} may hold only letters, digits, '.', '_' and '-'")
         return value
 
-    def client_config(self) -> dict[str, Any]:
-        """librdkafka settings shared by every producer, consumer and admin client."""
+    def credentials(self, role: KafkaRole | None = None) -> tuple[str | None, SecretStr | None]:
+        """(SASL user, password) of `role`'s clients: the role's own principal when its
+        password is set, else the settings' SASL user (None: the generic clients)."""
+        if role is not None:
+            password = self.market_password if role == "market" else self.trading_password
+            if password is not None:
+                return (self.market_username if role == "market" else self.trading_username,
+                        password)
+        return self.sasl_username, self.sasl_password
+
+    def client_config(self, role: KafkaRole | None = None) -> dict[str, Any]:
+        """librdkafka settings of every producer, consumer and admin client; `role`: a
+        component with a principal of its own (`credentials`)."""
+        username, password = self.credentials(role)
         conf: dict[str, Any] = {"bootstrap.servers": self.bootstrap}
         optional = {
             "security.protocol": self.security_protocol,
             "sasl.mechanism": self.sasl_mechanism,
-            "sasl.username": self.sasl_username,
+            "sasl.username": username,
             "ssl.ca.location": self.ssl_ca_location,
             "ssl.certificate.location": self.ssl_certificate_location,
             "ssl.key.location": self.ssl_key_location,
         }
         conf.update({k: v for k, v in optional.items() if v is not None})
-        if self.sasl_password is not None:
-            conf["sasl.password"] = self.sasl_password.get_secret_value()
+        if password is not None:
+            conf["sasl.password"] = password.get_secret_value()
         if self.ssl_key_password is not None:
             conf["ssl.key.password"] = self.ssl_key_password.get_secret_value()
         return conf
@@ -88,6 +129,10 @@ class SchemaRegistrySettings(Group):
     catalogue: Path | None = Field(
         None, description="catalogue.json of the local catalogue when there is no registry "
         "(unset: the repository's schemas/catalogue.json); docs/schema-evolution.md.")
+    timeout_s: float = Field(
+        10.0, gt=0, description="How long one registry request may take; one that gets no "
+        "answer is retried like a store write, until `TAPEFLOW_SINK_RETRY_DEADLINE_S` "
+        "(docs/bad-input.md).")
 
 
 class ClickHouseSettings(Group):
@@ -123,6 +168,10 @@ with warnings.catch_warnings():
                                       "Postgres under HOME.")
         schema: str = Field(  # type: ignore[assignment]
             "tapeflow", description="Schema of Tapeflow's tables.")
+        batch_age_s: float = Field(
+            0.1, gt=0, description="The trading flow's Postgres writer (on a thread of its "
+            "own) writes once its oldest buffered state is this old: often, so a checkpoint "
+            "waits only for a small remainder (docs/postgres-sink.md).")
 
         @field_validator("schema")
         @classmethod
@@ -137,8 +186,20 @@ class MarketSettings(Group):
 
     seq_window: int = Field(
         4096, ge=16, le=1_000_000,
-        description="Sequence numbers remembered per (venue, symbol, kind) to detect "
-        "duplicates; older ones are rejected as seq_too_old (bounds the filter's memory).")
+        description="Sequence numbers remembered per (venue, symbol, kind): duplicates are "
+        "recognised within it, and in unique mode an older number is rejected as seq_too_old "
+        "(bounds the filter's memory).")
+    seq_mode: SeqMode = Field(
+        SeqMode.PACKET, description="What a venue's sequence numbers mean: unique (one per "
+        "message), packet (shared by the messages of a packet; a duplicate must also repeat the "
+        "content) or none; packet is safe for both kinds of venue (docs/market-core.md).")
+    venue_seq_modes: Annotated[dict[str, SeqMode], NoDecode] = Field(
+        default_factory=dict, description="Per-venue sequence modes, VENUE=MODE,... "
+        "(XCME=packet,XNAS=unique); other venues use TAPEFLOW_MARKET_SEQ_MODE.")
+    condition_tables: Path | None = Field(
+        None, description="A JSON file of trade-condition tables per venue ({\"XCME\": "
+        "{\"codes\": {\"0\": \"regular\"}, \"unknown\": \"volume_only\"}}, \"*\" "
+        "for the default); unset: the CTA/UTP table (docs/market-core.md).")
     allowed_lateness_s: float = Field(
         5.0, ge=0, description="Candles: event time a bucket stays open past its end.")
     late_horizon_s: float = Field(
@@ -157,6 +218,23 @@ class MarketSettings(Group):
         5.0, ge=0, description="Wall time without ticks after which a symbol's held ticks "
         "and pending mark are released.")
 
+    @field_validator("venue_seq_modes", mode="before")
+    @classmethod
+    def _venue_modes(cls, value: object) -> object:
+        if isinstance(value, str):
+            pairs = [p.strip() for p in value.split(",") if p.strip()]
+            if any("=" not in p for p in pairs):
+                raise ValueError("write VENUE=MODE pairs separated by commas")
+            value = {p.split("=", 1)[0].strip(): p.split("=", 1)[1].strip() for p in pairs}
+        return value
+
+    @field_validator("condition_tables")
+    @classmethod
+    def _tables(cls, value: Path | None) -> Path | None:
+        if value is not None:
+            condition_rules(value)  # refused at start, in one line, not at the first trade
+        return value
+
     def core_config(self, *, batch: bool = False) -> MarketConfig:
         """The market core's configuration: what the stream and the backfill both judge with.
 
@@ -170,7 +248,11 @@ class MarketSettings(Group):
         if wait_s is None and batch:
             wait_s = BATCH_MERGE_WAIT_S
         return MarketConfig(
-            filter=FilterConfig(seq_window=self.seq_window),
+            filter=FilterConfig(
+                seq_window=self.seq_window, seq_mode=self.seq_mode,
+                venue_seq_modes=self.venue_seq_modes,
+                conditions=(DEFAULT_CONDITION_RULES if self.condition_tables is None
+                            else condition_rules(self.condition_tables))),
             candles=CandleConfig(allowed_lateness_us=us(self.allowed_lateness_s),
                                  retention_us=us(self.late_horizon_s),
                                  idle_timeout_us=us(self.idle_timeout_s)),
@@ -179,6 +261,23 @@ class MarketSettings(Group):
                                else us(wait_s)),
             quiet_us=us(self.quiet_s),
         )
+
+
+def condition_rules(path: Path) -> ConditionRules:
+    """Condition tables from a JSON file: {venue or "*": {"codes": {code: effect}, "unknown":
+    effect, "extends_default": bool}}; effects are regular, volume_only, no_effect. A venue's
+    table starts from the CTA/UTP codes when `extends_default` is true (the default)."""
+    try:
+        data = json.loads(path.read_text())
+        tables = {}
+        for venue, spec in data.items():
+            codes = dict(DEFAULT_CODES) if spec.get("extends_default", True) else {}
+            codes.update({code: EFFECT_NAMES[name] for code, name in spec.get("codes", {}).items()})
+            tables[venue] = ConditionTable(codes, EFFECT_NAMES[spec.get("unknown", "regular")])
+    except (OSError, ValueError, KeyError, AttributeError, TypeError) as exc:
+        raise ValueError(f"condition tables {path}: {type(exc).__name__}: {exc}") from None
+    default = tables.pop("*", DEFAULT_CONDITION_RULES.default)
+    return ConditionRules(default, tables)
 
 
 class TradingSettings(Group):
@@ -192,7 +291,11 @@ class TradingSettings(Group):
     order_max_terminal: int = Field(
         10_000, ge=1, description="At most this many finished orders kept per account.")
     initial_cash: Decimal = Field(
-        Decimal(1_000_000), description="Cash of an account the flow has not seen before.")
+        Decimal(1_000_000), description="Cash of an account the flow has not seen before (0 "
+        "when opening balances come as deposits on oms.cash).")
+    currency: str = Field(
+        "USD", pattern=r"^[A-Z]{3}$", description="Currency of a new account that has no row "
+        "in the Postgres table account_currencies (ISO 4217).")
     pnl_interval_s: float = Field(
         60.0, gt=0, description="Event-time width of a pnl_snapshots bucket.")
     limits_refresh_s: float = Field(
@@ -201,12 +304,17 @@ class TradingSettings(Group):
     timer_s: float = Field(
         5.0, gt=0, description="Wall time between runs of the time-driven risk rules "
         "(stale marks, turnover expiry) and provisional P&L snapshots.")
+    source_batch_size: int = Field(
+        100, ge=1, le=100_000, description="Messages the trading flow's Kafka source reads per "
+        "poll of a partition: small, because a batch's alerts leave together when its last "
+        "report is applied (docs/flows.md, alert latency).")
 
     def core_config(self) -> ShardConfig:
         """The trading core's configuration (a shard of accounts)."""
         return ShardConfig(
             initial_cash=to_units(self.initial_cash),
             snapshot_interval_us=us(self.pnl_interval_s),
+            currency=self.currency,
             retention=OrderRetention(max_terminal=self.order_max_terminal,
                                      terminal_ttl_us=us(self.order_terminal_ttl_s)))
 
@@ -221,6 +329,9 @@ class RuntimeSettings(Group):
     debug: bool = Field(False, description="Show tracebacks instead of one-line errors.")
     cache_dir: Path | None = Field(None, description="Where the local broker's jars are cached "
                                    "(unset: ~/.cache/tapeflow).")
+    metrics_host: str = Field(
+        "127.0.0.1", description="Address the /metrics endpoint binds to (0.0.0.0: every "
+        "interface, e.g. in a container whose port is published).")
     metrics_port: int | None = Field(
         9464, ge=0, le=65535,
         description="Prometheus /metrics port of `tapeflow run` (0: off); a local cluster's "
@@ -259,15 +370,27 @@ class RuntimeSettings(Group):
 
 
 class AccessSettings(Group):
-    """What a subscriber may see (docs/alerts.md, docs/security.md)."""
+    """Who may see which alerts (docs/alerts.md, docs/security.md)."""
 
     group: ClassVar[str] = "access"
 
     alerts_allowed_accounts: Annotated[frozenset[str] | None, NoDecode] = Field(
         None,
         description="Accounts whose alerts `tapeflow alerts` may deliver (comma list); unset: "
-        "all. A convenience of the subscription, not enforcement; alerts without an account are "
-        "withheld from a restricted subscriber (docs/alerts.md).")
+        "all. A convenience of the subscription, not enforcement (the broker's ACLs on the "
+        "desk topics are); alerts without an account are withheld from a restricted "
+        "subscriber (docs/alerts.md).")
+    desks: Annotated[dict[str, frozenset[str]] | None, NoDecode] = Field(
+        None,
+        description="The desk of each account: `desk-a=ACC001,ACC002;desk-b=ACC003`. Alerts "
+        "about a desk's accounts are also published to its topic risk.alerts.desk.DESK, "
+        "which only that desk's subscribers may read (docs/security.md); unset or an account "
+        "of no desk: risk.alerts only.")
+    subscribers: Annotated[dict[str, frozenset[str]] | None, NoDecode] = Field(
+        None,
+        description="Subscriber principals and the desks each may read: "
+        "`risk-a=desk-a;ops=*` (`*`: risk.alerts and every desk); `tapeflow init` grants "
+        "them read on those topics and on their own consumer groups (`PRINCIPAL.*`).")
 
     viewers_file: Path | None = Field(
         None, description="JSON file of the live view's viewers (name -> password hash and "
@@ -278,10 +401,37 @@ class AccessSettings(Group):
     def _account_list(cls, value: object) -> object:
         # The environment gives "A,B"; an empty list would silently allow nothing, so it is
         # refused rather than read as "unset".
+        return name_list(value, "account") if isinstance(value, str) else value
+
+    @field_validator("desks", "subscribers", mode="before")
+    @classmethod
+    def _mapping(cls, value: object) -> object:
+        # An empty value is "none" here (no desk topics), as a compose file passes it when
+        # its variable is unset; unlike a restriction, "none" is not a guess.
         if isinstance(value, str):
-            value = [part.strip() for part in value.split(",") if part.strip()]
-            if not value:
-                raise ValueError("give at least one account, or leave it unset for all")
+            return name_mapping(value) if value.strip() else None
         return value
 
+    @model_validator(mode="after")
+    def _consistent(self) -> AccessSettings:
+        desks = self.desks or {}
+        seen: dict[str, str] = {}
+        for desk, accounts in desks.items():
+            identifier(desk, dash=True)
+            for account in accounts:
+                if account in seen:
+                    raise ValueError(f"account {account} is in two desks ({seen[account]} "
+                                     f"and {desk}); its alerts have one desk")
+                seen[account] = desk
+        for principal, allowed in (self.subscribers or {}).items():
+            identifier(principal, dash=True)
+            unknown = sorted(d for d in allowed if d != "*" and d not in desks)
+            if unknown:
+                raise ValueError(f"subscriber {principal}: no desk {', '.join(unknown)} in "
+                                 "TAPEFLOW_ACCESS_DESKS")
+        return self
 
+    def desk_of(self) -> dict[str, str]:
+        """Account -> its desk."""
+        return {account: desk for desk, accounts in (self.desks or {}).items()
+                for account in accounts}

@@ -39,6 +39,7 @@ from schemas.codec import Codec
 from tapeflow.cli import app
 from tapeflow.core.models import RiskAlert, Severity
 from tapeflow.settings import Settings
+from tests.support.kafka_env import kafka_env
 
 ACCOUNTS = ["ACC001", "ACC002", "ACC003", None]
 SYMBOLS = ["AAPL", "MSFT", None]
@@ -208,7 +209,7 @@ def test_follow_delivers_new_alerts(settings: Settings,
 
 def test_cli_prints_json_lines(settings: Settings,
                                produced: list[tuple[RiskAlert, int]]) -> None:
-    env = {"TAPEFLOW_KAFKA_BOOTSTRAP": settings.kafka.bootstrap,
+    env = {**kafka_env(settings),
            "TAPEFLOW_KAFKA_TOPIC_PREFIX": settings.kafka.topic_prefix}
     runner = CliRunner()
     args = ["alerts", "--from-beginning", "--severity", "warning", "--account", "ACC001",

@@ -24,6 +24,7 @@ from jobs.init import create_topics, init_clickhouse
 from schemas.catalogue import LocalCatalogue
 from schemas.codec import Codec
 from sinks.clickhouse.rows import TABLE_COLUMNS
+from sinks.versions import CANDLE_VERSION_SHIFT
 from sources.synthetic import MarketSpec, generate_market
 from tapeflow.core.market.symbol_step import MarketConfig
 from tapeflow.services.clickhouse import open_clickhouse
@@ -34,13 +35,22 @@ BATCH_CONFIG = MarketConfig(merge_max_wait_us=3_600_000_000)
 """What `tapeflow run market --batch` uses: the merge waits the whole horizon, so the stream's
 interleaving of trades and quotes does not depend on how fast it read each topic."""
 TABLES = ("trades", "quotes", "rejected_ticks", "candles_1s", "candles_1m")
+BASES: dict[str, list[set[int]]] = {"candles_1s": [], "candles_1m": []}
+"""The version bases read per table, in reading order."""
 
 
 def _table(client: Any, table: str) -> list[tuple[Any, ...]]:
     cols = ", ".join(TABLE_COLUMNS[table])
     result = client.query(f"SELECT {cols} FROM {table} FINAL ORDER BY {cols}",
                           query_formats={"DateTime64*": "int"})
-    return [tuple(r) for r in result.result_rows]
+    rows = [tuple(r) for r in result.result_rows]
+    if "version" not in TABLE_COLUMNS[table]:
+        return rows
+    # A candle's stored version is its writer's base + its trade count (sinks.versions): the
+    # stream and each backfill run are different writers. Compared: the count part; the base
+    # part is one per run, and a later run's is higher (its candles replace the earlier ones).
+    BASES[table].append({r[-1] >> CANDLE_VERSION_SHIFT for r in rows})
+    return [(*r[:-1], r[-1] & ((1 << CANDLE_VERSION_SHIFT) - 1)) for r in rows]
 
 
 def _snapshot(settings: Settings) -> dict[str, list[tuple[Any, ...]]]:
@@ -89,3 +99,7 @@ def test_backfill_equals_the_stream_and_a_second_run_changes_nothing(
                          BackfillOptions(bucket_rows=20_000, workers=2))
     assert again.written == report.written
     assert _snapshot(batch) == got
+    for table, bases in BASES.items():
+        stream_run, first_run, second_run = bases[-3:]
+        assert len(stream_run) == len(first_run) == len(second_run) == 1, table
+        assert min(second_run) > min(first_run) > 0, table

@@ -121,3 +121,26 @@ def test_empty_range_writes_nothing(charted: Settings, tmp_path: Path) -> None:
 
 def _rgb(hex_colour: str) -> tuple[int, int, int]:
     return tuple(int(hex_colour[i:i + 2], 16) for i in (1, 3, 5))  # type: ignore[return-value]
+
+
+def test_a_symbol_is_drawn_as_text_not_markup(charted: Settings, tmp_path: Path) -> None:
+    """A symbol is data (issue 14): matplotlib read "$...$" in the title as mathtext and failed
+    on bad mathtext; the HTML escapes it like any text."""
+    symbol = "$\\frac{<b>[/]"
+    trades = [Trade(symbol, "XNAS", START + k * 10_000_000, k, (100 + k) * ONE, ONE, None, ())
+              for k in range(12)]
+    built, _ = build_candles(trades)
+    client = open_clickhouse(charted.clickhouse_url(), charted.clickhouse.database)
+    writer = ClickHouseWriter(client)
+    writer.add_records([*trades, *final_candles(built)])
+    writer.flush()
+    client.close()
+    png, page = tmp_path / "s.png", tmp_path / "s.html"
+    chart(charted, symbol, png, interval="1m")
+    chart(charted, symbol, page, interval="1m")
+    assert Image.open(png).size[0] > 0
+    html = page.read_text()
+    assert "<title>$\\frac{&lt;b&gt;[/] 1m candles</title>" in html
+    # Outside the JSON data block (where only "</" matters, and is escaped), no raw "<b>".
+    markup = re.sub(r'<script type="application/json".*?</script>', "", html, flags=re.S)
+    assert "<b>" not in markup

@@ -25,8 +25,10 @@ from tapeflow.core.market.candles import (
     CandleState,
     add_trade_inplace,
 )
+from tapeflow.core.market.filter_config import FilterConfig
 from tapeflow.core.market.filter_state import FilterState
 from tapeflow.core.market.rejections import Rejection, RejectReason, TickKind
+from tapeflow.core.market.sequence import SeqMode
 from tapeflow.core.market.tick_filter import filter_trade_inplace
 from tapeflow.core.models import EVENT_TIME_MAX_US, EVENT_TIME_MIN_US, Quote, Trade
 from tapeflow.services.clickhouse import open_clickhouse
@@ -214,8 +216,11 @@ def test_rejected_ticks_keep_each_distinct_tick_and_collapse_identical_resends(
     sym = f"{tag}R"
     state, rejections = FilterState(), []
     tick = Trade(sym, "XNAS", T0, 1, 100 * 10**8, 10**8)
+    # A venue numbering every message: a re-sent number is a duplicate whatever its content
+    # (on a packet venue, the default, the fourth tick would be another message of packet 1).
+    unique = FilterConfig(seq_mode=SeqMode.UNIQUE)
     for t in [tick, tick, tick, tick._replace(price=101 * 10**8)]:
-        state, rejection, _ = filter_trade_inplace(state, t, None)
+        state, rejection, _ = filter_trade_inplace(state, t, None, unique)
         if rejection is not None:
             rejections.append(rejection)
     assert [r.reason for r in rejections] == [RejectReason.DUPLICATE_SEQ] * 3

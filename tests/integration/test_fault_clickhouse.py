@@ -3,7 +3,7 @@
 chDB allows one process per data path, and a dataflow that raises aborts its whole process
 (Bytewax panics), so the flow runs as `tapeflow run trading --batch` in a subprocess on its own
 chDB directory. The failing condition is made before it starts: after `tapeflow init`, a short
-subprocess drops `executions` (and later recreates it from its migration's statement).
+subprocess drops `executions` (and later recreates it from its migrations' statements).
 Nothing is faked: the flow's own ClickHouse sink meets the missing table on its first flush.
 
 What it proves:
@@ -44,11 +44,12 @@ action, url, database, out = sys.argv[1:5]
 client = open_clickhouse(url, database)
 if action == "drop":
     client.command("DROP TABLE executions")
-elif action == "recreate":  # its statement from the migration, as an operator would
+elif action == "recreate":  # its statements from the migrations, as an operator would
     from jobs.migrate import migrations, split_statements
     for m in migrations("clickhouse"):
         for stmt in split_statements(m.text):
-            if stmt.startswith("CREATE TABLE IF NOT EXISTS executions"):
+            if stmt.startswith(("CREATE TABLE IF NOT EXISTS executions",
+                                "ALTER TABLE executions ")):
                 client.command(stmt)
 else:
     queries = pickle.loads(bytes.fromhex(sys.argv[5]))

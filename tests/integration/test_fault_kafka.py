@@ -24,6 +24,7 @@ from pathlib import Path
 import pytest
 
 from jobs.local.kafka_broker import LocalKafka
+from jobs.local.kafka_credentials import ADMIN_USER, ROLE_USERS
 from schemas.catalogue import TOPIC_ALERTS, LocalCatalogue
 from schemas.codec import Codec
 from sources.kafka.topic_reader import read_all
@@ -51,9 +52,11 @@ def test_kafka_broker_outage_the_flow_waits_and_resumes(settings: Settings,
     flow: FlowProcess | None = None
     try:
         tag = uuid.uuid4().hex[:8]
+        own = {f"kafka_{name}_password": broker.credentials.password(user) for name, user in
+               (("sasl", ADMIN_USER), *ROLE_USERS.items())}  # this broker's principals
         flow_settings = settings.with_overrides(kafka_bootstrap=broker.bootstrap,
                                                 postgres_schema=f"tf_kf_{tag}",
-                                                clickhouse_database="tapeflow")
+                                                clickhouse_database="tapeflow", **own)
         assert settings.postgres.dsn is not None
         dsn = settings.postgres.dsn.get_secret_value()
         schema = flow_settings.postgres.schema

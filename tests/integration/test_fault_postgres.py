@@ -22,6 +22,7 @@ from pathlib import Path
 
 from schemas.catalogue import TOPIC_EXECUTIONS, LocalCatalogue
 from schemas.codec import Codec
+from tapeflow.services.dsn import redact
 from tapeflow.settings import Settings
 from tests.support.faults import (
     OUTAGE_S,
@@ -78,7 +79,11 @@ def test_postgres_outage_blocks_the_flow_then_it_catches_up(settings: Settings,
     log = flow.text()
     retries = [line for line in log.splitlines() if "write of" in line and "failed" in line]
     assert retries, log[-3000:]
-    assert all("Postgres postgresql://postgres" in line and f"(schema {schema})" in line
+    # The store is named by where it is, host, port and database only (docs/security.md).
+    where = f"Postgres {redact(proxy.dsn(dsn))} (schema {schema})"
+    assert where.startswith("Postgres 127.0.0.1:")
+    assert where.endswith(f"/postgres (schema {schema})")
+    assert all(where in line
                and "gives up 600 s after the first failure" in line
                and "next attempt in" in line for line in retries), retries[:3]
     assert len(retries) >= 4, retries  # exponential backoff over 20 s: several tries

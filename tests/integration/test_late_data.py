@@ -32,6 +32,7 @@ from flows.market import build_flow
 from jobs.init import create_topics, init_clickhouse
 from schemas.catalogue import TOPIC_QUOTES, TOPIC_TRADES, LocalCatalogue
 from schemas.codec import Codec
+from sinks.versions import CANDLE_VERSION_SHIFT
 from tapeflow.core.fixedpoint import to_decimal, to_units
 from tapeflow.core.market.candle_batch import build_candles, final_candles
 from tapeflow.core.market.rejections import RejectReason
@@ -143,6 +144,7 @@ def _rows(client: Any, sql: str) -> list[tuple[Any, ...]]:
 
 CANDLE_COLS = "symbol, bucket, open, high, low, close, volume, notional, vwap, trade_count"
 TABLES = ((S, "candles_1s"), (MINUTE, "candles_1m"))
+COUNT_MASK = (1 << CANDLE_VERSION_SHIFT) - 1
 
 
 def _run(settings: Settings, codec: Codec) -> dict[str, Any]:
@@ -158,13 +160,20 @@ def _run(settings: Settings, codec: Codec) -> dict[str, Any]:
                                          "price, size, detail FROM rejected_ticks FINAL")),
         "quotes": _rows(client, "SELECT count() FROM quotes FINAL")[0][0],
     }
+    bases = set()
     for _, table in TABLES:
-        out[table] = _rows(client, f"SELECT {CANDLE_COLS}, version FROM {table} FINAL "
-                                   "ORDER BY symbol, bucket")
+        # A stored version is the writer's base + the core's version (= trade count): one run
+        # is one writer, so one base; the count part is compared with the core.
+        rows = _rows(client, f"SELECT {CANDLE_COLS}, version FROM {table} FINAL "
+                             "ORDER BY symbol, bucket")
+        bases |= {r[-1] >> CANDLE_VERSION_SHIFT for r in rows}
+        out[table] = [(*r[:-1], r[-1] & COUNT_MASK) for r in rows]
         # Every version written, max per bucket (independent of when parts merge).
         versions = _rows(client, f"SELECT symbol, bucket, max(version) FROM {table} "
                                  "GROUP BY symbol, bucket")
-        out[f"{table}_max_version"] = {(r[0], r[1]): r[2] for r in versions}
+        bases |= {r[2] >> CANDLE_VERSION_SHIFT for r in versions}
+        out[f"{table}_max_version"] = {(r[0], r[1]): r[2] & COUNT_MASK for r in versions}
+    assert len(bases) == 1 and bases.pop() > 0
     return out
 
 

@@ -49,6 +49,7 @@ from sources.kafka.topic_reader import end_offsets
 from sources.synthetic import MarketSpec, generate_market
 from tapeflow.settings import Settings
 from tests.support.flow_process import FlowProcess, kill_after, kill_at_insert
+from tests.support.kafka_env import kafka_env
 from tests.support.run_outputs import BOOKKEEPING, TABLES, run_chdb, topic_records
 
 
@@ -62,7 +63,7 @@ class FlowRun(FlowProcess):
         self.database = settings.clickhouse.database
         self.env = {k: v for k, v in os.environ.items() if not k.startswith("TAPEFLOW_")}
         self.env.update({
-            "TAPEFLOW_KAFKA_BOOTSTRAP": settings.kafka.bootstrap,
+            **kafka_env(settings),
             "TAPEFLOW_CLICKHOUSE_DSN": self.url,
             "TAPEFLOW_CLICKHOUSE_DATABASE": self.database,
             "TAPEFLOW_KAFKA_TOPIC_PREFIX": settings.kafka.topic_prefix,

@@ -47,6 +47,7 @@ from schemas.codec import Codec
 from sources.kafka.topic_reader import end_offsets
 from sources.synthetic import MarketSpec, generate_market
 from tapeflow.settings import Settings
+from tests.support.kafka_env import kafka_env
 from tests.support.locations import REPO
 from tests.support.run_outputs import BOOKKEEPING, TABLES, run_chdb, topic_records
 
@@ -64,7 +65,7 @@ class Deployment:
         self.args = args
         self.env = {k: v for k, v in os.environ.items() if not k.startswith("TAPEFLOW_")}
         self.env.update({
-            "TAPEFLOW_KAFKA_BOOTSTRAP": settings.kafka.bootstrap,
+            **kafka_env(settings),
             "TAPEFLOW_CLICKHOUSE_DSN": self.url,
             "TAPEFLOW_CLICKHOUSE_DATABASE": self.database,
             "TAPEFLOW_KAFKA_TOPIC_PREFIX": settings.kafka.topic_prefix,

@@ -34,6 +34,7 @@ from sources.kafka.flow_source import consumer_group
 from sources.kafka.topic_reader import end_offsets
 from sources.synthetic import MarketSpec, generate_market
 from tapeflow.settings import Settings
+from tests.support.kafka_env import kafka_env
 from tests.support.locations import REPO
 from tests.support.run_outputs import run_chdb
 
@@ -76,7 +77,7 @@ def test_metrics_and_committed_offsets_of_a_running_flow(settings: Settings,
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("TAPEFLOW_")}
     env.update({
-        "TAPEFLOW_KAFKA_BOOTSTRAP": settings.kafka.bootstrap,
+        **kafka_env(settings),
         "TAPEFLOW_CLICKHOUSE_DSN": url,
         "TAPEFLOW_CLICKHOUSE_DATABASE": settings.clickhouse.database,
         "TAPEFLOW_POSTGRES_DSN": settings.postgres.dsn.get_secret_value(),
@@ -119,7 +120,7 @@ def test_metrics_and_committed_offsets_of_a_running_flow(settings: Settings,
                                  f"{len(market.executions)} reports): {summary}; "
                                  f"{log.read_text()[-2000:]}")
         group = consumer_group(settings, "all", None)
-        consumer = Consumer({"bootstrap.servers": settings.kafka.bootstrap, "group.id": group})
+        consumer = Consumer({**settings.kafka_config(), "group.id": group})
         try:
             committed = {}
             for name in (TOPIC_TRADES, TOPIC_QUOTES, TOPIC_EXECUTIONS):

@@ -35,12 +35,13 @@ from typer.testing import CliRunner
 from flows.market import build_flow as market_flow
 from flows.trading import build_flow as trading_flow
 from jobs.generate import produce_market
-from jobs.init import create_topics, init_clickhouse, init_postgres
+from jobs.init import create_topics, grant_access, init_clickhouse, init_postgres
 from jobs.query import Analytics
 from jobs.query_params import QueryInputError
 from schemas.catalogue import LocalCatalogue
 from schemas.codec import Codec
 from sinks.clickhouse.writer import ClickHouseWriter
+from sinks.versions import CANDLE_VERSION_SHIFT
 from sources.synthetic import MarketSpec, generate_market
 from tapeflow.cli import app
 from tapeflow.core.fixedpoint import ONE, div_round, to_decimal, to_units
@@ -80,18 +81,19 @@ def _iso(us: int) -> str:
 
 
 @pytest.fixture(scope="module")
-def filled(kafka_bootstrap: str, postgres_dsn: str, clickhouse_url: str,
-           tmp_path_factory: pytest.TempPathFactory) -> Iterator[Filled]:
+def filled(kafka_bootstrap: str, kafka_auth: dict[str, Any], postgres_dsn: str,
+           clickhouse_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Filled]:
     tag = uuid.uuid4().hex[:8]
     settings = Settings(
         home=tmp_path_factory.mktemp("home"), kafka_bootstrap=kafka_bootstrap,
         postgres_dsn=postgres_dsn, clickhouse_dsn=clickhouse_url,
         clickhouse_database=f"tf_q_{tag}", postgres_schema=f"tf_q_{tag}",
-        kafka_topic_prefix=f"q{tag}.", kafka_partitions=2,
+        kafka_topic_prefix=f"q{tag}.", kafka_partitions=2, **kafka_auth,
     )
     init_clickhouse(settings)
     init_postgres(settings, postgres_dsn)
     create_topics(settings)
+    grant_access(settings)
     with connect_postgres(postgres_dsn, settings.postgres.schema) as conn:
         conn.execute(LIMITS_SQL)
         conn.commit()
@@ -121,15 +123,25 @@ def _want_candles(trades: list[Trade], width: int, symbol: str, start_us: int,
     """The core's direct build of `width` from the trades: buckets starting in [start, end)."""
     built, too_late = build_candles(trades, CandleConfig(widths_us=(width,)))
     assert not too_late
-    return [(c.symbol, _time(c.bucket), to_decimal(c.open), to_decimal(c.high),
-             to_decimal(c.low), to_decimal(c.close), to_decimal(c.volume),
+    def dec(units: int | None) -> Any:  # None: a bucket of volume-only prints has no prices
+        return None if units is None else to_decimal(units)
+    return [(c.symbol, _time(c.bucket), dec(c.open), dec(c.high),
+             dec(c.low), dec(c.close), to_decimal(c.volume),
              to_decimal(c.notional, 16), to_decimal(c.vwap), c.trade_count, c.version)
             for c in final_candles(built)
             if c.symbol == symbol and start_us <= c.bucket < end_us]
 
 
 def _got(frame: pl.DataFrame, columns: tuple[str, ...] = CANDLE_COLS) -> list[tuple[Any, ...]]:
-    return [tuple(r) for r in frame.select(columns).iter_rows()]
+    """The rows; a candle's version as its content part. A stored version is the writer's base
+    + the trade count (sinks.versions) and a roll-up sums its parts', so the low 20 bits are
+    the (summed) trade count, which a direct build's version is, and the rest the bases."""
+    rows = [tuple(r) for r in frame.select(columns).iter_rows()]
+    if "version" not in columns:
+        return rows
+    at = columns.index("version")
+    mask = (1 << CANDLE_VERSION_SHIFT) - 1
+    return [(*r[:at], r[at] & mask, *r[at + 1:]) for r in rows]
 
 
 def _cli(filled: Filled, *args: str) -> Any:

@@ -36,6 +36,7 @@ from tapeflow.core.trading.reconcile import RULE, Break
 from tapeflow.services.clickhouse import open_clickhouse
 from tapeflow.services.postgres import connect_postgres
 from tapeflow.settings import Settings
+from tests.support.kafka_env import kafka_env
 from tests.support.order_flow import LIMITS_SQL, SHARD, SPEC, produce_order_flow
 
 
@@ -83,7 +84,10 @@ def test_reconcile_finds_exactly_a_planted_break(settings: Settings) -> None:
     before = run_reconcile(settings, day - timedelta(days=1), codec=codec)
     assert before.breaks == [] and before.reports == 0 and before.skipped == clean.compared
 
-    found = run_reconcile(settings, day, codec=codec)
+    # The account's desk gets the break alert too (a desk's subscribers read only its topic).
+    with_desk = settings.with_overrides(access_desks=f"desk-r={account}")
+    create_topics(with_desk)
+    found = run_reconcile(with_desk, day, codec=codec)
     want = Break(account, symbol, "qty", int(qty * ONE), int((qty + 1) * ONE))
     assert found.breaks == [want]
     assert found.alerts_sent == 1
@@ -114,9 +118,11 @@ def test_reconcile_finds_exactly_a_planted_break(settings: Settings) -> None:
         return [a.alert_id for a in on_topic if a.rule == RULE]
 
     assert topic_breaks() == [alert.alert_id]
+    on_desk = read_all(settings.kafka_config(), with_desk.desk_topic("desk-r"))
+    assert [codec.decode(m.value(), expect="RiskAlert") for m in on_desk] == [alert]
 
     # The CLI: prints the break, exits 1; the same run again sends nothing new.
-    env = {"TAPEFLOW_KAFKA_BOOTSTRAP": settings.kafka.bootstrap,
+    env = {**kafka_env(settings),
            "TAPEFLOW_KAFKA_TOPIC_PREFIX": settings.kafka.topic_prefix,
            "TAPEFLOW_POSTGRES_DSN": dsn,
            "TAPEFLOW_POSTGRES_SCHEMA": settings.postgres.schema,

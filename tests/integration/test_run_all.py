@@ -72,7 +72,12 @@ def _postgres(settings: Settings, sql: str) -> list[tuple[Any, ...]]:
 
 
 def _outputs(settings: Settings, codec: Codec) -> dict[str, list[tuple[Any, ...]]]:
-    out = {table: _clickhouse(settings, f"SELECT * EXCEPT ingested_at FROM {table} FINAL")
+    # A candle's stored version is its writer's base + its trade count (sinks.versions): each
+    # run is its own writer, so the runs compare by the count part (the low 20 bits).
+    out = {table: _clickhouse(settings, f"SELECT * EXCEPT (ingested_at, version), "
+                                        f"bitAnd(version, 1048575) FROM {table} FINAL"
+                              if table.startswith("candles") else
+                              f"SELECT * EXCEPT ingested_at FROM {table} FINAL")
            for table in MARKET_TABLES}
     out["executions"] = _clickhouse(
         settings, "SELECT * EXCEPT ingested_at FROM executions FINAL")

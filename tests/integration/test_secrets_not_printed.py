@@ -3,15 +3,16 @@
 `tapeflow demo` in a subprocess (broker, Postgres, chDB, generator, both flows, summary) with:
 - the Postgres DSN, password included, from a file (`TAPEFLOW_POSTGRES_DSN_FILE`); the test
   server trusts local connections, so it accepts any password and the run is real;
-- the Kafka SASL password from a secrets directory (`TAPEFLOW_SECRETS_DIR`), with a SASL user
-  and mechanism, over a PLAINTEXT listener (librdkafka receives them but has no use for them:
-  the local broker has no SASL listener);
+- the Kafka SASL passwords of the admin and of both flows' principals from a secrets directory
+  (`TAPEFLOW_SECRETS_DIR`), over the test broker's SASL/SCRAM listener: the run authenticates
+  with them (the broker refuses a client without them);
 - the schema registry's basic auth from the environment (held, unused by the local catalogue).
 
 What it proves: the run succeeded with the secrets it was given (the DSN from the file was the
-one used: the demo wrote its orders to that server and started no embedded Postgres), and no
-password appears in stdout, stderr, the files the run left under its home, the broker's log
-or the Postgres server's log.
+one used: the demo wrote its orders to that server and started no embedded Postgres; the Kafka
+passwords were the ones used: the broker lets no one in without them), and no password
+appears in stdout, stderr, the files the run left under its home, the broker's log or the
+Postgres server's log.
 """
 
 from __future__ import annotations
@@ -23,8 +24,11 @@ import uuid
 from pathlib import Path
 
 import psycopg
+import pytest
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
+from jobs.local.kafka_broker import LocalKafka
+from jobs.local.kafka_credentials import ADMIN_USER, ROLE_USERS
 from tests.support.locations import REPO, TEST_HOME
 
 
@@ -32,15 +36,19 @@ def _files(root: Path) -> list[Path]:
     return [p for p in root.rglob("*") if p.is_file()] if root.exists() else []
 
 
-def test_demo_prints_no_configured_secret(postgres_dsn: str, kafka_bootstrap: str,
-                                          tmp_path: Path) -> None:
+def test_demo_prints_no_configured_secret(postgres_dsn: str, kafka_broker: LocalKafka | None,
+                                          kafka_bootstrap: str, tmp_path: Path) -> None:
+    if kafka_broker is None:
+        pytest.skip("needs the test broker's own credentials")
     tag = uuid.uuid4().hex[:8]
-    secrets = {name: f"{name}-{uuid.uuid4().hex}" for name in ("pg", "sasl", "registry")}
+    secrets = {name: f"{name}-{uuid.uuid4().hex}" for name in ("pg", "registry")}
     dsn = make_conninfo(**{**conninfo_to_dict(postgres_dsn), "password": secrets["pg"]})
     (tmp_path / "pg_dsn").write_text(dsn + "\n")
     secrets_dir = tmp_path / "secrets"
     secrets_dir.mkdir()
-    (secrets_dir / "TAPEFLOW_KAFKA_SASL_PASSWORD").write_text(secrets["sasl"])
+    for name, user in (("SASL", ADMIN_USER), *((r.upper(), u) for r, u in ROLE_USERS.items())):
+        secrets[user] = kafka_broker.credentials.password(user)
+        (secrets_dir / f"TAPEFLOW_KAFKA_{name}_PASSWORD").write_text(secrets[user])
     home = tmp_path / "home"
     schema = f"tf_sec_{tag}"
     env = {
@@ -52,9 +60,9 @@ def test_demo_prints_no_configured_secret(postgres_dsn: str, kafka_bootstrap: st
         "TAPEFLOW_POSTGRES_SCHEMA": schema,
         "TAPEFLOW_POSTGRES_DSN_FILE": str(tmp_path / "pg_dsn"),
         "TAPEFLOW_SECRETS_DIR": str(secrets_dir),
-        "TAPEFLOW_KAFKA_SECURITY_PROTOCOL": "PLAINTEXT",
-        "TAPEFLOW_KAFKA_SASL_MECHANISM": "PLAIN",
-        "TAPEFLOW_KAFKA_SASL_USERNAME": "tapeflow",
+        "TAPEFLOW_KAFKA_SECURITY_PROTOCOL": "SASL_PLAINTEXT",
+        "TAPEFLOW_KAFKA_SASL_MECHANISM": "SCRAM-SHA-512",
+        "TAPEFLOW_KAFKA_SASL_USERNAME": ADMIN_USER,
         "TAPEFLOW_SCHEMA_REGISTRY_BASIC_AUTH": f"tapeflow:{secrets['registry']}",
         "TAPEFLOW_LOG_LEVEL": "DEBUG",
     }
@@ -71,7 +79,7 @@ def test_demo_prints_no_configured_secret(postgres_dsn: str, kafka_bootstrap: st
             psycopg.sql.Identifier(schema))).fetchone() or (0,)
     assert orders > 0
 
-    logs = [*_files(home), TEST_HOME / "kafka" / "broker.log", TEST_HOME / "postgres" / "log"]
+    logs = [*_files(home), kafka_broker.log_file, TEST_HOME / "postgres" / "log"]
     searched = [out] + [p.read_bytes() for p in logs if p.is_file()]
     assert len(searched) > 3
     for name, secret in secrets.items():

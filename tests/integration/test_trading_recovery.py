@@ -18,8 +18,10 @@ Compared exactly (latest version of each row; bookkeeping columns `version`, `up
   FINAL, the crash run rewrites what it replays and FINAL keeps one row);
 - Postgres `positions`: qty, avg_px, realised_pnl, commissions, opened_ts;
   Postgres `accounts`: cash, realised_pnl, commissions;
-- ClickHouse `pnl_snapshots`: the set of (account, symbol, bucket) keys, and qty, avg_px,
-  realised_pnl, cash of every row;
+- ClickHouse `pnl_snapshots`: the rows of the buckets the reports cut (a bucket in which an
+  account had an applied execution, bust or correction): the set of (account, symbol,
+  bucket) keys, and their qty, avg_px, realised_pnl, cash. Rows of buckets only marks cut
+  depend on how marks interleave with reports (tapeflow.core.trading.shard_step);
 - alerts decided by the reports alone (order_size, position_limit, invalid_execution): every
   column, in Postgres `alerts`, ClickHouse `alerts` and as distinct records on risk.alerts;
   the versions of positions, accounts and pnl_snapshots differ by design (a restarted
@@ -31,7 +33,9 @@ Compared by final value (they depend on how md.marks interleaves with oms.execut
 neither a replay nor a second run repeats: docs/flows.md, "Determinism"):
 - positions (open ones): mark, mark_ts, unrealised_pnl; accounts: unrealised_pnl, equity
   (the newest mark by event time wins once every mark is read);
-- pnl_snapshots: mark, unrealised_pnl and equity of each (account, symbol)'s last bucket;
+- pnl_snapshots: mark, unrealised_pnl and equity of each (account, symbol)'s last row (the
+  highest version: a killed process may have written a mark bucket the replay never opens,
+  and the restarted process's rows outrank its rows);
 - daily_loss incidents open at the end, from the flow's final state (each shard's last
   recovery snapshot): its verdict is a function of the final P&L. Report-rule incidents open
   at the end are compared too (with severity).
@@ -40,7 +44,9 @@ Mark-reading alerts whose end state is not a final value are checked, not compar
 (reads peak equity, the path of marks) and price_collar (an order is judged against the mark
 current when it arrived). For both runs, every mark-rule incident open in the final state was
 announced on risk.alerts; the reference's topic ends (last alert per key) exactly in its final
-state. The crash run's topic and alert tables are a union of paths: a killed process may have
+state (an incident is a rule's key: per (account, symbol), or per order for the per-order rules,
+whose alerts name the report of their order). The crash run's topic and alert tables are a
+union of paths: a killed process may have
 announced a mark-rule breach on a path the replay did not take, and nothing clears it (the
 test prints how many; docs/trading-flow-bench.md, "Recovery"). Report-rule alerts have no
 such paths.
@@ -60,6 +66,7 @@ import random
 import sqlite3
 import time
 from contextlib import closing
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -96,16 +103,26 @@ def _same(what: str, want: list[Any], got: list[Any]) -> None:
                          f"e.g. lost {missing[:2]}, extra {extra[:2]}")
 
 
-Incident = tuple[str, str | None, str | None]
+Incident = tuple[str, str | None, str | None, str]
+"""(rule, account, symbol, scope): the edge trigger's key. Per-order rules (order size, price
+collar) have one incident per order (scope = order_id), so two orders of a symbol are two."""
+PER_ORDER = frozenset({"order_size", "order_notional", "price_collar", "unvalued_order"})
 
 
-def _open_on_topic(alerts: list[Any]) -> set[Incident]:
+def _incident(alert: Any, order_of: dict[str, str]) -> Incident:
+    """An alert's incident: per-order alerts name the report they were raised on (its
+    exec_id), whose order is the scope."""
+    scope = order_of.get(alert.source_event_id, "") if alert.rule in PER_ORDER else ""
+    return (alert.rule, alert.account_id, alert.symbol, scope)
+
+
+def _open_on_topic(alerts: list[Any], order_of: dict[str, str]) -> set[Incident]:
     """Mark-reading incidents whose last alert on the topic (topic order: one account's alerts
     share a partition, in emission order) is a breach, not a "cleared" one."""
     latest: dict[Incident, Any] = {}
     for alert in alerts:
         if alert.rule in MARK_RULES:
-            latest[(alert.rule, alert.account_id, alert.symbol)] = alert
+            latest[_incident(alert, order_of)] = alert
     return {k for k, a in latest.items() if not a.message.startswith("cleared")}
 
 
@@ -116,11 +133,47 @@ def _final_levels(run: TradingRun) -> dict[Incident, str]:
     with closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True)) as conn:
         rows = conn.execute("SELECT state_key, ser_change FROM snaps WHERE step_id LIKE "
                             "'%.trading.stateful_batch' ORDER BY snap_epoch").fetchall()
-    shards: dict[str, ShardState] = {k: pickle.loads(v) for k, v in rows if v is not None}
+    # A shard snapshot is the pickled shard (flows.trading_logic.ShardLogic.snapshot).
+    shards: dict[str, ShardState] = {k: pickle.loads(pickle.loads(v)) for k, v in rows
+                                     if v is not None}
     assert shards, "no shard snapshot"
-    return {(key.rule, key.account_id, key.symbol): str(level.severity)
+    return {(key.rule, key.account_id, key.symbol, key.scope): str(level.severity)
             for shard in shards.values() for state in shard.accounts.values()
             for key, level in state.risk.levels.items()}
+
+
+MOVES = frozenset({"PARTIAL_FILL", "FILL", "TRADE", "TRADE_CANCEL", "TRADE_CORRECT"})
+
+
+def _report_buckets(cols: list[str], executions: list[tuple[Any, ...]], interval_s: float
+                    ) -> set[tuple[str, Any]]:
+    """(account, bucket end) of the P&L buckets the reports cut: each applied execution,
+    bust or correction's bucket, never before its account's previous one
+    (tapeflow.core.trading.shard_step), as the `ts` ClickHouse returns."""
+    acct, kind, ts, outcome = (cols.index(c) for c in ("account_id", "exec_type", "ts_event",
+                                                        "outcome"))
+    width = round(interval_s * 1_000_000)
+    last: dict[str, int] = {}
+    out: set[tuple[str, Any]] = set()
+    moving = [r for r in executions if r[outcome] == "applied" and r[kind] in MOVES]
+    for r in sorted(moving, key=lambda r: (r[acct], _micros(r[ts]))):
+        bucket = max(_micros(r[ts]) // width, last.get(r[acct], -1))
+        last[r[acct]] = bucket
+        out.add((r[acct], _as_ts(r[ts], (bucket + 1) * width)))
+    return out
+
+
+def _micros(ts: Any) -> int:
+    if isinstance(ts, int):
+        return ts
+    return (ts - datetime(1970, 1, 1, tzinfo=UTC)) // timedelta(microseconds=1)
+
+
+def _as_ts(like: Any, micros: int) -> Any:
+    """`micros` in the type ClickHouse returned `like` in (int, or an aware datetime)."""
+    if isinstance(like, int):
+        return micros
+    return datetime(1970, 1, 1, tzinfo=UTC) + timedelta(microseconds=micros)
 
 
 def _compare(ref: TradingRun, crash: TradingRun, codec: Codec) -> None:
@@ -165,13 +218,15 @@ def _compare(ref: TradingRun, crash: TradingRun, codec: Codec) -> None:
     pnl_cols = want_ch["pnl_snapshots"][0]
     exact = [pnl_cols.index(c) for c in PNL_EXACT]
     final = [pnl_cols.index(c) for c in PNL_FINAL]
+    version = pnl_cols.index("version")
+    cut = _report_buckets(cols, want_rows, ref.settings.trading.pnl_interval_s)
 
     def pnl(rows: list[tuple[Any, ...]]) -> tuple[list[Any], list[Any]]:
-        exact_rows = sorted(tuple(r[i] for i in exact) for r in rows)
+        exact_rows = sorted(tuple(r[i] for i in exact) for r in rows if (r[0], r[2]) in cut)
         last: dict[tuple[Any, Any], tuple[Any, ...]] = {}
         for r in rows:
             key = (r[0], r[1])
-            if key not in last or r[2] > last[key][2]:
+            if key not in last or (r[version], r[2]) > (last[key][version], last[key][2]):
                 last[key] = r
         return exact_rows, sorted((k, tuple(r[i] for i in final)) for k, r in last.items())
 
@@ -197,6 +252,8 @@ def _compare(ref: TradingRun, crash: TradingRun, codec: Codec) -> None:
     # (see the module doc): every incident open at the end was announced, and the alerts of a
     # killed process's path that the replay did not take are counted, not compared.
     want_levels, got_levels = _final_levels(ref), _final_levels(crash)
+    exec_col, order_col = cols.index("exec_id"), cols.index("order_id")
+    order_of = {r[exec_col]: r[order_col] for r in want_rows}
     assert {k: v for k, v in got_levels.items() if k[0] in REPORT_RULES} == {
         k: v for k, v in want_levels.items() if k[0] in REPORT_RULES}
     want_final = {k for k in want_levels if k[0] in FINAL_VALUE_RULES}
@@ -204,11 +261,11 @@ def _compare(ref: TradingRun, crash: TradingRun, codec: Codec) -> None:
     assert {k for k in got_levels if k[0] in FINAL_VALUE_RULES} == want_final
     for run, levels, topic in ((ref, want_levels, want_topic), (crash, got_levels, got_topic)):
         marked = {k for k in levels if k[0] in MARK_RULES}
-        announced = {(a.rule, a.account_id, a.symbol) for a in topic
+        announced = {_incident(a, order_of) for a in topic
                      if a.rule in MARK_RULES and not a.message.startswith("cleared")}
         assert marked <= announced, f"{run.settings.kafka.topic_prefix}: open but never announced"
-    assert _open_on_topic(want_topic) == {k for k in want_levels if k[0] in MARK_RULES}
-    stale = _open_on_topic(got_topic) - {k for k in got_levels if k[0] in MARK_RULES}
+    assert _open_on_topic(want_topic, order_of) == {k for k in want_levels if k[0] in MARK_RULES}
+    stale = _open_on_topic(got_topic, order_of) - {k for k in got_levels if k[0] in MARK_RULES}
     print(f"mark-rule incidents open at the end: reference {len(want_final)} decided by final "
           f"values; crash topic: {len(stale)} left open by a killed process's path "
           f"{sorted(stale, key=str)[:3]}")

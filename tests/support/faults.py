@@ -42,6 +42,7 @@ from sources.synthetic import Garbage, MarketSpec, generate_market
 from tapeflow.core.models import Trade
 from tapeflow.services.postgres import connect_postgres
 from tapeflow.settings import Settings
+from tests.support.kafka_env import kafka_env
 from tests.support.locations import REPO
 from tests.support.order_flow import LIMITS_SQL
 
@@ -229,7 +230,7 @@ def flow_env(settings: Settings, dsn: str, chdb_dir: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("TAPEFLOW_")}
     env.update({
         "TAPEFLOW_HOME": str(chdb_dir.parent / "home"),
-        "TAPEFLOW_KAFKA_BOOTSTRAP": settings.kafka.bootstrap,
+        **kafka_env(settings),
         "TAPEFLOW_CLICKHOUSE_DSN": f"chdb://{chdb_dir}",
         "TAPEFLOW_CLICKHOUSE_DATABASE": settings.clickhouse.database,
         "TAPEFLOW_POSTGRES_DSN": dsn,

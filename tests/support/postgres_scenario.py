@@ -26,13 +26,14 @@ class Step(NamedTuple):
     report: ExecutionReport | None
 
 
-def scenario(account: str = "ACC-1", symbol: str = "XYZ") -> Iterator[Step]:
-    """Steps in event order; every kind of row appears at least once."""
+def scenario(account: str = "ACC-1", symbol: str = "XYZ", ids: str = "") -> Iterator[Step]:
+    """Steps in event order; every kind of row appears at least once. `ids` prefixes the order
+    ids (two scenarios in one store need distinct orders)."""
     config = TradingConfig(RiskLimitBook(RiskLimits(max_order_qty=500 * ONE)))
     state = new_trading_state(account, cash=1_000_000 * ONE)
     marks: dict[str, MarkPrice] = {}
-    a = OrderSim("O1", 300 * ONE, account_id=account, symbol=symbol)
-    b = OrderSim("O2", 900 * ONE, account_id=account, symbol=symbol, ts=T0 + 10_000_000)
+    a = OrderSim(f"{ids}O1", 300 * ONE, account_id=account, symbol=symbol)
+    b = OrderSim(f"{ids}O2", 900 * ONE, account_id=account, symbol=symbol, ts=T0 + 10_000_000)
     acked = a.new()
     first_fill = a.fill(100 * ONE, to_units("100.12345678"), to_units("0.5"))
     last_fill = a.fill(200 * ONE, to_units("100.5"))
@@ -41,7 +42,7 @@ def scenario(account: str = "ACC-1", symbol: str = "XYZ") -> Iterator[Step]:
     for report in reports:
         state, out = on_execution(state, report, config, marks)
         yield Step(out, report)
-    ghost = OrderSim("GHOST", ONE, account_id=account, symbol=symbol).fill(ONE, 100 * ONE)
+    ghost = OrderSim(f"{ids}GHOST", ONE, account_id=account, symbol=symbol).fill(ONE, 100 * ONE)
     state, out = on_execution(state, ghost, config, marks)  # unknown order: invalid + alert
     yield Step(out, ghost)
     for n, px in enumerate(("101", "99.99999999", "102.5")):

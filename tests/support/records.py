@@ -6,6 +6,8 @@ from typing import Any
 
 from tapeflow.core.fixedpoint import MAX_UNITS
 from tapeflow.core.models import (
+    CashKind,
+    CashMovement,
     DeadLetter,
     ExecType,
     ExecutionReport,
@@ -16,6 +18,7 @@ from tapeflow.core.models import (
     Severity,
     Side,
     Trade,
+    Unit,
 )
 
 T0 = 1_767_623_400_000_000  # 2026-01-05T14:30:00Z in microseconds
@@ -36,10 +39,20 @@ def edge_records() -> list[Any]:
         "e2", "o1", "c-1", "ACC-1", "AAPL", Side.SELL, OrderType.STOP_LIMIT, ExecType.PARTIAL_FILL,
         OrdStatus.PARTIALLY_FILLED, MAX_UNITS, -MAX_UNITS, 1, 40 * 10**8, 10_012_345_678,
         40 * 10**8, MAX_UNITS - 40 * 10**8, 10_012_345_678, 0, "no reason", T0 + 1))
+    out.append(ExecutionReport(
+        "e3", "o1", "c-1", "ACC-1", "AAPL", Side.SELL, OrderType.LIMIT, ExecType.TRADE_CORRECT,
+        OrdStatus.DONE_FOR_DAY, 10 * 10**8, 10**8, None, 10**8, 10**8, 10**8, 9 * 10**8, None,
+        None, None, T0 + 2, "e2"))
+    for kind in CashKind:
+        out.append(CashMovement(f"m-{kind}", "ACC-1", kind, MAX_UNITS, "USD", T0, None))
+    out.append(CashMovement("m-x", "ACC-1", CashKind.FEE, 1, "EUR", 0, "monthly fee ÆØÅ"))
     for sev in Severity:
         out.append(RiskAlert(f"a-{sev}", "fat_finger", sev, None, None, T0, None, None, "m", "e1"))
     out.append(RiskAlert("a-x", "drawdown", Severity.CRITICAL, "ACC-1", "AAPL", T0, -MAX_UNITS,
                          MAX_UNITS, "drawdown 12% > 10%", "e2"))
+    for unit in Unit:
+        out.append(RiskAlert(f"a-{unit}", "r", Severity.INFO, "A", None, T0, 1, -1, "m", "e3",
+                             unit))
     out.append(DeadLetter("md.trades", 3, 2**40, "bad_magic", "first byte 7", b"\x07\x00\xff", T0))
     out.append(DeadLetter("md.quotes", 0, 0, "too_short", "", b"", 0))
     return out

@@ -13,7 +13,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from jobs.init import create_topics, init_postgres
+from jobs.init import create_topics, grant_access, init_postgres
 from schemas.catalogue import TOPIC_EXECUTIONS, TOPIC_MARKS
 from schemas.codec import Codec
 from sinks.kafka.producer import KafkaWriter
@@ -23,6 +23,7 @@ from tapeflow.core.models import ExecutionReport
 from tapeflow.services.postgres import connect_postgres
 from tapeflow.settings import Settings
 from tests.support.flow_process import FlowProcess
+from tests.support.kafka_env import kafka_env
 from tests.support.locations import REPO
 from tests.support.order_flow import unknown_fill
 from tests.support.run_outputs import CHDB_SCRIPT
@@ -84,6 +85,7 @@ class TradingRun(FlowProcess):
         self.flow = "trading"
         self.root = root
         create_topics(self.settings)
+        grant_access(self.settings)  # its own topic prefix: the flow's ACLs on it
         init_postgres(self.settings, self.dsn)
         with connect_postgres(self.dsn, self.settings.postgres.schema) as conn:
             conn.execute(LIMITS_SQL)
@@ -98,7 +100,7 @@ class TradingRun(FlowProcess):
         s = self.settings
         self.env = {k: v for k, v in os.environ.items() if not k.startswith("TAPEFLOW_")}
         self.env.update({
-            "TAPEFLOW_KAFKA_BOOTSTRAP": s.kafka.bootstrap,
+            **kafka_env(s),
             "TAPEFLOW_CLICKHOUSE_DSN": s.clickhouse_url(),
             "TAPEFLOW_CLICKHOUSE_DATABASE": s.clickhouse.database,
             "TAPEFLOW_POSTGRES_DSN": self.dsn,

@@ -13,7 +13,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from jobs.alerts import alert_json, default_group, parse_since
-from tapeflow.core.models import RiskAlert, Severity
+from tapeflow.core.models import RiskAlert, Severity, Unit
 from tapeflow.core.risk.subscription import AlertFilter, delivered, permitted, refused_accounts
 from tapeflow.settings import Settings
 
@@ -123,9 +123,10 @@ def test_json_line_is_exact() -> None:
         "alert_id": "a1", "rule": "drawdown", "severity": "CRITICAL", "account_id": "ACC-1",
         "symbol": None, "ts_event": "2026-01-05T14:30:00.000007Z",
         "observed": "-1234.56789012", "limit": "0.00000001",
-        "message": "drawdown 12% > 10%", "source_event_id": "e2",
+        "message": "drawdown 12% > 10%", "source_event_id": "e2", "unit": None,
     }
     assert Decimal(doc["observed"]) * 10**8 == alert.observed
+    assert json.loads(alert_json(alert._replace(unit=Unit.BPS)))["unit"] == "bps"
 
 
 def test_allowed_accounts_setting_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -13,11 +13,12 @@ import polars as pl
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from jobs.backfill_candles import final_candles, split_too_late
+from jobs.backfill_candles import EFFECT, final_candles, split_too_late
 from tapeflow.core.fixedpoint import ONE
 from tapeflow.core.market.candle_batch import build_candles
 from tapeflow.core.market.candle_batch import final_candles as core_final
 from tapeflow.core.market.candles import MINUTE_US, SECOND_US, CandleConfig
+from tapeflow.core.market.conditions import DEFAULT_CONDITION_RULES, NO_EFFECT
 from tapeflow.core.models import Trade
 
 T0 = 1_767_600_000_000_000
@@ -59,6 +60,29 @@ def test_polars_candles_equal_the_core_builder(trades: list[Trade]) -> None:
     ordered = sorted(trades, key=lambda t: t.symbol)
     want_candles, want_late = build_candles(ordered, CONFIG)
     kept, late = split_too_late(_frame(ordered), CONFIG)
+    assert late == want_late
+    for width in (SECOND_US, MINUTE_US):
+        want = [c[:2] + c[3:] for c in core_final(want_candles) if c.width_us == width]
+        got = [tuple(r) for r in final_candles(kept, width).iter_rows()]
+        assert got == want
+
+
+CONDITIONS = [(), (), ("@",), ("I",), ("Z",), ("F", "I"), ("W",), ("M",)]
+"""Regular, odd lot, out of sequence, average price and official close prints (UTP sale
+condition processing guidelines: I, Z, W update volume only; M updates nothing)."""
+
+
+@settings(max_examples=200, deadline=None)
+@given(tapes(), st.data())
+def test_polars_candles_equal_the_core_builder_with_trade_conditions(
+        trades: list[Trade], data: st.DataObject) -> None:
+    conditioned = [t._replace(conditions=data.draw(st.sampled_from(CONDITIONS)))
+                   for t in trades]
+    ordered = sorted(conditioned, key=lambda t: t.symbol)
+    want_candles, want_late = build_candles(ordered, CONFIG)
+    effects = [DEFAULT_CONDITION_RULES.effect(t.venue, t.conditions) for t in ordered]
+    frame = _frame(ordered).with_columns(pl.Series(EFFECT, effects, dtype=pl.Int8))
+    kept, late = split_too_late(frame.filter(pl.col(EFFECT) != NO_EFFECT), CONFIG)
     assert late == want_late
     for width in (SECOND_US, MINUTE_US):
         want = [c[:2] + c[3:] for c in core_final(want_candles) if c.width_us == width]

@@ -218,3 +218,103 @@ def test_floats_of_eight_decimals_convert_exactly(units: list[int]) -> None:
 def test_merged_order_is_the_two_pointer_merge(trades: list[int], quotes: list[int],
                                                order: list[int]) -> None:
     assert merged_order(trades, quotes) == order
+
+
+# Issue 14: timestamps in another unit, float sequence numbers and values that do not parse.
+
+MS, S = [t.ts_event // 1_000 for t in EXPECTED], [t.ts_event // 1_000_000 for t in EXPECTED]
+
+
+def _exact_at(unit: int) -> list[Trade]:
+    """EXPECTED with times cut to what `unit` (µs per unit) can hold."""
+    return [t._replace(ts_event=t.ts_event - t.ts_event % unit) for t in EXPECTED]
+
+
+@pytest.mark.parametrize(("values", "want"), [
+    (_INT_US, EXPECTED),
+    (pl.Series([t.ts_event * 1_000 + 999 for t in EXPECTED]), EXPECTED),  # ns, floored
+    (pl.Series(MS), _exact_at(1_000)),
+    (pl.Series(S), _exact_at(1_000_000)),
+])
+def test_integer_times_in_any_unit_are_read_in_that_unit(values: pl.Series, want: list[Trade],
+                                                         tmp_path: Path) -> None:
+    """Before, 1767600000123 (ms, 2026-01-05) was read as µs: 1970-01-21, and accepted."""
+    path = tmp_path / "t.parquet"
+    _frame(PRICES, SIZES, values).write_parquet(path)
+    assert _load(path) == want
+    csv = tmp_path / "t.csv"
+    _frame(PRICES, SIZES, values).with_columns(pl.col("conditions").list.join(";")) \
+        .write_csv(csv)
+    assert _load(csv) == want
+
+
+def _refused(tmp_path: Path, name: str, frame: pl.DataFrame) -> str:
+    """The one-line error the backfill gives for `frame` written as `name`."""
+    path = tmp_path / name
+    if path.suffix == ".csv":
+        frame.write_csv(path)
+    else:
+        frame.write_parquet(path)
+    with pytest.raises(BackfillInputError) as err:
+        _load(path)
+    message = str(err.value)
+    assert "\n" not in message and message.startswith(str(path))
+    return message.removeprefix(f"{path}: ")
+
+
+def _bad(column: str, values: list[Any]) -> pl.DataFrame:
+    """Three good trades with `column` replaced by `values`."""
+    frame = _frame(PRICES, SIZES, _INT_US).drop("conditions")
+    return frame.with_columns(pl.Series(column, values))
+
+
+@pytest.mark.parametrize(("name", "column", "values", "message"), [
+    ("t.parquet", "ts_event", [T0, T0 // 1000, T0],
+     "column ts_event, row 2: 1767600000123 looks like milliseconds where row 1 "
+     "(1767600000123456) is in microseconds: one unit per column"),
+    ("t.parquet", "ts_event", [1234, T0, T0],
+     "column ts_event, row 1: 1234 is not a time in seconds, milliseconds, microseconds or "
+     "nanoseconds since the epoch between 1973 and 2299"),
+    ("t.parquet", "ts_event", [T0, T0, 50 * 10**10],
+     "column ts_event, row 3: 500000000000 looks like milliseconds where row 1"),
+    ("t.csv", "ts_event", [str(T0), str(T0 + 1), "yesterday"],
+     "column ts_event, row 3: 'yesterday' is not a time"),
+    ("t.csv", "ts_event", ["2026-01-05T08:00:00Z", "2026-13-45T00:00:00Z", "2026-01-05"],
+     "column ts_event, row 2: '2026-13-45T00:00:00Z' is not a time"),
+    ("t.parquet", "ts_event", [1.5e15, 1.5e15, 1.5e15],
+     "column ts_event has type Float64: want a timestamp"),
+    ("t.parquet", "seq", [1.0, 2.0, 3.0],
+     "column seq holds floating-point numbers (row 1 is 1.0): sequence numbers must be "
+     "integers"),
+    ("t.parquet", "seq", [None, 1.7, 2.0], "column seq holds floating-point numbers (row 2 is "
+     "1.7)"),
+    ("t.csv", "seq", ["1", "2.5", "3"], "column seq, row 2: '2.5' is not an integer"),
+    ("t.csv", "seq", ["1", "2", "x"], "column seq, row 3: 'x' is not an integer"),
+    ("t.csv", "seq", ["1", "99999999999999999999", "3"],
+     "column seq, row 2: '99999999999999999999' is not an integer"),
+    ("t.parquet", "seq", ["1", "two", "3"], "column seq, row 2: 'two' is not an integer"),
+    ("t.parquet", "seq", [1, None, 3], "column seq, row 2: empty value"),
+    ("t.parquet", "symbol", ["A", "B", None], "column symbol, row 3: empty value"),
+    ("t.csv", "price", ["1", "2", "1.123456789"],
+     "column price, row 3: '1.123456789' is not an exact decimal(18, 8)"),
+    ("t.parquet", "size", [1.0, float("nan"), 2.0],
+     "column size, row 2: nan is not an exact decimal(18, 8)"),
+    ("t.parquet", "ts_recv", [T0, "not a time", T0], "column ts_recv, row 2: 'not a time' "
+     "is not a time"),
+])
+def test_values_that_do_not_read_are_one_line_naming_file_column_and_row(
+        tmp_path: Path, name: str, column: str, values: list[Any], message: str) -> None:
+    """Before: a polars traceback (text that does not parse), a silent truncation (a float
+    seq), or a silent misreading (times in ms)."""
+    if column == "ts_recv":
+        values = [str(v) for v in values]
+    assert _refused(tmp_path, name, _bad(column, values)).startswith(message)
+
+
+def test_a_window_does_not_hide_a_row_that_does_not_read(tmp_path: Path) -> None:
+    path = tmp_path / "t.csv"
+    _bad("ts_event", [str(T0), "garbage", str(T0 + 2)]).write_csv(path)
+    files, _ = open_inputs([path])
+    frame = scan(files[0], Window(start_us=T0 + 1)).collect()
+    with pytest.raises(BackfillInputError, match="column ts_event, row 2: 'garbage'"):
+        normalise(frame, files[0])

@@ -16,13 +16,16 @@ from tapeflow.core.trading.orders import Duplicate
 from tapeflow.core.trading.shard_step import ExecutionResult, PnlSnapshot
 from tests.support.trading_builders import T0, OrderSim, u
 
-DDL = (Path(__file__).resolve().parents[2] / "schemas" / "clickhouse" / "0001_init.sql").read_text()
+DDL = "\n".join(path.read_text() for path in sorted(
+    (Path(__file__).resolve().parents[2] / "schemas" / "clickhouse").glob("[0-9]*.sql")))
+"""Every migration, in order: the tables as `tapeflow init` leaves them."""
 
 
 def _ddl_columns(table: str) -> tuple[str, ...]:
     body = re.search(rf"CREATE TABLE IF NOT EXISTS {table}\s*\((.*?)\)\s*ENGINE", DDL, re.S)
     assert body, table
     names = [line.split()[0] for line in body.group(1).splitlines() if line.strip()]
+    names += re.findall(rf"ALTER TABLE {table} ADD COLUMN IF NOT EXISTS (\w+)", DDL)
     return tuple(n for n in names if n != "ingested_at")
 
 

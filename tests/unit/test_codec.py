@@ -116,3 +116,46 @@ def test_mutated_frames_decode_or_fail_typed(data: st.DataObject) -> None:
     except DecodeError:
         return
     assert isinstance(decoded, tuple)
+
+
+def _v1_frame(name: str, schema_id: int, record: dict[str, object]) -> bytes:
+    """A frame as a producer of the first schema version (ids 3 and 4) wrote it."""
+    import io
+
+    import fastavro
+
+    from schemas.catalogue import load_avsc
+    from schemas.codec import _strip_logical
+
+    writer = fastavro.parse_schema(_strip_logical(load_avsc(f"avro/{name}.v1.avsc")))
+    buf = io.BytesIO()
+    buf.write(b"\x00" + schema_id.to_bytes(4, "big"))
+    fastavro.schemaless_writer(buf, writer, record)
+    return buf.getvalue()
+
+
+def test_first_version_frames_still_decode_with_the_new_fields_defaulted() -> None:
+    """Schema evolution (docs/schema-evolution.md): today's producers write ExecutionReport v1
+    (id 3) and RiskAlert v1 (id 4); v2 adds exec_ref_id, FIX 4.4 exec types and `unit`."""
+    from tapeflow.core.models import ExecType, ExecutionReport, OrdStatus, RiskAlert, Unit
+
+    report = {"exec_id": "e1", "order_id": "o1", "client_order_id": None, "account_id": "A",
+              "symbol": "X", "side": "BUY", "order_type": "LIMIT", "exec_type": "PARTIAL_FILL",
+              "ord_status": "PARTIALLY_FILLED", "order_qty": (10 * 10**8).to_bytes(8, "big"),
+              "limit_price": (5 * 10**8).to_bytes(8, "big"), "stop_price": None,
+              "last_qty": (10**8).to_bytes(8, "big"), "last_px": (5 * 10**8).to_bytes(8, "big"),
+              "cum_qty": (10**8).to_bytes(8, "big"), "leaves_qty": (9 * 10**8).to_bytes(8, "big"),
+              "avg_px": None, "commission": None, "reject_reason": None, "ts_event": T0}
+    got = CODEC.decode(_v1_frame("ExecutionReport", 3, report), expect="ExecutionReport")
+    assert isinstance(got, ExecutionReport) and got.exec_ref_id is None
+    assert got.exec_type == ExecType.PARTIAL_FILL and got.ord_status == OrdStatus.PARTIALLY_FILLED
+    assert got.cum_qty == 10**8
+    alert = {"alert_id": "a", "rule": "order_size", "severity": "WARNING", "account_id": "A",
+             "symbol": None, "ts_event": T0, "observed": (10**8).to_bytes(8, "big"),
+             "limit": None, "message": "m", "source_event_id": "e"}
+    decoded = CODEC.decode(_v1_frame("RiskAlert", 4, alert), expect="RiskAlert")
+    assert isinstance(decoded, RiskAlert) and decoded.unit is None and decoded.observed == 10**8
+    # This version writes v2, under its own ids (6 and 7), never under the v1 ids.
+    v2 = CODEC.encode(decoded._replace(unit=Unit.BPS))
+    assert struct.unpack(">I", v2[1:5])[0] == 7
+    assert CODEC.decode(v2, expect="RiskAlert").unit == Unit.BPS

@@ -9,7 +9,7 @@ values, all sent on a random topic (so a record type arrives on a topic that doe
 What it proves, for every frame:
 - no exception escapes the decoder (one would kill the dataflow);
 - a frame the decoder lets through is a record of the type its topic carries, equal to what
-  the codec decodes, with timestamps a store can hold;
+  the codec decodes, with timestamps a store can hold, no NUL character and bounded keys;
 - every other frame is a DeadLetter carrying the raw bytes, topic, partition and offset it
   came with and a reason from the codec's documented set (never the "the codec broke its
   promise" fallback `decode_error`), and the dead letter itself encodes and decodes back
@@ -45,7 +45,14 @@ from schemas.codec import (
     DecodeError,
 )
 from sources.synthetic import MarketSpec, generate_market
-from tapeflow.core.models import DeadLetter, ExecutionReport, RiskAlert, Severity, Trade
+from tapeflow.core.models import (
+    DeadLetter,
+    ExecutionReport,
+    Quote,
+    RiskAlert,
+    Severity,
+    Trade,
+)
 from tapeflow.core.trading.positions import MarkPrice
 
 T = TypeVar("T")
@@ -84,7 +91,7 @@ FRAMES = ([CODEC.encode(r) for r in MARKET.trades[:20]]
 KNOWN_REASONS = {
     "too_short", "bad_magic", "unknown_schema_id", "unknown_record_type", "wrong_record_type",
     "truncated_body", "invalid_body", "trailing_bytes", "invalid_value", "unknown_topic",
-    "timestamp_out_of_range", "identifier_too_long",
+    "timestamp_out_of_range", "identifier_too_long", "nul_byte",
 }
 
 
@@ -155,6 +162,10 @@ def _check_record(record: Any, topic: str, value: bytes) -> None:
     assert type(record).__name__ == CARRIES[topic]
     assert CODEC.decode(value) == record
     assert EVENT_TIME_MIN_US <= record.ts_event <= EVENT_TIME_MAX_US
+    texts = [v for v in record if isinstance(v, str)]
+    texts += [c for v in record if isinstance(v, tuple) for c in v]
+    assert not any("\x00" in text for text in texts)
+    assert len(record.symbol.encode("utf-8", "surrogatepass")) <= MAX_ID_BYTES
 
 
 def _one_frame(draw: _Draw) -> str:
@@ -213,7 +224,7 @@ def test_seeded_sweep_of_mutated_frames(seed: int) -> None:
     # The sweep reaches the common ways a frame fails, and valid ticks too (the rare ones,
     # a decimal over 18 digits or a timestamp out of range, have their own tests).
     rare = {"unknown_record_type", "timestamp_out_of_range", "invalid_value",
-            "identifier_too_long"}
+            "identifier_too_long", "nul_byte"}
     assert set(seen) >= (KNOWN_REASONS - rare) | {"ok"}
 
 
@@ -257,7 +268,7 @@ def test_timestamps_at_the_bounds_decode(ts: int) -> None:
 ])
 def test_execution_report_identifiers_are_bounded(field: str, value: str | None,
                                                   ok: bool) -> None:
-    """They become Postgres keys (docs/bad-input.md); a trade's symbol is not bounded."""
+    """They become Postgres keys (docs/bad-input.md)."""
     report = MARKET.executions[0]._replace(**{field: value})
     frame = CODEC.encode(report)
     msg = KafkaSourceMessage(b"k", frame, topic=EXECS, partition=2, offset=1,
@@ -268,5 +279,63 @@ def test_execution_report_identifiers_are_bounded(field: str, value: str | None,
     else:
         assert isinstance(out[0], DeadLetter) and out[0].reason == "identifier_too_long"
         assert field in out[0].detail and out[0].raw == frame
-    trade = Trade("S" * 10_240, "XNAS", 1, 1, 1, 1)
-    assert CODEC.decode(CODEC.encode(trade)) == trade
+
+
+TICK_TRADE = Trade("ABC", "XNAS", 1_790_000_000_000_000, 1, 100_000_000, 100_000_000, "t1",
+                   ("I", "F"))
+TICK_QUOTE = Quote("ABC", "XNAS", 1_790_000_000_000_000, 1, 99_000_000, 1, 101_000_000, 1)
+
+
+@pytest.mark.parametrize(("tick", "field", "value", "outcome"), [
+    (TICK_TRADE, "symbol", "S" * MAX_ID_BYTES, "ok"),
+    (TICK_TRADE, "symbol", "S" * (MAX_ID_BYTES + 1), "identifier_too_long"),
+    (TICK_TRADE, "symbol", "\u00e9\u4e2d\U0001f600" * 1_000, "identifier_too_long"),
+    (TICK_TRADE, "venue", "V" * MAX_ID_BYTES, "ok"),
+    (TICK_TRADE, "venue", "\U0001f600" * (MAX_ID_BYTES // 4) + "x", "identifier_too_long"),
+    (TICK_QUOTE, "symbol", "Q" * 10_240, "identifier_too_long"),
+    (TICK_QUOTE, "venue", "Q" * 10_240, "identifier_too_long"),
+    (TICK_TRADE, "trade_id", "t" * 10_240, "ok"),  # only ClickHouse String columns
+    (TICK_TRADE, "symbol", "A\x00B", "nul_byte"),
+    (TICK_TRADE, "venue", "\x00", "nul_byte"),
+    (TICK_TRADE, "trade_id", "x\x00", "nul_byte"),
+    (TICK_TRADE, "conditions", ("I", "\x00"), "nul_byte"),
+    (TICK_TRADE, "symbol", "A\x01B\n\t\x7f", "ok"),  # other controls are storable text
+    (TICK_QUOTE, "symbol", "\x00Q", "nul_byte"),
+    (TICK_QUOTE, "venue", "X\x00", "nul_byte"),
+])
+def test_tick_symbols_venues_and_nul_are_refused_at_decode(tick: Trade | Quote, field: str,
+                                                           value: Any, outcome: str) -> None:
+    """A symbol and a venue are keys (of the market tables, md.marks, positions through marks,
+    alerts): bounded like an execution report's ids; a NUL is refused in every text field,
+    because Postgres refuses it in any text value (issue 14, docs/bad-input.md)."""
+    record = tick._replace(**{field: value})
+    frame = CODEC.encode(record)
+    topic = TRADES if isinstance(tick, Trade) else QUOTES
+    key, out = MARKET_DECODER(KafkaSourceMessage(b"k", frame, topic=topic, partition=0,
+                                                 offset=3, timestamp=(1, 1_800_000_000_000)))
+    if outcome == "ok":
+        assert isinstance(out, Arrival) and out.tick == record
+        assert CODEC.decode(frame) == record
+    else:
+        assert isinstance(out, DeadLetter) and key == "k"
+        assert (out.reason, out.raw, out.offset) == (outcome, frame, 3)
+        assert field in out.detail
+        with pytest.raises(DecodeError, match=outcome):
+            CODEC.decode(frame)
+
+
+@pytest.mark.parametrize("field", ["exec_id", "order_id", "client_order_id", "account_id",
+                                   "symbol", "reject_reason"])
+def test_a_nul_in_any_text_of_an_execution_report_is_refused(field: str) -> None:
+    report = MARKET.executions[0]._replace(**{field: "R\x00"})
+    frame = CODEC.encode(report)
+    out = TRADING_DECODER(KafkaSourceMessage(b"k", frame, topic=EXECS, partition=1, offset=9))
+    assert isinstance(out[0], DeadLetter) and out[0].reason == "nul_byte"
+    assert field in out[0].detail and out[0].raw == frame
+
+
+def test_a_nul_in_an_alert_is_refused_and_a_dead_letter_may_hold_one() -> None:
+    with pytest.raises(DecodeError, match="nul_byte"):
+        CODEC.decode(CODEC.encode(ALERT._replace(message="m\x00")))
+    letter = LETTER._replace(detail="a detail with \x00", raw=b"\x00\x00")
+    assert CODEC.decode(CODEC.encode(letter)) == letter

@@ -12,6 +12,7 @@ from sources.synthetic import MarketSpec, generate_market
 from tapeflow.core.fixedpoint import ONE
 from tapeflow.core.market.candle_batch import build_candles, final_candles
 from tapeflow.core.market.candles import Candle
+from tapeflow.core.market.conditions import DEFAULT_CONDITION_RULES, PRICE_BIT
 from tapeflow.core.market.rejections import Rejection
 from tapeflow.core.market.symbol_step import (
     Arrival,
@@ -95,8 +96,12 @@ def test_marks_are_clean_monotonic_and_throttled() -> None:
         assert all(a.ts_event <= b.ts_event for a, b in pairwise(marks))
         assert all(b.ts_event - a.ts_event >= 2_000_000
                    for a, b in pairwise(marks[:-1]))
-        last = max(t.ts_event for t in accepted if t.symbol == symbol)
-        assert marks[-1].ts_event == last
+        # The mark is the last clean trade that sets prices: an odd lot (condition I, UTP
+        # processing guidelines: no update of the last sale) is never a mark.
+        priced = [t for t in accepted if t.symbol == symbol
+                  and DEFAULT_CONDITION_RULES.effect(t.venue, t.conditions) & PRICE_BIT]
+        assert not [m for m in marks if "I" in m.conditions]
+        assert marks[-1].ts_event == max(t.ts_event for t in priced)
 
 
 def test_a_rejected_trade_never_marks() -> None:

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from tapeflow.core.models import ExecType, ExecutionReport, OrderType, OrdStatus, Side
-from tapeflow.core.trading import orders as orders_module
+from tapeflow.core.trading import order_state as orders_module
 from tapeflow.core.trading.order_book import (
     OrderBook,
     OrderRetention,
@@ -29,11 +29,12 @@ from tapeflow.core.trading.orders import (
 from tests.support.trading_builders import OrderSim, u
 
 UNREACHABLE = (
-    OrdStatus.PENDING_NEW,
     OrdStatus.PENDING_CANCEL,
     OrdStatus.PENDING_REPLACE,
     OrdStatus.REPLACED,
 )
+"""Statuses an order never holds: a pending request is `OrderState.pending` beside the
+status, and a replaced order goes on as NEW, PARTIALLY_FILLED or FILLED."""
 
 
 def apply_ok(book: OrderBook, report: ExecutionReport) -> OrderBook:
@@ -50,15 +51,20 @@ def order_in(status: OrdStatus | None) -> tuple[OrderBook, OrderSim]:
         return book, sim
     if status == OrdStatus.REJECTED:
         return apply_ok(book, sim.reject()), sim
+    if status == OrdStatus.PENDING_NEW:
+        return apply_ok(book, sim.pending_new()), sim
     book = apply_ok(book, sim.new())
-    if status == OrdStatus.PARTIALLY_FILLED:
+    if status in (OrdStatus.PARTIALLY_FILLED, OrdStatus.CANCELED, OrdStatus.EXPIRED,
+                  OrdStatus.DONE_FOR_DAY):
         book = apply_ok(book, sim.fill(u(30), u(100)))
-    elif status == OrdStatus.FILLED:
+    if status == OrdStatus.FILLED:
         book = apply_ok(book, sim.fill(u(100), u(100)))
     elif status == OrdStatus.CANCELED:
         book = apply_ok(book, sim.cancel())
     elif status == OrdStatus.EXPIRED:
         book = apply_ok(book, sim.expire())
+    elif status == OrdStatus.DONE_FOR_DAY:
+        book = apply_ok(book, sim.done_for_day(good_till=True))
     elif status in UNREACHABLE:
         # No report leads here; forge it to prove the table refuses everything from it.
         book = OrderBook(live={"o1": replace(book.live["o1"], status=status)})
@@ -72,8 +78,30 @@ def report_for(sim: OrderSim, exec_type: ExecType) -> ExecutionReport:
     be applied if the table allowed the edge; fills always advance cum_qty."""
     if exec_type == ExecType.NEW:
         return sim.new()
+    if exec_type == ExecType.PENDING_NEW:
+        return sim.pending_new()
     if exec_type == ExecType.REJECTED:
         return sim.reject()
+    if exec_type == ExecType.TRADE:
+        return sim.trade(min(u(10), sim.leaves) or u(10), u(99))
+    if exec_type == ExecType.PENDING_CANCEL:
+        return sim.pending_cancel()
+    if exec_type == ExecType.PENDING_REPLACE:
+        return sim.pending_replace()
+    if exec_type == ExecType.DONE_FOR_DAY:
+        return sim.done_for_day()
+    if exec_type == ExecType.RESTATED:
+        return sim.restate(u(120))
+    ref = next(iter(sim.executions), "none")
+    if exec_type == ExecType.TRADE_CANCEL:
+        if ref == "none":
+            return sim._report(ExecType.TRADE_CANCEL, OrdStatus.NEW, exec_ref_id=ref)
+        return sim.trade_cancel(ref)
+    if exec_type == ExecType.TRADE_CORRECT:
+        if ref == "none":
+            return sim._report(ExecType.TRADE_CORRECT, OrdStatus.NEW, exec_ref_id=ref,
+                               last_qty=u(5), last_px=u(98))
+        return sim.trade_correct(ref, u(5), u(98))
     if exec_type == ExecType.CANCELED:
         return sim.cancel()
     if exec_type == ExecType.EXPIRED:
@@ -91,19 +119,26 @@ def report_for(sim: OrderSim, exec_type: ExecType) -> ExecutionReport:
 
 
 def test_table_is_exactly_the_documented_lifecycle() -> None:
-    live = (OrdStatus.NEW, OrdStatus.PARTIALLY_FILLED)
-    after_ack = (
-        ExecType.PARTIAL_FILL,
-        ExecType.FILL,
-        ExecType.CANCELED,
-        ExecType.EXPIRED,
-        ExecType.REPLACED,
-    )
+    """FIX 4.4 Appendix D: the edges the order state change matrices show (order_table)."""
+    working = {ExecType.TRADE, ExecType.PARTIAL_FILL, ExecType.FILL, ExecType.CANCELED,
+               ExecType.EXPIRED, ExecType.REPLACED, ExecType.RESTATED,
+               ExecType.PENDING_CANCEL, ExecType.PENDING_REPLACE, ExecType.DONE_FOR_DAY}
+    corrections = {ExecType.TRADE_CANCEL, ExecType.TRADE_CORRECT}
     expected: set[tuple[OrdStatus | None, ExecType]] = {
         (None, ExecType.NEW),
+        (None, ExecType.PENDING_NEW),
         (None, ExecType.REJECTED),
+        (OrdStatus.PENDING_NEW, ExecType.NEW),
+        (OrdStatus.PENDING_NEW, ExecType.REJECTED),
+        (OrdStatus.FILLED, ExecType.PENDING_REPLACE),
+        (OrdStatus.FILLED, ExecType.REPLACED),
     }
-    expected |= {(s, e) for s in live for e in after_ack}
+    expected |= {(OrdStatus.NEW, e) for e in working}
+    expected |= {(OrdStatus.PARTIALLY_FILLED, e) for e in working | corrections}
+    expected |= {(OrdStatus.DONE_FOR_DAY, e)
+                 for e in (working - {ExecType.DONE_FOR_DAY}) | corrections}
+    expected |= {(s, e) for s in (OrdStatus.FILLED, OrdStatus.CANCELED, OrdStatus.EXPIRED)
+                 for e in corrections}
     assert set(TRANSITIONS) == expected
 
 
@@ -256,13 +291,16 @@ def test_repeated_exec_id_is_a_duplicate_whatever_the_state() -> None:
     assert isinstance(outcome, Duplicate) and after is book
 
 
-def test_fill_whose_cum_does_not_advance_is_a_duplicate_even_after_fill() -> None:
+def test_new_exec_id_whose_cum_does_not_advance_is_invalid_even_after_fill() -> None:
+    """A redelivery repeats its exec_id; a new exec_id with last_qty > 0 that does not move
+    cum_qty is inconsistent: invalid (alerted), not a silent duplicate."""
     book, sim = order_in(OrdStatus.FILLED)
     resent = sim._report(
         ExecType.FILL, OrdStatus.FILLED, last_qty=u(100), last_px=u(100), cum=u(100)
     )
     after, outcome = apply_execution(book, resent)
-    assert isinstance(outcome, Duplicate) and "does not advance" in outcome.reason
+    assert isinstance(outcome, Invalid) and "does not advance" in outcome.reason
+    assert "100.00000000" in outcome.reason and "10000000000" not in outcome.reason
     assert after is book
 
 

@@ -123,11 +123,34 @@ def test_flat_positions_do_not_track_marks() -> None:
     assert same is account and pos is None
 
 
-def test_first_fill_takes_known_market_mark() -> None:
-    market = MarkPrice("XYZ", u(102), T0 - 5)
-    account, pos = apply_fill(new_account("ACC"), fill(BUY, u(1), u(100)), market)
-    assert (pos.mark_px, pos.mark_ts) == (u(102), T0 - 5)
+def test_a_fill_takes_a_known_market_mark_only_when_it_is_newer() -> None:
+    """The newest price by event time values the position: a market mark newer than the
+    fill, else the fill itself (an older market mark never replaces a later fill)."""
+    newer = MarkPrice("XYZ", u(102), T0 + 5)
+    account, pos = apply_fill(new_account("ACC"), fill(BUY, u(1), u(100)), newer)
+    assert (pos.mark_px, pos.mark_ts, pos.price_ts) == (u(102), T0 + 5, T0 + 5)
     assert account.unrealised_pnl == u(2)
+    older = MarkPrice("XYZ", u(102), T0 - 5)
+    account, pos = apply_fill(new_account("ACC"), fill(BUY, u(1), u(100)), older)
+    assert (pos.mark_px, pos.mark_ts, pos.price_ts) == (u(100), None, T0)
+    assert account.unrealised_pnl == 0
+
+
+def test_without_a_market_mark_a_position_is_marked_at_its_last_fill() -> None:
+    """Buy 100 @ 10 then 100 @ 20: valued at 20, unrealised +1,000 (not at the opening fill's
+    10, which showed -1,000)."""
+    account, _ = apply_fill(new_account("ACC"), fill(BUY, u(100), u(10)))
+    account, pos = apply_fill(account, fill(BUY, u(100), u(20), ts=T0 + 1))
+    assert (pos.mark_px, pos.price_ts, pos.mark_ts) == (u(20), T0 + 1, None)
+    assert pos.unrealised_pnl == u(1_000) and account.unrealised_pnl == u(1_000)
+    # A market mark older than the last fill never replaces it; a newer one does.
+    same, none = apply_mark(account, MarkPrice("XYZ", u(5), T0))
+    assert same is account and none is None
+    account, pos2 = apply_mark(account, MarkPrice("XYZ", u(16), T0 + 2))
+    assert pos2 is not None and pos2.unrealised_pnl == u(200)
+    # ... and a later fill is newer than that mark again.
+    account, pos3 = apply_fill(account, fill(SELL, u(50), u(18), ts=T0 + 3))
+    assert (pos3.mark_px, pos3.mark_ts) == (u(18), None)
 
 
 def test_daily_pnl_resets_at_the_utc_day_boundary() -> None:

@@ -177,7 +177,8 @@ def test_alert_rows_leave_acknowledgement_to_operators() -> None:
 
 def test_the_scenario_yields_every_table_and_outcome() -> None:
     rows = [pair for step in scenario() for pair in trading_rows(step.output, step.report)]
-    assert {table for table, _ in rows} == set(TABLE_COLUMNS)
+    # Cash movements come from oms.cash, not from reports: test_cash_rows below.
+    assert {table for table, _ in rows} == set(TABLE_COLUMNS) - {"cash_movements"}
     outcomes = {row["outcome"] for table, row in rows if table == "execution_log"}
     assert outcomes == {"applied", "duplicate", "invalid"}
     for table, row in rows:
@@ -197,3 +198,18 @@ def test_values_beyond_their_column_are_refused_with_the_record(
     with pytest.raises(PgRangeError, match=column) as info:
         position_row(_position(**changes))
     assert "ACC" in str(info.value)
+
+
+def test_cash_rows_log_the_movement_and_its_verdict() -> None:
+    from tapeflow.core.models import CashKind, CashMovement
+    from tapeflow.core.trading.account_step import TradingConfig, new_trading_state, on_cash
+
+    movement = CashMovement("m1", "ACC", CashKind.DEPOSIT, 5 * ONE, "USD", T0, "wire")
+    _, output, outcome = on_cash(new_trading_state("ACC"), movement, TradingConfig(), {})
+    rows = trading_rows(output, cash=(movement, outcome))
+    assert [t for t, _ in rows] == ["cash_movements", "accounts"]
+    for table, row in rows:
+        assert set(row) == set(TABLE_COLUMNS[table])
+    log, account = rows[0][1], rows[1][1]
+    assert (log["kind"], log["outcome"], _units(log["amount"])) == ("DEPOSIT", "applied", 5 * ONE)
+    assert account["currency"] == "USD" and _units(account["net_deposits"]) == 5 * ONE

@@ -9,7 +9,7 @@ from dataclasses import replace
 import pytest
 
 from tapeflow.core.fixedpoint import ONE
-from tapeflow.core.models import OrderType, Severity, Side
+from tapeflow.core.models import OrderType, Severity, Side, Unit
 from tapeflow.core.risk.feed import check_stale_marks
 from tapeflow.core.risk.levels import Levels, Reading, apply_readings
 from tapeflow.core.risk.limits import BPS, RiskLimits
@@ -179,9 +179,13 @@ def test_price_collar_ignores_passive_prices() -> None:
 def test_price_collar_and_notional_need_a_price() -> None:
     market = order(ONE, None)
     assert check_price_collar(L, market, None, "s") == []
-    assert [r.key.rule for r in check_order_size(L, market, None, "s")] == ["order_size"]
+    # An order that cannot be valued raises its own alert instead of passing silently.
+    size, unvalued = check_order_size(L, market, None, "s")
+    assert size.key.rule == "order_size" and unvalued.key.rule == "unvalued_order"
+    assert unvalued.severity == W and unvalued.key.scope == market.order_id
     with_mark = check_order_size(L, market, u(2_000_000), "s")
-    assert with_mark[1].key.rule == "order_notional" and with_mark[1].severity == C
+    assert [r.key.rule for r in with_mark] == ["order_size", "unvalued_order", "order_notional"]
+    assert with_mark[1].severity is None and with_mark[2].severity == C
 
 
 def test_position_limit_counts_open_orders_on_the_worse_side() -> None:
@@ -269,3 +273,20 @@ def test_turnover_window_memory_is_bounded_by_buckets() -> None:
     for t in range(0, 10 * L.turnover_window_us, 7_919):
         w = turnover_add(w, T0 + t, 1, L)
         assert len(w) <= L.turnover_buckets + 1
+
+
+UNITS = {
+    "order_size": Unit.QUANTITY, "order_notional": Unit.MONEY, "price_collar": Unit.BPS,
+    "position_limit": Unit.QUANTITY, "buying_power": Unit.MONEY, "daily_loss": Unit.MONEY,
+    "drawdown": Unit.BPS, "concentration": Unit.BPS, "gross_exposure": Unit.MONEY,
+    "turnover": Unit.MONEY, "stale_market_data": Unit.SECONDS,
+}
+
+
+@pytest.mark.parametrize("rule", sorted(BUILDERS))
+def test_every_rule_says_the_unit_of_its_numbers(rule: str) -> None:
+    """observed and limit carry a unit: the alert says it (RiskAlert.unit)."""
+    (reading,) = [r for r in BUILDERS[rule](120, "x") if r.key.rule == rule]
+    assert reading.unit == UNITS[rule]
+    _, (alert,) = apply_readings({}, [reading], T0)
+    assert alert.unit == UNITS[rule] and alert.observed is not None

@@ -3,16 +3,21 @@ they do not show in reprs, dumps or store error messages (docs/security.md)."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 from pydantic_settings import SettingsError
 
-from tapeflow.errors import StoreUnavailableError
+from tapeflow.errors import StoreUnavailableError, UserError
 from tapeflow.services.clickhouse import open_clickhouse
+from tapeflow.services.dsn import DsnError, scrub
 from tapeflow.services.dsn import redact as _redact
 from tapeflow.services.postgres import connect_postgres
 from tapeflow.settings import Settings, locate
+from tests.support.locations import REPO
 
 PW = "s3cr3t-Pa55"
 SECRET_FIELDS = ("kafka_sasl_password", "kafka_ssl_key_password", "schema_registry_basic_auth",
@@ -94,32 +99,71 @@ def test_a_secrets_directory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) ->
 
 
 REDACT = [
-    ("postgresql://u:s3cr3t@h:5432/db?sslmode=require", "postgresql://u:***@h:5432/db?sslmode=require"),
-    ("postgresql://u@h/db?password=s3cr3t&application_name=x",
-     "postgresql://u@h/db?password=***&application_name=x"),
-    ("postgresql:///db?host=/run/pg&user=u&PASSWORD=s3cr3t",
-     "postgresql:///db?host=/run/pg&user=u&PASSWORD=***"),
-    ("host=h user=u password=s3cr3t dbname=d", "host=h user=u password=*** dbname=d"),
-    ("host=h password = 's3 cr\\'3t' port=5432", "host=h password = *** port=5432"),
-    ("http://default:s3cr3t@ch:8123/?password=s3cr3t", "http://default:***@ch:8123/?password=***"),
+    ("postgresql://u:s3cr3t@h:5432/db?sslmode=require", "h:5432/db"),
+    ("postgresql://u@h/db?password=s3cr3t&application_name=x", "h/db"),
+    ("postgresql:///db?host=/run/pg&user=u&password=s3cr3t", "[/run/pg]/db"),
+    ("host=h user=u password=s3cr3t dbname=d", "h/d"),
+    ("host=h password = 's3 cr\\'3t' port=5432", "h:5432/"),
+    ("http://default:s3cr3t@ch:8123/?password=s3cr3t", "http://ch:8123/"),
     ("chdb:///var/lib/tapeflow", "chdb:///var/lib/tapeflow"),
-    ("postgresql://u@h/db", "postgresql://u@h/db"),
+    ("postgresql://u@h/db", "h/db"),
+    # A '#' in a password is valid for libpq; read as a URL, '#ter2@h/db' was a "fragment"
+    # and the whole password was shown (issue 14).
+    ("postgresql://u:hun#ter2@h:5432/db", "h:5432/db"),
+    ("http://u:hun#t/er@2@ch:8123/tapeflow#x", "http://ch:8123/tapeflow"),
+    # Not readable at all: nothing of it is shown.
+    ("host=h password=hun ter2 dbname=d", "an unreadable DSN (not shown)"),
 ]
 
 
 @pytest.mark.parametrize(("dsn", "shown"), REDACT)
-def test_dsns_in_messages_are_redacted(dsn: str, shown: str) -> None:
+def test_dsns_are_shown_as_host_port_and_database_only(dsn: str, shown: str) -> None:
     assert _redact(dsn) == shown
+    for secret in ("s3cr3t", "s3 cr", "hun", "ter2", "er@2", "default", "u@"):
+        assert secret not in shown
 
 
 def test_store_errors_do_not_carry_the_password() -> None:
     with pytest.raises(StoreUnavailableError) as pg:
         connect_postgres(f"host=127.0.0.1 port=1 user=u password={PW} dbname=d", "s",
                          connect_timeout=1)
-    assert PW not in str(pg.value) and "password=***" in str(pg.value)
+    assert PW not in str(pg.value) and "127.0.0.1:1/d" in str(pg.value)
     with pytest.raises(StoreUnavailableError) as ch:
         open_clickhouse(f"http://u:{PW}@127.0.0.1:1/")
     assert PW not in str(ch.value)
+
+
+@pytest.mark.parametrize("dsn", ["host=127.0.0.1 port=1 user=u password=hun ter2 dbname=d",
+                                 "host=127.0.0.1 password='hun ter2 dbname=d"])
+def test_a_dsn_libpq_cannot_read_is_a_clean_error_without_the_password(dsn: str) -> None:
+    """psycopg's own error quotes the text around the mistake (`missing "=" after "ter2"`)
+    and was a traceback; now it is a user error (one line, exit 2) that quotes nothing."""
+    with pytest.raises(DsnError) as err:
+        connect_postgres(dsn, "s", connect_timeout=1)
+    assert isinstance(err.value, UserError)
+    message = str(err.value)
+    assert "ter2" not in message and "hun" not in message and "\n" not in message
+    assert "single-quoted (password='a b')" in message
+
+
+def test_the_command_line_says_so_in_one_line(tmp_path: Path) -> None:
+    env = {**os.environ, "TAPEFLOW_POSTGRES_DSN": "host=127.0.0.1 password=hun ter2 dbname=d",
+           "TAPEFLOW_HOME": str(tmp_path)}
+    done = subprocess.run([sys.executable, "-m", "tapeflow.cli", "query", "positions"],
+                          check=False, env=env, capture_output=True, text=True, cwd=REPO,
+                          timeout=120)
+    assert done.returncode == 2
+    assert done.stderr.startswith("tapeflow: error: the Postgres DSN (TAPEFLOW_POSTGRES_DSN) "
+                                  "cannot be read"), done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1
+    assert "ter2" not in done.stderr + done.stdout
+
+
+def test_the_store_lock_message_holds_no_credentials() -> None:
+    command = "python job.py --target postgresql://u:hun#ter2@h/db password=pw2 chdb:///x"
+    shown = scrub(command)
+    assert "hun" not in shown and "ter2" not in shown and "pw2" not in shown
+    assert shown == "python job.py --target postgresql://***@h/db password=*** chdb:///x"
 
 
 def test_kafka_security_settings_reach_librdkafka(tmp_path: Path,

@@ -5,9 +5,16 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
+import pytest
+
 from tapeflow.core.fixedpoint import ONE
+from tapeflow.core.market.conditions import REGULAR, VOLUME_ONLY
 from tapeflow.core.market.filter_state import FilterState
 from tapeflow.core.market.rejections import RejectReason
+from tapeflow.core.market.sequence import SeqMode
 from tapeflow.core.market.symbol_step import DEFAULT_MARKET_CONFIG
 from tapeflow.core.market.tick_filter import filter_trade_inplace
 from tapeflow.core.models import Trade
@@ -54,3 +61,27 @@ def test_the_sequence_window_bounds_duplicate_detection() -> None:
     _, old, _ = filter_trade_inplace(state, trade(5), base + 200_000, config)
     assert recent is not None and recent.reason == RejectReason.DUPLICATE_SEQ
     assert old is not None and old.reason == RejectReason.SEQ_TOO_OLD
+
+
+def test_sequence_modes_and_condition_tables_reach_the_filter(tmp_path: Path) -> None:
+    """The venue semantics are settings of the market group, so the stream and the backfill
+    (both `MarketSettings.core_config`) judge alike."""
+    tables = tmp_path / "conditions.json"
+    tables.write_text(json.dumps({"XCME": {"codes": {"0": "regular"}, "unknown": "volume_only",
+                                           "extends_default": False},
+                                  "*": {"codes": {"I": "regular"}}}))
+    settings = Settings(_env_file=None, market_seq_mode="unique",
+                        market_venue_seq_modes="XCME=packet, XOSE=none",
+                        market_condition_tables=tables)
+    config = settings.market.core_config().filter
+    assert config.seq_mode_of("XNAS") is SeqMode.UNIQUE
+    assert config.seq_mode_of("XCME") is SeqMode.PACKET
+    assert config.seq_mode_of("XOSE") is SeqMode.NONE
+    assert config.conditions.effect("XCME", ("0",)) == REGULAR
+    assert config.conditions.effect("XCME", ("Z",)) == VOLUME_ONLY
+    assert config.conditions.effect("XNAS", ("I",)) == REGULAR  # the default table, replaced
+    assert config.conditions.effect("XNAS", ("Z",)) == VOLUME_ONLY  # ...on top of CTA/UTP
+    assert Settings(_env_file=None).market.core_config().filter.seq_mode is SeqMode.PACKET
+    tables.write_text('{"XCME": {"codes": {"0": "sometimes"}}}')
+    with pytest.raises(ValueError, match="condition tables"):
+        Settings(_env_file=None, market_condition_tables=tables)

@@ -13,6 +13,7 @@ import pytest
 
 from tapeflow.core.market.filter_config import DEFAULT_FILTER_CONFIG, FilterConfig
 from tapeflow.core.market.rejections import RejectReason, SequenceGap, TickKind
+from tapeflow.core.market.sequence import SeqMode
 from tapeflow.core.market.tick_filter import FilterState, filter_quote_inplace, filter_trade_inplace
 from tapeflow.core.models import Quote, Trade
 from tests.support.market_builders import T0, S, px, quote, quotes_at, trade, trades_at
@@ -24,6 +25,9 @@ LATER = T0 + 60 * S
 FLAT_100_LATER = trades_at(["100.00"] * 10, start_seq=1, ts=LATER)  # newest at LATER + 9
 MAX_AGE = DEFAULT_FILTER_CONFIG.outlier_max_age_us or 0
 SPREADS_2C = quotes_at([("100.00", "100.02")] * 5, start_seq=1)
+UNIQUE = FilterConfig(seq_mode=SeqMode.UNIQUE)
+"""A venue that numbers every message: the same number again is a duplicate, whatever the
+content (the default, `packet`, also compares the content: test_sequence_modes.py)."""
 
 
 @dataclass
@@ -48,7 +52,7 @@ CASES = [
     Case(R.UNKNOWN_SYMBOL, "no list, anything goes", [], trade("1", symbol="ZZZ", seq=1), False),
     # duplicate_seq
     Case(R.DUPLICATE_SEQ, "same seq again", trades_at(["10", "10"], start_seq=1),
-         trade("10", seq=2), True),
+         trade("10", seq=2), True, UNIQUE),
     Case(R.DUPLICATE_SEQ, "next seq", trades_at(["10", "10"], start_seq=1),
          trade("10", seq=3), False),
     Case(R.DUPLICATE_SEQ, "quote same seq", quotes_at([("1", "2")], start_seq=7),
@@ -202,12 +206,13 @@ def test_gap_is_reported_once_and_the_tick_accepted() -> None:
 
 def test_gap_reported_even_when_the_tick_is_rejected() -> None:
     state = FilterState()
-    state, _, _ = filter_trade_inplace(state, trade("10", seq=1), None)
-    state, rejection, gap = filter_trade_inplace(state, trade("0", seq=3), None)
+    state, _, _ = filter_trade_inplace(state, trade("10", seq=1), None, UNIQUE)
+    state, rejection, gap = filter_trade_inplace(state, trade("0", seq=3), None, UNIQUE)
     assert rejection is not None and rejection.reason == R.NON_POSITIVE_PRICE
     assert gap is not None and gap.missing == 1
-    # The seq was used: sending it again is a duplicate, not a fresh tick.
-    state, rejection, _ = filter_trade_inplace(state, trade("10", seq=3), None)
+    # The seq was used: sending it again is a duplicate, not a fresh tick (a venue that
+    # numbers every message; test_sequence_modes.py has the packet venue's verdict).
+    state, rejection, _ = filter_trade_inplace(state, trade("10", seq=3), None, UNIQUE)
     assert rejection is not None and rejection.reason == R.DUPLICATE_SEQ
 
 

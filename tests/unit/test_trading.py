@@ -47,7 +47,7 @@ def test_fat_finger_order_alerts_with_a_deterministic_id() -> None:
     (alert,) = [a for a in out.alerts if a.rule == "order_size"]
     assert alert.severity == C and alert.observed == u(200_000)
     assert alert.alert_id == alert_id(
-        AlertKey("order_size", "ACC", "XYZ"), report.exec_id, "CRITICAL"
+        AlertKey("order_size", "ACC", "XYZ", "big"), report.exec_id, "CRITICAL"
     )
     assert out.position is None and out.account is None  # no fill, nothing booked
 
@@ -77,10 +77,15 @@ def test_fill_books_position_cash_and_versions_and_duplicates_change_nothing() -
     state, out = run(state, f)
     assert out.position is not None and out.position.qty == u(4)
     assert out.account is not None and out.account.cash == u(1_000_000) - u(401)
-    for again in (f, f._replace(exec_id="resent")):
-        same, out2 = run(state, again)
-        assert same is state and isinstance(out2.outcome, Duplicate)
-        assert out2 == TradingOutput(out2.outcome)
+    same, out2 = run(state, f)
+    assert same is state and isinstance(out2.outcome, Duplicate)
+    assert out2 == TradingOutput(out2.outcome)
+    # A new exec_id whose cum_qty does not advance is no redelivery: invalid, alerted.
+    same, out3 = run(state, f._replace(exec_id="resent"))
+    assert same is state and isinstance(out3.outcome, Invalid)
+    (alert,) = out3.alerts
+    assert (alert.rule, alert.severity, alert.source_event_id) == ("invalid_execution", C,
+                                                                   "resent")
 
 
 def test_mark_revalues_and_drawdown_alerts_then_clears() -> None:

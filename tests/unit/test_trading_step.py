@@ -80,28 +80,55 @@ def test_the_timer_raises_stale_market_data_at_the_event_clock() -> None:
                 if isinstance(x, StateChange)]
 
 
-def test_snapshots_cut_at_report_buckets_and_are_provisional_at_the_end() -> None:
+def test_snapshots_are_a_time_series_cut_by_reports_and_marks() -> None:
+    """10 s buckets. A mark in a later bucket closes the open one (emitted as it was before
+    the mark); a report older than a bucket a mark opened is booked in its own bucket, which
+    is re-emitted at once; the end of input emits the open bucket provisionally."""
     shard = ShardState()
     a = OrderSim("a", qty=u(10))
     on_report_inplace(shard, a.new(), CONFIG, SHARD)
     on_report_inplace(shard, a.fill(u(4), u(100)), CONFIG, SHARD)
     cash_0 = shard.accounts["ACC"].account.cash
-    # A mark does not cut a bucket, whatever its time.
-    on_market_inplace(shard, MarkPrice("XYZ", u(101), T0 + 35 * SECOND, "m"), CONFIG, SHARD)
+    b0, b2, b3 = (T0 + 10 * SECOND, T0 + 30 * SECOND, T0 + 40 * SECOND)  # bucket ends
+    out = on_market_inplace(shard, MarkPrice("XYZ", u(101), T0 + 35 * SECOND, "m"), CONFIG,
+                            SHARD)
+    snaps = _snaps(out)
+    assert [(s.symbol, s.ts) for s in snaps] == [("", b0), ("XYZ", b0)]
+    assert snaps[0].cash == cash_0 and snaps[1].qty == u(4) and snaps[1].mark == u(100)
     a.ts = T0 + 25 * SECOND
     out = on_report_inplace(shard, a.fill(u(6), u(100)), CONFIG, SHARD)
-    bucket_end = (T0 // (10 * SECOND) + 1) * 10 * SECOND
     snaps = _snaps(out)
-    assert [(s.symbol, s.ts) for s in snaps] == [("", bucket_end), ("XYZ", bucket_end)]
-    assert snaps[0].cash == cash_0 and snaps[1].qty == u(4)
+    assert [(s.symbol, s.ts) for s in snaps] == [("", b2), ("XYZ", b2)]
+    assert snaps[1].qty == u(10) and snaps[0].cash == cash_0 - u(600)
     assert isinstance(out[-1], ExecutionResult)
     final = _snaps(on_finish_inplace(shard, SHARD))
-    assert [s.ts for s in final] == [(T0 + 30 * SECOND)] * 2
+    assert [s.ts for s in final] == [b3] * 2
     assert final[0].version == shard.accounts["ACC"].account.version
-    assert final[1].qty == u(10) and final[1].equity == u(1010)
+    assert final[1].qty == u(10) and final[1].equity == u(1010) and final[1].mark == u(101)
     assert final[0].equity == final[0].cash + final[1].equity
     assert on_finish_inplace(shard, SHARD) == []  # nothing changed since
     assert _snaps(on_tick_inplace(shard, shard.clock_us, CONFIG, SHARD)) == []
+
+
+def test_a_held_position_gets_a_row_for_each_bucket_marks_moved_it() -> None:
+    """Buy 100 @ 10 at 00:00:30; marks 10 at 00:00:50, 13 at 00:01:30, 12 at 00:02:10 (one
+    minute buckets): one row per bucket, each stamped with its end and valued at that
+    bucket's mark (not the last report's bucket showing a later price)."""
+    minute = 60 * SECOND
+    shard = ShardState()
+    config = ShardConfig(initial_cash=u(10_000), snapshot_interval_us=minute)
+    start = (T0 // minute) * minute
+    a = OrderSim("a", qty=u(100), limit_price=u(10), ts=start + 30 * SECOND - 2_000)
+    on_report_inplace(shard, a.new(), CONFIG, config)
+    on_report_inplace(shard, a.fill(u(100), u(10)), CONFIG, config)
+    rows: list[PnlSnapshot] = []
+    for at_s, px in ((50, 10), (90, 13), (130, 12)):
+        mark = MarkPrice("XYZ", u(px), start + at_s * SECOND, f"m{at_s}")
+        rows += _snaps(on_market_inplace(shard, mark, CONFIG, config))
+    rows += _snaps(on_finish_inplace(shard, config))
+    held = [(r.ts - start, r.mark, r.unrealised_pnl) for r in rows if r.symbol == "XYZ"]
+    assert held == [(minute, u(10), 0), (2 * minute, u(13), u(300)),
+                    (3 * minute, u(12), u(200))]
 
 
 def test_a_resent_report_is_a_redelivery_and_a_stale_cum_qty_is_not() -> None:

@@ -12,19 +12,30 @@ from tapeflow.core.market.candles import (
     add_trade_inplace,
     flush_inplace,
 )
+from tapeflow.core.market.conditions import (
+    DEFAULT_CONDITION_RULES,
+    NO_EFFECT,
+    REGULAR,
+    ConditionRules,
+)
 from tapeflow.core.market.rejections import Rejection
 from tapeflow.core.models import Trade
 
 
 def build_candles(
-    trades: Iterable[Trade], config: CandleConfig = DEFAULT_CANDLE_CONFIG
+    trades: Iterable[Trade], config: CandleConfig = DEFAULT_CANDLE_CONFIG,
+    conditions: ConditionRules = DEFAULT_CONDITION_RULES,
 ) -> tuple[list[Candle], list[Rejection]]:
-    """Fold a whole sequence and flush_inplace: every emission (all versions) and the rejections."""
+    """Fold a whole sequence and flush_inplace: every emission (all versions) and the rejections.
+    Each trade's effect comes from `conditions`, as in the stream (`symbol_step`)."""
     state = CandleState()
     candles: list[Candle] = []
     rejections: list[Rejection] = []
     for trade in trades:
-        state, emitted, rejection = add_trade_inplace(state, trade, None, config)
+        effect = conditions.effect(trade.venue, trade.conditions) if trade.conditions else REGULAR
+        if effect == NO_EFFECT:
+            continue
+        state, emitted, rejection = add_trade_inplace(state, trade, None, config, effect)
         if emitted:
             candles.extend(emitted)
         if rejection is not None:

@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 
 from tapeflow.core.fixedpoint import ONE
+from tapeflow.core.market.conditions import DEFAULT_CONDITION_RULES, ConditionRules
+from tapeflow.core.market.sequence import SeqMode
 
 
 def _ratio(value: Decimal | int, name: str) -> tuple[int, int]:
@@ -33,14 +35,23 @@ class FilterConfig:
       passes a receive time;
     - unknown symbol: only when `instruments` is given;
     - sequence: the last `seq_window` (4096) sequence numbers of each (venue, symbol, kind)
-      are remembered;
+      are remembered; what a number means is the venue's `seq_mode` (`venue_seq_modes`, else
+      `seq_mode`: `packet` by default, see `tapeflow.core.market.sequence` for why);
+    - conditions: `conditions` says which clean prints set prices and which count volume
+      only (`tapeflow.core.market.conditions`); the candles and the marks apply it. Every
+      print is judged by every rule whatever its conditions: an odd lot at a bad price is a
+      bad print, and its price goes into the candle's notional;
     - price outlier: reference = the last `outlier_window` (50) trade prices, used once it
       holds `outlier_min_history` (5); a trade is an outlier when it is further from the
       rolling median than max(`outlier_iqr_multiple` (3) x IQR, `outlier_min_ticks` (10)
       ticks, `outlier_median_fraction` (0.5 %) of the median); `reanchor_count` (5)
       consecutive agreeing outliers are accepted as a level shift; a trade more than
       `outlier_max_age_us` (10 s) older than the newest trade in the reference is not judged
-      by this rule and does not join the reference (`None`: judge every trade);
+      by this rule and does not join the reference (`None`: judge every trade); a trade more
+      than `outlier_reset_gap_us` (5 min) after the newest trade of the reference starts a new
+      reference (a halt, a session break); a trade inside the venue's fresh accepted quote is
+      never an outlier, and a trade rejected as outside the quote neither joins the reference
+      nor counts towards a re-anchor;
     - wide spread: wider than max(`spread_multiple` (10) x rolling median of the last
       `spread_window` (50) spreads, `spread_min_ticks` (10) ticks), once
       `spread_min_history` (5) spreads are known;
@@ -55,6 +66,15 @@ class FilterConfig:
     tick_sizes: Mapping[str, int] = field(default_factory=dict, hash=False)
     default_tick_size: int = ONE // 100
     seq_window: int = 4096
+    seq_mode: SeqMode = SeqMode.PACKET
+    """Sequence semantics of a venue not in `venue_seq_modes`. `packet` is the safe default:
+    it never rejects a genuine print of a venue of either kind (`tapeflow.core.market.sequence`)."""
+    venue_seq_modes: Mapping[str, SeqMode] = field(default_factory=dict, hash=False)
+    seq_packet_memory: int = 64
+    """`packet` mode: the ticks of this many most recent sequence numbers are remembered whole
+    (at most `seq_window`), to tell a re-sent message from another message of its packet."""
+    seq_reset_start: int = 1
+    """A venue restarting its numbering starts at or below this number (1; some start at 0)."""
     seq_reset_min_gap_us: int = 60_000_000
     """A sequence number at or below the highest seen, on a tick at least this much later in
     event time than the highest one, is a venue session reset, not a duplicate or late tick."""
@@ -64,6 +84,11 @@ class FilterConfig:
     outlier_min_ticks: int = 10
     outlier_median_fraction: Decimal = Decimal("0.005")
     reanchor_count: int = 5
+    outlier_reset_gap_us: int | None = 300_000_000
+    """A trade more than this later in event time than the newest trade of its price reference
+    starts a new reference (warm-up again). Why 5 minutes: the Limit Up-Limit Down trading
+    pause lasts 5 minutes, and a reference that old says nothing about the reopening (a news
+    halt or a session break is longer still). `None`: never."""
     outlier_max_age_us: int | None = 10_000_000
     """A trade whose ts_event is more than this older than the newest ts_event in its price
     reference (a late delivery) is neither judged by the outlier rule nor added to the
@@ -89,6 +114,9 @@ class FilterConfig:
     quote_tolerance_spreads: Decimal | None = Decimal(1)
     quote_tolerance_min_ticks: int = 2
     quote_max_age_us: int = 10_000_000
+    conditions: ConditionRules = DEFAULT_CONDITION_RULES
+    """Trade conditions per venue: which clean prints set prices, which count volume only
+    (applied by the candle builder and the marks, `tapeflow.core.market.symbol_step`)."""
 
     # Derived integer ratios (num, den); not constructor arguments.
     iqr_ratio: tuple[int, int] = field(init=False, repr=False, compare=False)
@@ -106,6 +134,13 @@ class FilterConfig:
             raise ValueError("spread_min_history must be between 1 and spread_window")
         if self.outlier_max_age_us is not None and self.outlier_max_age_us < 0:
             raise ValueError("outlier_max_age_us must be None or at least 0")
+        if self.outlier_reset_gap_us is not None and self.outlier_reset_gap_us < 0:
+            raise ValueError("outlier_reset_gap_us must be None or at least 0")
+        if self.seq_packet_memory < 1:
+            raise ValueError("seq_packet_memory must be at least 1")
+        object.__setattr__(self, "seq_mode", SeqMode(self.seq_mode))
+        object.__setattr__(self, "venue_seq_modes",
+                           {v: SeqMode(m) for v, m in self.venue_seq_modes.items()})
         if self.reanchor_count > self.outlier_window:
             raise ValueError("reanchor_count must not exceed outlier_window")
         if self.default_tick_size <= 0 or any(v <= 0 for v in self.tick_sizes.values()):
@@ -128,6 +163,13 @@ class FilterConfig:
 
     def tick_size(self, symbol: str) -> int:
         return self.tick_sizes.get(symbol, self.default_tick_size)
+
+    def seq_mode_of(self, venue: str) -> SeqMode:
+        return self.venue_seq_modes.get(venue, self.seq_mode)
+
+    @property
+    def packet_memory(self) -> int:
+        return min(self.seq_packet_memory, self.seq_window)
 
 
 DEFAULT_FILTER_CONFIG = FilterConfig()

@@ -22,7 +22,7 @@ in place, picklable for snapshots.
 from __future__ import annotations
 
 from tapeflow.core.market.filter_config import FilterConfig
-from tapeflow.core.market.sequence import SeqTracker
+from tapeflow.core.market.sequence import SeqMode, SeqTracker
 
 NO_TIME = -(2**64)
 """Below any Avro-long timestamp: nothing has joined the price reference yet."""
@@ -51,10 +51,10 @@ class KeyState:
         "trade_seq",
     )
 
-    def __init__(self, tick: int) -> None:
+    def __init__(self, tick: int, seq_mode: SeqMode = SeqMode.UNIQUE) -> None:
         self.tick = tick
-        self.trade_seq = SeqTracker()
-        self.quote_seq = SeqTracker()
+        self.trade_seq = SeqTracker(seq_mode)
+        self.quote_seq = SeqTracker(seq_mode)
         # Trade prices: ring in arrival order, sorted snapshot, replacements since the snapshot
         # (set to the window size while the ring grows, which forces an exact re-sort), and a
         # lower bound of the outlier threshold valid while the snapshot is in use.
@@ -92,8 +92,11 @@ class FilterState:
 
     Counter names: `trade.accepted`, `trade.<reason code>`, `trade.seq_gaps`,
     `trade.seq_missing`, `trade.seq_gap_fills`, `trade.seq_resets`, `trade.reanchors`,
-    `trade.outlier_skipped_stale` (late trades the outlier rule did not judge), and the same
-    with `quote.` where they apply.
+    `trade.outlier_skipped_stale` (late trades the outlier rule did not judge),
+    `trade.reference_resets` (a long gap in event time started a new price reference),
+    `trade.inside_quote_outliers` (outliers accepted because they trade inside a fresh quote),
+    `trade.seq_shared` (another message of a packet already seen), and the same with `quote.`
+    where they apply.
     """
 
     __slots__ = ("counters", "keys")
@@ -142,6 +145,15 @@ def price_outlier(ks: KeyState, price: int, config: FilterConfig) -> tuple[bool,
     num, den = config.median_ratio
     limit = max(limit, by_iqr, median * num // den)
     return deviation > limit, limit
+
+
+def clear_reference(ks: KeyState, window: int) -> None:
+    """Start a new price reference (a long gap in event time): warm-up again."""
+    ks.prices = []
+    ks.prices_pos = 0
+    ks.prices_sorted = []
+    ks.prices_stale = window
+    ks.run = []
 
 
 def reseed(ks: KeyState, run: list[int], window: int) -> None:

@@ -27,8 +27,14 @@ never runs more than `merge_max_wait_us` of event time ahead on one topic than o
 for a symbol and the wall-clock release does not fire (it only fires for a quiet symbol). Memory:
 only the leading kind is held, at most `merge_max_wait_us` of its ticks per symbol.
 
-**Marks.** The mark of a symbol is its last clean trade: accepted by the tick filter *and* by the
-candle builder (a `too_late` trade is a rejected tick). A mark never moves back in event time
+**Trade conditions.** Each clean trade's effect comes from the venue's condition table
+(`FilterConfig.conditions`, `tapeflow.core.market.conditions`): a `NO_EFFECT` print (an official
+open or close report) is a clean trade and nothing else; a `VOLUME_ONLY` print (odd lot, out of
+sequence, average price) is folded into the candles' volume only and is never a mark.
+
+**Marks.** The mark of a symbol is its last clean trade that sets prices: accepted by the tick
+filter *and* by the candle builder (a `too_late` trade is a rejected tick), and `REGULAR` by its
+conditions. A mark never moves back in event time
 (a late trade corrects candles but does not re-mark). Marks are throttled in event time: at most
 one per `mark_interval_us` per symbol; the newest unsent mark goes out when the interval has
 passed at the next trade, when the wall clock finds the symbol quiet, or at the end.
@@ -51,6 +57,7 @@ from tapeflow.core.market.candles import (
     close_idle_inplace,
     flush_inplace,
 )
+from tapeflow.core.market.conditions import NO_EFFECT, PRICE_BIT, REGULAR
 from tapeflow.core.market.filter_config import DEFAULT_FILTER_CONFIG, FilterConfig
 from tapeflow.core.market.filter_state import FilterState
 from tapeflow.core.market.rejections import Rejection, SequenceGap
@@ -230,15 +237,22 @@ def _trade(
     if rejection is not None:
         out.append(rejection)
         return
+    conditions = trade.conditions
+    effect = config.filter.conditions.effect(trade.venue, conditions) if conditions else REGULAR
+    if effect == NO_EFFECT:
+        out.append(trade)
+        return
     # The candle builder's idle rule wants the symbol's last arrival, not the release time.
     arrived = state.last_arrival_wall
     state.candles, candles, rejection = add_trade_inplace(state.candles, trade, arrived,
-    config.candles)
+                                                          config.candles, effect)
     if rejection is not None:
         out.append(rejection)
         return
     out.append(trade)
     out.extend(candles)
+    if not effect & PRICE_BIT:
+        return
     ts = trade.ts_event
     if ts >= state.mark_ts:
         state.mark_ts = ts

@@ -63,15 +63,17 @@ from typing import NamedTuple
 from tapeflow.core.fixedpoint import fmt
 from tapeflow.core.market.filter_config import DEFAULT_FILTER_CONFIG, FilterConfig
 from tapeflow.core.market.filter_state import (
+    NO_TIME,
     FilterState,
     KeyState,
+    clear_reference,
     count,
     price_outlier,
     reseed,
     spread_limit,
 )
 from tapeflow.core.market.rejections import Rejection, RejectReason, SequenceGap, TickKind
-from tapeflow.core.market.sequence import FILLED, RESET, SeqTracker
+from tapeflow.core.market.sequence import FILLED, RESET, SHARED, SeqTracker
 from tapeflow.core.models import Quote, Trade
 
 _TRADE = TickKind.TRADE
@@ -96,7 +98,9 @@ def _sequence(
 ) -> tuple[Rejection | None, SequenceGap | None]:
     """The slow path of the sequence rule (anything but the next number in order)."""
     reason, missing, outcome = tracker.observe(
-        tick.seq, tick.ts_event, config.seq_window, config.seq_reset_min_gap_us
+        tick.seq, tick.ts_event, tick, window=config.seq_window,
+        reset_min_gap_us=config.seq_reset_min_gap_us, reset_start=config.seq_reset_start,
+        packet_memory=config.packet_memory,
     )
     counters = state.counters
     if reason is not None:
@@ -112,6 +116,8 @@ def _sequence(
         count(counters, f"{kind}.seq_gap_fills")
     elif outcome == RESET:
         count(counters, f"{kind}.seq_resets")
+    elif outcome == SHARED:
+        count(counters, f"{kind}.seq_shared")
     return None, None
 
 
@@ -120,7 +126,9 @@ def _key_state(state: FilterState, tick: Trade | Quote, config: FilterConfig) ->
     instruments = config.instruments
     if instruments is not None and symbol not in instruments:
         return None
-    ks = state.keys[(tick.venue, symbol)] = KeyState(config.tick_size(symbol))
+    ks = state.keys[(tick.venue, symbol)] = KeyState(
+        config.tick_size(symbol), config.seq_mode_of(tick.venue)
+    )
     return ks
 
 
@@ -142,7 +150,7 @@ def filter_trade_inplace(  # noqa: PLR0915 - the per-trade path is inlined on pu
             return state, _reject(state, _TRADE, _R.UNKNOWN_SYMBOL, trade, symbol), None
     gap = None
     tracker = ks.trade_seq
-    if seq == tracker.top + 1:
+    if tracker.unique and seq == tracker.top + 1:
         tracker.top = seq
         tracker.top_ts = ts
     else:
@@ -162,23 +170,58 @@ def filter_trade_inplace(  # noqa: PLR0915 - the per-trade path is inlined on pu
             gap,
         )
 
-    # Rule 7's reference, judged before this price joins it (causal). The band test is the
-    # proven shortcut of `tapeflow.core.market.filter_state`; `price_outlier` is the exact rule.
-    outlier = False
-    reanchored = False
-    limit = 0
-    n = 0
+    # Late prints (rule 7's exemption) are recognised first, so the counter counts every late
+    # print the outlier rule did not judge, whatever rule 6 then says.
     newest = ks.prices_newest
-    if ts >= newest:
-        ks.prices_newest = ts
-        fresh = True
-    else:
+    fresh = True
+    if ts < newest:
         max_age = config.outlier_max_age_us
         fresh = max_age is None or newest - ts <= max_age
         if not fresh:
             # Late: the reference is newer than this print by more than the market can be
             # trusted to stand still. Not judged, not added, the re-anchor run left alone.
             count(state.counters, "trade.outlier_skipped_stale")
+
+    # Rule 6: a print outside the quote is rejected and leaves the price reference and the
+    # re-anchor run alone (it is known bad); a print inside a fresh quote is never an outlier
+    # (the quote says where the market is, e.g. at a reopening after a halt).
+    inside = False
+    quote_ts = ks.quote_ts
+    ratio = config.quote_ratio
+    if quote_ts is not None and ratio is not None and 0 <= ts - quote_ts <= config.quote_max_age_us:
+        bid = ks.bid
+        ask = ks.ask
+        tol = (ask - bid) * ratio[0] // ratio[1]
+        floor = config.quote_tolerance_min_ticks * ks.tick
+        tol = max(tol, floor)
+        if price < bid - tol or price > ask + tol:
+            return (
+                state,
+                _reject(
+                    state,
+                    _TRADE,
+                    _R.OUTSIDE_QUOTE,
+                    trade,
+                    f"price {fmt(price)} outside quote {fmt(bid)}/{fmt(ask)}"
+                    f" by more than {fmt(tol)}",
+                ),
+                gap,
+            )
+        inside = bid <= price <= ask
+
+    # Rule 7's reference, judged before this price joins it (causal). The band test is the
+    # proven shortcut of `tapeflow.core.market.filter_state`; `price_outlier` is the exact rule.
+    outlier = False
+    reanchored = False
+    limit = 0
+    n = 0
+    if ts >= newest:
+        reset_gap = config.outlier_reset_gap_us
+        if reset_gap is not None and newest != NO_TIME and ts - newest > reset_gap:
+            # A halt or a session break: the old reference says nothing about the market now.
+            clear_reference(ks, config.outlier_window)
+            count(state.counters, "trade.reference_resets")
+        ks.prices_newest = ts
     if fresh:
         ring = ks.prices
         n = len(ring)
@@ -216,39 +259,21 @@ def filter_trade_inplace(  # noqa: PLR0915 - the per-trade path is inlined on pu
                 ks.prices_pos = 0 if pos == window else pos
                 ks.prices_stale += 1
 
-    quote_ts = ks.quote_ts
-    ratio = config.quote_ratio
-    if quote_ts is not None and ratio is not None and 0 <= ts - quote_ts <= config.quote_max_age_us:
-        bid = ks.bid
-        ask = ks.ask
-        tol = (ask - bid) * ratio[0] // ratio[1]
-        floor = config.quote_tolerance_min_ticks * ks.tick
-        tol = max(tol, floor)
-        if price < bid - tol or price > ask + tol:
+    if outlier and not reanchored:
+        if inside:
+            count(state.counters, "trade.inside_quote_outliers")
+        else:
             return (
                 state,
                 _reject(
                     state,
                     _TRADE,
-                    _R.OUTSIDE_QUOTE,
+                    _R.PRICE_OUTLIER,
                     trade,
-                    f"price {fmt(price)} outside quote {fmt(bid)}/{fmt(ask)}"
-                    f" by more than {fmt(tol)}",
+                    f"price {fmt(price)} vs rolling median of {n}: more than {fmt(limit)} away",
                 ),
                 gap,
             )
-    if outlier and not reanchored:
-        return (
-            state,
-            _reject(
-                state,
-                _TRADE,
-                _R.PRICE_OUTLIER,
-                trade,
-                f"price {fmt(price)} vs rolling median of {n}: more than {fmt(limit)} away",
-            ),
-            gap,
-        )
     state.counters["trade.accepted"] += 1
     return state, None, gap
 
@@ -273,7 +298,7 @@ def filter_quote_inplace(  # noqa: PLR0915 - inlined on purpose, like filter_tra
             return state, _reject(state, _QUOTE, _R.UNKNOWN_SYMBOL, quote, symbol), None
     gap = None
     tracker = ks.quote_seq
-    if seq == tracker.top + 1:
+    if tracker.unique and seq == tracker.top + 1:
         tracker.top = seq
         tracker.top_ts = ts
     else:

@@ -7,8 +7,9 @@ account. Each `assess_*` function runs the rules an event can affect, feeds the 
 
 | event | rules |
 | --- | --- |
-| NEW / REPLACED order | order size and notional, price collar, session hours |
-| any applied report | position limit incl. open orders, buying power incl. open orders |
+| order created or amended | per order: size, notional (or "cannot be valued"), collar; session |
+| any applied report | position limit incl. open orders, buying power incl. opening orders |
+| the order ends | its per-order incidents clear |
 | fill | session hours, turnover, daily loss, drawdown, gross exposure, concentration |
 | mark, held symbol | daily loss, drawdown, gross exposure, buying power, concentration, stale |
 | timer (`now`) | stale data, turnover window expiry |
@@ -25,6 +26,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 
+from tapeflow.core.fixedpoint import div_round
 from tapeflow.core.market.rejections import SequenceGap
 from tapeflow.core.models import ExecType, ExecutionReport, RiskAlert, Severity
 from tapeflow.core.risk.feed import (
@@ -35,6 +37,7 @@ from tapeflow.core.risk.feed import (
 )
 from tapeflow.core.risk.levels import AlertKey, Level, Reading, alert_id, apply_readings
 from tapeflow.core.risk.limits import RiskLimits, SessionHours
+from tapeflow.core.risk.order_rules import check_order_size, check_price_collar, order_ended
 from tapeflow.core.risk.rules import (
     TURNOVER,
     AccountFigures,
@@ -44,9 +47,7 @@ from tapeflow.core.risk.rules import (
     check_daily_loss,
     check_drawdown,
     check_gross_exposure,
-    check_order_size,
     check_position_limit,
-    check_price_collar,
     check_session,
     check_turnover,
     turnover_add,
@@ -57,6 +58,9 @@ from tapeflow.core.trading.orders import FILL_TYPES, Fill, OrderState
 from tapeflow.core.trading.positions import AccountState, MarkPrice
 
 INVALID_EXECUTION = "invalid_execution"
+_ORDER_CHANGES = frozenset({ExecType.NEW, ExecType.PENDING_NEW, ExecType.REPLACED,
+                            ExecType.RESTATED})
+"""Reports that create an order or change what it asks for: the per-order checks run."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,23 +84,50 @@ def _mark_px(symbol: str, account: AccountState, marks: Mapping[str, MarkPrice])
     return position.mark_px if position is not None and position.qty != 0 else None
 
 
-def open_order_notional_16(
+def _reducing_16(qty: int, priced_16: int, unpriced: int, position: int,
+                 mark_px: int | None) -> int:
+    """The notional of the part of one side's open orders (`qty` in all) that would reduce a
+    position of `position` (same sign as this side's reducing direction, > 0): that side's
+    value times min(qty, position) / qty, half-even (which of the orders reduces is not known,
+    so the reducing part is valued at the side's average price)."""
+    value = priced_16 + (unpriced * mark_px if unpriced and mark_px is not None else 0)
+    reducing = min(qty, position)
+    return value if reducing == qty else div_round(value * reducing, qty)
+
+
+def opening_order_notional_16(
     book: OrderBook, account: AccountState, marks: Mapping[str, MarkPrice]
 ) -> int:
-    """Leaves x reference price over the account's live orders, at scale 16.
+    """Notional (scale 16) of the account's live orders that would add to its exposure.
 
-    An order with no price to value it by (a market order in a symbol with no mark yet)
-    counts as zero: it cannot be valued, and guessing would raise false alerts.
+    A sell against a long (a buy against a short), up to the position's size, reduces
+    exposure: it consumes no buying power, so its notional is taken out. An order with no
+    price to value it by (a market order in a symbol with no mark yet) counts as zero here; it
+    raises its own `unvalued_order` alert instead.
     """
     total = 0
-    for (account_id, symbol), exposure in book.exposure.items():
-        if account_id != account.account_id:
+    acct = account.account_id
+    positions = account.positions
+    # Unpacked, not by attribute: this runs for every live (account, symbol) on every fill
+    # and mark.
+    for (account_id, symbol), (bq, sq, bp, sp, bu, su) in book.exposure.items():
+        if account_id != acct:
             continue
-        total += exposure.priced_notional_16
-        if exposure.unpriced_qty:
+        total += bp + sp
+        mark_px = None
+        if bu or su:
             mark_px = _mark_px(symbol, account, marks)
             if mark_px is not None:
-                total += exposure.unpriced_qty * mark_px
+                total += (bu + su) * mark_px
+        position = positions.get(symbol)
+        if position is None:
+            continue
+        qty = position.qty
+        if qty > 0 and sq:
+            # Every sell reduces the long (the common case), or a share of them does.
+            total -= sp if not su and qty >= sq else _reducing_16(sq, sp, su, qty, mark_px)
+        elif qty < 0 and bq:
+            total -= bp if not bu and -qty >= bq else _reducing_16(bq, bp, bu, -qty, mark_px)
     return total
 
 
@@ -113,8 +144,8 @@ def _exposure_readings(
         *check_daily_loss(limits, account, source, figures),
         *check_drawdown(limits, account, source, figures),
         *check_gross_exposure(limits, account, source, figures),
-        *check_buying_power(limits, account, open_order_notional_16(book, account, marks), source,
-                            figures),
+        *check_buying_power(limits, account, opening_order_notional_16(book, account, marks),
+                            source, figures),
     ]
     for symbol in account.positions:
         out.extend(check_concentration(limits, account, symbol, source, figures.equity_16))
@@ -132,13 +163,17 @@ def assess_execution(
     report: ExecutionReport,
     fill: Fill | None,
     marks: Mapping[str, MarkPrice],
+    corrected: bool = False,
 ) -> tuple[RiskState, tuple[RiskAlert, ...]]:
-    """Rules after an applied report; `account` and `book` already include it."""
+    """Rules after an applied report; `account` and `book` already include it. `corrected`:
+    the report busted or corrected an execution (positions and cash moved, no new fill)."""
     source, ts, symbol = report.exec_id, report.ts_event, order.symbol
     acct = account.account_id
     mark_px = _mark_px(symbol, account, marks)
     readings: list[Reading] = []
-    if report.exec_type in (ExecType.NEW, ExecType.REPLACED):
+    if order.is_terminal:
+        readings += order_ended(risk.levels, order, source)
+    elif report.exec_type in _ORDER_CHANGES:
         readings += check_order_size(limits, order, mark_px, source)
         readings += check_price_collar(limits, order, mark_px, source)
         readings += check_session(
@@ -156,8 +191,10 @@ def assess_execution(
         source=source,
     )
     turnover = risk.turnover
-    if fill is None:
-        notional = open_order_notional_16(book, account, marks)
+    if corrected:
+        readings += _exposure_readings(limits, account, book, marks, source)
+    elif fill is None:
+        notional = opening_order_notional_16(book, account, marks)
         readings += check_buying_power(limits, account, notional, source)
     else:
         readings += check_session(
@@ -169,6 +206,22 @@ def assess_execution(
         readings += _exposure_readings(limits, account, book, marks, source)
     levels, alerts = apply_readings(risk.levels, readings, ts)
     return RiskState(levels, turnover), alerts
+
+
+def exposure_readings_of(
+    risk: RiskState,
+    limits: RiskLimits,
+    *,
+    account: AccountState,
+    book: OrderBook,
+    marks: Mapping[str, MarkPrice],
+    source: str,
+    ts: int,
+) -> tuple[RiskState, tuple[RiskAlert, ...]]:
+    """The equity rules after the account's cash moved outside trading (a cash movement)."""
+    readings = _exposure_readings(limits, account, book, marks, source)
+    levels, alerts = apply_readings(risk.levels, readings, ts)
+    return replace(risk, levels=levels), alerts
 
 
 def assess_mark(

@@ -12,9 +12,9 @@ from collections.abc import Iterable, Mapping
 
 from tapeflow.core.fixedpoint import ONE, fmt
 from tapeflow.core.market.rejections import SequenceGap
-from tapeflow.core.models import Severity
+from tapeflow.core.models import Severity, Unit
 from tapeflow.core.risk.levels import AlertKey, Levels, Reading
-from tapeflow.core.risk.limits import RiskLimits, grade, us_to_seconds_units
+from tapeflow.core.risk.limits import RiskLimits, grade, iso_time, us_to_seconds_units
 from tapeflow.core.trading.positions import AccountState, MarkPrice
 
 STALE_MARKET_DATA = "stale_market_data"
@@ -50,7 +50,8 @@ def check_stale_marks(
         key = AlertKey(STALE_MARKET_DATA, acct, symbol)
         if position.qty == 0:
             source = f"flat:{acct}:{symbol}:{position.version}"
-            out.append(Reading(key, None, None, limit_s, "position closed", source))
+            out.append(Reading(key, None, None, limit_s, "position closed", source,
+                               Unit.SECONDS))
             continue
         mark = marks.get(symbol)
         if mark is not None and (position.mark_ts is None or mark.ts_event >= position.mark_ts):
@@ -70,6 +71,7 @@ def check_stale_marks(
                 limit_s,
                 f"last mark for held {symbol} is {fmt(age_s)} s old",
                 source,
+                Unit.SECONDS,
             )
         )
     return out
@@ -98,6 +100,7 @@ def check_feed_gap(limits: RiskLimits, gap: SequenceGap) -> list[Reading]:
             f"{gap.venue} {gap.symbol} {gap.kind}s: expected seq {gap.expected}, got "
             f"{gap.received} ({gap.missing} missing)",
             gap_event_id(gap),
+            Unit.COUNT,
         )
     ]
 
@@ -110,8 +113,9 @@ def check_gap_quiet(limits: RiskLimits, levels: Levels, now_us: int) -> list[Rea
             None,
             None,
             None,
-            f"no sequence gap on {key.scope} {key.symbol} since {level.last_ts}",
+            f"no sequence gap on {key.scope} {key.symbol} since {iso_time(level.last_ts)}",
             level.source_event_id,
+            Unit.COUNT,
         )
         for key, level in levels.items()
         if key.rule == FEED_GAP and now_us - level.last_ts >= limits.gap_clear_after_us

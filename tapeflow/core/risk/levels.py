@@ -29,7 +29,7 @@ from collections.abc import Callable, Iterable, Mapping
 from hashlib import sha256
 from typing import NamedTuple
 
-from tapeflow.core.models import RiskAlert, Severity
+from tapeflow.core.models import RiskAlert, Severity, Unit
 
 CLEARED = "CLEARED"
 ALERT_ID_HEX_DIGITS = 32
@@ -54,6 +54,8 @@ class Reading(NamedTuple):
     """The alert text, or a function making it: most readings are within limits and never
     become an alert, so rules run on every fill pass a lambda rather than format numbers."""
     source_event_id: str
+    unit: Unit | None = None
+    """The unit of `observed` and `limit`, carried by the alert."""
 
 
 def message_of(reading: Reading) -> str:
@@ -90,6 +92,7 @@ def _alert(reading: Reading, severity: Severity, transition: str, ts: int, text:
         limit=reading.limit,
         message=text,
         source_event_id=reading.source_event_id,
+        unit=reading.unit,
     )
 
 

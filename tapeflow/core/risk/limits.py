@@ -140,6 +140,12 @@ def ratio_bps(num: int, den: int) -> int:
     return div_round(num * BPS * ONE, den)
 
 
+def iso_time(ts_us: int) -> str:
+    """Event time for a message: ISO-8601 UTC to the microsecond (never raw microseconds)."""
+    when = _EPOCH + timedelta(microseconds=ts_us)
+    return when.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
 def us_to_seconds_units(us: int) -> int:
     """Microseconds as scale-8 seconds (exact: one microsecond is 100 units)."""
     return us * _UNITS_PER_US

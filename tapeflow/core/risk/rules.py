@@ -18,22 +18,36 @@ from collections.abc import Mapping
 from typing import NamedTuple
 
 from tapeflow.core.fixedpoint import ONE, div_round, fmt
-from tapeflow.core.models import OrderType, Severity, Side
+from tapeflow.core.models import Severity, Unit
 from tapeflow.core.risk.levels import AlertKey, Reading
 from tapeflow.core.risk.limits import (
     RiskLimits,
     SessionHours,
     grade,
     grade_ratio,
+    iso_time,
     ratio_bps,
     us_to_seconds_units,
 )
-from tapeflow.core.trading.orders import OrderState
+from tapeflow.core.risk.order_rules import (
+    ORDER_NOTIONAL,
+    ORDER_SIZE,
+    PRICE_COLLAR,
+    check_order_size,
+    check_price_collar,
+    order_reference_price,
+)
 from tapeflow.core.trading.positions import AccountState, to_scale8
 
-ORDER_SIZE = "order_size"
-ORDER_NOTIONAL = "order_notional"
-PRICE_COLLAR = "price_collar"
+__all__ = [
+    "BUYING_POWER", "CONCENTRATION", "DAILY_LOSS", "DRAWDOWN", "GROSS_EXPOSURE",
+    "ORDER_NOTIONAL", "ORDER_SIZE", "POSITION_LIMIT", "PRICE_COLLAR", "SESSION_HOURS",
+    "TURNOVER", "AccountFigures", "TurnoverWindow", "check_buying_power",
+    "check_concentration", "check_daily_loss", "check_drawdown", "check_gross_exposure",
+    "check_order_size", "check_position_limit", "check_price_collar", "check_session",
+    "check_turnover", "order_reference_price", "turnover_add", "turnover_prune",
+]
+
 POSITION_LIMIT = "position_limit"
 BUYING_POWER = "buying_power"
 DAILY_LOSS = "daily_loss"
@@ -70,73 +84,6 @@ class AccountFigures(NamedTuple):
         return cls(account.cash_16 + market, gross)
 
 
-def order_reference_price(order: OrderState, mark_px: int | None) -> int | None:
-    """The price an order is valued at: its limit, else its stop, else the market mark."""
-    if order.limit_price is not None:
-        return order.limit_price
-    if order.stop_price is not None:
-        return order.stop_price
-    return mark_px
-
-
-def check_order_size(
-    limits: RiskLimits, order: OrderState, mark_px: int | None, source: str
-) -> list[Reading]:
-    """Fat finger: order quantity, and order notional at its reference price."""
-    acct, sym, qty, oid = order.account_id, order.symbol, order.order_qty, order.order_id
-    out = [
-        Reading(
-            AlertKey(ORDER_SIZE, acct, sym),
-            grade(qty, limits.max_order_qty, limits.warn_bps),
-            qty,
-            limits.max_order_qty,
-            lambda: f"order {oid} quantity {fmt(qty)}",
-            source,
-        )
-    ]
-    px = order_reference_price(order, mark_px)
-    if px is not None and limits.max_order_notional is not None:
-        notional_16 = qty * px
-        out.append(
-            Reading(
-                AlertKey(ORDER_NOTIONAL, acct, sym),
-                grade(notional_16, _money_limit(limits.max_order_notional), limits.warn_bps),
-                to_scale8(notional_16),
-                limits.max_order_notional,
-                lambda: f"order {oid} notional {fmt(to_scale8(notional_16))}",
-                source,
-            )
-        )
-    return out
-
-
-def check_price_collar(
-    limits: RiskLimits, order: OrderState, mark_px: int | None, source: str
-) -> list[Reading]:
-    """Limit price too aggressive against the mark (buy above / sell below by > collar).
-
-    Only the aggressive side counts: a passive order far from the market cannot trade at
-    a bad price, an aggressive one can.
-    """
-    lp = order.limit_price
-    if lp is None or mark_px is None or mark_px <= 0:
-        return []
-    if order.order_type not in (OrderType.LIMIT, OrderType.STOP_LIMIT):
-        return []
-    through = max(lp - mark_px if order.side == Side.BUY else mark_px - lp, 0)
-    limit = limits.price_collar_bps
-    return [
-        Reading(
-            AlertKey(PRICE_COLLAR, order.account_id, order.symbol),
-            grade_ratio(through, mark_px, limit, limits.warn_bps),
-            ratio_bps(through, mark_px),
-            _bps_units(limit),
-            lambda: f"order {order.order_id} {order.side} limit {fmt(lp)} vs mark {fmt(mark_px)}",
-            source,
-        )
-    ]
-
-
 def check_position_limit(
     limits: RiskLimits,
     account_id: str,
@@ -159,6 +106,7 @@ def check_position_limit(
             lambda: (f"position {fmt(position_qty)} with open buys {fmt(open_buy_qty)} and "
                      f"sells {fmt(open_sell_qty)}: worst case {fmt(worst)}"),
             source,
+            Unit.QUANTITY,
         )
     ]
 
@@ -167,7 +115,9 @@ def check_buying_power(
     limits: RiskLimits, account: AccountState, open_notional_16: int, source: str,
     figures: AccountFigures | None = None,
 ) -> list[Reading]:
-    """Gross exposure plus open-order notional against max(equity, 0) x leverage."""
+    """Gross exposure plus the notional of open orders that would add to it, against
+    max(equity, 0) x leverage. Orders that reduce a position consume no buying power: the
+    caller passes the opening part only (`risk.assess.opening_order_notional_16`)."""
     if limits.max_leverage is None:
         return []
     figures = figures or AccountFigures.of(account)
@@ -179,8 +129,10 @@ def check_buying_power(
             grade(used_16 * ONE, power_24, limits.warn_bps),
             to_scale8(used_16),
             div_round(power_24, ONE * ONE),
-            lambda: f"exposure plus open orders {fmt(to_scale8(used_16))}",
+            lambda: (f"exposure plus opening orders {fmt(to_scale8(used_16))} against buying "
+                     f"power {fmt(div_round(power_24, ONE * ONE))}"),
             source,
+            Unit.MONEY,
         )
     ]
 
@@ -198,6 +150,7 @@ def check_daily_loss(limits: RiskLimits, account: AccountState, source: str,
             limits.max_daily_loss,
             lambda: f"loss today {fmt(to_scale8(loss_16))}",
             source,
+            Unit.MONEY,
         )
     ]
 
@@ -209,7 +162,8 @@ def check_drawdown(limits: RiskLimits, account: AccountState, source: str,
     limit = limits.max_drawdown_bps
     key = AlertKey(DRAWDOWN, account.account_id, None)
     if peak <= 0:
-        return [Reading(key, None, None, _bps_units(limit), "no positive peak equity", source)]
+        return [Reading(key, None, None, _bps_units(limit), "no positive peak equity", source,
+                        Unit.BPS)]
     down = max(peak - equity, 0)
     return [
         Reading(
@@ -219,6 +173,7 @@ def check_drawdown(limits: RiskLimits, account: AccountState, source: str,
             _bps_units(limit),
             lambda: f"equity {fmt(to_scale8(equity))} vs peak {fmt(to_scale8(peak))}",
             source,
+            Unit.BPS,
         )
     ]
 
@@ -243,12 +198,12 @@ def check_concentration(
     value = abs(position.market_value_16)
     equity = account.equity_16 if equity_16 is None else equity_16
     if value == 0 or limit is None:
-        return [Reading(key, None, 0, _bps_units(limit), "no exposure", source)]
+        return [Reading(key, None, 0, _bps_units(limit), "no exposure", source, Unit.BPS)]
     def text() -> str:
         return f"{symbol} value {fmt(to_scale8(value))} of equity {fmt(to_scale8(equity))}"
 
     if equity <= 0:
-        return [Reading(key, Severity.CRITICAL, None, _bps_units(limit), text, source)]
+        return [Reading(key, Severity.CRITICAL, None, _bps_units(limit), text, source, Unit.BPS)]
     return [
         Reading(
             key,
@@ -257,6 +212,7 @@ def check_concentration(
             _bps_units(limit),
             text,
             source,
+            Unit.BPS,
         )
     ]
 
@@ -272,6 +228,7 @@ def check_gross_exposure(limits: RiskLimits, account: AccountState, source: str,
             limits.max_gross_exposure,
             lambda: f"gross exposure {fmt(to_scale8(gross_16))}",
             source,
+            Unit.MONEY,
         )
     ]
 
@@ -330,6 +287,7 @@ def check_turnover(
             limits.max_turnover_notional,
             lambda: f"traded {fmt(to_scale8(total_16))} in the last {seconds} s",
             source,
+            Unit.MONEY,
         )
     ]
 
@@ -363,7 +321,7 @@ def check_session(
             severity,
             None,
             None,
-            lambda: f"{what} at {ts_event} outside session hours",
+            lambda: f"{what} at {iso_time(ts_event)} outside session hours",
             source,
         )
     ]

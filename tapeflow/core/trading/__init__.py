@@ -12,12 +12,23 @@ from tapeflow.core.trading.account_step import (
     TradingOutput,
     TradingState,
     new_trading_state,
+    on_cash,
     on_execution,
     on_mark,
     on_timer,
 )
+from tapeflow.core.trading.cash import CashOutcome, apply_cash
+from tapeflow.core.trading.corrections import apply_correction
 from tapeflow.core.trading.order_book import OrderBook, OrderRetention, apply_execution
-from tapeflow.core.trading.orders import Applied, Duplicate, Fill, Invalid, OrderState, transition
+from tapeflow.core.trading.orders import (
+    Applied,
+    Correction,
+    Duplicate,
+    Fill,
+    Invalid,
+    OrderState,
+    transition,
+)
 from tapeflow.core.trading.positions import (
     AccountState,
     MarkPrice,
@@ -28,6 +39,7 @@ from tapeflow.core.trading.positions import (
 )
 from tapeflow.core.trading.shard_step import (
     DEFAULT_SHARD_CONFIG,
+    CashResult,
     ExecutionResult,
     FeedGaps,
     PnlSnapshot,
@@ -36,6 +48,7 @@ from tapeflow.core.trading.shard_step import (
     ShardState,
     StateChange,
     mark_of,
+    on_cash_inplace,
     on_finish_inplace,
     on_gap,
     on_gap_timer,
@@ -48,6 +61,9 @@ __all__ = [
     "DEFAULT_SHARD_CONFIG",
     "AccountState",
     "Applied",
+    "CashOutcome",
+    "CashResult",
+    "Correction",
     "Duplicate",
     "ExecutionResult",
     "FeedGaps",
@@ -66,12 +82,16 @@ __all__ = [
     "TradingConfig",
     "TradingOutput",
     "TradingState",
+    "apply_cash",
+    "apply_correction",
     "apply_execution",
     "apply_fill",
     "apply_mark",
     "mark_of",
     "new_account",
     "new_trading_state",
+    "on_cash",
+    "on_cash_inplace",
     "on_execution",
     "on_finish_inplace",
     "on_gap",

@@ -3,315 +3,87 @@
 Every report is judged against the order's current state and classified as exactly one of:
 
 * `Applied`: the state machine allows it and its quantities are consistent; the new order
-  state is returned, and for fills a `Fill` delta that positions consume.
-* `Duplicate`: the exec_id was already applied to this order, or a fill's cum_qty does not
-  advance past what was already applied. Nothing changes. This is what makes at-least-once
-  delivery (Kafka redelivery, Bytewax replay after recovery) count every fill once.
+  state is returned, with a `Fill` for an execution and a `Correction` for a trade cancel
+  or correct, which positions consume.
+* `Duplicate`: the exec_id was already applied to this order (redelivery: Kafka, a Bytewax
+  replay after recovery). Nothing changes. This is what makes at-least-once delivery count
+  every fill once.
 * `Invalid`: the report breaks the state machine or is inconsistent. Nothing changes; the
-  caller logs it and raises an alert (docs/design.md, "Orders").
+  caller logs it and raises an alert (docs/trading-core.md, "Orders").
 
 Decisions, with the reason for each:
 
-* The order's status is *derived* (from the exec type and the quantities) and the report's
-  ord_status must agree with it. Trusting the OMS's status blindly would let one malformed
+* The table (`order_table.TRANSITIONS`) is keyed by the order's own status and the report's
+  ExecType (tag 150); handlers check the quantities and the report's OrdStatus (tag 39)
+  against the status they derive. Trusting the OMS's status blindly would let one malformed
   report move an order backwards; refusing it makes the disagreement visible as an alert.
-  `REPLACED` (FIX 4.2 style) is accepted as ord_status of a REPLACED report, but the order
-  continues as NEW / PARTIALLY_FILLED, as FIX 4.4 says it should.
-* Only NEW or REJECTED may be the first report of an order. Anything else refers to an
-  order we never saw acknowledged: it is invalid, not applied (no position from nowhere).
-* Fills must be self-consistent: cum_qty = previous cum_qty + last_qty, leaves_qty =
-  order_qty - cum_qty, PARTIAL_FILL leaves something open and FILL leaves nothing. A fill
-  with a cum_qty gap (a missed report) is refused rather than guessed at; reconciliation
-  against the OMS is the remedy, and the alert says so.
-* Duplicate detection runs before the transition table, so a re-sent fill of a FILLED order
-  is a harmless duplicate, while a fill that *advances* cum_qty after a terminal state is
-  invalid.
-* Each order remembers the exec_ids it applied, at most `MAX_EXEC_IDS_PER_ORDER` (the most
-  recent). Orders end, so this is per-order bounded memory; a duplicate older than that
-  window is still caught for fills by the cum_qty rule, and for other exec types by the
-  table (a stale NEW on a live order is refused) - never applied twice.
-* The order's avg_px is computed here from the fills (exact notional at scale 16, divided
-  half-even to scale 8), not copied from the report, so it agrees with positions.
+* A pending cancel or replace is held beside the status (`OrderState.pending`), because FIX
+  reports a fill during it as ExecType Trade with OrdStatus Pending Cancel/Replace (the
+  pending status takes precedence, Appendix D scenarios D4, D5, D7, D13). A later report
+  whose OrdStatus is not the pending one tells that the request was refused (a Cancel Reject
+  is not an ExecutionReport), so the pending state ends there.
+* Only NEW, PENDING_NEW or REJECTED may be the first report of an order. Anything else refers
+  to an order we never saw acknowledged: invalid, not applied (no position from nowhere).
+* Executions must be self-consistent: cum_qty = previous cum_qty + last_qty, leaves_qty =
+  order_qty - cum_qty. A cum_qty gap (a missed report) is refused rather than guessed at;
+  reconciliation against the OMS is the remedy, and the alert says so.
+* A redelivered exec_id is a duplicate whatever it says. A *new* exec_id whose cum_qty does
+  not advance while last_qty > 0 is inconsistent (a redelivery repeats its exec_id): invalid,
+  with an alert, never silently dropped as a duplicate. The one exception is an exec_id older
+  than the remembered window (below), which cannot be told from a redelivery: a fill whose
+  cum_qty is at or below what the order had filled when that window started is a duplicate.
+* Trade Cancel (H) and Trade Correct (G) name the execution they bust or correct in
+  `exec_ref_id`; it must be an execution in effect on this order (a correction of a
+  correction names the correction, scenario D34). They may arrive after the order ended
+  (FILLED, CANCELED, EXPIRED, done for the day), and a bust can re-open a filled order.
+* Each order remembers the exec_ids it applied and the executions in effect, at most
+  `MAX_EXEC_IDS_PER_ORDER` each (the most recent). Orders end, so this is per-order bounded
+  memory.
+* The order's avg_px is computed here from the executions (exact notional at scale 16,
+  divided half-even to scale 8), not copied from the report, so it agrees with positions.
+* Messages print quantities and prices as decimals (`fixedpoint.fmt`), never scale-8 units.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, replace
-from typing import Any, NamedTuple
-
-from tapeflow.core.fixedpoint import div_round
-from tapeflow.core.models import ExecType, ExecutionReport, OrderType, OrdStatus, Side
-
-MAX_EXEC_IDS_PER_ORDER = 1024
-"""Bound on the exec_ids remembered per order (the most recent are kept)."""
-
-TERMINAL_STATUSES: frozenset[OrdStatus] = frozenset(
-    {OrdStatus.FILLED, OrdStatus.CANCELED, OrdStatus.REJECTED, OrdStatus.EXPIRED}
+from tapeflow.core.fixedpoint import fmt
+from tapeflow.core.models import ExecType, ExecutionReport
+from tapeflow.core.trading.order_state import (
+    CORRECTION_TYPES,
+    FILL_TYPES,
+    MAX_EXEC_IDS_PER_ORDER,
+    PENDING_STATUSES,
+    TERMINAL_STATUSES,
+    Applied,
+    Correction,
+    Duplicate,
+    Fill,
+    Invalid,
+    OrderState,
+    Outcome,
+    TradeRecord,
 )
-FILL_TYPES: frozenset[ExecType] = frozenset({ExecType.PARTIAL_FILL, ExecType.FILL})
+from tapeflow.core.trading.order_table import TRANSITIONS, Transition
 
-
-@dataclass(frozen=True, slots=True)
-class OrderState:
-    """The current state of one order, as the stores' `orders` row.
-
-    `version` starts at 1 and grows by one with every applied report, so an upsert guarded
-    by it never moves a row backwards on replay. `cum_notional` is sum(last_qty * last_px)
-    at scale 16, exact.
-    """
-
-    order_id: str
-    client_order_id: str | None
-    account_id: str
-    symbol: str
-    side: Side
-    order_type: OrderType
-    order_qty: int
-    limit_price: int | None
-    stop_price: int | None
-    cum_qty: int
-    leaves_qty: int
-    cum_notional: int
-    status: OrdStatus
-    ts_created: int
-    ts_last: int
-    version: int
-    exec_ids: tuple[str, ...]
-
-    @property
-    def avg_px(self) -> int | None:
-        """Volume-weighted fill price, scale 8, rounded half-even; None before any fill."""
-        if self.cum_qty == 0:
-            return None
-        return div_round(self.cum_notional, self.cum_qty)
-
-    @property
-    def is_terminal(self) -> bool:
-        return self.status in TERMINAL_STATUSES
-
-
-class Fill(NamedTuple):
-    """The delta one applied fill makes: what positions and cash consume."""
-
-    exec_id: str
-    order_id: str
-    account_id: str
-    symbol: str
-    side: Side
-    qty: int
-    price: int
-    commission: int
-    ts_event: int
-
-
-class Applied(NamedTuple):
-    order: OrderState
-    fill: Fill | None
-
-
-class Duplicate(NamedTuple):
-    order_id: str
-    exec_id: str
-    reason: str
-
-
-class Invalid(NamedTuple):
-    order_id: str
-    exec_id: str
-    reason: str
-
-
-Outcome = Applied | Duplicate | Invalid
-
-Handler = Callable[["OrderState | None", ExecutionReport], "OrderState | str"]
-"""Builds the next state, or returns the reason the report is inconsistent."""
-
-
-class Transition(NamedTuple):
-    """One allowed edge: the handler and the statuses it may lead to."""
-
-    handler: Handler
-    results: frozenset[OrdStatus]
-
-
-def _status_after_quantities(order_qty: int, cum_qty: int) -> OrdStatus:
-    if cum_qty == 0:
-        return OrdStatus.NEW
-    if cum_qty < order_qty:
-        return OrdStatus.PARTIALLY_FILLED
-    return OrdStatus.FILLED
-
-
-def _check_prices(report: ExecutionReport) -> str | None:
-    needs_limit = report.order_type in (OrderType.LIMIT, OrderType.STOP_LIMIT)
-    needs_stop = report.order_type in (OrderType.STOP, OrderType.STOP_LIMIT)
-    if needs_limit and (report.limit_price is None or report.limit_price <= 0):
-        return f"{report.order_type} order needs a positive limit_price"
-    if needs_stop and (report.stop_price is None or report.stop_price <= 0):
-        return f"{report.order_type} order needs a positive stop_price"
-    return None
-
-
-def _on_new(order: OrderState | None, report: ExecutionReport) -> OrderState | str:
-    if report.ord_status != OrdStatus.NEW:
-        return f"NEW with ord_status {report.ord_status}"
-    if report.cum_qty != 0 or report.last_qty != 0:
-        return "NEW with a non-zero cum_qty or last_qty"
-    if report.leaves_qty != report.order_qty:
-        return f"NEW with leaves_qty {report.leaves_qty} != order_qty {report.order_qty}"
-    bad_price = _check_prices(report)
-    if bad_price is not None:
-        return bad_price
-    return _fresh_order(report, OrdStatus.NEW)
-
-
-def _on_rejected(order: OrderState | None, report: ExecutionReport) -> OrderState | str:
-    if report.ord_status != OrdStatus.REJECTED:
-        return f"REJECTED with ord_status {report.ord_status}"
-    if report.cum_qty != 0 or report.last_qty != 0 or report.leaves_qty != 0:
-        return "REJECTED with non-zero cum_qty, last_qty or leaves_qty"
-    return _fresh_order(report, OrdStatus.REJECTED)
-
-
-def _fresh_order(report: ExecutionReport, status: OrdStatus) -> OrderState:
-    return OrderState(
-        order_id=report.order_id,
-        client_order_id=report.client_order_id,
-        account_id=report.account_id,
-        symbol=report.symbol,
-        side=report.side,
-        order_type=report.order_type,
-        order_qty=report.order_qty,
-        limit_price=report.limit_price,
-        stop_price=report.stop_price,
-        cum_qty=0,
-        leaves_qty=report.leaves_qty,
-        cum_notional=0,
-        status=status,
-        ts_created=report.ts_event,
-        ts_last=report.ts_event,
-        version=1,
-        exec_ids=(report.exec_id,),
-    )
-
-
-def _on_fill(order: OrderState | None, report: ExecutionReport) -> OrderState | str:
-    assert order is not None  # the table has no fill edge from an unknown order
-    if report.last_qty <= 0:
-        return f"fill with non-positive last_qty {report.last_qty}"
-    if report.last_px is None or report.last_px <= 0:
-        return "fill without a positive last_px"
-    if report.order_qty != order.order_qty:
-        return f"fill changes order_qty {order.order_qty} -> {report.order_qty}"
-    if report.cum_qty > order.order_qty:
-        return f"fill exceeds order_qty: cum_qty {report.cum_qty} > {order.order_qty}"
-    if report.cum_qty != order.cum_qty + report.last_qty:
-        return (
-            f"cum_qty gap: {order.cum_qty} + last_qty {report.last_qty} != cum_qty "
-            f"{report.cum_qty} (a missed fill? reconcile with the OMS)"
-        )
-    if report.leaves_qty != order.order_qty - report.cum_qty:
-        return f"leaves_qty {report.leaves_qty} != order_qty - cum_qty"
-    full = report.cum_qty == order.order_qty
-    if report.exec_type == ExecType.FILL and not full:
-        return "FILL leaves quantity open"
-    if report.exec_type == ExecType.PARTIAL_FILL and full:
-        return "PARTIAL_FILL completes the order (expected FILL)"
-    status = OrdStatus.FILLED if full else OrdStatus.PARTIALLY_FILLED
-    if report.ord_status != status:
-        return f"{report.exec_type} with ord_status {report.ord_status}, expected {status}"
-    return _advance(
-        order,
-        report,
-        cum_qty=report.cum_qty,
-        leaves_qty=report.leaves_qty,
-        cum_notional=order.cum_notional + report.last_qty * report.last_px,
-        status=status,
-    )
-
-
-def _on_done(order: OrderState | None, report: ExecutionReport) -> OrderState | str:
-    """CANCELED and EXPIRED: the order ends with whatever it filled."""
-    assert order is not None
-    expected = OrdStatus(report.exec_type.value)
-    if report.ord_status != expected:
-        return f"{report.exec_type} with ord_status {report.ord_status}"
-    if report.cum_qty != order.cum_qty or report.last_qty != 0:
-        return f"{report.exec_type} changes cum_qty {order.cum_qty} -> {report.cum_qty}"
-    if report.leaves_qty != 0:
-        return f"{report.exec_type} with leaves_qty {report.leaves_qty} != 0"
-    return _advance(order, report, leaves_qty=0, status=expected)
-
-
-def _on_replaced(order: OrderState | None, report: ExecutionReport) -> OrderState | str:
-    assert order is not None
-    if report.cum_qty != order.cum_qty or report.last_qty != 0:
-        return f"REPLACED changes cum_qty {order.cum_qty} -> {report.cum_qty}"
-    if report.order_qty < order.cum_qty:
-        return f"REPLACED order_qty {report.order_qty} below cum_qty {order.cum_qty}"
-    if report.leaves_qty != report.order_qty - order.cum_qty:
-        return f"leaves_qty {report.leaves_qty} != order_qty - cum_qty"
-    status = _status_after_quantities(report.order_qty, order.cum_qty)
-    if report.ord_status not in (status, OrdStatus.REPLACED):
-        return f"REPLACED with ord_status {report.ord_status}, expected {status}"
-    bad_price = _check_prices(report)
-    if bad_price is not None:
-        return bad_price
-    return _advance(
-        order,
-        report,
-        client_order_id=report.client_order_id,
-        order_type=report.order_type,
-        order_qty=report.order_qty,
-        limit_price=report.limit_price,
-        stop_price=report.stop_price,
-        leaves_qty=report.leaves_qty,
-        status=status,
-    )
-
-
-def _advance(order: OrderState, report: ExecutionReport, **changes: Any) -> OrderState:
-    exec_ids = (*order.exec_ids, report.exec_id)[-MAX_EXEC_IDS_PER_ORDER:]
-    return replace(
-        order,
-        ts_last=report.ts_event,
-        version=order.version + 1,
-        exec_ids=exec_ids,
-        **changes,
-    )
-
-
-_LIVE_RESULTS = frozenset({OrdStatus.NEW, OrdStatus.PARTIALLY_FILLED, OrdStatus.FILLED})
-
-
-def _live_edges(status: OrdStatus) -> dict[tuple[OrdStatus | None, ExecType], Transition]:
-    return {
-        (status, ExecType.PARTIAL_FILL): Transition(
-            _on_fill, frozenset({OrdStatus.PARTIALLY_FILLED})
-        ),
-        (status, ExecType.FILL): Transition(_on_fill, frozenset({OrdStatus.FILLED})),
-        (status, ExecType.CANCELED): Transition(_on_done, frozenset({OrdStatus.CANCELED})),
-        (status, ExecType.EXPIRED): Transition(_on_done, frozenset({OrdStatus.EXPIRED})),
-        (status, ExecType.REPLACED): Transition(_on_replaced, _LIVE_RESULTS),
-    }
-
-
-TRANSITIONS: Mapping[tuple[OrdStatus | None, ExecType], Transition] = {
-    (None, ExecType.NEW): Transition(_on_new, frozenset({OrdStatus.NEW})),
-    (None, ExecType.REJECTED): Transition(_on_rejected, frozenset({OrdStatus.REJECTED})),
-    **_live_edges(OrdStatus.NEW),
-    **_live_edges(OrdStatus.PARTIALLY_FILLED),
-}
-"""Every allowed (current status, exec type) pair; any pair not here is invalid.
-
-None is "no such order yet". Terminal statuses (FILLED, CANCELED, REJECTED, EXPIRED) have
-no outgoing edge. The PENDING_* and REPLACED statuses are never held by an order here: the
-exec types that would lead to them are not in the wire contract, and a replace leaves the
-order NEW or PARTIALLY_FILLED. A second NEW for a known order, and REJECTED of an order
-that was already acknowledged (FIX rejects a cancel/replace request with an
-OrderCancelReject, not an ExecutionReport), are invalid.
-"""
+__all__ = [
+    "CORRECTION_TYPES",
+    "FILL_TYPES",
+    "MAX_EXEC_IDS_PER_ORDER",
+    "PENDING_STATUSES",
+    "TERMINAL_STATUSES",
+    "TRANSITIONS",
+    "Applied",
+    "Correction",
+    "Duplicate",
+    "Fill",
+    "Invalid",
+    "OrderState",
+    "Outcome",
+    "TradeRecord",
+    "Transition",
+    "fill_of",
+    "transition",
+]
 
 
 def transition(
@@ -328,7 +100,14 @@ def transition(
             if getattr(report, field) != getattr(order, field):
                 return order, Invalid(oid, xid, f"{field} differs from the order's")
         if report.exec_type in FILL_TYPES and report.cum_qty <= order.cum_qty:
-            return order, Duplicate(oid, xid, f"cum_qty {report.cum_qty} does not advance")
+            if report.cum_qty <= order.forgotten_cum:
+                return order, Duplicate(oid, xid, f"cum_qty {fmt(report.cum_qty)} does not "
+                                        "advance (an exec_id older than the ones remembered)")
+            if report.last_qty > 0:
+                return order, Invalid(oid, xid, (
+                    f"new exec_id whose cum_qty {fmt(report.cum_qty)} does not advance past "
+                    f"{fmt(order.cum_qty)} with last_qty {fmt(report.last_qty)}: inconsistent "
+                    "(a redelivery repeats its exec_id)"))
     if report.order_qty <= 0 or min(report.cum_qty, report.leaves_qty, report.last_qty) < 0:
         return order, Invalid(oid, xid, "non-positive order_qty or negative quantity")
     status = order.status if order is not None else None
@@ -340,18 +119,35 @@ def transition(
     result = edge.handler(order, report)
     if isinstance(result, str):
         return order, Invalid(oid, xid, result)
-    fill = None
-    if report.exec_type in FILL_TYPES:
-        assert report.last_px is not None
-        fill = Fill(
-            exec_id=xid,
-            order_id=oid,
-            account_id=report.account_id,
-            symbol=report.symbol,
-            side=report.side,
-            qty=report.last_qty,
-            price=report.last_px,
-            commission=report.commission or 0,
-            ts_event=report.ts_event,
-        )
-    return result, Applied(result, fill)
+    exec_type = report.exec_type
+    if exec_type in FILL_TYPES:
+        return result, Applied(result, _fill_of(report))
+    if exec_type in CORRECTION_TYPES:
+        return result, Applied(result, None, _correction_of(order, result, report))
+    return result, Applied(result, None)
+
+
+def fill_of(report: ExecutionReport, qty: int, price: int, commission: int) -> Fill:
+    return Fill(report.exec_id, report.order_id, report.account_id, report.symbol, report.side,
+                qty, price, commission, report.ts_event)
+
+
+def _fill_of(report: ExecutionReport) -> Fill | None:
+    if report.exec_type not in FILL_TYPES:
+        return None
+    assert report.last_px is not None
+    return fill_of(report, report.last_qty, report.last_px, report.commission or 0)
+
+
+def _correction_of(before: OrderState | None, after: OrderState,
+                   report: ExecutionReport) -> Correction | None:
+    if report.exec_type not in CORRECTION_TYPES:
+        return None
+    assert before is not None and report.exec_ref_id is not None
+    old = next(t for t in before.trades if t.exec_id == report.exec_ref_id)
+    new = None
+    if report.exec_type == ExecType.TRADE_CORRECT:
+        record = after.trades[-1]
+        new = fill_of(report, record.qty, record.price, record.commission)
+    return Correction(report.exec_id, report.exec_ref_id, report.account_id, report.symbol,
+                      report.side, old, new, report.ts_event)

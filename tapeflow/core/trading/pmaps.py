@@ -118,6 +118,18 @@ class GenerationLog(Mapping[str, V], Generic[V]):
         new._append_in_place(key, value, start_new)
         return new
 
+    def remove(self, key: str) -> GenerationLog[V]:
+        """A log without `key` (rare: an ended order that a late report re-opens or changes);
+        a generation left empty is dropped, so every generation has a first and last entry."""
+        for i, gen in enumerate(self._gens):
+            if key in gen:
+                rest = {k: v for k, v in gen.items() if k != key}
+                new: GenerationLog[V] = GenerationLog(self.generation_size)
+                new._gens = (*self._gens[:i], *((rest,) if rest else ()), *self._gens[i + 1:])
+                new._len = self._len - 1
+                return new
+        return self
+
     def drop_oldest_generations(self, count: int) -> GenerationLog[V]:
         if count <= 0:
             return self

@@ -10,7 +10,11 @@ requires. Each mark is delivered to every shard.
 Steps (each returns the outputs it produced, in order):
 
 - `on_report_inplace(shard, report, config)`: `trading.on_execution` for the report's account (a new
-  account starts with `ShardConfig.initial_cash`) -> `ExecutionResult`.
+  account starts with `ShardConfig.initial_cash`, in its configured currency) ->
+  `ExecutionResult`.
+- `on_cash_inplace(shard, movement, config)`: a deposit, withdrawal or fee for its account
+  (`account_step.on_cash`) -> `CashResult`. Cash movements come from `oms.cash`, keyed by
+  account like the reports, so the same shard holds them.
 - `on_market_inplace(shard, mark, config)`: a newer mark replaces the held one and revalues every
   account of the shard holding the symbol (`trading.on_mark`) -> `StateChange`s. An older
   mark (event time) changes nothing.
@@ -28,15 +32,21 @@ latest event time it has seen, reports and marks), so a replay judges staleness 
 run did as long as the ticks fall at the same points; the flow documents what this means.
 
 P&L snapshots (ClickHouse `pnl_snapshots`, key (account_id, symbol, ts), `version` decides):
-event time is cut into buckets of `snapshot_interval_us`. When an execution report for an
-account falls in a later bucket than its last change, the state before it is emitted as the
-earlier bucket's snapshot, `ts` = that bucket's end. Only reports cut buckets (a mark revalues
-the open bucket's state), so the cut points, and everything the reports decide (quantities,
-cash, realised P&L), are the same in a replay; mark-driven values (unrealised P&L, equity)
-depend on how marks interleaved with the reports. Ticks and the
-end of input emit the current bucket's state provisionally (same `ts`); a later change in the
-same bucket re-emits it with a higher version, which replaces it. One row per account
-(`symbol` '') and one per position the account has ever held.
+a time series. Event time is cut into buckets of `snapshot_interval_us`; `ts` is a bucket's
+end. When a change to an account (a report, a cash movement, or a mark that revalues one of
+its positions) falls in a later bucket than its last change, the state before it is emitted
+as that earlier bucket's snapshot. So a held position gets a row for every bucket in which
+marks moved it, stamped with the bucket of the mark's event time.
+
+What a replay repeats: reports and cash movements are bucketed by their own event time (never
+pushed into a later bucket by a mark read ahead of them), so the rows of the buckets they fall
+in hold the same report-decided values (quantities, cash, realised P&L) in every run. A report
+older than a bucket a mark already opened re-emits its own bucket at once, then goes on into
+the open one. Rows of buckets only marks touched, and every mark-driven value (mark,
+unrealised P&L, equity), depend on how marks interleaved with the reports (docs/flows.md,
+"Determinism"). Ticks and the end of input emit the open bucket's state provisionally; a later
+change in the same bucket re-emits it with a higher version, which replaces it. One row per
+account (`symbol` '') and one per position the account has ever held.
 """
 
 from __future__ import annotations
@@ -46,7 +56,7 @@ from typing import NamedTuple
 
 from tapeflow.core.fixedpoint import ONE
 from tapeflow.core.market.rejections import SequenceGap
-from tapeflow.core.models import ExecutionReport, Trade
+from tapeflow.core.models import CashMovement, ExecutionReport, Trade
 from tapeflow.core.risk.assess import FeedRiskState, assess_feed_timer, assess_gap
 from tapeflow.core.trading.account_step import (
     TradingConfig,
@@ -54,13 +64,15 @@ from tapeflow.core.trading.account_step import (
     TradingState,
     new_trading_state,
     newer_mark,
+    on_cash,
     on_execution,
     on_mark,
     on_timer,
 )
+from tapeflow.core.trading.cash import CashOutcome
 from tapeflow.core.trading.order_book import OrderRetention
 from tapeflow.core.trading.orders import Duplicate
-from tapeflow.core.trading.positions import AccountState, MarkPrice
+from tapeflow.core.trading.positions import DEFAULT_CURRENCY, AccountState, MarkPrice
 
 SECOND_US = 1_000_000
 
@@ -74,6 +86,8 @@ class ShardConfig:
     snapshot_interval_us: int = 60 * SECOND_US
     """Event-time width of a P&L snapshot bucket."""
     retention: OrderRetention | None = None
+    currency: str = DEFAULT_CURRENCY
+    """Currency of a new account without one in `TradingConfig.currencies`."""
 
     def __post_init__(self) -> None:
         if self.snapshot_interval_us <= 0:
@@ -87,6 +101,14 @@ class ExecutionResult(NamedTuple):
     """What one execution report did: the outcome (always set) and the changes."""
 
     report: ExecutionReport
+    output: TradingOutput
+
+
+class CashResult(NamedTuple):
+    """What one cash movement did: the core's verdict and the changes (account, alerts)."""
+
+    movement: CashMovement
+    outcome: CashOutcome
     output: TradingOutput
 
 
@@ -114,7 +136,7 @@ class PnlSnapshot(NamedTuple):
     version: int
 
 
-ShardOutput = ExecutionResult | StateChange | PnlSnapshot
+ShardOutput = ExecutionResult | CashResult | StateChange | PnlSnapshot
 
 REDELIVERED = "exec_id already applied"
 """`orders.Duplicate.reason` for a report whose exec_id was already applied."""
@@ -138,9 +160,13 @@ class ShardState:
     clock_us: int = 0
     """Latest event time seen (reports and marks)."""
     open_bucket: dict[str, int] = field(default_factory=dict)
-    """Account -> snapshot bucket of its last change."""
+    """Account -> the latest snapshot bucket of a change to it (reports, cash, marks)."""
     snapshot_version: dict[str, int] = field(default_factory=dict)
     """Account -> account version of its last emitted snapshot."""
+    report_bucket: dict[str, int] = field(default_factory=dict)
+    """Account -> snapshot bucket of its last report or cash movement."""
+    snapshot_bucket: dict[str, int] = field(default_factory=dict)
+    """Account -> bucket of its last emitted snapshot."""
 
 
 def mark_of(trade: Trade) -> MarkPrice:
@@ -169,28 +195,45 @@ def _bucket_end(bucket: int, config: ShardConfig) -> int:
 
 def _emit_snapshot(shard: ShardState, account: AccountState, bucket: int,
                    config: ShardConfig, out: list[ShardOutput]) -> None:
-    if shard.snapshot_version.get(account.account_id, -1) >= account.version:
+    acct = account.account_id
+    if shard.snapshot_version.get(acct, -1) >= account.version and \
+            shard.snapshot_bucket.get(acct, bucket) == bucket:
         return
-    shard.snapshot_version[account.account_id] = account.version
+    shard.snapshot_version[acct] = account.version
+    shard.snapshot_bucket[acct] = bucket
     out.extend(snapshot_rows(account, _bucket_end(bucket, config)))
 
 
-def _before_change(shard: ShardState, state: TradingState, ts: int, config: ShardConfig,
-                   out: list[ShardOutput]) -> None:
-    """Close the account's previous bucket when `ts` is in a later one."""
-    held = shard.open_bucket.get(state.account.account_id)
-    if held is not None and ts // config.snapshot_interval_us > held:
-        _emit_snapshot(shard, state.account, held, config, out)
+def _close_open_bucket(shard: ShardState, account: AccountState, bucket: int,
+                       config: ShardConfig, out: list[ShardOutput]) -> None:
+    """Before a change in `bucket`: emit the account's open bucket if `bucket` is later."""
+    held = shard.open_bucket.get(account.account_id)
+    if held is not None and bucket > held:
+        _emit_snapshot(shard, account, held, config, out)
 
 
-def _after_change(shard: ShardState, account_id: str, ts: int, output: TradingOutput,
-                  config: ShardConfig) -> None:
+def _event_bucket(shard: ShardState, account_id: str, ts: int, config: ShardConfig) -> int:
+    """A report's or movement's bucket: its own, never before the previous one's."""
+    return max(ts // config.snapshot_interval_us, shard.report_bucket.get(account_id, -1))
+
+
+def _after_event(shard: ShardState, account: AccountState, bucket: int, output: TradingOutput,
+                 *, config: ShardConfig, out: list[ShardOutput]) -> None:
     if output.account is None and output.position is None:
         return
-    bucket = ts // config.snapshot_interval_us
-    held = shard.open_bucket.get(account_id)
-    if held is None or bucket > held:
-        shard.open_bucket[account_id] = bucket
+    acct = account.account_id
+    held = shard.open_bucket.get(acct)
+    shard.report_bucket[acct] = bucket
+    if held is not None and bucket < held:
+        # A mark already opened a later bucket: this bucket's row gets the report now.
+        _emit_snapshot(shard, account, bucket, config, out)
+    else:
+        shard.open_bucket[acct] = bucket
+
+
+def _new_state(account_id: str, trading: TradingConfig, config: ShardConfig) -> TradingState:
+    currency = trading.currencies.get(account_id, config.currency)
+    return new_trading_state(account_id, config.initial_cash, config.retention, currency)
 
 
 def on_report_inplace(shard: ShardState, report: ExecutionReport, trading: TradingConfig,
@@ -200,14 +243,33 @@ def on_report_inplace(shard: ShardState, report: ExecutionReport, trading: Tradi
     account_id = report.account_id
     state = shard.accounts.get(account_id)
     if state is None:
-        state = new_trading_state(account_id, config.initial_cash, config.retention)
+        state = _new_state(account_id, trading, config)
     out: list[ShardOutput] = []
-    _before_change(shard, state, report.ts_event, config, out)
+    bucket = _event_bucket(shard, account_id, report.ts_event, config)
+    _close_open_bucket(shard, state.account, bucket, config, out)
     state, output = on_execution(state, report, trading, shard.marks)
     shard.accounts[account_id] = state
     shard.clock_us = max(shard.clock_us, report.ts_event)
-    _after_change(shard, account_id, report.ts_event, output, config)
+    _after_event(shard, state.account, bucket, output, config=config, out=out)
     out.append(ExecutionResult(report, output))
+    return out
+
+
+def on_cash_inplace(shard: ShardState, movement: CashMovement, trading: TradingConfig,
+                    config: ShardConfig = DEFAULT_SHARD_CONFIG) -> list[ShardOutput]:
+    """One cash movement for its account; advances `shard` in place."""
+    account_id = movement.account_id
+    state = shard.accounts.get(account_id)
+    if state is None:
+        state = _new_state(account_id, trading, config)
+    out: list[ShardOutput] = []
+    bucket = _event_bucket(shard, account_id, movement.ts_event, config)
+    _close_open_bucket(shard, state.account, bucket, config, out)
+    state, output, outcome = on_cash(state, movement, trading, shard.marks)
+    shard.accounts[account_id] = state
+    shard.clock_us = max(shard.clock_us, movement.ts_event)
+    _after_event(shard, state.account, bucket, output, config=config, out=out)
+    out.append(CashResult(movement, outcome, output))
     return out
 
 
@@ -220,12 +282,19 @@ def on_market_inplace(shard: ShardState, mark: MarkPrice, trading: TradingConfig
     shard.marks[mark.symbol] = mark
     shard.clock_us = max(shard.clock_us, mark.ts_event)
     out: list[ShardOutput] = []
+    bucket = mark.ts_event // config.snapshot_interval_us
     for account_id in sorted(shard.accounts):
         state = shard.accounts[account_id]
         position = state.account.positions.get(mark.symbol)
         if position is None or position.qty == 0:
             continue
+        before = state.account
         state, output = on_mark(state, mark, trading, shard.marks)
+        if state.account is not before:
+            # The revaluation belongs to the mark's bucket: close the open one first.
+            _close_open_bucket(shard, before, bucket, config, out)
+            shard.open_bucket[account_id] = max(shard.open_bucket.get(account_id, bucket),
+                                                bucket)
         shard.accounts[account_id] = state
         if output != TradingOutput():
             out.append(StateChange(output))
