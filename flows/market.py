@@ -6,6 +6,7 @@ md.trades + md.quotes --(Kafka source, errors logged)--> decode --undecodable-->
         merge trades and quotes, tick filter, candles, marks; notify_at closes idle buckets)
     --> clean trades/quotes, rejected_ticks, candles_* --> ClickHouse (batched, idempotent)
     --> marks (last clean trade, throttled) --> md.marks
+    --> closed and corrected candles --> md.candles (the live view, any subscriber)
 ```
 
 Composition only: the rules are in `tapeflow/core/`, the writers in `sinks/`. `build_flow` is a
@@ -30,6 +31,7 @@ from flows.market_logic import FirstTick, SymbolLogic, TickDecoder
 from flows.operators import decode_or_dead_letter, split_dead_letters, write_dead_letters
 from flows.spec import FlowRequest
 from schemas.catalogue import (
+    TOPIC_CANDLES,
     TOPIC_DLQ,
     TOPIC_MARKS,
     TOPIC_QUOTES,
@@ -41,6 +43,7 @@ from sinks.dead_letters import store_dead_letters
 from sinks.kafka.flow_sink import KafkaRecordSink
 from sinks.versions import candle_version_base
 from sources.kafka.flow_source import kafka_source as sharded_kafka_source
+from tapeflow.core.market.candle_buckets import Candle
 from tapeflow.core.market.rejections import SequenceGap
 from tapeflow.core.market.symbol_step import (
     DEFAULT_MARKET_CONFIG,
@@ -64,6 +67,8 @@ class MarketSinks:
     """`flows.operators.KeyedLetter`s: each dead letter under its original Kafka key."""
     marks: Sink[Any]
     """`tapeflow.core.market.symbol_step.MarkTrade` records."""
+    candles: Sink[Any]
+    """Closed and corrected `Candle`s (the same as ClickHouse gets), for md.candles."""
 
 
 def kafka_source(settings: Settings, *, tail: bool = True, batch_size: int | None = None,
@@ -99,6 +104,8 @@ def default_sinks(settings: Settings, codec: Codec) -> MarketSinks:
                             key=lambda kl: kl.key or None, deadline_s=deadline),
         marks=KafkaRecordSink(conf, settings.topic(TOPIC_MARKS), lambda m: codec.encode(m.trade),
                               key=lambda m: m.symbol, deadline_s=deadline),
+        candles=KafkaRecordSink(conf, settings.topic(TOPIC_CANDLES), codec.encode,
+                                key=lambda c: c.symbol, deadline_s=deadline),
     )
 
 
@@ -114,6 +121,10 @@ class MarketStreams:
 
 def is_mark(item: tuple[str, Output]) -> TypeGuard[tuple[str, MarkTrade]]:
     return isinstance(item[1], MarkTrade)
+
+
+def is_candle(item: tuple[str, Any]) -> bool:
+    return isinstance(item[1], Candle)
 
 
 def is_gap(item: tuple[str, Output]) -> TypeGuard[tuple[str, SequenceGap]]:
@@ -147,6 +158,8 @@ def add_market(
     write_dead_letters(f"{prefix}dlq", sinks.dlq, ticks.errs, outputs.errs)
     op.output(f"{prefix}clickhouse_out", gaps.falses, sinks.clickhouse)
     op.output(f"{prefix}marks_out", marks.trues, sinks.marks)
+    op.output(f"{prefix}candles_out", op.filter(f"{prefix}candles", gaps.falses, is_candle),
+              sinks.candles)
     return MarketStreams(marks.trues, gaps.trues)
 
 

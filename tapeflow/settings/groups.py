@@ -394,7 +394,8 @@ class AccessSettings(Group):
 
     viewers_file: Path | None = Field(
         None, description="JSON file of the live view's viewers (name -> password hash and "
-        "accounts); unset: one local viewer who sees everything (docs/live-view.md).")
+        "the desks it reads, as a subscriber); unset: one local viewer who sees everything, "
+        "on localhost (docs/live-view.md).")
 
     @field_validator("alerts_allowed_accounts", mode="before")
     @classmethod

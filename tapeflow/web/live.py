@@ -52,8 +52,9 @@ def jsonable(value: Any) -> Any:
         return f"{value:f}"
     if isinstance(value, int) and not isinstance(value, bool) and abs(value) >= JS_SAFE_INT:
         return str(value)
-    if isinstance(value, datetime):
-        return value.astimezone(UTC).isoformat()
+    if isinstance(value, datetime):  # naive: ClickHouse's UTC columns without a zone
+        moment = value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+        return moment.isoformat(timespec="microseconds").replace("+00:00", "Z")
     return value
 
 

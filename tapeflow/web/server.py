@@ -11,32 +11,19 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from typing import Any
 
 import uvicorn
 
-from jobs.alerts import iso_utc
-from schemas.catalogue import TOPIC_ALERTS
+from schemas.catalogue import TOPIC_ALERTS, TOPIC_CANDLES
 from schemas.codec import codec_for
-from tapeflow.core.fixedpoint import fmt
-from tapeflow.core.models import RiskAlert
 from tapeflow.settings import Settings
 from tapeflow.web.access import Viewers
 from tapeflow.web.app import create_app
+from tapeflow.web.events import alert_event, candle_event
 from tapeflow.web.live import Hub, StateWatcher, TopicWatcher, Watcher
 from tapeflow.web.reads import StoreReads
 
 log = logging.getLogger("tapeflow.web")
-
-
-def alert_event(alert: RiskAlert) -> dict[str, Any]:
-    """A risk alert as the page shows it: exact decimals as strings, UTC time."""
-    return {"kind": "alert", "alert_id": alert.alert_id, "rule": alert.rule,
-            "severity": str(alert.severity), "account_id": alert.account_id,
-            "symbol": alert.symbol, "ts_event": iso_utc(alert.ts_event),
-            "observed": None if alert.observed is None else fmt(alert.observed),
-            "limit_value": None if alert.limit is None else fmt(alert.limit),
-            "message": alert.message, "source_event_id": alert.source_event_id}
 
 
 class LiveView:
@@ -46,12 +33,14 @@ class LiveView:
         self.settings = settings
         self.hub = Hub()
         self.reads = StoreReads(settings)
-        self.viewers = Viewers.load(settings.access.viewers_file)
+        self.viewers = Viewers.load(settings.access.viewers_file, settings.access.desks)
         codec = codec_for(settings)
         self.watchers: list[Watcher] = [
             StateWatcher(settings, self.hub),
             TopicWatcher(settings, settings.topic(TOPIC_ALERTS), codec, hub=self.hub,
                          expect="RiskAlert", to_event=alert_event),
+            TopicWatcher(settings, settings.topic(TOPIC_CANDLES), codec, hub=self.hub,
+                         expect="Candle", to_event=candle_event),
         ]
         app = create_app(settings, self.hub, self.reads, self.viewers)
         runtime = settings.runtime

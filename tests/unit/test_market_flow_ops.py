@@ -48,7 +48,9 @@ def test_the_flow_routes_every_output_and_survives_bad_input() -> None:
     ch: list[Any] = []
     dlq: list[Any] = []
     marks: list[Any] = []
-    sinks = MarketSinks(TestingSink(ch), TestingSink(dlq), TestingSink(marks))
+    candles: list[Any] = []
+    sinks = MarketSinks(TestingSink(ch), TestingSink(dlq), TestingSink(marks),
+                        TestingSink(candles))
     flow = build_flow(SETTINGS, source=TestingSource([error, unknown, *messages]), sinks=sinks,
                       codec=codec)
     run_main(flow)
@@ -66,6 +68,9 @@ def test_the_flow_routes_every_output_and_survives_bad_input() -> None:
     assert any(isinstance(r, Rejection) for r in records)
     assert any(isinstance(r, Candle) for r in records)
     assert marks and all(isinstance(m, MarkTrade) for _k, m in marks)
+    # md.candles carries every candle ClickHouse gets, keyed by its symbol, and nothing else
+    assert [c for _k, c in candles] == [r for r in records if isinstance(r, Candle)]
+    assert all(k == c.symbol for k, c in candles)
 
 
 def test_an_exception_in_the_core_becomes_a_dead_letter() -> None:
