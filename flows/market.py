@@ -92,7 +92,8 @@ def default_sinks(settings: Settings, codec: Codec) -> MarketSinks:
     deadline = settings.runtime.sink_retry_deadline_s
     # This process's candles replace every earlier writer's, even with fewer trades (a replay
     # after a crash, a restart with a tighter filter): `sinks.versions.candle_version_base`.
-    mapper = clickhouse_market_mapper(candle_version_base())
+    base = candle_version_base()
+    mapper = clickhouse_market_mapper(base)
     dlq_topic = settings.topic(TOPIC_DLQ)
     return MarketSinks(
         clickhouse=ClickHouseSink(lambda: open_clickhouse(url, database), deadline_s=deadline,
@@ -104,7 +105,10 @@ def default_sinks(settings: Settings, codec: Codec) -> MarketSinks:
                             key=lambda kl: kl.key or None, deadline_s=deadline),
         marks=KafkaRecordSink(conf, settings.topic(TOPIC_MARKS), lambda m: codec.encode(m.trade),
                               key=lambda m: m.symbol, deadline_s=deadline),
-        candles=KafkaRecordSink(conf, settings.topic(TOPIC_CANDLES), codec.encode,
+        # The stores' version (writer base + trade count), so a subscriber that keeps the
+        # highest version per bucket keeps what ClickHouse keeps, across restarts too.
+        candles=KafkaRecordSink(conf, settings.topic(TOPIC_CANDLES),
+                                lambda c: codec.encode(c._replace(version=base + c.version)),
                                 key=lambda c: c.symbol, deadline_s=deadline),
     )
 
