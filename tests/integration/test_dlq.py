@@ -37,6 +37,7 @@ from tapeflow.core.models import Trade
 from tapeflow.core.trading.shard_step import ShardConfig
 from tapeflow.services.postgres import connect_postgres
 from tapeflow.settings import Settings
+from tests.support.kafka_env import kafka_env
 from tests.support.trading_builders import OrderSim, u
 
 CODEC = Codec(LocalCatalogue.load())
@@ -90,7 +91,7 @@ def test_list_and_replay_dead_letters_once_their_cause_is_fixed(settings: Settin
            "TAPEFLOW_CLICKHOUSE_DATABASE": settings.clickhouse.database,
            "TAPEFLOW_POSTGRES_DSN": settings.postgres.dsn.get_secret_value(),
            "TAPEFLOW_POSTGRES_SCHEMA": settings.postgres.schema,
-           "TAPEFLOW_KAFKA_BOOTSTRAP": settings.kafka.bootstrap,
+           **kafka_env(settings),
            "TAPEFLOW_KAFKA_TOPIC_PREFIX": settings.kafka.topic_prefix,
            "TAPEFLOW_HOME": str(settings.home)}
 
