@@ -54,10 +54,11 @@ import threading
 import time
 from pathlib import Path
 
+from bench_kafka import bench_broker
 from confluent_kafka import Consumer, TopicPartition
 from scale_market import _dataflow_running
 from stub_core import precompute
-from trading_common import REPO, bench_settings, flow_env, kafka_broker, order_flow, postgres_dsn
+from trading_common import REPO, bench_settings, flow_env, order_flow, postgres_dsn
 from trading_common import prepare as prepare_stores
 
 from schemas.catalogue import TOPIC_ALERTS, TOPIC_EXECUTIONS, LocalCatalogue
@@ -157,7 +158,7 @@ def main() -> None:
     opts = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="tapeflow-latency-") as tmp:
         tmpdir = Path(tmp)
-        with kafka_broker(tmpdir) as bootstrap:
+        with bench_broker(tmpdir) as bootstrap:
             bench(bootstrap, tmpdir, opts)
 
 

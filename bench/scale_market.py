@@ -1,45 +1,43 @@
-"""Throughput of the market flow: one process against two shard processes on 4 partitions.
+"""Scale-out of the market flow: one process against 2 and 4 shard processes on 8 partitions.
 
 Not a test: a measurement. Generates one synthetic market (default ~300k ticks, 120 symbols,
-25 s of event time, 1 % faults), produces it once to fresh 4-partition topics (a new topic
-prefix) on the local test broker, then times, in interleaved rounds:
+25 s of event time, 1 % faults), produces it once to fresh 8-partition topics (a new topic
+prefix) on the local test broker, then runs, in interleaved rounds:
 
 - 1 process:  tapeflow run market --batch --no-recovery
-- 2 shards:   tapeflow run market --batch --no-recovery --shard 0/2   (partitions 0, 2)
-              tapeflow run market --batch --no-recovery --shard 1/2   (partitions 1, 3)
-              started together; the time is until both have exited.
+- K shards:   tapeflow run market --batch --no-recovery --shard i/K, for i in 0..K-1 (the
+              partitions p with p % K == i), started together; the time is until all have
+              exited.
 
 Each run writes into a fresh embedded ClickHouse (chDB) directory, each shard its own (chDB
 allows one process per directory); the directories are initialised in a subprocess before the
 clock starts. md.marks and tapeflow.dlq are appended to by every run (unused here).
 
-Two times per run, median of the rounds: "wall" from process start to exit (imports, pre-flight
-checks and Bytewax start-up included), and "dataflow" from the moment the first process's
-Kafka source started (two or more librdkafka clients alive in it, polled in /proc every 5 ms)
-to the last exit: it leaves out the ~3-4 s of imports, pre-flight checks and chDB start-up per
-process. Throughput is ticks (the records on md.trades and md.quotes) per second.
+The figure that matters on a 2-core machine is scale-out *efficiency*, not speed-up: the total
+CPU seconds (user + sys, summed over a setup's processes, counted after each one's dataflow
+started: wait4's total minus /proc's count at that moment) per million ticks, against one
+process's. K shards can only be K times as fast as one process if they do not spend more
+CPU in total than it does (the issue's aim: at most 1.15x). The embedded ClickHouse's own
+threads count in each process's CPU.
 
-The broker: `TAPEFLOW_TEST_KAFKA_BOOTSTRAP` if set and it answers without credentials, else a
-LocalKafka without authentication (as the earlier figures were measured) started on a free port
-under a temporary home (stopped at the end).
+Also printed: "dataflow" wall time from the moment the first process's Kafka source started
+(two or more librdkafka clients alive in it, polled in /proc every 5 ms) to the last exit, the
+ticks per shard (symbols hash to partitions and activity is Zipf-distributed, so the largest
+shard bounds the wall-clock ratio), and whether the shards' tables (rows per table, FINAL, summed
+over the shards, first round) equal one process's: each shard's output is its share of the
+one-process output (tests/integration/test_market_scale.py compares them row by row).
 
-CPU seconds (user + sys) of each process after its dataflow started (wait4's total minus /proc's
-count at that moment): on a machine where other work competes for
-the two cores, wall times are noisy, while 1-process CPU / larger shard's CPU estimates the ratio
-on two otherwise idle cores (an upper bound: it ignores the broker's and the OS's share).
+The broker: see bench/bench_kafka.py.
 
-Also printed: the ticks per partition and per shard (symbols hash to partitions and activity
-is Zipf-distributed, so the larger shard bounds the ratio), and the best of the rounds (less
-sensitive to other work on the machine than the median).
-
-Run:  cd /work/main && uv run python bench/scale_market.py [--rounds 3] [--symbols 120]
-      [--seconds 25] [--trade-rate 3000] [--quote-rate 9000] [--partitions 4]
+Run:  uv run python bench/scale_market.py [--rounds 3] [--symbols 120] [--seconds 25]
+      [--trade-rate 3000] [--quote-rate 9000] [--partitions 8] [--shards 2,4]
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import os
 import statistics
 import subprocess
@@ -49,10 +47,10 @@ import time
 import uuid
 from pathlib import Path
 
+from bench_kafka import bench_broker
+
 from jobs.generate import produce_market
 from jobs.init import create_topics
-from jobs.local.kafka_broker import LocalKafka, broker_answers
-from jobs.local.ports import free_port
 from schemas.catalogue import TOPIC_QUOTES, TOPIC_TRADES, LocalCatalogue
 from schemas.codec import Codec
 from sources.kafka.topic_reader import end_offsets
@@ -93,10 +91,10 @@ def _cpu_s(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def run_setup(settings: Settings, root: Path,
-              shard_args: list[list[str]]) -> tuple[float, float, list[float]]:
-    """Run one process per entry of `shard_args` concurrently; (wall s, dataflow s, CPU s of
-    each process after its dataflow started)."""
+def run_setup(settings: Settings, root: Path, shard_args: list[list[str]],
+              env: dict[str, str] | None = None) -> tuple[float, float, list[float]]:
+    """Run one process per entry of `shard_args` concurrently (`env`: more variables); (wall
+    s, dataflow s, CPU s of each process after its dataflow started)."""
     urls = [f"chdb://{root / f'chdb{i}'}" for i in range(len(shard_args))]
     subprocess.run([sys.executable, "-c", _INIT, *urls], check=True, cwd=REPO)
     base = {k: v for k, v in os.environ.items() if not k.startswith("TAPEFLOW_")}
@@ -104,6 +102,8 @@ def run_setup(settings: Settings, root: Path,
         "TAPEFLOW_KAFKA_BOOTSTRAP": settings.kafka.bootstrap,
         "TAPEFLOW_CLICKHOUSE_DATABASE": DATABASE,
         "TAPEFLOW_KAFKA_TOPIC_PREFIX": settings.kafka.topic_prefix,
+        "TAPEFLOW_METRICS_PORT": "0",
+        **(env or {}),
     })
     cmd = [sys.executable, "-m", "tapeflow.cli", "run", "market", "--batch", "--no-recovery"]
     procs = []
@@ -139,6 +139,31 @@ def run_setup(settings: Settings, root: Path,
     return end - t0, end - first, [(c or 0.0) - u for c, u in zip(cpu, startup_cpu, strict=True)]
 
 
+_COUNT = f"""
+import json, sys
+from tapeflow.services.clickhouse import open_clickhouse
+out = {{}}
+for url in sys.argv[1:]:
+    client = open_clickhouse(url, {DATABASE!r})
+    out[url] = {{t: client.query(f"SELECT count() FROM {{t}} FINAL").result_rows[0][0]
+                for t in ("trades", "quotes", "rejected_ticks", "candles_1s", "candles_1m")}}
+    client.close()
+print(json.dumps(out))
+"""
+
+
+def table_counts(root: Path, processes: int) -> dict[str, int]:
+    """Rows per table (FINAL), summed over the chDB directories of one setup's processes."""
+    urls = [f"chdb://{root / f'chdb{i}'}" for i in range(processes)]
+    done = subprocess.run([sys.executable, "-c", _COUNT, *urls], check=True, cwd=REPO,
+                          capture_output=True, text=True)
+    total: dict[str, int] = {}
+    for counts in json.loads(done.stdout.strip().splitlines()[-1]).values():
+        for table, n in counts.items():
+            total[table] = total.get(table, 0) + n
+    return total
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--rounds", type=int, default=3)
@@ -146,27 +171,17 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=25.0)
     parser.add_argument("--trade-rate", type=float, default=3000.0)
     parser.add_argument("--quote-rate", type=float, default=9000.0)
-    parser.add_argument("--partitions", type=int, default=4,
-                        help="Partitions per topic, a multiple of 2. More do not rebalance the "
-                        "shards: p %% 2 of murmur2 %% 2N is the same split for every N.")
+    parser.add_argument("--partitions", type=int, default=8,
+                        help="Partitions per topic, a multiple of every shard count.")
+    parser.add_argument("--shards", default="2,4",
+                        help="Shard counts to compare with one process (comma list).")
     opts = parser.parse_args()
-
-    with tempfile.TemporaryDirectory(prefix="tapeflow-scale-") as tmp:
-        tmpdir = Path(tmp)
-        broker = None
-        bootstrap = os.environ.get("TAPEFLOW_TEST_KAFKA_BOOTSTRAP") or ""
-        if not bootstrap or not broker_answers(bootstrap):
-            broker = LocalKafka(tmpdir / "broker-home", free_port(), secure=False)
-            broker.start()
-            bootstrap = broker.bootstrap
-        try:
-            settings = Settings(home=tmpdir / "home", kafka_bootstrap=bootstrap,
-                                clickhouse_database=DATABASE, kafka_partitions=opts.partitions,
-                                kafka_topic_prefix=f"bench{uuid.uuid4().hex[:8]}.")
-            bench(settings, tmpdir, opts)
-        finally:
-            if broker is not None:
-                broker.stop()
+    with tempfile.TemporaryDirectory(prefix="tapeflow-scale-") as tmp, \
+            bench_broker(Path(tmp)) as bootstrap:
+        settings = Settings(home=Path(tmp) / "home", kafka_bootstrap=bootstrap,
+                            clickhouse_database=DATABASE, kafka_partitions=opts.partitions,
+                            kafka_topic_prefix=f"bench{uuid.uuid4().hex[:8]}.")
+        bench(settings, Path(tmp), opts)
 
 
 def bench(settings: Settings, tmpdir: Path, opts: argparse.Namespace) -> None:
@@ -186,18 +201,20 @@ def bench(settings: Settings, tmpdir: Path, opts: argparse.Namespace) -> None:
     for topic in (TOPIC_TRADES, TOPIC_QUOTES):
         for partition, end in end_offsets(settings.kafka_config(), settings.topic(topic)).items():
             per_partition[partition] += end
-    shard_ticks = [sum(per_partition[i::2]) for i in range(2)]  # p % 2 == i
-    print(f"ticks per partition {per_partition}; shard 0/2 {shard_ticks[0]:,}, shard 1/2 "
-          f"{shard_ticks[1]:,} (the larger shard bounds the ratio at "
-          f"{ticks / max(shard_ticks):.2f}x)")
+    shard_counts = [int(k) for k in opts.shards.split(",")]
+    print(f"ticks per partition {per_partition}")
+    for k in shard_counts:
+        shares = [sum(per_partition[i::k]) for i in range(k)]  # p % k == i
+        print(f"  {k} shards: {shares} (the largest bounds the wall-clock ratio at "
+              f"{ticks / max(shares):.2f}x)")
     print(f"cpus: {os.cpu_count()}; load average before: {os.getloadavg()}")
 
-    setups: dict[str, list[list[str]]] = {
-        "1 process": [[]],
-        "2 shards": [["--shard", "0/2"], ["--shard", "1/2"]],
-    }
+    setups: dict[str, list[list[str]]] = {"1 process": [[]]}
+    for k in shard_counts:
+        setups[f"{k} shards"] = [["--shard", f"{i}/{k}"] for i in range(k)]
     results: dict[str, list[tuple[float, float]]] = {name: [] for name in setups}
     cpus: dict[str, list[list[float]]] = {name: [] for name in setups}
+    outputs: dict[str, dict[str, int]] = {}
     for r in range(opts.rounds):
         for name, shard_args in setups.items():
             root = tmpdir / f"r{r}-{name.replace(' ', '')}"
@@ -205,27 +222,24 @@ def bench(settings: Settings, tmpdir: Path, opts: argparse.Namespace) -> None:
             wall, flow, cpu = run_setup(settings, root, shard_args)
             results[name].append((wall, flow))
             cpus[name].append(cpu)
+            if r == 0:
+                outputs[name] = table_counts(root, len(shard_args))
             print(f"round {r + 1} {name:9}: wall {wall:6.2f} s ({ticks / wall:9,.0f} ticks/s), "
                   f"dataflow {flow:6.2f} s ({ticks / flow:9,.0f} ticks/s), "
-                  f"dataflow CPU s {' + '.join(f'{c:.1f}' for c in cpu)}")
+                  f"dataflow CPU s {' + '.join(f'{c:.1f}' for c in cpu)} = "
+                  f"{sum(cpu) / ticks * 1e6:.2f} per M ticks")
     print(f"load average after: {os.getloadavg()}")
-    med = {name: (statistics.median(w for w, _ in res), statistics.median(f for _, f in res))
-           for name, res in results.items()}
-    best = {name: (min(w for w, _ in res), min(f for _, f in res))
-            for name, res in results.items()}
-    for label, times in (("median", med), ("best", best)):
-        for name, (wall, flow) in times.items():
-            print(f"{label} {name:9}: wall {wall:6.2f} s = {ticks / wall:9,.0f} ticks/s; "
-                  f"dataflow {flow:6.2f} s = {ticks / flow:9,.0f} ticks/s")
-        one, two = times["1 process"], times["2 shards"]
-        print(f"{label} ratio 2 shards / 1 process: wall {one[0] / two[0]:.2f}x, "
-              f"dataflow {one[1] / two[1]:.2f}x")
-    one_cpu = statistics.median(c[0] for c in cpus["1 process"])
-    shard_cpu = [statistics.median(c[i] for c in cpus["2 shards"]) for i in range(2)]
-    print(f"median dataflow CPU s: 1 process {one_cpu:.1f}; "
-          f"shards {shard_cpu[0]:.1f} + {shard_cpu[1]:.1f}"
-          f" -> ratio on two otherwise idle cores at most {one_cpu / max(shard_cpu):.2f}x "
-          f"(1 process CPU / larger shard's CPU, after start-up)")
+    one_cpu = statistics.median(sum(c) for c in cpus["1 process"])
+    for name, res in results.items():
+        flow = statistics.median(f for _, f in res)
+        total = statistics.median(sum(c) for c in cpus[name])
+        same = "" if name == "1 process" else (
+            "; tables (rows FINAL) equal to one process's" if outputs[name] ==
+            outputs["1 process"] else f"; TABLES DIFFER: {outputs[name]} vs "
+            f"{outputs['1 process']}")
+        print(f"median {name:9}: dataflow {flow:6.2f} s = {ticks / flow:9,.0f} ticks/s; "
+              f"total CPU {total / ticks * 1e6:.2f} s per million ticks = "
+              f"{total / one_cpu:.2f}x one process's{same}")
 
 
 if __name__ == "__main__":

@@ -4,9 +4,7 @@ Not a test and not a library: the few steps both scripts need to run `tapeflow r
 a subprocess against the local services: a broker, a Postgres schema with chosen risk limits,
 an embedded ClickHouse directory, and a synthetic order flow with its marks.
 
-The broker: `TAPEFLOW_TEST_KAFKA_BOOTSTRAP` if set and it answers without credentials, else a
-LocalKafka without authentication (as the earlier figures were measured) started on a free port
-under a temporary home (stopped at the end). Postgres: `TAPEFLOW_TEST_POSTGRES_DSN`,
+The broker: bench/bench_kafka.py. Postgres: `TAPEFLOW_TEST_POSTGRES_DSN`,
 else the worktree's embedded test server (.tapeflow/test, started or joined), in a fresh schema.
 """
 
@@ -16,14 +14,10 @@ import os
 import subprocess
 import sys
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 from jobs.init import create_topics, init_postgres
-from jobs.local.kafka_broker import LocalKafka, broker_answers
-from jobs.local.ports import free_port
 from jobs.local.postgres import start_embedded_postgres
 from schemas.catalogue import TOPIC_EXECUTIONS, TOPIC_MARKS
 from schemas.codec import Codec
@@ -43,23 +37,6 @@ init_clickhouse(Settings(clickhouse_dsn=sys.argv[1], clickhouse_database=sys.arg
 """
 
 
-
-
-@contextmanager
-def kafka_broker(tmpdir: Path) -> Iterator[str]:
-    """A bootstrap address: the configured or test broker, else one started here."""
-    bootstrap = os.environ.get("TAPEFLOW_TEST_KAFKA_BOOTSTRAP")
-    if bootstrap and broker_answers(bootstrap):
-        yield bootstrap
-        return
-    # Unauthenticated, as the figures of earlier versions were measured (the suite's test
-    # broker is authenticated, and a benchmark has no credentials of its own).
-    broker = LocalKafka(tmpdir / "broker-home", free_port(), secure=False)
-    broker.start()
-    try:
-        yield broker.bootstrap
-    finally:
-        broker.stop()
 
 
 def postgres_dsn() -> str:

@@ -52,6 +52,7 @@ import time
 from contextlib import closing
 from pathlib import Path
 
+from bench_kafka import bench_broker
 from scale_market import _cpu_s, _dataflow_running
 from stub_core import precompute
 from trading_common import (
@@ -59,7 +60,6 @@ from trading_common import (
     OrderFlow,
     bench_settings,
     flow_env,
-    kafka_broker,
     order_flow,
     postgres_dsn,
     prepare,
@@ -240,7 +240,7 @@ def main() -> None:
     opts = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="tapeflow-trading-bench-") as tmp:
         tmpdir = Path(tmp)
-        with kafka_broker(tmpdir) as bootstrap:
+        with bench_broker(tmpdir) as bootstrap:
             bench(bootstrap, tmpdir, opts)
 
 

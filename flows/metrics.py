@@ -62,19 +62,20 @@ class MarketStateCollector(Collector):
         self._decoders.add(decoder)
 
     def track(self, logic: Any) -> None:
-        """Count `logic.state()`'s counters from now on (until `logic` is gone)."""
+        """Count the counters of `logic.states()` (the per-symbol states of a market step)
+        from now on (until `logic` is gone)."""
         self._logics.add(logic)
 
     def _totals(self) -> tuple[dict[str, int], dict[str, int]]:
         filters: dict[str, int] = defaultdict(int)
         candles: dict[str, int] = defaultdict(int)
         for logic in list(self._logics):
-            state = logic.state()
-            # Copies first: the worker thread may add a key while this one reads.
-            for key, n in dict(state.filter.counters).items():
-                filters[key] += n
-            for key, n in dict(state.candles.counters).items():
-                candles[key] += n
+            for state in logic.states():
+                # Copies first: the worker thread may add a key while this one reads.
+                for key, n in dict(state.filter.counters).items():
+                    filters[key] += n
+                for key, n in dict(state.candles.counters).items():
+                    candles[key] += n
         return filters, candles
 
     def collect(self) -> Iterator[CounterMetricFamily]:

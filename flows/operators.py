@@ -155,6 +155,82 @@ def decode_or_dead_letter(
 
 
 @dataclass(frozen=True)
+class BatchDecodeOut(Generic[T]):
+    """What `decode_batches_or_dead_letter` returns: the decoded batches and, per input batch,
+    the dead letters of the frames that did not decode."""
+
+    oks: Stream[T]
+    errs: Stream[list[KeyedLetter]]
+
+
+def batch_letter(batch: Any, i: int, reason: str, detail: str) -> KeyedLetter:
+    """The dead letter of message `i` of a `sources.kafka.flow_source.MessageBatch`: its raw
+    bytes, under its key."""
+    raw = batch.values[i]
+    recv = batch.recv_us[i]
+    return KeyedLetter(text_key(batch.keys[i]), DeadLetter(
+        batch.topic, batch.partition, batch.offsets[i], reason, detail,
+        raw if isinstance(raw, bytes) else b"", recv if recv is not None else 0))
+
+
+class BatchDecodeOrLetter(Generic[T]):
+    """Calls a batch decoder; one that raises (it promises not to) makes every message of the
+    batch a dead letter, "decode_error", rather than stopping the flow. A schema registry that
+    cannot be asked stops the flow instead, as in `DecodeOrLetter`."""
+
+    def __init__(self, decode: Callable[[Any], tuple[T | None, list[KeyedLetter]]],
+                 flow: str) -> None:
+        self._decode = decode
+        self._flow = flow
+
+    def __call__(self, batch: Any) -> tuple[T | None, list[KeyedLetter]]:
+        try:
+            return self._decode(batch)
+        except StoreError as exc:  # not the records' fault: see DecodeOrLetter
+            offset = batch.offsets[0] if batch.offsets else -1
+            log.error("%s flow stops at %s[%d] offset %d (a restart with recovery replays): %s",
+                      self._flow, batch.topic, batch.partition, offset, exc)
+            raise
+        except Exception as exc:
+            log.exception("decoding a batch of %s failed", getattr(batch, "topic", "?"))
+            detail = f"{type(exc).__name__}: {exc}"
+            DEAD_LETTERS.labels(self._flow, "decode_error").inc(len(batch.values))
+            return None, [batch_letter(batch, i, "decode_error", detail)
+                          for i in range(len(batch.values))]
+
+
+@operator
+def decode_batches_or_dead_letter(
+    step_id: str,
+    up: Stream[Any],
+    decode: Callable[[Any], tuple[T | None, list[KeyedLetter]]],
+    flow: str,
+) -> BatchDecodeOut[T]:
+    """`sources.kafka.flow_source.MessageBatch`es -> decoded batches, and the dead letters of
+    each batch (under their original keys) as one list.
+
+    `decode(batch)` returns (the decoded batch, or None when nothing in it decoded, the dead
+    letters of the frames that did not) and logs the batch's consumer errors. `flow` labels
+    the dead-letter metric.
+    """
+    decoded = op.map("decode", up, BatchDecodeOrLetter(decode, flow))
+    oks = op.filter_map("oks", decoded, lambda d: d[0])
+    letters = op.filter_map("letters", decoded, lambda d: d[1] or None)
+    return BatchDecodeOut(oks, letters)
+
+
+@operator
+def write_dead_letter_batches(step_id: str, sink: Sink[Any],
+                              *ups: Stream[list[KeyedLetter]]) -> None:
+    """Lists of dead letters to the dead-letter sink, one item per list (a batched
+    `sinks.kafka.flow_sink.KafkaRecordSink`, which writes each letter under its original
+    key)."""
+    merged = op.merge("merge", *ups) if len(ups) > 1 else ups[0]
+    routed = op.map("route", merged, lambda letters: (DLQ_ROUTE, letters))
+    op.output("out", routed, sink)
+
+
+@dataclass(frozen=True)
 class StepOut(Generic[X]):
     """A stateful step's outputs without its dead letters, and the dead letters."""
 

@@ -351,6 +351,14 @@ class Codec:
         except Exception as exc:
             raise DecodeError("invalid_value", f"{type(exc).__name__}: {exc}") from None
 
+    def writer_of(self, schema_id: int) -> tuple[str, bool]:
+        """(record name, whether frames of this id are laid out as this version's schema) of
+        a schema id; raises `DecodeError` for an id that is unknown or names no record of
+        ours. Frames laid out as this version's schema can be read in blocks
+        (`schemas.batch_decode`)."""
+        rc, writer_parsed = self._resolve(schema_id)
+        return rc.name, writer_parsed is None
+
     def schema_id_of(self, frame: bytes) -> int | None:
         """The id in a frame's header, or None when there is no valid header."""
         if len(frame) < HEADER_LEN or frame[0] != MAGIC:

@@ -113,6 +113,20 @@ class IsolatingWriter:
             self.add(record)
             self.flush_if_due()
 
+    def write_all(self, records: Iterable[Any]) -> None:
+        """Buffer `records` (one batch of a flow whose items are batches), then flush if due:
+        the writer's bounds are checked once per batch, not per record, so a flush may hold up
+        to a batch more than `max_rows`."""
+        buffer, pending, unmappable = self._buffer, self._pending, self._unmappable
+        for record in records:
+            try:
+                buffer(record)
+            except unmappable as exc:
+                self._unstorable(exc, record)
+                continue
+            pending.append(record)
+        self.flush_if_due()
+
     def add(self, record: Any) -> None:
         """Buffer one record, without flushing."""
         try:

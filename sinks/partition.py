@@ -41,7 +41,7 @@ import queue
 import threading
 from collections.abc import Callable, Iterable
 from concurrent.futures import Future
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 from bytewax.outputs import StatefulSinkPartition
 
@@ -67,17 +67,28 @@ class WriterPartition(StatefulSinkPartition[Any, None]):
     `write_error` is the writer's error after its retries (module docstring for what each
     kind does); `dead_letters` is where refused records go (None: refusals stop the flow
     like any permanent error, and unmappable records are logged and skipped).
+
+    `buffer`: how a record goes into the writer, for a writer that takes records rather than
+    rows (the market flow's Arrow writer; default: each of its rows, `writer.buffer(table,
+    row)`); `to_rows` still gives a refused record's rows for its dead letter. `batched`: each
+    item's value is a list of records (one batch of the market flow), the writer's bounds
+    checked once per list (`IsolatingWriter.write_all`).
     """
 
-    def __init__(self, writer: TableWriter, to_rows: Callable[[Any], Iterable[tuple[str, Any]]],
+    def __init__(self, writer: RowWriter, to_rows: Callable[[Any], Iterable[tuple[str, Any]]],
                  *, store: str, unmappable: tuple[type[Exception], ...],
                  write_error: type[Exception],
-                 dead_letters: DeadLetterOutput | None = None) -> None:
-        def buffer(record: Any) -> None:
-            rows = list(to_rows(record))  # all or none of a record's rows
-            for table, row in rows:
-                writer.buffer(table, row)
+                 dead_letters: DeadLetterOutput | None = None,
+                 buffer: Callable[[Any], object] | None = None, batched: bool = False) -> None:
+        if buffer is None:
+            rows_writer = cast("TableWriter", writer)
 
+            def buffer(record: Any) -> None:
+                rows = list(to_rows(record))  # all or none of a record's rows
+                for table, row in rows:
+                    rows_writer.buffer(table, row)
+
+        self._batched = batched
         self._writes = IsolatingWriter(writer, buffer, to_rows, store=store,
                                        unmappable=unmappable, write_error=write_error,
                                        dead_letters=dead_letters)
@@ -91,7 +102,11 @@ class WriterPartition(StatefulSinkPartition[Any, None]):
         return self._writes.refused
 
     def write_batch(self, values: list[Any]) -> None:
-        self._writes.write(values)
+        if self._batched:
+            for records in values:
+                self._writes.write_all(records)
+        else:
+            self._writes.write(values)
 
     def snapshot(self) -> None:
         self._writes.flush()

@@ -1,27 +1,31 @@
-"""The Bytewax sinks of the ClickHouse tables: the market's records (`ClickHouseSink`, rows on
-the worker), the trading flow's (`TradingClickHouseSink`, Arrow batches on a writer thread).
+"""The Bytewax sinks of the ClickHouse tables: the market flow's batches of records
+(`ClickHouseArrowSink`, Arrow batches on the worker) and the trading flow's records
+(`TradingClickHouseSink`, Arrow batches on a writer thread).
 
 Same contract as `sinks.partition` (read that docstring): one partition, flushed at every
 epoch's `snapshot()`, so a recovery snapshot never covers rows that only lived in memory; rows
 ClickHouse refuses for good are isolated into dead letters when the sink has a dead-letter
-output (`sinks.isolation`).
+output (`sinks.isolation`). One partition: the embedded chDB allows one writer process anyway,
+and a server takes batches from one writer per flow process easily (docs/stores.md).
+`client_factory` opens a clickhouse-connect client (`tapeflow.services.clickhouse.
+open_clickhouse`); it is called when the partition is built, on the worker that writes.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable
 from typing import Any
 
 from bytewax.outputs import FixedPartitionedSink
 
-from sinks.clickhouse.rows import TABLE_COLUMNS, RowRangeError, to_row
-from sinks.clickhouse.trading_arrow import warm_up
+from sinks.clickhouse.arrow_columns import warm_up
+from sinks.clickhouse.market_writer import MarketClickHouseWriter, market_mapper
+from sinks.clickhouse.rows import RowRangeError
 from sinks.clickhouse.trading_rows import to_row as trading_to_row
 from sinks.clickhouse.trading_writer import TradingClickHouseWriter
-from sinks.clickhouse.writer import ClickHouseWriteError, ClickHouseWriter
+from sinks.clickhouse.writer import ClickHouseWriteError
 from sinks.dead_letters import DeadLetterOutput
 from sinks.partition import BackgroundWriterPartition, WriterPartition
-from tapeflow.core.market.candles import Candle
 from tapeflow.core.trading.shard_step import PnlSnapshot
 
 
@@ -35,67 +39,15 @@ def clickhouse_trading_mapper(version_base: int = 0) -> Callable[[Any], tuple[st
     return to_row
 
 
-def clickhouse_market_mapper(version_base: int = 0) -> Callable[[Any], tuple[str, Any]]:
-    """`sinks.clickhouse.rows.to_row` with `version_base` added to the versions of candles
-    (`sinks.versions.candle_version_base`: a later writer's candles replace an earlier one's)."""
-    def mapped(record: Any) -> tuple[str, Any]:
-        if version_base and type(record) is Candle:
-            record = record._replace(version=record.version + version_base)
-        return to_row(record)
-    return mapped
+UNMAPPABLE = (RowRangeError, TypeError, ValueError)
+"""What mapping a record raises when it has no row (a value out of its column's range)."""
 
 
-class ClickHouseSink(FixedPartitionedSink[Any, None]):
-    """Records into their ClickHouse tables: by default the market's (Trade, Quote, Rejection,
-    Candle); the trading flow passes its own `mapper` and `columns`
-    (`sinks.clickhouse.trading_rows`).
-
-    `client_factory` opens a clickhouse-connect client
-    (`tapeflow.services.clickhouse.open_clickhouse`); it is called when the partition is built, on
-    the worker that writes. One partition: the embedded chDB allows one writer process anyway, and a
-    server takes batches from one writer per flow process easily (docs/stores.md: 100-200k rows/s).
-    `deadline_s`: how long a failing insert is retried (`sinks.batching.BatchPolicy`; None: the
-    writer's attempts); `dead_letters` builds where records ClickHouse refuses go
-    (`sinks.dead_letters.store_dead_letters`).
-    """
-
-    def __init__(self, client_factory: Callable[[], Any], *, max_rows: int = 20_000,
-                 max_age_s: float = 1.0, deadline_s: float | None = None,
-                 mapper: Callable[[Any], tuple[str, Any]] = to_row,
-                 columns: Mapping[str, Sequence[str]] = TABLE_COLUMNS,
-                 dead_letters: Callable[[], DeadLetterOutput] | None = None) -> None:
-        self._client_factory = client_factory
-        self._dead_letters = dead_letters
-        self._max_rows = max_rows
-        self._max_age_s = max_age_s
-        self._deadline_s = deadline_s
-        self._mapper = mapper
-        self._columns = columns
-
-    def list_parts(self) -> list[str]:
-        return ["clickhouse"]
-
-    def build_part(self, step_id: str, for_part: str,
-                   resume_state: None) -> WriterPartition:
-        writer = ClickHouseWriter(self._client_factory(), max_rows=self._max_rows,
-                                  max_age_s=self._max_age_s, deadline_s=self._deadline_s,
-                                  columns=self._columns)
-        mapper = self._mapper
-        return WriterPartition(writer, lambda record: (mapper(record),), store="ClickHouse",
-                               unmappable=(RowRangeError, TypeError, ValueError),
-                               write_error=ClickHouseWriteError,
-                               dead_letters=self._dead_letters() if self._dead_letters else None)
-
-
-class TradingClickHouseSink(FixedPartitionedSink[Any, None]):
-    """The trading flow's records (`ExecutionResult`, `CashResult`, `PnlSnapshot`,
-    `RiskAlert`) into executions, cash_movements, pnl_snapshots and alerts as Arrow batches
-    (`TradingClickHouseWriter`: the latest snapshot per key, every execution, movement and
-    alert), written on a thread of its own (`sinks.partition.BackgroundWriterPartition`) so the
-    flow's worker never waits for an insert. `version_base` is added to pnl_snapshots versions
-    (`restart_version_base`); `dead_letters` builds where records ClickHouse refuses go
-    (`sinks.dead_letters.store_dead_letters`), each with its rows as the row mapper makes them
-    (`clickhouse_trading_mapper`)."""
+class _ArrowSink(FixedPartitionedSink[Any, None]):
+    """What both Arrow sinks take: `client_factory`, the writer's bounds (`max_rows`,
+    `max_age_s`) and retry deadline, the `version_base` of the rows it versions, and
+    `dead_letters`, which builds where records ClickHouse refuses go
+    (`sinks.dead_letters.store_dead_letters`)."""
 
     def __init__(self, client_factory: Callable[[], Any], *, max_rows: int = 20_000,
                  max_age_s: float = 1.0, deadline_s: float | None = None,
@@ -112,6 +64,20 @@ class TradingClickHouseSink(FixedPartitionedSink[Any, None]):
     def list_parts(self) -> list[str]:
         return ["clickhouse"]
 
+    def _letters(self) -> DeadLetterOutput | None:
+        return self._dead_letters() if self._dead_letters else None
+
+
+class TradingClickHouseSink(_ArrowSink):
+    """The trading flow's records (`ExecutionResult`, `CashResult`, `PnlSnapshot`,
+    `RiskAlert`) into executions, cash_movements, pnl_snapshots and alerts as Arrow batches
+    (`TradingClickHouseWriter`: the latest snapshot per key, every execution, movement and
+    alert), written on a thread of its own (`sinks.partition.BackgroundWriterPartition`) so the
+    flow's worker never waits for an insert. `version_base` is added to pnl_snapshots versions
+    (`restart_version_base`); `dead_letters` builds where records ClickHouse refuses go
+    (`sinks.dead_letters.store_dead_letters`), each with its rows as the row mapper makes them
+    (`clickhouse_trading_mapper`)."""
+
     def build_part(self, step_id: str, for_part: str,
                    resume_state: None) -> BackgroundWriterPartition:
         writer = TradingClickHouseWriter(self._client_factory(), max_rows=self._max_rows,
@@ -120,5 +86,27 @@ class TradingClickHouseSink(FixedPartitionedSink[Any, None]):
         mapper = clickhouse_trading_mapper(self._version_base)
         return BackgroundWriterPartition(
             writer, writer.buffer_record, lambda record: (mapper(record),), store="ClickHouse",
-            unmappable=(RowRangeError, TypeError, ValueError), write_error=ClickHouseWriteError,
-            dead_letters=self._dead_letters() if self._dead_letters else None)
+            unmappable=UNMAPPABLE, write_error=ClickHouseWriteError,
+            dead_letters=self._letters())
+
+
+class ClickHouseArrowSink(_ArrowSink):
+    """Lists of market records (Trade, Quote, Rejection, Candle; one list per batch of the
+    market flow) into their ClickHouse tables as Arrow batches (`MarketClickHouseWriter`:
+    decimal128 columns built from the integer units, no `Decimal` per value), on the worker,
+    flushed at every epoch's `snapshot()`, the writer's bounds checked once per list.
+    `version_base` is added to candle versions
+    (`sinks.versions.candle_version_base`); `dead_letters` builds where records ClickHouse
+    refuses go (`sinks.dead_letters.store_dead_letters`), each with its rows as the row mapper
+    makes them (`market_mapper`), and a record with no row is an `unstorable_value` letter."""
+
+    def build_part(self, step_id: str, for_part: str, resume_state: None) -> WriterPartition:
+        writer = MarketClickHouseWriter(self._client_factory(), max_rows=self._max_rows,
+                                        max_age_s=self._max_age_s, deadline_s=self._deadline_s,
+                                        version_base=self._version_base)
+        mapper = market_mapper(self._version_base)
+        return WriterPartition(
+            writer, lambda record: (mapper(record),), store="ClickHouse",
+            unmappable=UNMAPPABLE, write_error=ClickHouseWriteError,
+            dead_letters=self._letters(),
+            buffer=writer.buffer_record, batched=True)

@@ -1,8 +1,8 @@
 """The trading flow's ClickHouse writer: records in, one Arrow insert per table per flush.
 
-A `ClickHouseWriter` (same bounds, retries, errors and log lines: read its docstring) that
-buffers core records instead of rows and builds each table's batch column-wise at the flush
-(`sinks.clickhouse.trading_arrow`):
+An `ArrowRecordWriter` (`sinks.clickhouse.record_writer`: a `ClickHouseWriter` that buffers
+core records instead of rows and builds each table's batch column-wise at the flush, with
+`sinks.clickhouse.trading_arrow`; shared with the market writer) that keeps:
 
 - `executions`, the audit trail: every record handed over (the flow leaves out redelivered
   reports, whose first verdict is already stored); `cash_movements` likewise;
@@ -13,35 +13,30 @@ buffers core records instead of rows and builds each table's batch column-wise a
 
 So the tables read (FINAL) exactly as if every record had been inserted row by row
 (tests/integration/test_trading_writes.py). A record whose values do not fit their columns is
-left out at the flush, found with the row mapper (`trading_rows.to_row`), which names the
-column and the record, and handed to `on_unmapped` (logged; a sink partition points it at its
-dead letters, `sinks.isolation`).
+left out at the flush (`ArrowRecordWriter.arrow_table`, with the row mapper
+`trading_rows.to_row`).
 """
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import pyarrow as pa
 
-from sinks.clickhouse.rows import RowRangeError
+from sinks.clickhouse.record_writer import ArrowRecordWriter
 from sinks.clickhouse.trading_arrow import alerts_table, cash_table, executions_table, pnl_table
 from sinks.clickhouse.trading_rows import TABLE_COLUMNS
 from sinks.clickhouse.trading_rows import to_row as row_of
-from sinks.clickhouse.writer import ClickHouseWriter
 from tapeflow.core.models import RiskAlert
 from tapeflow.core.trading.shard_step import CashResult, ExecutionResult, PnlSnapshot
-
-log = logging.getLogger("tapeflow.sinks.clickhouse")
 
 TABLE_ORDER = ("executions", "cash_movements", "pnl_snapshots", "alerts")
 
 TradingRecord = ExecutionResult | CashResult | PnlSnapshot | RiskAlert
 
 
-class TradingClickHouseWriter(ClickHouseWriter):
+class TradingClickHouseWriter(ArrowRecordWriter):
     """Buffers `ExecutionResult`, `CashResult`, `PnlSnapshot` and `RiskAlert` records
     (`add_record`, `buffer_record`) and inserts them as Arrow tables. `version_base` is added
     to pnl_snapshots versions (`sinks.versions.restart_version_base`)."""
@@ -53,10 +48,6 @@ class TradingClickHouseWriter(ClickHouseWriter):
         self._cash: list[CashResult] = []
         self._pnl: dict[tuple[str, str, int], PnlSnapshot] = {}
         self._alerts: list[RiskAlert] = []
-        self.unmapped = 0
-        """Records left out at a flush because a value does not fit its column."""
-        self.on_unmapped: Callable[[Any, Exception], None] = _log_unmapped
-        """Called with each record left out at a flush, and why."""
 
     @property
     def pending(self) -> int:
@@ -90,23 +81,7 @@ class TradingClickHouseWriter(ClickHouseWriter):
             self._clear(table)
         super().discard()
 
-    def flush(self) -> int:
-        """Insert every buffered table, one Arrow batch each. Returns the rows written; raises
-        `ClickHouseWriteError` with the unwritten tables still buffered."""
-        written = 0
-        for table in TABLE_ORDER:
-            records = self._records(table)
-            if not records:
-                continue
-            data = self._table(table, records)
-            if data.num_rows:
-                self._insert_with_retries(table, data)
-                written += data.num_rows
-            self._clear(table)
-        self._flushed()
-        return written
-
-    def _records(self, table: str) -> list[Any]:
+    def _records(self, table: str) -> Sequence[Any]:
         if table == "executions":
             return self._executions
         if table == "cash_movements":
@@ -125,7 +100,7 @@ class TradingClickHouseWriter(ClickHouseWriter):
         else:
             self._alerts = []
 
-    def _build(self, table: str) -> Callable[[Sequence[Any]], pa.Table]:
+    def _builder(self, table: str) -> Callable[[Sequence[Any]], pa.Table]:
         if table == "executions":
             return executions_table
         if table == "cash_movements":
@@ -134,28 +109,8 @@ class TradingClickHouseWriter(ClickHouseWriter):
             return lambda snaps: pnl_table(snaps, self.version_base)
         return alerts_table
 
-    def _table(self, table: str, records: list[Any]) -> pa.Table:
-        """The Arrow batch of `table`; records that do not fit are left out (`on_unmapped`)."""
-        build = self._build(table)
-        try:
-            return build(records)
-        except (RowRangeError, ValueError, TypeError):
-            pass
-        good = []
-        for record in records:
-            try:
-                row_of(record)
-            except (RowRangeError, ValueError, TypeError) as exc:
-                self.unmapped += 1
-                self.on_unmapped(record, exc)
-                continue
-            good.append(record)
-        return build(good)
+    def _tables(self) -> Sequence[str]:
+        return TABLE_ORDER
 
-    def _insert(self, table: str, rows: Any) -> None:
-        """One Arrow insert (`rows` is the batch's `pyarrow.Table`)."""
-        self._client.insert_arrow(table, rows)
-
-
-def _log_unmapped(record: Any, exc: Exception) -> None:
-    log.error("not stored in ClickHouse: %s", exc)
+    def _row_of(self, record: Any) -> object:
+        return row_of(record)

@@ -24,16 +24,18 @@ log = logging.getLogger("tapeflow.sinks.kafka")
 
 class _KafkaPartition(StatefulSinkPartition[Any, None]):
     def __init__(self, writer: KafkaWriter, topic: str, encode: Callable[[Any], bytes],
-                 key: Callable[[Any], str | None]) -> None:
+                 key: Callable[[Any], str | None], batched: bool = False) -> None:
         self._writer = writer
         self._topic = topic
         self._encode = encode
         self._key = key
+        self._batched = batched
         self.skipped = 0
         self.stopped = False
 
     def write_batch(self, values: list[Any]) -> None:
-        for record in values:
+        records = [r for batch in values for r in batch] if self._batched else values
+        for record in records:
             try:
                 value = self._encode(record)
                 key = self._key(record)
@@ -88,12 +90,15 @@ class KafkaRecordSink(FixedPartitionedSink[Any, None]):
 
     `deadline_s`: how long a record may wait for the broker (librdkafka `message.timeout.ms`)
     and a checkpoint's flush may block, so a broker outage shorter than that only delays the
-    flow (docs/faults.md); None: librdkafka's 5 min and a 60 s flush."""
+    flow (docs/faults.md); None: librdkafka's 5 min and a 60 s flush. `batched`: each item's
+    value is a list of records (a batch of the market flow), written in order."""
 
     def __init__(self, conf: dict[str, Any], topic: str, encode: Callable[[Any], bytes],
-                 key: Callable[[Any], str | None], *, deadline_s: float | None = None) -> None:
+                 key: Callable[[Any], str | None], *, deadline_s: float | None = None,
+                 batched: bool = False) -> None:
         self._conf = conf
         self._deadline_s = deadline_s
+        self._batched = batched
         self._topic = topic
         self._encode = encode
         self._key = key
@@ -103,7 +108,7 @@ class KafkaRecordSink(FixedPartitionedSink[Any, None]):
 
     def build_part(self, step_id: str, for_part: str, resume_state: None) -> _KafkaPartition:
         return _KafkaPartition(KafkaWriter.for_deadline(self._conf, self._deadline_s),
-                               self._topic, self._encode, self._key)
+                               self._topic, self._encode, self._key, self._batched)
 
 
 class _Recent:

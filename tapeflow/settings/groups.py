@@ -78,8 +78,8 @@ class KafkaSettings(Group):
     partitions: int = Field(4, ge=1, le=1024, description="Partitions of the topics `tapeflow "
                             "init` creates.")
     source_batch_size: int = Field(1000, ge=1, le=100_000, description="Messages the market "
-                                   "flow's Kafka source reads per poll of a partition (the "
-                                   "trading flow's: TAPEFLOW_TRADING_SOURCE_BATCH_SIZE).")
+                                   "flow's Kafka source reads per poll of a partition, one batch "
+                                   "(the trading flow's: TAPEFLOW_TRADING_SOURCE_BATCH_SIZE).")
 
     @field_validator("topic_prefix")
     @classmethod

@@ -4,8 +4,8 @@ A candle's version was its trade count, so a later run that drops a bad print (a
 tighter filter, a bust) wrote a lower version and ReplacingMergeTree(version) kept the old,
 wrong candle. Every writer now adds its base (`sinks.versions.candle_version_base`): a later
 writer outranks every earlier one, and within a writer the version still grows with each
-correction. Both writers of the candle tables are shown: the stream's sink mapper and the
-backfill.
+correction. Both writers of the candle tables are shown: the stream's (the market flow's
+Arrow writer, `sinks.clickhouse.market_writer`) and the backfill.
 """
 
 from __future__ import annotations
@@ -18,8 +18,7 @@ import polars as pl
 
 from jobs.backfill import BackfillOptions, run_backfill
 from jobs.init import init_clickhouse
-from sinks.clickhouse.flow_sink import clickhouse_market_mapper
-from sinks.clickhouse.writer import ClickHouseWriter
+from sinks.clickhouse.market_writer import MarketClickHouseWriter
 from sinks.versions import CANDLE_VERSION_SHIFT, candle_version_base
 from tapeflow.core.fixedpoint import ONE
 from tapeflow.core.market.candle_batch import build_candles
@@ -54,18 +53,16 @@ def test_a_later_stream_writer_replaces_a_candle_with_fewer_trades(settings: Set
     first, second = candle_version_base(), candle_version_base()
     assert second > first  # strictly increasing within a process
     for base, bad in ((first, True), (second, False)):
-        mapper = clickhouse_market_mapper(base)
-        with ClickHouseWriter(client) as writer:
+        with MarketClickHouseWriter(client, version_base=base) as writer:
             for candle in build_candles(_tape(bad))[0]:
-                writer.add(*mapper(candle))
+                writer.add_record(candle)
     (row,) = _candles(client)
     assert row[1:4] == (100, 3, 3)  # the bad print is gone
     assert row[4] == second + 3
     # A replay of the first writer's rows (a dead process's retries) does not win either.
-    mapper = clickhouse_market_mapper(first)
-    with ClickHouseWriter(client) as writer:
+    with MarketClickHouseWriter(client, version_base=first) as writer:
         for candle in build_candles(_tape(True))[0]:
-            writer.add(*mapper(candle))
+            writer.add_record(candle)
     assert _candles(client)[0][1:4] == (100, 3, 3)
 
 

@@ -22,7 +22,10 @@ last mark per symbol is checked too.
 
 Why 24 s of market: reading a backlog, trades run ahead of quotes in event time; past the
 merge's 30 s bound the verdicts depend on read timing even without a crash (docs/flows.md,
-"Delivery after a crash, as tested"). Volume comes from the number of symbols instead.
+"Delivery after a crash, as tested"). Volume comes from the number of symbols and the tick
+rates instead: the batched flow (one item per poll of a partition) reads the default rates'
+16,000 ticks in a few seconds, most of them start-up, too fast for four kills or more to land
+while it runs, so those tests' markets are four times denser (`DENSE`).
 
 Kill points (seeded): while ClickHouse writes the n-th part of a start (a `tmp_insert_*`
 directory exists: mid-batch), and after random delays counted from the dataflow's start
@@ -183,9 +186,13 @@ def _crash_test(settings: Settings, tmp_path: Path, spec: MarketSpec, seed: int,
     assert last_mark == want_last
 
 
+DENSE = {"trade_rate": 400.0, "quote_rate": 1200.0}
+"""Four times the default tick rates: enough input for the kills to land mid-run."""
+
+
 def test_market_flow_survives_kills(settings: Settings, tmp_path: Path) -> None:
     """Four kills: while writing an early part, early, while writing a later part, late."""
-    spec = MarketSpec(seed=23, n_symbols=48, duration_s=24.0, fault_rate=0.02)
+    spec = MarketSpec(seed=23, n_symbols=48, duration_s=24.0, fault_rate=0.02, **DENSE)
     _crash_test(settings, tmp_path, spec, seed=5,
                 plan=[("insert", 1, 3), ("delay", 0.1, 0.25), ("insert", 2, 6),
                       ("delay", 0.2, 0.4)])
@@ -202,7 +209,7 @@ def test_sigterm_stops_the_flow_cleanly_and_a_restart_continues(settings: Settin
 @pytest.mark.slow
 def test_market_flow_survives_many_kills(settings: Settings, tmp_path: Path) -> None:
     """Eight kills (three while a part is written) on a larger market of 96 symbols."""
-    spec = MarketSpec(seed=31, n_symbols=96, duration_s=24.0, fault_rate=0.03)
+    spec = MarketSpec(seed=31, n_symbols=96, duration_s=24.0, fault_rate=0.03, **DENSE)
     _crash_test(settings, tmp_path, spec, seed=17,
                 plan=[("insert", 1, 2), ("delay", 0.05, 0.1), ("insert", 2, 4),
                       ("delay", 0.1, 0.15), ("insert", 1, 3), ("delay", 0.1, 0.2),

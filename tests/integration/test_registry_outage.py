@@ -24,12 +24,11 @@ import uuid
 from typing import Any
 
 import pytest
-from bytewax.connectors.kafka import KafkaSourceMessage
 from bytewax.testing import run_main
 
 from flows.market import build_flow
-from flows.market_logic import TickDecoder
-from flows.operators import DecodeOrLetter
+from flows.market_logic import TickBatchDecoder
+from flows.operators import BatchDecodeOrLetter
 from jobs.init import create_topics, init_clickhouse
 from schemas.catalogue import (
     REGISTRY_RETRIES,
@@ -43,6 +42,7 @@ from schemas.catalogue import (
 )
 from schemas.codec import Codec, DecodeError
 from sinks.kafka.producer import KafkaWriter
+from sources.kafka.flow_source import MessageBatch
 from sources.kafka.topic_reader import read_all
 from tapeflow.core.models import Quote, Trade
 from tapeflow.errors import StoreError
@@ -133,10 +133,10 @@ def test_past_the_deadline_or_on_a_foreign_answer_the_flow_stops_instead(
     assert 1.0 <= time.monotonic() - started < 10
 
     # The flows' decode step lets it stop the flow: no dead letter for a valid record.
-    decode = DecodeOrLetter(TickDecoder(codec, {"t.md.trades": "Trade"}), "market")
-    msg = KafkaSourceMessage(b"AAA", frame, topic="t.md.trades", partition=0, offset=5)
+    decode = BatchDecodeOrLetter(TickBatchDecoder(codec, {"t.md.trades": "Trade"}), "market")
+    batch = MessageBatch("t.md.trades", 0, [b"AAA"], [frame], [5], [None])
     with caplog.at_level(logging.ERROR), pytest.raises(StoreError):
-        decode(msg)
+        decode(batch)
     assert "market flow stops at t.md.trades[0] offset 5" in caplog.text
 
     # A 404 that is not the registry's own "not found" (a wrong base path) is no verdict on

@@ -1,4 +1,5 @@
-"""Fuzzing the decoding path the flows use: `flows.market_logic.TickDecoder` (market) and
+"""Fuzzing the decoding path the flows use: `flows.market_logic.TickBatchDecoder` (market, one
+message per batch here: tests/unit/test_batch_decode.py fuzzes whole batches) and
 `flows.trading_logic.TradingDecoder` (executions and marks), over the real codec with its compiled
 reader (schemas/fast_reader.py, checked against fastavro in tests/unit/test_fast_reader.py).
 
@@ -33,7 +34,7 @@ from bytewax.connectors.kafka import KafkaSourceMessage
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from flows.market_logic import Arrival, TickDecoder
+from flows.market_logic import TickBatchDecoder
 from flows.operators import DecodeOrLetter, KeyedLetter
 from flows.trading_logic import Incoming, TradingDecoder
 from schemas.catalogue import LocalCatalogue
@@ -44,7 +45,10 @@ from schemas.codec import (
     Codec,
     DecodeError,
 )
+from sources.kafka.flow_source import MessageBatch
+from sources.kafka.ticks import symbol_arrivals
 from sources.synthetic import MarketSpec, generate_market
+from tapeflow.core.market.symbol_step import Arrival
 from tapeflow.core.models import (
     DeadLetter,
     ExecutionReport,
@@ -62,17 +66,24 @@ MARKET = generate_market(MarketSpec(seed=11, n_symbols=3, duration_s=10.0, order
 TRADES, QUOTES, EXECS = "p.md.trades", "p.md.quotes", "p.oms.executions"
 MARKS, OTHER = "p.md.marks", "p.other"
 TOPICS = [TRADES, QUOTES, EXECS, MARKS, OTHER]
-_MARKET = DecodeOrLetter(TickDecoder(CODEC, {TRADES: "Trade", QUOTES: "Quote"}), "market")
+_MARKET = TickBatchDecoder(CODEC, {TRADES: "Trade", QUOTES: "Quote"})
 _TRADING = DecodeOrLetter(TradingDecoder(CODEC, EXECS, MARKS, ["0", "1"]), "trading")
 
 
 def MARKET_DECODER(msg: Any) -> tuple[str, Any]:  # noqa: N802 - stands for the flow's step
-    """What the market flow's decode step gives for one message: (symbol, Arrival), or
-    (original key, DeadLetter)."""
-    out = _MARKET(msg)
-    assert len(out) == 1
-    item = out[0]
-    return (item.key, item.letter) if isinstance(item, KeyedLetter) else item
+    """What the market flow's decode step gives for one message (a batch of one, then split
+    by symbol as the partition step splits it): (symbol, Arrival), or (original key,
+    DeadLetter)."""
+    ts = msg.timestamp
+    batch = MessageBatch(msg.topic, msg.partition, [msg.key], [msg.value], [msg.offset],
+                         [ts[1] * 1000 if ts and ts[0] else None])
+    ticks, letters = _MARKET(batch)
+    if ticks is None:
+        (letter,) = letters
+        return letter.key, letter.letter
+    assert not letters
+    ((symbol, (arrival,)),) = symbol_arrivals(ticks).items()
+    return symbol, arrival
 
 
 def TRADING_DECODER(msg: Any) -> list[Any]:  # noqa: N802
