@@ -9,6 +9,7 @@ md.trades + md.quotes --(Kafka source: one batch per poll of a partition; errors
     --> clean trades/quotes, rejected_ticks, candles_* --> ClickHouse (Arrow, batched,
         idempotent)
     --> marks (last clean trade, throttled) --> md.marks
+    --> closed and corrected candles --> md.candles (the live view, any subscriber)
 ```
 
 Items are batches, not ticks: Bytewax's cost is per item, so one item per poll of a partition
@@ -39,6 +40,7 @@ from flows.market_logic import FirstTick, PartitionLogic, TickBatchDecoder, part
 from flows.operators import decode_batches_or_dead_letter, write_dead_letter_batches
 from flows.spec import FlowRequest
 from schemas.catalogue import (
+    TOPIC_CANDLES,
     TOPIC_DLQ,
     TOPIC_MARKS,
     TOPIC_QUOTES,
@@ -50,6 +52,7 @@ from sinks.dead_letters import store_dead_letters
 from sinks.kafka.flow_sink import KafkaRecordSink
 from sinks.versions import candle_version_base
 from sources.kafka.flow_source import kafka_source as sharded_kafka_source
+from tapeflow.core.market.candle_buckets import Candle
 from tapeflow.core.market.rejections import SequenceGap
 from tapeflow.core.market.symbol_step import DEFAULT_MARKET_CONFIG, MarketConfig, MarkTrade
 from tapeflow.services.clickhouse import open_clickhouse
@@ -71,6 +74,8 @@ class MarketSinks:
     key."""
     marks: Sink[Any]
     """Lists of `tapeflow.core.market.symbol_step.MarkTrade` records."""
+    candles: Sink[Any]
+    """Lists of closed and corrected `Candle`s (those ClickHouse gets), for md.candles."""
 
 
 def check_copartitioned(settings: Settings) -> None:
@@ -130,6 +135,12 @@ def default_sinks(settings: Settings, codec: Codec) -> MarketSinks:
                             key=lambda kl: kl.key or None, deadline_s=deadline, batched=True),
         marks=KafkaRecordSink(conf, settings.topic(TOPIC_MARKS), lambda m: codec.encode(m.trade),
                               key=lambda m: m.symbol, deadline_s=deadline, batched=True),
+        # The stores' version (writer base + trade count), so a subscriber that keeps the
+        # highest version per bucket keeps what ClickHouse keeps, across restarts too.
+        candles=KafkaRecordSink(
+            conf, settings.topic(TOPIC_CANDLES),
+            lambda c: codec.encode(c._replace(version=version_base + c.version)),
+            key=lambda c: c.symbol, deadline_s=deadline, batched=True),
     )
 
 
@@ -141,6 +152,11 @@ class MarketStreams:
     """Throttled marks, keyed by symbol (already written to md.marks)."""
     gaps: op.KeyedStream[SequenceGap]
     """Feed sequence gaps, keyed by symbol."""
+
+
+def candles_of(records: list[Any]) -> list[Candle] | None:
+    """The candles of one batch's records (None: there are none, nothing to send)."""
+    return [r for r in records if isinstance(r, Candle)] or None
 
 
 def add_market(
@@ -186,6 +202,8 @@ def add_market(
     write_dead_letter_batches(f"{prefix}dlq", sinks.dlq, decoded.errs, letters)
     op.output(f"{prefix}clickhouse_out", records, sinks.clickhouse)
     op.output(f"{prefix}marks_out", mark_lists, sinks.marks)
+    candle_lists = op.filter_map_value(f"{prefix}candle_lists", records, candles_of)
+    op.output(f"{prefix}candles_out", candle_lists, sinks.candles)
     return MarketStreams(marks, gaps)
 
 

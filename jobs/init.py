@@ -15,6 +15,7 @@ from jobs.migrate import migrate_clickhouse, migrate_postgres
 from schemas.catalogue import (
     RECORD_SUBJECTS,
     TOPIC_ALERTS,
+    TOPIC_CANDLES,
     TOPIC_CASH,
     TOPIC_DLQ,
     TOPIC_EXECUTIONS,
@@ -33,7 +34,7 @@ from tapeflow.services.postgres import connect_postgres
 from tapeflow.settings import Settings
 
 ALL_TOPICS = (TOPIC_TRADES, TOPIC_QUOTES, TOPIC_EXECUTIONS, TOPIC_ALERTS, TOPIC_DLQ, TOPIC_MARKS,
-              TOPIC_CASH)
+              TOPIC_CASH, TOPIC_CANDLES)
 
 
 @dataclass

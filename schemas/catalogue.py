@@ -58,6 +58,9 @@ TOPIC_DLQ = "tapeflow.dlq"
 TOPIC_CASH = "oms.cash"
 """Cash movements (deposits, withdrawals, fees) as `CashMovement` records, keyed by
 account_id like oms.executions and read by the trading flow with it (docs/trading-core.md)."""
+TOPIC_CANDLES = "md.candles"
+"""Closed and corrected candles (`Candle` records, key: symbol), as the market flow writes them
+to ClickHouse: the live view and any other subscriber follow it (docs/live-view.md)."""
 TOPIC_MARKS = "md.marks"
 """Marks for the trading flow: the last clean trade per symbol, throttled, as a `Trade` record
 (key: symbol). Written by the market flow; see docs/flows.md."""
@@ -69,6 +72,7 @@ RECORD_SUBJECTS = {
     "RiskAlert": f"{TOPIC_ALERTS}-value",
     "DeadLetter": f"{TOPIC_DLQ}-value",
     "CashMovement": f"{TOPIC_CASH}-value",
+    "Candle": f"{TOPIC_CANDLES}-value",
 }
 """Record name -> registry subject (TopicNameStrategy: '<topic>-value')."""
 

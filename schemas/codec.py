@@ -47,6 +47,7 @@ from schemas.edge import (
 )
 from schemas.fast_reader import compile_reader
 from tapeflow.core.fixedpoint import MAX_UNITS
+from tapeflow.core.market.candle_buckets import Candle
 from tapeflow.core.models import (
     EVENT_TIME_MAX_US,
     EVENT_TIME_MIN_US,
@@ -81,6 +82,7 @@ RECORD_TYPES: dict[str, type[Any]] = {
     "RiskAlert": RiskAlert,
     "DeadLetter": DeadLetter,
     "CashMovement": CashMovement,
+    "Candle": Candle,
 }
 _ENUMS: dict[str, type[Any]] = {
     "Side": Side,
@@ -118,16 +120,30 @@ def _is_timestamp(avro_type: Any) -> bool:
     return isinstance(avro_type, dict) and avro_type.get("logicalType") == "timestamp-micros"
 
 
-def _units_from_bytes(raw: bytes) -> int:
+def _precision(avro_type: Any) -> int:
+    """The declared precision of a decimal type (or of the decimal in a nullable union)."""
+    if isinstance(avro_type, list):
+        return max((_precision(t) for t in avro_type), default=0)
+    return int(avro_type.get("precision", 0)) if _is_decimal(avro_type) else 0
+
+
+def _max_units(precision: int) -> int:
+    """The largest unscaled value of `precision` digits (18: the core's `MAX_UNITS`)."""
+    return MAX_UNITS if precision == 18 else 10**precision - 1
+
+
+def _units_from_bytes(raw: bytes, precision: int = 18) -> int:
     units = int.from_bytes(raw, "big", signed=True)
-    if units > MAX_UNITS or units < -MAX_UNITS:
-        raise ValueError("decimal exceeds precision 18")
+    limit = _max_units(precision)
+    if units > limit or units < -limit:
+        raise ValueError(f"decimal exceeds precision {precision}")
     return units
 
 
-def _units_to_bytes(units: int) -> bytes:
-    if units > MAX_UNITS or units < -MAX_UNITS:
-        raise EncodeError(f"{units} units exceed decimal(18, 8)")
+def _units_to_bytes(units: int, precision: int = 18) -> bytes:
+    limit = _max_units(precision)
+    if units > limit or units < -limit:
+        raise EncodeError(f"{units} units exceed decimal precision {precision}")
     return units.to_bytes((units.bit_length() + 8) // 8, "big", signed=True)
 
 
@@ -149,7 +165,13 @@ def _field_codec(field: dict[str, Any]) -> _FieldCodec:
         avro_type = next(t for t in avro_type if t != "null")
     name = field["name"]
     if _is_decimal(avro_type):
-        dec_from, dec_to = _units_from_bytes, _units_to_bytes
+        digits = _precision(avro_type)
+
+        def dec_from(raw: bytes) -> int:
+            return _units_from_bytes(raw, digits)
+
+        def dec_to(units: int) -> bytes:
+            return _units_to_bytes(units, digits)
         return _FieldCodec(name, _opt(dec_from) if nullable else dec_from,
                            _opt(dec_to) if nullable else dec_to)
     if isinstance(avro_type, dict) and avro_type.get("type") == "enum":
@@ -174,9 +196,9 @@ class _RecordCodec:
             raise RuntimeError(f"{name}: schema and model disagree on fields {sorted(missing)}")
         # The compiled reader for frames written with this very schema (schemas/fast_reader.py).
         self.fast = compile_reader(schema, _ENUMS)
-        self.decimal_fields = [i for i, f in enumerate(schema["fields"])
-                               if _is_decimal(f["type"]) or (isinstance(f["type"], list) and
-                                                             any(map(_is_decimal, f["type"])))]
+        self.decimal_fields = [(i, _max_units(_precision(f["type"])), _precision(f["type"]))
+                               for i, f in enumerate(schema["fields"])
+                               if _precision(f["type"])]
         self.timestamp_fields = [(i, f["name"]) for i, f in enumerate(schema["fields"])
                                  if _is_timestamp(f["type"])]
         self.id_fields = [(i, f["name"]) for i, f in enumerate(schema["fields"])
@@ -190,10 +212,10 @@ class _RecordCodec:
     def from_values(self, values: list[Any]) -> Any:
         """The record from the compiled reader's values: decimal, timestamp and identifier
         ranges checked here (the common case inlined: this runs once per message)."""
-        for i in self.decimal_fields:
+        for i, limit, digits in self.decimal_fields:
             units = values[i]
-            if units is not None and (units > MAX_UNITS or units < -MAX_UNITS):
-                raise ValueError("decimal exceeds precision 18")
+            if units is not None and (units > limit or units < -limit):
+                raise ValueError(f"decimal exceeds precision {digits}")
         for i, _ in self.timestamp_fields:
             us = values[i]
             if us is not None and not EVENT_TIME_MIN_US <= us <= EVENT_TIME_MAX_US:

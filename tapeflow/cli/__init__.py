@@ -21,6 +21,7 @@ from tapeflow.cli import (  # noqa: F401
     query_cmd,
     reconcile_cmd,
     run_cmd,
+    serve_cmd,
     setup_cmd,
     status_cmd,
 )

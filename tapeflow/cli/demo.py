@@ -18,7 +18,8 @@ NEXT_STEPS = (
 )
 
 
-def run_demo(settings: Settings, *, minutes: float, seed: int) -> Iterator[str]:
+def run_demo(settings: Settings, *, minutes: float, seed: int,
+             serve: bool = False) -> Iterator[str]:
     from jobs.demo import prepare_demo
     from jobs.summary import market_summary, trading_summary
     from tapeflow.runtime.run import RunOptions, run
@@ -39,4 +40,12 @@ def run_demo(settings: Settings, *, minutes: float, seed: int) -> Iterator[str]:
     yield from market_summary(settings)
     yield from trading_summary(settings)
     yield f"done in {time.monotonic() - started:.1f} s."
-    yield from NEXT_STEPS
+    if not serve:
+        yield from NEXT_STEPS
+        return
+    # The flows keep running (resuming from the batch run's snapshot) and the live view is
+    # served from their process, which holds the embedded ClickHouse.
+    live = settings.runtime
+    yield (f"live view on http://{live.web_host}:{live.web_port} while both flows keep "
+           "running; `tapeflow generate --kafka` in another terminal feeds them; Ctrl-C stops")
+    run(settings, RunOptions(flow="all", serve=True))

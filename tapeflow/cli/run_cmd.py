@@ -48,6 +48,10 @@ def run_flow(
         typer.Option(min=0, max=65535, help="Prometheus /metrics port, 0: off "
                      "(TAPEFLOW_METRICS_PORT, default 9464)."),
     ] = None,
+    serve: Annotated[
+        bool, typer.Option("--serve", help="Also serve the live view from this process "
+                           "(TAPEFLOW_WEB_HOST/PORT; docs/live-view.md).")
+    ] = False,
     merge_wait: Annotated[
         float | None,
         typer.Option(min=0.0, help="Market flow: seconds of event time trades may run ahead "
@@ -72,10 +76,14 @@ def run_flow(
 
     if flow not in FLOWS:
         raise typer.BadParameter(f"unknown flow {flow!r}; choose from {', '.join(FLOWS)}")
+    if serve and (processes > 1 or process_id is not None):
+        raise typer.BadParameter("--serve runs in one process: not with --processes or a "
+                                 "cluster (run `tapeflow serve` beside them)")
     if (process_id is None) != (addresses is None):
         raise typer.BadParameter("--process-id and --addresses go together")
     options = RunOptions(flow=flow, processes=processes, recovery=recovery, batch=batch,
-                         process_id=process_id, addresses=addresses, shard=parse_shard(shard))
+                         process_id=process_id, addresses=addresses, shard=parse_shard(shard),
+                         serve=serve)
     settings = settings_of(ctx, workers=workers, snapshot_interval_s=snapshot_interval,
                            metrics_port=metrics_port, market_merge_wait_s=merge_wait)
     # Every flow writes to Postgres: the trading flow its state, the market flow its feed-gap

@@ -77,6 +77,10 @@ def demo(
     ctx: typer.Context,
     minutes: Annotated[float, typer.Option(min=0.1, help="Minutes of market to generate.")] = 3.0,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 7,
+    serve: Annotated[
+        bool, typer.Option("--serve", help="Then keep the flows running and serve the live "
+                           "view from their process (docs/live-view.md).")
+    ] = False,
 ) -> None:
     """Run Tapeflow locally end to end on the embedded defaults and summarise what came out.
 
@@ -87,5 +91,5 @@ def demo(
     """
     from tapeflow.cli.demo import run_demo
 
-    for line in run_demo(settings_of(ctx), minutes=minutes, seed=seed):
+    for line in run_demo(settings_of(ctx), minutes=minutes, seed=seed, serve=serve):
         typer.echo(terminal_lines(line))

@@ -20,7 +20,7 @@ from bytewax.dataflow import Dataflow
 from bytewax.recovery import RecoveryConfig
 from bytewax.run import cli_main
 
-from flows.metrics import serve
+from flows.metrics import serve as serve_metrics
 from flows.spec import FlowRequest, spec
 from jobs.local.services import ensure_kafka
 from sources.kafka.flow_source import consumer_group, request_stop, stop_requested
@@ -31,6 +31,7 @@ from tapeflow.runtime.recovery import (
     recovery_path,
 )
 from tapeflow.settings import Settings
+from tapeflow.web.server import LiveView
 
 log = logging.getLogger("tapeflow.run")
 
@@ -49,6 +50,8 @@ class RunOptions:
     recovery: bool = True
     batch: bool = False
     shard: tuple[int, int] | None = None
+    serve: bool = False
+    """Also serve the live view from this process (the one that holds an embedded store)."""
 
     def request(self, settings: Settings) -> FlowRequest:
         return FlowRequest(batch=self.batch, shard=self.shard,
@@ -78,8 +81,9 @@ def run(settings: Settings, options: RunOptions) -> int:
         recovery_config = RecoveryConfig(path, timedelta(0))
     flow = build(settings, options)
     tune_gc()
-    serve(settings.runtime.metrics_port, options.process_id, settings.runtime.metrics_host)
+    serve_metrics(settings.runtime.metrics_port, options.process_id, settings.runtime.metrics_host)
     _stop_on_signals()
+    view = LiveView(settings).start() if options.serve else None
     try:
         cli_main(flow, workers_per_process=settings.runtime.workers,
                  process_id=options.process_id,
@@ -91,6 +95,9 @@ def run(settings: Settings, options: RunOptions) -> int:
             log.warning("stopped after a snapshot; a restart resumes from it")
             return 0
         raise
+    finally:
+        if view is not None:
+            view.stop()
     return 0
 
 

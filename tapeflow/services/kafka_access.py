@@ -7,10 +7,11 @@ and docs/security.md prints it (`tests/unit/test_kafka_access.py` keeps the two 
 
 Least privilege, by component (docs/security.md):
 
-- the market flow reads the tape and writes marks, dead letters and feed-gap alerts;
+- the market flow reads the tape and writes marks, candles, dead letters and feed-gap alerts;
 - the trading flow reads executions and marks, writes dead letters, `risk.alerts` and the desk
   topics (every alert topic it writes, it also reads: its sink skips alerts already there);
-- a subscriber reads the alert topics of its desks (`*`: `risk.alerts` and every desk) and its
+- a subscriber reads the alert topics of its desks (`*`: `risk.alerts` and every desk), the
+  candles (market data is every desk's), and its
   own consumer groups, `PRINCIPAL.*`, so it can neither read another desk's alerts nor join
   or move another subscriber's group;
 - the admin principal (`tapeflow init`, operators' commands) is a super user of the broker:
@@ -30,6 +31,7 @@ from typing import Literal
 
 from schemas.catalogue import (
     TOPIC_ALERTS,
+    TOPIC_CANDLES,
     TOPIC_CASH,
     TOPIC_DLQ,
     TOPIC_EXECUTIONS,
@@ -102,6 +104,7 @@ def component_grants(settings: Settings, role: KafkaRole) -> list[Grant]:
         return [*_topic(who, t(TOPIC_TRADES), READ, "the tape in"),
                 *_topic(who, t(TOPIC_QUOTES), READ, "the tape in"),
                 *_topic(who, t(TOPIC_MARKS), WRITE, "marks out"),
+                *_topic(who, t(TOPIC_CANDLES), WRITE, "closed and corrected candles out"),
                 *_topic(who, t(TOPIC_DLQ), WRITE, "dead letters"),
                 *_topic(who, t(TOPIC_ALERTS), BOTH, "feed-gap alerts; read: the alerts "
                         "already there are not sent again"),
@@ -125,6 +128,8 @@ def subscriber_grants(settings: Settings, principal: str, desks: frozenset[str])
     else:
         topics = [g for d in sorted(desks)
                   for g in _topic(principal, settings.desk_topic(d), READ, f"desk {d}'s alerts")]
+    topics += _topic(principal, settings.topic(TOPIC_CANDLES), READ,
+                     "candles: market data, the same for every desk (the live view)")
     return [*topics, Grant(principal, "group", subscriber_group_prefix(principal), "prefixed",
                            "read", "its own consumer groups, and no one else's")]
 

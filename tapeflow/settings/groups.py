@@ -350,6 +350,9 @@ class RuntimeSettings(Group):
     recovery_partitions: int = Field(
         1, ge=1, description="Partitions of a new recovery store (fixed once created).")
     workers: int = Field(1, ge=1, description="Worker threads per `tapeflow run` process.")
+    web_host: str = Field("127.0.0.1", description="Address the live view (`tapeflow serve`, "
+                          "`--serve`) listens on; beyond localhost, put TLS in front of it.")
+    web_port: int = Field(8080, ge=1, le=65535, description="Port of the live view.")
 
     @field_validator("log_level")
     @classmethod
@@ -388,6 +391,11 @@ class AccessSettings(Group):
         description="Subscriber principals and the desks each may read: "
         "`risk-a=desk-a;ops=*` (`*`: risk.alerts and every desk); `tapeflow init` grants "
         "them read on those topics and on their own consumer groups (`PRINCIPAL.*`).")
+
+    viewers_file: Path | None = Field(
+        None, description="JSON file of the live view's viewers (name -> password hash and "
+        "the desks it reads, as a subscriber); unset: one local viewer who sees everything, "
+        "on localhost (docs/live-view.md).")
 
     @field_validator("alerts_allowed_accounts", mode="before")
     @classmethod

@@ -53,6 +53,7 @@ def test_the_market_flow_reads_the_tape_and_writes_its_outputs_only() -> None:
         (m, "topic", "p.md.trades", "literal", "read"),
         (m, "topic", "p.md.quotes", "literal", "read"),
         (m, "topic", "p.md.marks", "literal", "write"),
+        (m, "topic", "p.md.candles", "literal", "write"),
         (m, "topic", "p.tapeflow.dlq", "literal", "write"),
         (m, "topic", "p.risk.alerts", "literal", "read"),
         (m, "topic", "p.risk.alerts", "literal", "write"),
@@ -84,8 +85,10 @@ def test_a_subscriber_reads_its_desks_and_its_own_groups_only() -> None:
     subscribers = {r for r in _rows(all_grants(settings)) if r[0] in ("risk-a", "ops")}
     assert subscribers == {
         ("risk-a", "topic", "p.risk.alerts.desk.desk-a", "literal", "read"),
+        ("risk-a", "topic", "p.md.candles", "literal", "read"),  # market data: every desk's
         ("risk-a", "group", "risk-a.", "prefixed", "read"),
         ("ops", "topic", "p.risk.alerts", "prefixed", "read"),
+        ("ops", "topic", "p.md.candles", "literal", "read"),
         ("ops", "group", "ops.", "prefixed", "read"),
     }
     # Nothing of a subscriber's is writable, and no grant reaches another's group prefix.

@@ -58,7 +58,9 @@ def test_the_flow_routes_every_output_and_survives_bad_input() -> None:
     ch: list[Any] = []
     dlq: list[Any] = []
     marks: list[Any] = []
-    sinks = MarketSinks(TestingSink(ch), TestingSink(dlq), TestingSink(marks))
+    candles: list[Any] = []
+    sinks = MarketSinks(TestingSink(ch), TestingSink(dlq), TestingSink(marks),
+                        TestingSink(candles))
     source = TestingSource(batches([unknown, *messages], size=40, errors=[error]))
     flow = build_flow(SETTINGS, source=source, sinks=sinks, codec=codec, min_block=1)
     run_main(flow)
@@ -76,6 +78,9 @@ def test_the_flow_routes_every_output_and_survives_bad_input() -> None:
     assert any(isinstance(r, Rejection) for r in records)
     assert any(isinstance(r, Candle) for r in records)
     assert marks and all(isinstance(m, MarkTrade) for m in _flat(marks))
+    # md.candles carries every candle ClickHouse gets, in the same batches, and nothing else
+    assert _flat(candles) == [r for r in records if isinstance(r, Candle)]
+    assert [c for _k, batch in ch for c in batch if isinstance(c, Candle)] == _flat(candles)
 
 
 def _batch(ticks: list[Any], offsets: list[int], recv_us: int | None = 5,

@@ -15,7 +15,13 @@ from tapeflow.core.risk.assess import (
 )
 from tapeflow.core.risk.levels import AlertKey, Level, Reading, alert_id, apply_readings
 from tapeflow.core.risk.limits import RiskLimitBook, RiskLimits, SessionHours
-from tapeflow.core.risk.subscription import AlertFilter, delivered, permitted, refused_accounts
+from tapeflow.core.risk.subscription import (
+    AlertFilter,
+    delivered,
+    permitted,
+    permitted_account,
+    refused_accounts,
+)
 
 __all__ = [
     "AlertFilter",
@@ -37,5 +43,6 @@ __all__ = [
     "delivered",
     "invalid_execution_alert",
     "permitted",
+    "permitted_account",
     "refused_accounts",
 ]

@@ -66,9 +66,15 @@ class AlertFilter:
 
 def permitted(alert: RiskAlert, allowed_accounts: frozenset[str] | None) -> bool:
     """Whether a subscriber restricted to `allowed_accounts` (None: unrestricted) may see it."""
+    return permitted_account(alert.account_id, allowed_accounts)
+
+
+def permitted_account(account_id: str | None, allowed_accounts: frozenset[str] | None) -> bool:
+    """The rule itself, on an account (None: the event has none): also what a live-view
+    viewer may see of rows and events (`tapeflow.web.access`)."""
     if allowed_accounts is None:
         return True
-    return alert.account_id is not None and alert.account_id in allowed_accounts
+    return account_id is not None and account_id in allowed_accounts
 
 
 def delivered(alert: RiskAlert, wanted: AlertFilter,
