@@ -22,6 +22,7 @@ from tapeflow.core.models import CashMovement, DeadLetter, ExecutionReport, Trad
 from tapeflow.core.trading.account_step import TradingConfig
 from tapeflow.core.trading.orders import Invalid
 from tapeflow.core.trading.positions import MarkPrice
+from tapeflow.core.trading.resume import rebuild_kept_figures_inplace
 from tapeflow.core.trading.shard_step import (
     ExecutionResult,
     ShardConfig,
@@ -130,7 +131,9 @@ class ShardLogic(StatefulLogic[Incoming, ShardOutput | KeyedLetter, bytes]):
         self._tick = tick
         if isinstance(resume, bytes):
             resume = pickle.loads(resume)  # our own recovery store
-        self._state = resume if resume is not None else ShardState()
+        # A snapshot of an earlier version lacks the kept figures: rebuilt from positions.
+        self._state = (ShardState() if resume is None
+                       else rebuild_kept_figures_inplace(resume))
         self._wake: datetime | None = None
 
     def on_item(self, value: Incoming) -> tuple[Iterable[ShardOutput | KeyedLetter], bool]:

@@ -187,6 +187,8 @@ def _track_holder(shard: ShardState, account_id: str, output: TradingOutput) -> 
             del shard.holders[position.symbol]
 
 
+
+
 def mark_of(trade: Trade) -> MarkPrice:
     """The mark a clean trade (from `md.marks`) gives; its id names the trade exactly."""
     return MarkPrice(trade.symbol, trade.price, trade.ts_event,
