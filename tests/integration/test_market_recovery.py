@@ -194,8 +194,8 @@ def test_market_flow_survives_kills(settings: Settings, tmp_path: Path) -> None:
     """Four kills: while writing an early part, early, while writing a later part, late."""
     spec = MarketSpec(seed=23, n_symbols=48, duration_s=24.0, fault_rate=0.02, **DENSE)
     _crash_test(settings, tmp_path, spec, seed=5,
-                plan=[("insert", 1, 3), ("delay", 0.1, 0.25), ("insert", 2, 6),
-                      ("delay", 0.2, 0.4)])
+                plan=[("insert", 1, 2), ("delay", 0.05, 0.15), ("insert", 1, 3),
+                      ("delay", 0.05, 0.15)])
 
 
 def test_sigterm_stops_the_flow_cleanly_and_a_restart_continues(settings: Settings,

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from flows.state_codec import dumps
 from tapeflow.core.trading.resume import rebuild_kept_figures_inplace
 from tapeflow.core.trading.shard_step import ShardState
-from tests.unit.test_account_totals import World, check_kept_figures, next_step, step
+from tests.support.account_sequences import World, check_kept_figures, next_step, step
 
 NEW_ACCOUNT_FIELDS = ("market_16", "gross_16", "basis_16")
 NEW_RISK_FIELDS = ("opening", "concentration_bound_16", "concentration_open")
