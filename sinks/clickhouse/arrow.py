@@ -34,6 +34,7 @@ from sinks.clickhouse.arrow_columns import (
     TIMESTAMP,
     arrow_table,
     check_range,
+    fields,
     int64s,
     string_lists,
     strings,
@@ -120,7 +121,7 @@ def candles_from_frame(table: str, frame: pl.DataFrame, version_base: int = 0) -
 def trades_table(trades: Sequence[Trade]) -> pa.Table:
     """Clean trades as the `trades` table (`clickhouse_rows.trade_row`'s values, column-wise)."""
     t = "trades"
-    symbol, venue, ts, seq, price, size, trade_id, conditions = zip(*trades, strict=True)
+    symbol, venue, ts, seq, price, size, trade_id, conditions = fields(trades, 8)
     return arrow_table({"symbol": strings(symbol), "venue": strings(venue),
                   "ts_event": times(t, "ts_event", ts), "seq": int64s(t, "seq", seq),
                   "price": units(t, "price", price), "size": units(t, "size", size),
@@ -131,7 +132,7 @@ def trades_table(trades: Sequence[Trade]) -> pa.Table:
 def quotes_table(quotes: Sequence[Quote]) -> pa.Table:
     """Clean quotes as the `quotes` table."""
     t = "quotes"
-    symbol, venue, ts, seq, bid_px, bid_sz, ask_px, ask_sz = zip(*quotes, strict=True)
+    symbol, venue, ts, seq, bid_px, bid_sz, ask_px, ask_sz = fields(quotes, 8)
     return arrow_table({"symbol": strings(symbol), "venue": strings(venue),
                   "ts_event": times(t, "ts_event", ts), "seq": int64s(t, "seq", seq),
                   "bid_px": units(t, "bid_px", bid_px), "bid_sz": units(t, "bid_sz", bid_sz),
@@ -171,7 +172,7 @@ def candles_table(name: str, candles: Sequence[Candle], version_base: int = 0) -
     """Candles of one width as the table `name` (`clickhouse_rows.candle_row`'s values), with
     `version_base` added to every version (`sinks.versions.candle_version_base`)."""
     (symbol, bucket, _width, open_, high, low, close, volume, notional, vwap, count,
-     version) = zip(*candles, strict=True)
+     version) = fields(candles, 12)
     versions = [v + version_base for v in version] if version_base else version
     return arrow_table({"symbol": strings(symbol), "bucket": times(name, "bucket", bucket),
                   "open": units(name, "open", open_), "high": units(name, "high", high),
