@@ -233,7 +233,9 @@ def test_a_candle_appears_and_a_late_trade_updates_it(deployment: Deployment,
                                                       browser: Any) -> None:
     page = _page(browser, deployment, "ops", f"/symbols/{SYMBOL}?interval=1s")
     _live(page)
-    second = (deployment.now_us // 1_000_000 - 30) * 1_000_000
+    # The first second of a minute that ended two minutes ago: the 1 s candle closes by the
+    # watermark, the 1 min one by the idle close soon after (the symbols page lists 1 min ones).
+    second = (deployment.now_us // 60_000_000 - 2) * 60_000_000
     for seq, (ts, price) in enumerate([(second + 100_000, "10.00"), (second + 200_000, "10.10"),
                                        (second + 7_000_000, "10.05")], start=1):
         deployment.send(TOPIC_TRADES, SYMBOL, _trade(seq, ts, price))
