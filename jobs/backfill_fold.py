@@ -2,7 +2,7 @@
 
 The market flow's partition step (`flows.market_logic.PartitionLogic`) splits each batch into
 its symbols' arrivals and drives each symbol's `SymbolState` with
-`tapeflow.core.market.symbol_step.on_arrival_inplace`, then `on_end_inplace` at the end of a
+`tapeflow.core.market.symbol_step.on_arrivals_inplace`, then `on_end_inplace` at the end of a
 finite input. The backfill calls exactly those two functions on each symbol's ticks read from
 the files, so the merge of trades and quotes, the tick filter, the candle builder (its
 `too_late` rule and every candle version) and the condition effects are the stream's own code,
@@ -39,7 +39,7 @@ from tapeflow.core.market.symbol_step import (
     MarketConfig,
     Output,
     SymbolState,
-    on_arrival_inplace,
+    on_arrivals_inplace,
     on_end_inplace,
 )
 from tapeflow.core.models import Quote, Trade
@@ -87,17 +87,11 @@ def step_symbol(
     """One symbol's trades and quotes (each in arrival order) through the stream's step, with
     `batch_config(config)`; the verdict of every row, the rejections, candles and gaps."""
     config = batch_config(config)
-    state = SymbolState()
-    outputs: list[Output] = []
-    extend = outputs.extend
-    for arrival in _arrivals(trades, trade_recv):
-        state, out = on_arrival_inplace(state, arrival, None, config)
-        extend(out)
-    for arrival in _arrivals(quotes, quote_recv):
-        state, out = on_arrival_inplace(state, arrival, None, config)
-        extend(out)
-    state, out = on_end_inplace(state, config)
-    extend(out)
+    state, outputs = on_arrivals_inplace(SymbolState(), _arrivals(trades, trade_recv), None,
+                                         config)
+    state, outputs = on_arrivals_inplace(state, _arrivals(quotes, quote_recv), None, config,
+                                         out=outputs)
+    outputs.extend(on_end_inplace(state, config)[1])
     return _by_row(outputs, len(trades), len(quotes))
 
 
