@@ -31,6 +31,7 @@ the embedded ClickHouse admits one process.
 
 from __future__ import annotations
 
+import gc
 import logging
 import math
 import multiprocessing
@@ -38,6 +39,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -186,6 +188,22 @@ def _runs(frame: pl.DataFrame | None) -> dict[str, tuple[int, pl.DataFrame]]:
     return out
 
 
+@contextmanager
+def _paused_gc() -> Iterator[None]:
+    """No cyclic garbage collection while a bucket's ticks go through the step: the ticks and
+    the step's outputs are tuples freed by reference counting, and every collection would walk
+    all the tick objects alive (measured on one symbol's 300,000 ticks: the step 1.34 s with
+    the collector, 1.02 s without; building the arrivals 0.32 s against 0.04 s). As
+    `tapeflow.runtime.run.tune_gc` does for the flows (design decision 53)."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
 def fold_bucket(files: Sequence[InputFile], window: Window, bucket: int, buckets: int, *,
                 config: MarketConfig = DEFAULT_MARKET_CONFIG,
                 progress: Progress | None = None, version_base: int = 0) -> BucketResult:
@@ -204,24 +222,25 @@ def fold_bucket(files: Sequence[InputFile], window: Window, bucket: int, buckets
     rejections: list[Rejection] = []
     candles: list[Candle] = []
     gaps = rows = 0
-    for key in sorted(set(by_trades) | set(by_quotes)):
-        t_at, t_frame = by_trades.get(key, (0, None))
-        q_at, q_frame = by_quotes.get(key, (0, None))
-        trades = trades_of(t_frame) if t_frame is not None else []
-        quotes = quotes_of(q_frame) if q_frame is not None else []
-        t0 = time.perf_counter()
-        result = step_symbol(trades, quotes, _recv(t_frame), _recv(q_frame), config)
-        candles.extend(final_candles(result.candles))
-        fold_s += time.perf_counter() - t0
-        trade_ok[t_at:t_at + len(trades)] = result.trade_ok
-        quote_ok[q_at:q_at + len(quotes)] = result.quote_ok
-        rejections.extend(result.rejections)
-        gaps += result.gaps
-        done = len(trades) + len(quotes)
-        rows += done
-        del trades, quotes, result
-        if progress is not None:
-            progress(done)
+    with _paused_gc():
+        for key in sorted(set(by_trades) | set(by_quotes)):
+            t_at, t_frame = by_trades.get(key, (0, None))
+            q_at, q_frame = by_quotes.get(key, (0, None))
+            trades = trades_of(t_frame) if t_frame is not None else []
+            quotes = quotes_of(q_frame) if q_frame is not None else []
+            t0 = time.perf_counter()
+            result = step_symbol(trades, quotes, _recv(t_frame), _recv(q_frame), config)
+            candles.extend(final_candles(result.candles))
+            fold_s += time.perf_counter() - t0
+            trade_ok[t_at:t_at + len(trades)] = result.trade_ok
+            quote_ok[q_at:q_at + len(quotes)] = result.quote_ok
+            rejections.extend(result.rejections)
+            gaps += result.gaps
+            done = len(trades) + len(quotes)
+            rows += done
+            del trades, quotes, result
+            if progress is not None:
+                progress(done)
     del by_trades, by_quotes
     t0 = time.perf_counter()
     tables: dict[str, pa.Table] = {}
