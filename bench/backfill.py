@@ -20,7 +20,7 @@ run:
 baseline before a change) on the same files; `--data DIR` keeps the tape to reuse it.
 
 Run:  uv run python bench/backfill.py [--trades N] [--quotes Q] [--symbols S] [--hours H]
-      [--workers 1,2] [--data DIR] [--repo DIR] [--bucket-rows N]
+      [--workers 1,2] [--data DIR] [--repo DIR] [--bucket-rows N] [--fold-only]
 """
 
 from __future__ import annotations
@@ -40,7 +40,8 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from sources.files.ticks import to_units_series
+from jobs.backfill import BackfillOptions, fold_bucket
+from sources.files.ticks import count_rows, open_inputs, to_units_series
 
 REPO = Path(__file__).resolve().parent.parent
 START_US = 1_767_619_800_000_000  # 2026-01-05T13:30:00Z, US open
@@ -221,6 +222,28 @@ def run_backfill(paths: list[Path], workers: int, home: Path, repo: Path,
     return elapsed, max(peak, before), peak_tree, out
 
 
+def _hwm_mb() -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def fold_only(paths: list[Path], bucket_rows: int) -> None:
+    """The backfill's reading and stepping of every bucket in this process, without the
+    embedded ClickHouse and its inserts: its own peak RSS, to tell the two apart."""
+    files, _ = open_inputs(paths)
+    window = BackfillOptions().window
+    total = sum(count_rows(f, window) for f in files)
+    buckets = max(1, -(-total // bucket_rows))
+    t0 = time.perf_counter()
+    for bucket in range(buckets):
+        fold_bucket(files, window, bucket, buckets)
+    print(f"fold only (no ClickHouse), {buckets} buckets: {time.perf_counter() - t0:6.2f} s  "
+          f"{total / (time.perf_counter() - t0):12,.0f} ticks/s  peak RSS {_hwm_mb():,.0f} MB "
+          "(a child process of its own)")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--trades", type=int, default=5_000_000)
@@ -234,7 +257,14 @@ def main() -> None:
                         help="the checkout whose `tapeflow backfill` runs (a baseline: an "
                              "export of an earlier commit)")
     parser.add_argument("--bucket-rows", type=int, default=None)
+    parser.add_argument("--fold-only", action="store_true",
+                        help="also read and step every bucket in a child process without "
+                             "ClickHouse (this checkout's code), for its peak RSS")
+    parser.add_argument("--fold-child", nargs="+", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.fold_child:
+        fold_only(args.fold_child, args.bucket_rows or 1_000_000)
+        return
     print(f"command: uv run python bench/backfill.py --trades {args.trades} --quotes "
           f"{args.quotes} --symbols {args.symbols} --hours {args.hours} --workers "
           f"{args.workers}" + (f" --bucket-rows {args.bucket_rows}" if args.bucket_rows else "")
@@ -270,6 +300,10 @@ def main() -> None:
                   f"(largest process), {tree_kb / 1024:,.0f} MB (all its processes, sampled)")
             for line in out.strip().splitlines():
                 print(f"    {line}")
+        if args.fold_only:
+            sys.stdout.flush()
+            subprocess.run([sys.executable, __file__, "--fold-child", *map(str, paths),
+                            *extra], cwd=REPO, check=True)
         print(f"load average {os.getloadavg()[0]:.1f} at end (a shared machine: other "
               "engineers' tests ran meanwhile)")
 
