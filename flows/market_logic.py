@@ -9,7 +9,8 @@ and md.quotes are co-partitioned by symbol, so partition p of both topics carrie
 symbols and one stateful step per partition holds every symbol's `SymbolState`, the Kafka
 Streams task model. Each batch (one poll of one partition) is split into its symbols' ticks
 (`sources.kafka.ticks.symbol_arrivals`) and each symbol's ticks go through the per-symbol
-core (`tapeflow.core.market.symbol_step`) in arrival order, exactly as per-symbol keys did.
+core (`tapeflow.core.market.symbol_step.on_arrivals_inplace`, the form the backfill calls too)
+in arrival order, exactly as per-symbol keys did.
 """
 
 from __future__ import annotations
@@ -35,11 +36,12 @@ from tapeflow.core.market.candles import Candle
 from tapeflow.core.market.rejections import Rejection, SequenceGap
 from tapeflow.core.market.symbol_step import (
     Arrival,
+    ArrivalError,
     MarketConfig,
     MarkTrade,
     Output,
     SymbolState,
-    on_arrival_inplace,
+    on_arrivals_inplace,
     on_end_inplace,
     on_wall_clock_inplace,
 )
@@ -254,14 +256,20 @@ class PartitionLogic(StatefulBatchLogic[TickBatch, PartitionOut, PartitionSnapsh
         clock.observed_from = wall
         self._dirty.add(symbol)
         config = self._config
-        for arrival in arrivals:
+        outputs: list[Output] = []
+        start = 0
+        while start < len(arrivals):
             try:
-                state, outputs = on_arrival_inplace(state, arrival, wall, config)
-            except Exception as exc:
-                log.exception("market step failed for %s", symbol)
-                out.letters.append(_error_letter("process", exc, arrival, symbol))
-                continue
-            out.add(outputs)
+                state, outputs = on_arrivals_inplace(state, arrivals, wall, config,
+                                                     out=outputs, start=start)
+                break
+            except ArrivalError as failed:  # that arrival becomes a dead letter; on with the rest
+                exc = failed.__cause__ or failed
+                log.error("market step failed for %s", symbol, exc_info=exc)
+                out.letters.append(_error_letter("process", exc, arrivals[failed.index],
+                                                 symbol))
+                start = failed.index + 1
+        out.add(outputs)
         self._states[symbol] = state
         if clock.wake_us is None:
             clock.wake_us = wall + config.quiet_us

@@ -1,107 +1,125 @@
-"""One symbol's ticks through the stream's tick filter: the sequential part of the backfill.
+"""One symbol's ticks through the stream's per-symbol step: the sequential part of the backfill.
 
-The market flow keys the tape by symbol and drives `tapeflow.core.market.symbol_step`: it merges the
-symbol's trades and quotes, then calls the tick filter (`filter_trade_inplace` /
-`filter_quote_inplace`) on each tick and the candle builder on each accepted trade. The filter is
-causal and sequential (each verdict depends on the ticks before it), so the backfill calls the same
-filter functions, tick by tick, in the same order; the candles are an aggregate of the result
-(`jobs.backfill_candles`, which proves it equal to the builder's last versions).
+The market flow's partition step (`flows.market_logic.PartitionLogic`) splits each batch into
+its symbols' arrivals and drives each symbol's `SymbolState` with
+`tapeflow.core.market.symbol_step.on_arrivals_inplace`, then `on_end_inplace` at the end of a
+finite input. The backfill calls exactly those two functions on each symbol's ticks read from
+the files, so the merge of trades and quotes, the tick filter, the candle builder (its
+`too_late` rule and every candle version) and the condition effects are the stream's own code,
+not a re-implementation: stream/backfill parity holds by construction
+(tests/integration/test_backfill_parity.py checks it end to end).
 
-**Order.** The stream keeps each kind in arrival order (its Kafka partition's offset order, i.e.
-the file's row order here) and merges the two kinds by merge key (`ts_event`, capped at the
-receive time when there is one), a quote first on equal keys. `tapeflow.core.market.symbol_step`
-explains why its output depends only on the two sequences (as long as its reader never runs more
-than `merge_max_wait_us` ahead on one kind, which a batch run guarantees with its 1 h wait): it is
-the two-pointer merge P of the two sequences, because the step only releases a held head when the
-other kind's head is larger or when nothing of the other kind can come before it. The backfill
-has both sequences whole, so it computes P directly (`merged_order`) and filters in that order.
+**Order.** The stream keeps each kind in arrival order (its partition's offset order, i.e. the
+file's row order here) and merges the two kinds by merge key, a quote first on equal keys
+(`symbol_step`). Its result depends only on the two sequences as long as the merge never
+releases a head early on its `merge_max_wait_us` bound, which a batch run (`--batch`, 1 h)
+guarantees in practice. The backfill has both sequences whole, so it runs the step with an
+unbounded wait (`UNBOUNDED_WAIT_US`) and hands it the symbol's trades and then its quotes: every
+trade waits for the quotes, and the step's own merge releases them in the two-pointer merge
+order P of the two sequences.
 
-The filter state is per (venue, symbol), so symbols are independent and any symbol may be
-judged in any process.
+**Verdicts per row.** The step emits exactly one of (the tick itself, its `Rejection`) per tick,
+and releases each kind in arrival order, so walking its outputs in order gives each row's
+verdict without looking anything up (`SymbolResult`).
+
+The state is per symbol, so symbols are independent and any symbol may be judged in any process.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from itertools import repeat
 
-from tapeflow.core.market.conditions import REGULAR
-from tapeflow.core.market.filter_config import DEFAULT_FILTER_CONFIG, FilterConfig
-from tapeflow.core.market.filter_state import FilterState
-from tapeflow.core.market.rejections import Rejection
-from tapeflow.core.market.tick_filter import filter_quote_inplace, filter_trade_inplace
+from tapeflow.core.market.candles import Candle
+from tapeflow.core.market.rejections import Rejection, SequenceGap, TickKind
+from tapeflow.core.market.symbol_step import (
+    DEFAULT_MARKET_CONFIG,
+    Arrival,
+    MarketConfig,
+    Output,
+    SymbolState,
+    on_arrivals_inplace,
+    on_end_inplace,
+)
 from tapeflow.core.models import Quote, Trade
+
+UNBOUNDED_WAIT_US = 2**64
+"""A merge wait no event-time span reaches (a Python int: no overflow)."""
+NO_ORIGIN = ("", -1, -1)
+_new_tuple = tuple.__new__
+
+
+def batch_config(config: MarketConfig) -> MarketConfig:
+    """`config` for a whole input at once: the merge waits for the other kind however far
+    ahead one kind runs (module docstring, "Order")."""
+    return replace(config, merge_max_wait_us=UNBOUNDED_WAIT_US)
 
 
 @dataclass
 class SymbolResult:
-    """The tick filter's verdicts on one symbol's ticks."""
+    """The step's outputs on one symbol's ticks, by row."""
 
     trade_ok: list[bool] = field(default_factory=list)
-    """Per trade, in input order: accepted by the filter."""
+    """Per trade, in input order: a clean trade (accepted by the filter and the candle
+    builder)."""
     quote_ok: list[bool] = field(default_factory=list)
     rejections: list[Rejection] = field(default_factory=list)
+    candles: list[Candle] = field(default_factory=list)
+    """Every version emitted, in emission order (`candle_batch.final_candles` keeps the last)."""
     gaps: int = 0
-    trade_effect: list[int] = field(default_factory=list)
-    """Per trade, in input order: its condition effect (`tapeflow.core.market.conditions`)."""
 
 
-def _keys(ticks: Sequence[Trade | Quote], recv: Sequence[int | None] | None) -> list[int]:
-    """The stream's merge key per tick (`tapeflow.core.market.symbol_step._merge_key`)."""
-    if recv is None:
-        return [t[2] for t in ticks]
-    return [ts if r is None or ts <= r else r
-            for ts, r in zip((t[2] for t in ticks), recv, strict=True)]
+def _arrivals(ticks: Sequence[Trade | Quote],
+              recv: Sequence[int | None] | None) -> list[Arrival]:
+    times = repeat(None, len(ticks)) if recv is None else recv
+    return list(map(_new_tuple, repeat(Arrival),
+                    zip(ticks, times, repeat(NO_ORIGIN, len(ticks)), strict=True)))
 
 
-def merged_order(trade_keys: Sequence[int], quote_keys: Sequence[int]) -> list[int]:
-    """The merge P as indices: i >= 0 is trade i, ~i (< 0) is quote i. Each kind keeps its
-    order; the smaller head goes first, a quote on equal keys."""
-    out: list[int] = []
-    append = out.append
-    i = j = 0
-    nt, nq = len(trade_keys), len(quote_keys)
-    while i < nt and j < nq:
-        if quote_keys[j] <= trade_keys[i]:
-            append(~j)
-            j += 1
-        else:
-            append(i)
-            i += 1
-    out.extend(range(i, nt))
-    out.extend(~k for k in range(j, nq))
-    return out
-
-
-def filter_symbol(
+def step_symbol(
     trades: Sequence[Trade],
     quotes: Sequence[Quote],
     trade_recv: Sequence[int | None] | None = None,
     quote_recv: Sequence[int | None] | None = None,
-    config: FilterConfig = DEFAULT_FILTER_CONFIG,
+    config: MarketConfig = DEFAULT_MARKET_CONFIG,
 ) -> SymbolResult:
-    """Judge one symbol's trades and quotes (each in arrival order) in the merge order P."""
-    t_recv = trade_recv if trade_recv is not None else [None] * len(trades)
-    q_recv = quote_recv if quote_recv is not None else [None] * len(quotes)
-    order = merged_order(_keys(trades, trade_recv), _keys(quotes, quote_recv))
-    state = FilterState()
-    trade_ok = [False] * len(trades)
-    quote_ok = [False] * len(quotes)
-    rejections: list[Rejection] = []
-    gaps = 0
-    for k in order:
-        if k >= 0:
-            state, rejection, gap = filter_trade_inplace(state, trades[k], t_recv[k], config)
-            if rejection is None:
-                trade_ok[k] = True
-        else:
-            state, rejection, gap = filter_quote_inplace(state, quotes[~k], q_recv[~k], config)
-            if rejection is None:
-                quote_ok[~k] = True
-        if rejection is not None:
-            rejections.append(rejection)
-        if gap is not None:
+    """One symbol's trades and quotes (each in arrival order) through the stream's step, with
+    `batch_config(config)`; the verdict of every row, the rejections, candles and gaps."""
+    config = batch_config(config)
+    state, outputs = on_arrivals_inplace(SymbolState(), _arrivals(trades, trade_recv), None,
+                                         config)
+    state, outputs = on_arrivals_inplace(state, _arrivals(quotes, quote_recv), None, config,
+                                         out=outputs)
+    outputs.extend(on_end_inplace(state, config)[1])
+    return _by_row(outputs, len(trades), len(quotes))
+
+
+def _by_row(outputs: list[Output], trades: int, quotes: int) -> SymbolResult:
+    result = SymbolResult([False] * trades, [False] * quotes)
+    trade_ok, quote_ok = result.trade_ok, result.quote_ok
+    rejections, candles = result.rejections, result.candles
+    t = q = gaps = 0
+    for item in outputs:
+        kind = type(item)
+        if kind is Trade:
+            trade_ok[t] = True
+            t += 1
+        elif kind is Quote:
+            quote_ok[q] = True
+            q += 1
+        elif kind is Candle:
+            candles.append(item)  # type: ignore[arg-type]
+        elif kind is Rejection:
+            rejections.append(item)  # type: ignore[arg-type]
+            if item.kind is TickKind.TRADE:  # type: ignore[union-attr]
+                t += 1
+            else:
+                q += 1
+        elif kind is SequenceGap:
             gaps += 1
-    rules = config.conditions
-    effects = [rules.effect(t.venue, t.conditions) if t.conditions else REGULAR for t in trades]
-    return SymbolResult(trade_ok, quote_ok, rejections, gaps, effects)
+        # MarkTrade: marks feed live prices to the trading flow; history has no use for them.
+    if t != trades or q != quotes:  # one verdict per tick: anything else is a bug, not data
+        raise AssertionError(f"the step judged {t} of {trades} trades, {q} of {quotes} quotes")
+    result.gaps = gaps
+    return result

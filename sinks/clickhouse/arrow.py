@@ -46,7 +46,6 @@ from sinks.clickhouse.arrow_columns import (
 from sinks.clickhouse.rows import (
     CANDLE_COLUMNS,
     MAX_D18,
-    MAX_D38,
     QUOTE_COLUMNS,
     REJECTION_COLUMNS,
     TABLE_COLUMNS,
@@ -85,34 +84,6 @@ def ticks_from_units(table: str, frame: pl.DataFrame) -> pa.Table:
         else:
             arrays.append(col.to_arrow().cast(pa.string()))
     return pa.Table.from_arrays(arrays, names=list(columns))
-
-
-def candles_from_frame(table: str, frame: pl.DataFrame, version_base: int = 0) -> pa.Table:
-    """Candles held column-wise (`jobs.backfill_candles.final_candles`: units as Int64, volume
-    and notional as Int128) as the Arrow table for `table`, checked like `candle_row`;
-    `version_base` is added to every version (`sinks.versions.candle_version_base`)."""
-    if version_base:
-        frame = frame.with_columns(pl.col("version").cast(pl.UInt64) + version_base)
-    arrays: list[Any] = []
-    for name in CANDLE_COLUMNS:
-        col = frame[name]
-        if name == "symbol":
-            arrays.append(col.to_arrow().cast(pa.string()))
-        elif name == "bucket":
-            check_range(table, name, [col.min(), col.max()], EVENT_TIME_MIN_US, EVENT_TIME_MAX_US)  # type: ignore[list-item]
-            arrays.append(col.to_arrow().cast(pa.int64()).cast(TIMESTAMP))
-        elif name in ("trade_count", "version"):
-            arrays.append(col.to_arrow().cast(pa.uint64()))
-        elif name in ("volume", "notional"):
-            check_range(table, name, [col.min(), col.max()], -MAX_D38, MAX_D38)  # type: ignore[list-item]
-            dtype = VOLUME if name == "volume" else NOTIONAL
-            raw = col.cast(pl.Decimal(38, 0)).to_arrow()
-            arrays.append(raw.view(dtype))
-        else:
-            check_range(table, name, [col.min(), col.max()], -MAX_D18, MAX_D18)  # type: ignore[list-item]
-            wide_ = col.to_arrow().cast(pa.int64()).cast(pa.decimal128(19, 0))
-            arrays.append(wide_.view(pa.decimal128(19, SCALE)).cast(PRICE))
-    return pa.Table.from_arrays(arrays, names=list(CANDLE_COLUMNS))
 
 
 # Core records (the market flow's outputs) as Arrow tables.

@@ -19,7 +19,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from jobs.backfill_fold import merged_order
+from jobs.backfill_fold import NO_ORIGIN, batch_config
 from sources.files.ticks import (
     BackfillInputError,
     InputFile,
@@ -31,6 +31,16 @@ from sources.files.ticks import (
     scan,
     to_units_series,
     trades_of,
+)
+from tapeflow.core.fixedpoint import ONE
+from tapeflow.core.market.rejections import Rejection
+from tapeflow.core.market.symbol_step import (
+    DEFAULT_MARKET_CONFIG,
+    Arrival,
+    Output,
+    SymbolState,
+    on_arrival_inplace,
+    on_end_inplace,
 )
 from tapeflow.core.models import Quote, Trade
 
@@ -208,16 +218,34 @@ def test_floats_of_eight_decimals_convert_exactly(units: list[int]) -> None:
     assert to_units_series(pl.Series(floats, dtype=pl.Float64), "p").to_list() == units
 
 
+def _merged_order(trade_keys: list[int], quote_keys: list[int]) -> list[int]:
+    """The order in which the backfill's step (`jobs.backfill_fold`: the stream's
+    `on_arrival_inplace` with `batch_config`, a symbol's trades handed in before its quotes)
+    judges the ticks: i >= 0 is trade i, ~i quote i."""
+    config = batch_config(DEFAULT_MARKET_CONFIG)
+    trades = [Trade("M", "X", T0 + k, 1 + i, ONE, ONE, None, ()) for i, k in enumerate(trade_keys)]
+    quotes = [Quote("M", "X", T0 + k, 1 + i, ONE, ONE, ONE, ONE) for i, k in enumerate(quote_keys)]
+    index = {id(t): i for i, t in enumerate(trades)} | {id(q): ~i for i, q in enumerate(quotes)}
+    state, outputs = SymbolState(), list[Output]()
+    for tick in [*trades, *quotes]:
+        state, out = on_arrival_inplace(state, Arrival(tick, None, NO_ORIGIN), None, config)
+        outputs += out
+    outputs += on_end_inplace(state, config)[1]
+    judged = [o.tick if isinstance(o, Rejection) else o for o in outputs]
+    return [index[id(t)] for t in judged if isinstance(t, (Trade, Quote))]
+
+
 @pytest.mark.parametrize(("trades", "quotes", "order"), [
     ([1, 2, 3], [], [0, 1, 2]),
     ([], [1, 2], [~0, ~1]),
     ([5], [5], [~0, 0]),  # a quote first on equal keys
     ([1, 9, 4], [3, 8], [0, ~0, ~1, 1, 2]),  # each kind keeps its own (arrival) order
     ([10, 2], [5], [~0, 0, 1]),
+    ([10**10, 2 * 10**10], [5], [~0, 0, 1]),  # hours ahead: the batch merge still waits
 ])
 def test_merged_order_is_the_two_pointer_merge(trades: list[int], quotes: list[int],
                                                order: list[int]) -> None:
-    assert merged_order(trades, quotes) == order
+    assert _merged_order(trades, quotes) == order
 
 
 # Issue 14: timestamps in another unit, float sequence numbers and values that do not parse.

@@ -4,9 +4,12 @@ resumable."""
 from __future__ import annotations
 
 import pickle
+import random
 from collections import Counter
 from itertools import pairwise
 from typing import Any
+
+import pytest
 
 from sources.synthetic import MarketSpec, generate_market
 from tapeflow.core.fixedpoint import ONE
@@ -16,10 +19,12 @@ from tapeflow.core.market.conditions import DEFAULT_CONDITION_RULES, PRICE_BIT
 from tapeflow.core.market.rejections import Rejection
 from tapeflow.core.market.symbol_step import (
     Arrival,
+    ArrivalError,
     MarketConfig,
     MarkTrade,
     SymbolState,
     on_arrival_inplace,
+    on_arrivals_inplace,
     on_end_inplace,
     on_wall_clock_inplace,
 )
@@ -170,3 +175,48 @@ def test_the_wall_clock_releases_a_quiet_symbol() -> None:
     _, out = on_wall_clock_inplace(state, 105_000_000, config)
     assert trade in out and MarkTrade(trade) in out
     assert any(isinstance(o, Candle) for o in out)  # idle buckets closed by the wall clock
+
+
+@pytest.mark.parametrize("wait_us", [0, 1_000_000, 30_000_000, 10**12])
+def test_the_batch_form_is_the_per_tick_form(wait_us: int) -> None:
+    """`on_arrivals_inplace` (the partition step's and the backfill's) gives the outputs, in
+    order, and the state of `on_arrival_inplace` tick by tick, cut into any batches, with or
+    without a wall clock; on a market with every fault kind, at several merge waits."""
+    _, ticks = _ticks()
+    config = MarketConfig(merge_max_wait_us=wait_us)
+    rng = random.Random(wait_us)
+    symbols = sorted({t.symbol for t in ticks})
+    for wall in (None, 1_767_600_000_000_000):
+        for symbol in symbols:
+            arrivals = [Arrival(t, t.ts_event + rng.choice([0, 0, 5, -7])) for t in ticks
+                        if t.symbol == symbol]
+            one, want = SymbolState(), []
+            for arrival in arrivals:
+                want += on_arrival_inplace(one, arrival, wall, config)[1]
+            batched, got = SymbolState(), []
+            i = 0
+            while i < len(arrivals):
+                n = rng.choice([1, 2, 7, 100, len(arrivals)])
+                on_arrivals_inplace(batched, arrivals[i:i + n], wall, config, out=got)
+                i += n
+            assert got == want
+            assert batched == one
+            assert on_end_inplace(batched, config)[1] == on_end_inplace(one, config)[1]
+
+
+def test_an_arrival_the_batch_form_cannot_take_is_named_and_the_rest_can_go_on() -> None:
+    _, ticks = _ticks()
+    symbol = ticks[0].symbol
+    arrivals = [Arrival(t, None) for t in ticks if t.symbol == symbol][:40]
+    broken = arrivals[10].tick._replace(ts_event=None)
+    state, out = SymbolState(), list[Any]()
+    with pytest.raises(ArrivalError) as failed:
+        on_arrivals_inplace(state, [*arrivals[:10], Arrival(broken, 5), *arrivals[10:]], None,
+                            WIDE, out=out)
+    assert failed.value.index == 10
+    assert isinstance(failed.value.__cause__, TypeError)
+    on_arrivals_inplace(state, [*arrivals[:10], Arrival(broken, 5), *arrivals[10:]], None,
+                        WIDE, out=out, start=11)
+    reference, want = SymbolState(), list[Any]()
+    on_arrivals_inplace(reference, arrivals, None, WIDE, out=want)
+    assert out == want

@@ -45,6 +45,7 @@ State is advanced in place and returned, like the filter's and the candles' (own
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
@@ -149,6 +150,56 @@ def on_arrival_inplace(
         state.last_arrival_wall = wall_us
     out: list[Output] = []
     _release(state, state.newest_key - config.merge_max_wait_us, config, out)
+    return state, out
+
+
+class ArrivalError(Exception):
+    """`on_arrivals_inplace` could not take the arrival at `index` (the cause is chained):
+    the arrivals before it are taken and their outputs appended; the caller decides what to do
+    with that one and may go on from `index + 1`."""
+
+    def __init__(self, index: int) -> None:
+        super().__init__(f"arrival {index} not taken")
+        self.index = index
+
+
+def on_arrivals_inplace(
+    state: SymbolState,
+    arrivals: Sequence[Arrival],
+    wall_us: int | None,
+    config: MarketConfig = DEFAULT_MARKET_CONFIG,
+    *,
+    out: list[Output] | None = None,
+    start: int = 0,
+) -> tuple[SymbolState, list[Output]]:
+    """Take a symbol's `arrivals[start:]` in order, appending what they release to `out`
+    (a new list when None): exactly the outputs, in the same order, of `on_arrival_inplace`
+    on each in turn. This is the batch form the market flow's partition step and the backfill
+    both call; the per-tick one stays the reference (tests/unit/test_symbol_step.py compares
+    them). Raises `ArrivalError` for an arrival that raised, its partial outputs removed."""
+    if out is None:
+        out = []
+    trades, quotes = state.trades, state.quotes
+    wait = config.merge_max_wait_us
+    for index in range(start, len(arrivals)):
+        arrival = arrivals[index]
+        mark = len(out)
+        try:
+            tick, recv = arrival[0], arrival[1]
+            ts = tick.ts_event
+            key = ts if recv is None or ts <= recv else recv
+            (trades if isinstance(tick, Trade) else quotes).append((key, arrival))
+            newest = state.newest_key
+            if key > newest:
+                state.newest_key = newest = key
+            if wall_us is not None:
+                state.last_arrival_wall = wall_us
+            # `_release`'s first test, inlined: a lone head younger than the floor waits.
+            if (trades and quotes) or (trades or quotes)[0][0] <= newest - wait:
+                _release(state, newest - wait, config, out)
+        except Exception as exc:
+            del out[mark:]
+            raise ArrivalError(index) from exc
     return state, out
 
 
