@@ -35,14 +35,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from playwright.sync_api import Error as PlaywrightError
 
-from bench.trading_common import (
-    REPO,
-    bench_settings,
-    flow_env,
-    kafka_broker,
-    postgres_dsn,
-    prepare,
-)
+from bench.bench_kafka import bench_broker
+from bench.trading_common import REPO, bench_settings, flow_env, postgres_dsn, prepare
 from jobs.local.ports import free_port
 from schemas.catalogue import TOPIC_EXECUTIONS, LocalCatalogue
 from schemas.codec import Codec
@@ -151,7 +145,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--round-trips", type=int, default=40)
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory() as tmp, kafka_broker(Path(tmp)) as bootstrap:
+    with tempfile.TemporaryDirectory() as tmp, bench_broker(Path(tmp)) as bootstrap:
         dep = Deployment(Path(tmp), bootstrap)
         try:
             dep.trade("warm", Side.BUY, 100 * ONE)
