@@ -34,6 +34,11 @@ from tapeflow.services.kafka_access import Grant
 
 PROBE_LOG = logging.getLogger("tapeflow.kafka.probe")
 PROBE_LOG.setLevel(logging.CRITICAL)  # "connection refused" is the answer we ask for, not news
+ADMIN_LOG = logging.getLogger("tapeflow.kafka.admin")
+"""librdkafka's own lines from admin clients, through logging rather than straight to stderr:
+an admin client freed with an answer nobody waited for any more says "Purging 1 unserved
+events from background queue" (level 6, info), which is not news to an operator and broke the
+one-line errors of the commands that had asked it something."""
 
 
 class TopicError(UserError):
@@ -48,9 +53,7 @@ def admin_client(conf: Mapping[str, Any], *, quiet: bool = False,
                  timeout_s: float | None = None) -> AdminClient:
     """An admin client over `conf` (`Settings.kafka_config()`); `quiet` sends librdkafka's
     connection chatter to a muted logger (a probe expects refusals)."""
-    extra: dict[str, Any] = {}
-    if quiet:
-        extra["logger"] = PROBE_LOG
+    extra: dict[str, Any] = {"logger": PROBE_LOG if quiet else ADMIN_LOG}
     if timeout_s is not None:
         extra["socket.timeout.ms"] = max(1, int(timeout_s * 1000))
     return AdminClient({**conf, **extra})
