@@ -10,7 +10,7 @@ the reject paths run too), then times, in the same process and on the same data:
 - filter + 1 m candles (the target: >= 300,000 trades/s);
 - filter + 1 s and 1 m candles (the default widths).
 
-Run:  cd /work/main && uv run python bench/core_throughput.py [--trades N] [--symbols S]
+Run:  uv run python bench/core_throughput.py [--trades N] [--symbols S]
 """
 
 from __future__ import annotations

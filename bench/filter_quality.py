@@ -28,7 +28,7 @@ Acceptance targets (the issue): recall >= 0.99 on price spikes of 1 % or more an
 deterministic fault (zero or negative price or size, crossed quote, duplicate), and false
 rejections of genuine ticks (clean, out of order, late) <= 0.1 %.
 
-Run:  cd /work/main && uv run python bench/filter_quality.py [--seeds 1,2,3,4,5] [--minutes 30]
+Run:  uv run python bench/filter_quality.py [--seeds 1,2,3,4,5] [--minutes 30]
 """
 
 from __future__ import annotations
