@@ -37,7 +37,7 @@ from tapeflow.core.models import Trade
 from tapeflow.core.trading.shard_step import ShardConfig
 from tapeflow.services.postgres import connect_postgres
 from tapeflow.settings import Settings
-from tests.support.kafka_env import kafka_env
+from tests.support.kafka_env import child_env
 from tests.support.trading_builders import OrderSim, u
 
 CODEC = Codec(LocalCatalogue.load())
@@ -87,13 +87,7 @@ def test_list_and_replay_dead_letters_once_their_cause_is_fixed(settings: Settin
                           shard_config=ShardConfig(snapshot_interval_us=10_000_000)))
     assert [r[0] for r in _pg(settings, "SELECT order_id FROM orders")] == ["GOOD"]
 
-    env = {"TAPEFLOW_CLICKHOUSE_DSN": settings.clickhouse_url(),
-           "TAPEFLOW_CLICKHOUSE_DATABASE": settings.clickhouse.database,
-           "TAPEFLOW_POSTGRES_DSN": settings.postgres.dsn.get_secret_value(),
-           "TAPEFLOW_POSTGRES_SCHEMA": settings.postgres.schema,
-           **kafka_env(settings),
-           "TAPEFLOW_KAFKA_TOPIC_PREFIX": settings.kafka.topic_prefix,
-           "TAPEFLOW_HOME": str(settings.home)}
+    env = child_env(settings)
 
     def cli(*args: str, extra: dict[str, str] | None = None) -> Any:
         return CliRunner().invoke(app, list(args), env={**env, **(extra or {})})

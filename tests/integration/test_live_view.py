@@ -40,7 +40,7 @@ from tapeflow.core.models import Side, Trade
 from tapeflow.settings import Settings
 from tapeflow.web.access import hash_password
 from tests.support.browser import chromium, screenshot
-from tests.support.kafka_env import kafka_env
+from tests.support.kafka_env import child_env
 from tests.support.locations import REPO
 from tests.support.trading_builders import OrderSim
 
@@ -108,13 +108,7 @@ def deployment(kafka_bootstrap: str, kafka_auth: dict[str, Any], postgres_dsn: s
     grant_access(settings)
     env = {k: v for k, v in os.environ.items() if not k.startswith("TAPEFLOW_")}
     env.update({
-        **kafka_env(settings),
-        "TAPEFLOW_HOME": str(settings.home),
-        "TAPEFLOW_CLICKHOUSE_DSN": settings.clickhouse_url(),
-        "TAPEFLOW_CLICKHOUSE_DATABASE": settings.clickhouse.database,
-        "TAPEFLOW_POSTGRES_DSN": postgres_dsn,
-        "TAPEFLOW_POSTGRES_SCHEMA": settings.postgres.schema,
-        "TAPEFLOW_KAFKA_TOPIC_PREFIX": settings.kafka.topic_prefix,
+        **child_env(settings),
         "TAPEFLOW_KAFKA_PARTITIONS": "2",
         "TAPEFLOW_ACCESS_DESKS": desks,
         "TAPEFLOW_ACCESS_VIEWERS_FILE": str(viewers),

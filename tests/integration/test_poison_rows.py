@@ -54,7 +54,7 @@ from tapeflow.core.trading.shard_step import (
 from tapeflow.services.clickhouse import open_clickhouse
 from tapeflow.services.postgres import connect_postgres
 from tapeflow.settings import Settings
-from tests.support.kafka_env import kafka_env
+from tests.support.kafka_env import child_env
 from tests.support.postgres_scenario import scenario
 
 CODEC = Codec(LocalCatalogue.load())
@@ -155,13 +155,7 @@ def test_a_row_clickhouse_refuses_is_a_dead_letter_then_replayed_once_fixed(
     assert client.query("SELECT trade_count FROM candles_1s FINAL WHERE symbol = 'POISON'"
                         ).result_rows == [(2,)]
 
-    env = {"TAPEFLOW_CLICKHOUSE_DSN": settings.clickhouse_url(),
-           "TAPEFLOW_CLICKHOUSE_DATABASE": settings.clickhouse.database,
-           "TAPEFLOW_POSTGRES_DSN": settings.postgres.dsn.get_secret_value(),
-           "TAPEFLOW_POSTGRES_SCHEMA": settings.postgres.schema,
-           **kafka_env(settings),
-           "TAPEFLOW_KAFKA_TOPIC_PREFIX": settings.kafka.topic_prefix,
-           "TAPEFLOW_HOME": str(settings.home)}
+    env = child_env(settings)
     runner = CliRunner()
     client.close()  # chDB: one client per process at a time is the safe use
     again = runner.invoke(app, ["dlq", "replay", "--source", "clickhouse"], env=env)

@@ -19,20 +19,13 @@ from jobs.init import init_postgres
 from tapeflow.services.postgres import connect_postgres
 from tapeflow.settings import Settings
 from tapeflow.web.access import hash_password
-from tests.support.kafka_env import kafka_env
+from tests.support.kafka_env import child_env
 from tests.support.locations import REPO
 
 
 def _env(settings: Settings, chdb: Path, **extra: str) -> dict[str, str]:
-    assert settings.postgres.dsn is not None
     env = {k: v for k, v in os.environ.items() if not k.startswith("TAPEFLOW_")}
-    env.update({**kafka_env(settings), "TAPEFLOW_HOME": str(settings.home),
-                "TAPEFLOW_CLICKHOUSE_DSN": f"chdb://{chdb}",
-                "TAPEFLOW_CLICKHOUSE_DATABASE": settings.clickhouse.database,
-                "TAPEFLOW_POSTGRES_DSN": settings.postgres.dsn.get_secret_value(),
-                "TAPEFLOW_POSTGRES_SCHEMA": settings.postgres.schema,
-                "TAPEFLOW_KAFKA_TOPIC_PREFIX": settings.kafka.topic_prefix, **extra})
-    return env
+    return {**env, **child_env(settings), "TAPEFLOW_CLICKHOUSE_DSN": f"chdb://{chdb}", **extra}
 
 
 def _port() -> int:

@@ -30,3 +30,17 @@ def kafka_env(settings: Settings) -> dict[str, str]:
         else:
             env[f"TAPEFLOW_KAFKA_{name}_PASSWORD"] = secret
     return env
+
+
+def child_env(settings: Settings) -> dict[str, str]:
+    """`TAPEFLOW_*` variables for a command run on the services of `settings`: the broker with
+    its principals (`kafka_env`), the topic prefix, both stores and the home. Shared by the
+    tests that run `tapeflow ...` in a subprocess or a CliRunner."""
+    assert settings.postgres.dsn is not None
+    return {**kafka_env(settings),
+            "TAPEFLOW_KAFKA_TOPIC_PREFIX": settings.kafka.topic_prefix,
+            "TAPEFLOW_CLICKHOUSE_DSN": settings.clickhouse_url(),
+            "TAPEFLOW_CLICKHOUSE_DATABASE": settings.clickhouse.database,
+            "TAPEFLOW_POSTGRES_DSN": settings.postgres.dsn.get_secret_value(),
+            "TAPEFLOW_POSTGRES_SCHEMA": settings.postgres.schema,
+            "TAPEFLOW_HOME": str(settings.home)}
